@@ -1,0 +1,38 @@
+#include "common/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int wsml_errf(wsml_err *err, int code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+int wsml_err_prefix(wsml_err *err, const char *fmt, ...) {
+    if (!err) return WSML_OK;
+    char prefix[512], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    return err->code;
+}
+
+void wsml_err_clear(wsml_err *err) {
+    if (!err) return;
+    err->code = WSML_OK;
+    err->msg[0] = '\0';
+}
+
+void wsml_err_print(const char *prog, const wsml_err *err) {
+    fprintf(stderr, "%s: error: %s\n", prog, err && err->msg[0] ? err->msg : "unknown error");
+}

@@ -1,0 +1,34 @@
+// The one image codec path (libvips): decode any format libvips reads, resize,
+// encode JPEG/PNG. Images in memory are HWC uint8, 3 channels (RGB) unless stated.
+#ifndef WSML_IMAGE_H
+#define WSML_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+typedef struct {
+    int height, width, channels;
+    uint8_t *pixels; // height*width*channels bytes, malloc'd
+} wsml_image;
+
+// Initialises libvips once (thread-safe); returns 0 or an error.
+int wsml_image_init(wsml_err *err);
+
+// Decodes a file or memory buffer to RGB HWC uint8 (grey replicated, alpha dropped,
+// CMYK/16-bit converted), fully: a truncated or corrupt file is an error naming it.
+int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err);
+int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_err *err);
+// Resizes to exactly out_h x out_w (aspect not kept) with bilinear interpolation
+// matching PIL's/torchvision's Resize((h,w)) antialiased bilinear as closely as
+// libvips allows.
+int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err);
+// Encodes to a malloc'd JPEG (quality 1..100) or PNG buffer.
+int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len, wsml_err *err);
+int wsml_image_encode_png(const wsml_image *img, void **buf, size_t *len, wsml_err *err);
+// Writes PNG atomically.
+int wsml_image_write_png(const char *path, const wsml_image *img, wsml_err *err);
+void wsml_image_free(wsml_image *img);
+
+#endif
