@@ -19,8 +19,9 @@ fi
 status=0
 for r in "${rows[@]}"; do
   echo "== bench $r"
-  bash "$here/$r.sh" || { echo "bench $r: FAILED" >&2; status=1; }
+  bash "$here/$r.sh" 2>&1 | tee "$WSML_BUILD/bench/$r.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "bench $r: FAILED" >&2; status=1; }
 done
 echo "== summary"
-grep -h "ratio=" "$WSML_BUILD"/bench/*.txt 2>/dev/null || true
+for r in "${rows[@]}"; do grep -h "ratio=" "$WSML_BUILD/bench/$r.txt"; done 2>/dev/null || true
 exit $status
