@@ -1,0 +1,354 @@
+// train/loss.c against tests/oracles/losses_ref.py: line-by-line transcriptions of the
+// reference loss code (LargeLossMatters; single-positive-multi-label) run by PyTorch.
+// Each test starts the oracle once and reads all its cases from a pipe.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/loss.h"
+
+// ---- the oracle's array stream (shared layout with losses_ref.py `emit`) ------------------
+
+enum { DT_I8 = 1, DT_U8 = 2, DT_I32 = 3, DT_I64 = 4, DT_F32 = 5, DT_F64 = 6 };
+
+static FILE *oracle_open(const char *mode) {
+    const char *python = getenv("PYTHON");
+    const char *tests = getenv("WSML_TESTS");
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "%s -W ignore %s/oracles/losses_ref.py %s",
+             python && *python ? python : "/usr/bin/python3", tests && *tests ? tests : "tests",
+             mode);
+    FILE *fp = popen(cmd, "r");
+    cr_assert(fp, "cannot start %s", cmd);
+    return fp;
+}
+
+static void oracle_close(FILE *fp) {
+    int status = pclose(fp);
+    cr_assert_eq(status, 0, "the oracle exited with status %d", status);
+}
+
+// Reads one array of dtype; count must equal `expect` unless expect is (size_t)-1.
+static void *read_array(FILE *fp, int dtype, size_t expect, size_t *count_out) {
+    static const size_t elem[] = {0, 1, 1, 4, 8, 4, 8};
+    int32_t header[2];
+    cr_assert_eq(fread(header, sizeof(header), 1, fp), 1, "oracle stream ended early");
+    cr_assert_eq(header[0], dtype, "oracle stream: dtype %d where %d was expected", header[0],
+                 dtype);
+    size_t count = (size_t)header[1];
+    if (expect != (size_t)-1)
+        cr_assert_eq(count, expect, "oracle stream: %zu elements where %zu were expected", count,
+                     expect);
+    void *data = malloc(count * elem[dtype] + 8);
+    cr_assert(data);
+    if (count) cr_assert_eq(fread(data, elem[dtype] * count, 1, fp), 1, "oracle stream truncated");
+    if (count_out) *count_out = count;
+    return data;
+}
+
+#define ANY ((size_t)-1)
+
+// Errors of a against the reference b: norm_err = max |a − b| / max|b|; elem_err = max
+// |a − b| / |b| over entries with |b| >= 1e-3·max|b|; and `bad` = entries outside
+// |a − b| <= 1e-5·|b| + 1e-6·max|b|. The absolute part is needed where an entry is a
+// difference of nearly equal terms (ROLE's cross terms when p ≈ q): there a 1-ulp
+// difference of exp() between glibc and PyTorch's SLEEF becomes a large relative error
+// of the small result, in PyTorch's own float32 answer as much as in ours.
+static void compare_f32(const float *a, const float *b, size_t n, double *norm_err,
+                        double *elem_err, size_t *bad) {
+    double maxb = 0;
+    for (size_t i = 0; i < n; i++) maxb = fmax(maxb, fabs(b[i]));
+    *norm_err = 0;
+    *elem_err = 0;
+    *bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (maxb > 0) *norm_err = fmax(*norm_err, d / maxb);
+        if (fabs(b[i]) >= 1e-3 * maxb && b[i] != 0) *elem_err = fmax(*elem_err, d / fabs(b[i]));
+        *bad += d > 1e-5 * fabs(b[i]) + 1e-6 * maxb;
+    }
+}
+
+// ---- every loss, every threshold, 5 epochs with LL-Cp label state ---------------------------
+
+Test(loss, matches_reference_transcription, .timeout = 120) {
+    static const char *const names[] = {"full", "an",   "an-ls", "wan", "epr",
+                                        "role", "ll-r", "ll-ct", "ll-cp"};
+    FILE *fp = oracle_open("loss");
+    int32_t *ncases = read_array(fp, DT_I32, 1, NULL);
+    const int num_cases = ncases[0];
+    double worst_loss = 0, worst_grad_norm = 0, worst_grad_elem = 0;
+    double worst_dg_norm = 0, worst_dg_elem = 0, worst_grad_elem_not_role = 0;
+    long batches = 0, modified_total = 0, flips_total = 0, quirk_observed_modified = 0;
+    for (int cs = 0; cs < ncases[0]; cs++) {
+        int32_t *h = read_array(fp, DT_I32, 7, NULL);
+        double *f = read_array(fp, DT_F64, 5, NULL);
+        const int kind = h[0], absolute = h[1], quirks = h[2], N = h[3], B = h[4], C = h[5],
+                  epochs = h[6];
+        cr_assert_eq(wsml_loss_kind_parse(names[kind]), kind);
+        wsml_loss_config cfg;
+        wsml_loss_config_default(&cfg);
+        cfg.kind = (wsml_loss_kind)kind;
+        cfg.threshold = absolute ? WSML_THRESHOLD_ABSOLUTE : WSML_THRESHOLD_RELATIVE;
+        cfg.reference_quirks = quirks;
+        cfg.delta_rel_percent = f[0];
+        cfg.r0 = f[1];
+        cfg.delta_abs = f[2];
+        cfg.ls_coef = f[3];
+        cfg.expected_num_pos = f[4];
+        int8_t *full = read_array(fp, DT_I8, (size_t)N * C, NULL);
+        int8_t *observed0 = read_array(fp, DT_I8, (size_t)N * C, NULL);
+        wsml_label_state state;
+        wsml_err err = {0};
+        cr_assert_eq(wsml_label_state_init(&state, N, C, &err), 0, "%s", err.msg);
+
+        float *dz = malloc(sizeof(float) * B * C), *dg = malloc(sizeof(float) * B * C);
+        int32_t *flips = malloc(sizeof(int32_t) * 2 * B * C);
+        uint8_t *mod = malloc((size_t)B * C);
+        int8_t *obs = malloc((size_t)B * C), *full_rows = malloc((size_t)B * C);
+        for (int epoch = 1; epoch <= epochs; epoch++) {
+            for (int start = 0; start < N; start += B) {
+                const int bb = N - start < B ? N - start : B;
+                const size_t n = (size_t)bb * C;
+                int64_t *idx = read_array(fp, DT_I64, bb, NULL);
+                float *z = read_array(fp, DT_F32, n, NULL);
+                float *g = kind == WSML_LOSS_ROLE ? read_array(fp, DT_F32, n, NULL) : NULL;
+                double *want_loss = read_array(fp, DT_F64, 1, NULL);
+                float *want_dz = read_array(fp, DT_F32, n, NULL);
+                float *want_dg = g ? read_array(fp, DT_F32, n, NULL) : NULL;
+                uint8_t *want_mod = read_array(fp, DT_U8, n, NULL);
+                size_t nflip2;
+                int32_t *want_flips = read_array(fp, DT_I32, ANY, &nflip2);
+
+                // The trainer's path: store labels, then LL-Cp's label state on top.
+                for (int b = 0; b < bb; b++) {
+                    memcpy(obs + (size_t)b * C, observed0 + idx[b] * C, C);
+                    memcpy(full_rows + (size_t)b * C, full + idx[b] * C, C);
+                }
+                wsml_label_state_overlay(&state, idx, bb, obs);
+
+                wsml_loss_input in = {.batch_size = bb, .num_classes = C, .epoch = epoch,
+                                      .logits = z, .observed = obs, .full = full_rows,
+                                      .estimator_logits = g};
+                wsml_loss_output out = {.dlogits = dz, .destimator_logits = g ? dg : NULL,
+                                        .flips = flips, .modified = mod};
+                int rc = wsml_loss_compute(&cfg, &in, &out, &err);
+                cr_assert_eq(rc, 0, "%s", err.msg);
+                const char *what = names[kind];
+
+                double rel = fabs(out.stats.loss - want_loss[0]) / fmax(fabs(want_loss[0]), 1e-30);
+                worst_loss = fmax(worst_loss, rel);
+                cr_expect_leq(rel, 1e-6, "%s%s%s C=%d epoch %d batch %d: loss %.9g, torch %.9g",
+                              what, absolute ? " absolute" : "", quirks ? " quirks" : "", C, epoch,
+                              start / B, out.stats.loss, want_loss[0]);
+                double norm_err, elem_err;
+                size_t bad;
+                compare_f32(dz, want_dz, n, &norm_err, &elem_err, &bad);
+                worst_grad_norm = fmax(worst_grad_norm, norm_err);
+                worst_grad_elem = fmax(worst_grad_elem, elem_err);
+                if (kind != WSML_LOSS_ROLE)
+                    worst_grad_elem_not_role = fmax(worst_grad_elem_not_role, elem_err);
+                cr_expect_eq(bad, 0, "%s C=%d epoch %d: %zu entries of dL/dz off (worst %g of "
+                             "max|dL/dz|, %g relative)", what, C, epoch, bad, norm_err, elem_err);
+                if (g) {
+                    compare_f32(dg, want_dg, n, &norm_err, &elem_err, &bad);
+                    worst_dg_norm = fmax(worst_dg_norm, norm_err);
+                    worst_dg_elem = fmax(worst_dg_elem, elem_err);
+                    cr_expect_eq(bad, 0, "role C=%d epoch %d: %zu entries of dL/dG off (worst %g "
+                                 "of max|dL/dG|, %g relative)", C, epoch, bad, norm_err, elem_err);
+                }
+
+                // The modified set, exactly; the diagnostics from it.
+                long want_modified = 0, want_hidden = 0, want_mod_hidden = 0;
+                for (size_t i = 0; i < n; i++) {
+                    cr_expect_eq(mod[i], want_mod[i],
+                                 "%s%s%s C=%d epoch %d: entry (%zu, %zu) modified %d, torch %d",
+                                 what, absolute ? " absolute" : "", quirks ? " quirks" : "", C,
+                                 epoch, i / C, i % C, mod[i], want_mod[i]);
+                    want_modified += want_mod[i];
+                    int hidden = obs[i] == 0 && full_rows[i] == 1;
+                    want_hidden += hidden;
+                    want_mod_hidden += hidden && want_mod[i];
+                    quirk_observed_modified += want_mod[i] && obs[i] != 0;
+                }
+                cr_expect_eq(out.stats.num_modified, want_modified);
+                cr_expect_eq(out.stats.num_hidden_pos, want_hidden);
+                cr_expect_eq(out.stats.num_modified_hidden_pos, want_mod_hidden);
+                modified_total += want_modified;
+
+                // LL-Cp's flips, exactly (both in row-major order).
+                cr_expect_eq((size_t)out.stats.num_flips * 2, nflip2,
+                             "%s C=%d epoch %d: %lld flips, reference %zu", what, C, epoch,
+                             (long long)out.stats.num_flips, nflip2 / 2);
+                if ((size_t)out.stats.num_flips * 2 == nflip2)
+                    cr_expect_eq(memcmp(flips, want_flips, nflip2 * sizeof(int32_t)), 0,
+                                 "%s C=%d epoch %d: flipped entries differ", what, C, epoch);
+                flips_total += (long)nflip2 / 2;
+                rc = wsml_label_state_apply(&state, idx, bb, flips, out.stats.num_flips, &err);
+                cr_assert_eq(rc, 0, "%s", err.msg);
+                batches++;
+                free(idx), free(z), free(g), free(want_loss), free(want_dz), free(want_dg);
+                free(want_mod), free(want_flips);
+            }
+        }
+        // The dataset's label matrix after all epochs = store labels + label state.
+        int8_t *want_final = read_array(fp, DT_I8, (size_t)N * C, NULL);
+        for (int64_t i = 0; i < N; i++) {
+            int8_t row[400];
+            cr_assert_leq(C, 400);
+            memcpy(row, observed0 + i * C, C);
+            wsml_label_state_overlay(&state, &i, 1, row);
+            cr_expect_eq(memcmp(row, want_final + i * C, C), 0,
+                         "%s: label state of image %lld differs from the reference's", names[kind],
+                         (long long)i);
+        }
+        wsml_label_state_free(&state);
+        free(want_final), free(dz), free(dg), free(flips), free(mod), free(obs), free(full_rows);
+        free(h), free(f), free(full), free(observed0);
+    }
+    free(ncases);
+    oracle_close(fp);
+    cr_log_info("loss: %d cases, %ld batches, %ld modified entries (%ld observed ones under "
+                "quirks), %ld flips; worst rel loss err %.3g, dL/dz err %.3g of max / %.3g "
+                "elementwise (%.3g without ROLE), dL/dG %.3g of max / %.3g elementwise",
+                num_cases, batches, modified_total, quirk_observed_modified, flips_total, worst_loss,
+                worst_grad_norm, worst_grad_elem, worst_grad_elem_not_role, worst_dg_norm, worst_dg_elem);
+    // The cases must exercise what they claim to.
+    cr_expect_gt(modified_total, 1000);
+    cr_expect_gt(flips_total, 100);
+    cr_expect_gt(quirk_observed_modified, 0);
+}
+
+// ---- the reference's k, including its floating-point rounding -------------------------------
+
+Test(loss, k_schedule_matches_reference, .timeout = 60) {
+    FILE *fp = oracle_open("k");
+    int32_t *ncombos = read_array(fp, DT_I32, 1, NULL);
+    long checked = 0;
+    for (int i = 0; i < ncombos[0]; i++) {
+        double *pct = read_array(fp, DT_F64, 1, NULL);
+        int32_t *bc = read_array(fp, DT_I32, 2, NULL);
+        int64_t *ks = read_array(fp, DT_I64, 20, NULL);
+        wsml_loss_config cfg;
+        wsml_loss_config_default(&cfg);
+        cfg.delta_rel_percent = pct[0];
+        for (int epoch = 1; epoch <= 10; epoch++) {
+            cfg.kind = WSML_LOSS_LL_CT;
+            cr_expect_eq(wsml_ll_k(&cfg, bc[0], bc[1], epoch), ks[2 * (epoch - 1)],
+                         "pct %g B %d C %d epoch %d", pct[0], bc[0], bc[1], epoch);
+            cfg.kind = WSML_LOSS_LL_CP;
+            cr_expect_eq(wsml_ll_k(&cfg, bc[0], bc[1], epoch), ks[2 * (epoch - 1) + 1],
+                         "LL-Cp pct %g B %d C %d epoch %d", pct[0], bc[0], bc[1], epoch);
+            cfg.reference_quirks = 1; // the public code's LL-Cp is LL-Ct
+            cr_expect_eq(wsml_ll_k(&cfg, bc[0], bc[1], epoch), ks[2 * (epoch - 1)]);
+            cfg.reference_quirks = 0;
+            checked += 3;
+        }
+        free(pct), free(bc), free(ks);
+    }
+    free(ncombos);
+    oracle_close(fp);
+    cr_log_info("k: %ld values equal the reference's", checked);
+}
+
+// ---- ROLE's label estimator initialisation -----------------------------------------------
+
+Test(loss, role_estimator_init_matches_numpy, .timeout = 60) {
+    FILE *fp = oracle_open("role-init");
+    int32_t *h = read_array(fp, DT_I32, 3, NULL);
+    const int n = h[0], c = h[1];
+    int8_t *observed = read_array(fp, DT_I8, (size_t)n * c, NULL);
+    float *want = read_array(fp, DT_F32, (size_t)n * c, NULL);
+    oracle_close(fp);
+    float *g = malloc(sizeof(float) * n * c);
+    wsml_role_init_estimator(g, observed, n, c, (uint32_t)h[2]);
+    size_t exact = 0;
+    for (size_t i = 0; i < (size_t)n * c; i++) {
+        cr_expect_leq(fabsf(g[i] - want[i]), 1e-6f * fabsf(want[i]), "G[%zu] = %.9g, numpy %.9g", i,
+                      g[i], want[i]);
+        exact += g[i] == want[i];
+    }
+    cr_log_info("role init: %zu of %d values bit-identical", exact, n * c);
+    free(h), free(observed), free(want), free(g);
+}
+
+// ---- small properties that need no oracle ------------------------------------------------
+
+Test(loss, names_round_trip) {
+    for (int k = 0; k < WSML_LOSS_NUM_KINDS; k++)
+        cr_expect_eq(wsml_loss_kind_parse(wsml_loss_kind_name((wsml_loss_kind)k)), k);
+    cr_expect_eq(wsml_loss_kind_parse("LL-Cp"), -1);
+    cr_expect_eq(wsml_threshold_kind_parse("absolute"), WSML_THRESHOLD_ABSOLUTE);
+    cr_expect_eq(wsml_threshold_kind_parse("rel"), -1);
+}
+
+Test(loss, expected_num_pos) {
+    cr_expect_eq(wsml_expected_num_pos("coco", NULL, 0, 80), 2.9);
+    cr_expect_eq(wsml_expected_num_pos("cub", NULL, 0, 312), 31.4);
+    int8_t full[6] = {1, 0, 1, -1, 1, 1}; // 2 images x 3 classes: 2 + 2 positives
+    cr_expect_eq(wsml_expected_num_pos("mosaic", full, 2, 3), 2.0);
+}
+
+Test(loss, rejects_bad_input) {
+    wsml_loss_config cfg;
+    wsml_loss_config_default(&cfg);
+    float z[4] = {0, 1, NAN, 2}, dz[4];
+    int8_t obs[4] = {1, 0, 0, 0};
+    wsml_loss_input in = {.batch_size = 2, .num_classes = 2, .epoch = 1, .logits = z,
+                          .observed = obs};
+    wsml_loss_output out = {.dlogits = dz};
+    wsml_err err = {0};
+    cr_expect_eq(wsml_loss_compute(&cfg, &in, &out, &err), WSML_ENUMERIC);
+    cr_expect(strstr(err.msg, "row 1, class 0"), "%s", err.msg);
+    z[2] = 0;
+    cfg.kind = WSML_LOSS_FULL; // needs full labels
+    cr_expect_eq(wsml_loss_compute(&cfg, &in, &out, &err), WSML_EARG);
+    cfg.kind = WSML_LOSS_EPR; // needs k
+    cr_expect_eq(wsml_loss_compute(&cfg, &in, &out, &err), WSML_EARG);
+    cr_expect(strstr(err.msg, "--epr-k"), "%s", err.msg);
+    cfg.kind = WSML_LOSS_LL_R; // 60 % per epoch: k > B·C at epoch 3
+    cfg.delta_rel_percent = 60;
+    in.epoch = 3;
+    cr_expect_eq(wsml_loss_compute(&cfg, &in, &out, &err), WSML_EARG);
+    cr_expect(strstr(err.msg, "--delta-rel"), "%s", err.msg);
+}
+
+Test(loss, label_state_checkpoint_round_trip) {
+    wsml_label_state s, t;
+    wsml_err err = {0};
+    cr_assert_eq(wsml_label_state_init(&s, 100000, 5000, &err), 0);
+    // enough flips to grow the table several times
+    int64_t idx[16];
+    int32_t flips[2 * 300];
+    for (int round = 0; round < 40; round++) {
+        for (int b = 0; b < 16; b++) idx[b] = (round * 7919 + b * 104729) % 100000;
+        for (int f = 0; f < 300; f++) {
+            flips[2 * f] = f % 16;
+            flips[2 * f + 1] = (f * 37 + round * 11) % 5000;
+        }
+        cr_assert_eq(wsml_label_state_apply(&s, idx, 16, flips, 300, &err), 0, "%s", err.msg);
+    }
+    int64_t *pairs;
+    size_t n;
+    cr_assert_eq(wsml_label_state_pairs(&s, &pairs, &n, &err), 0);
+    cr_expect_eq(n, s.count);
+    for (size_t i = 1; i < n; i++)
+        cr_expect(pairs[2 * i - 2] < pairs[2 * i] ||
+                  (pairs[2 * i - 2] == pairs[2 * i] && pairs[2 * i - 1] < pairs[2 * i + 1]));
+    wsml_tensor_view view;
+    wsml_label_state_tensor_view(pairs, n, &view);
+    cr_expect_str_eq(view.name, WSML_LABEL_STATE_TENSOR);
+    cr_assert_eq(wsml_label_state_init(&t, 100000, 5000, &err), 0);
+    cr_assert_eq(wsml_label_state_load_view(&t, &view, &err), 0, "%s", err.msg);
+    cr_expect_eq(t.count, s.count);
+    for (size_t i = 0; i < n; i++) cr_expect(wsml_label_state_contains(&t, pairs[2 * i], (int)pairs[2 * i + 1]));
+    pairs[1] = 5000; // a class out of range: refused, naming the tensor
+    cr_expect_eq(wsml_label_state_load_view(&t, &view, &err), WSML_ECORRUPT);
+    cr_expect(strstr(err.msg, WSML_LABEL_STATE_TENSOR), "%s", err.msg);
+    cr_expect_eq(t.count, s.count, "a refused checkpoint must leave the state unchanged");
+    free(pairs);
+    wsml_label_state_free(&s);
+    wsml_label_state_free(&t);
+}
