@@ -1,0 +1,275 @@
+// safetensors: u64 LE header size N, N bytes of JSON, then the data section. Every
+// tensor's [begin, end) is relative to the data section, must lie inside it, match
+// prod(shape) * dtype size, and not overlap another tensor.
+#include "common/safetensors.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fileio.h"
+
+static const struct {
+    const char *name;
+    wsml_dtype dt;
+} st_types[] = {{"F32", WSML_DT_F32}, {"F64", WSML_DT_F64}, {"F16", WSML_DT_F16},
+                {"BF16", WSML_DT_BF16}, {"I8", WSML_DT_I8}, {"U8", WSML_DT_U8},
+                {"I32", WSML_DT_I32}, {"I64", WSML_DT_I64}, {"BOOL", WSML_DT_BOOL}};
+
+static int st_dtype_parse(const char *s, wsml_dtype *dt) {
+    for (size_t i = 0; i < sizeof st_types / sizeof *st_types; i++)
+        if (!strcmp(s, st_types[i].name)) {
+            *dt = st_types[i].dt;
+            return 0;
+        }
+    return -1;
+}
+
+static const char *st_dtype_name(wsml_dtype dt) {
+    for (size_t i = 0; i < sizeof st_types / sizeof *st_types; i++)
+        if (st_types[i].dt == dt) return st_types[i].name;
+    return NULL;
+}
+
+static int cmp_begin(const void *a, const void *b) {
+    const wsml_tensor_view *x = a, *y = b;
+    const char *xa = x->data, *ya = y->data;
+    return xa < ya ? -1 : xa > ya;
+}
+
+void wsml_st_free(wsml_safetensors *st) {
+    if (!st) return;
+    for (size_t i = 0; i < st->n; i++) free(st->tensors[i].name);
+    free(st->tensors);
+    free(st->metadata_json);
+    free(st->file_buf);
+    memset(st, 0, sizeof *st);
+}
+
+int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err) {
+    memset(out, 0, sizeof *out);
+    char *buf;
+    size_t len;
+    int rc = wsml_read_file(path, &buf, &len, err);
+    if (rc) return rc;
+    out->file_buf = buf;
+    out->file_len = len;
+    if (len < 8) {
+        wsml_st_free(out);
+        return wsml_errf(err, WSML_EFORMAT, "%s: truncated safetensors file (%zu bytes)", path, len);
+    }
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | (unsigned char)buf[i];
+    if (hlen < 2 || hlen > len - 8 || hlen > (100u << 20)) {
+        wsml_st_free(out);
+        return wsml_errf(err, WSML_EFORMAT, "%s: safetensors header length %llu does not fit the file (%zu bytes)",
+                         path, (unsigned long long)hlen, len);
+    }
+    json_error_t je;
+    json_t *root = json_loadb(buf + 8, (size_t)hlen, 0, &je);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        wsml_st_free(out);
+        return wsml_errf(err, WSML_EFORMAT, "%s: safetensors header is not a JSON object (%s at offset %d)",
+                         path, root ? "not an object" : je.text, root ? 0 : je.position + 8);
+    }
+    const char *data = buf + 8 + hlen;
+    size_t data_len = len - 8 - (size_t)hlen;
+    size_t cap = json_object_size(root);
+    out->tensors = calloc(cap ? cap : 1, sizeof *out->tensors);
+    if (!out->tensors) {
+        json_decref(root);
+        wsml_st_free(out);
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+    }
+    const char *key;
+    json_t *val;
+    rc = 0;
+    json_object_foreach(root, key, val) {
+        if (!strcmp(key, "__metadata__")) {
+            if (!json_is_object(val)) {
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: __metadata__ is not an object", path);
+                break;
+            }
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(val, mk, mv) if (!json_is_string(mv)) {
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: __metadata__ value '%s' is not a string", path, mk);
+                break;
+            }
+            if (rc) break;
+            out->metadata_json = json_dumps(val, JSON_COMPACT | JSON_SORT_KEYS);
+            continue;
+        }
+        json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
+               *jo = json_object_get(val, "data_offsets");
+        wsml_tensor_view *t = &out->tensors[out->n];
+        if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
+            json_array_size(jo) != 2) {
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': needs dtype, shape and data_offsets", path, key);
+            break;
+        }
+        if (st_dtype_parse(json_string_value(jd), &t->dtype) != 0) {
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': unsupported dtype %s", path, key,
+                           json_string_value(jd));
+            break;
+        }
+        if (json_array_size(js) > WSML_MAX_DIMS) {
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': too many dimensions", path, key);
+            break;
+        }
+        t->ndim = (int)json_array_size(js);
+        t->count = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            json_t *e = json_array_get(js, (size_t)d);
+            if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > (1LL << 40)) {
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': bad shape", path, key);
+                break;
+            }
+            t->shape[d] = json_integer_value(e);
+            if (t->shape[d] && t->count > (SIZE_MAX / 16) / (size_t)t->shape[d]) {
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': shape too large", path, key);
+                break;
+            }
+            t->count *= (size_t)t->shape[d];
+        }
+        if (rc) break;
+        json_t *b = json_array_get(jo, 0), *e = json_array_get(jo, 1);
+        if (!json_is_integer(b) || !json_is_integer(e) || json_integer_value(b) < 0 ||
+            json_integer_value(e) < json_integer_value(b) || (uint64_t)json_integer_value(e) > data_len) {
+            rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensor '%s': data_offsets outside the data section (%zu bytes)",
+                           path, key, data_len);
+            break;
+        }
+        size_t begin = (size_t)json_integer_value(b), end = (size_t)json_integer_value(e);
+        t->nbytes = end - begin;
+        if (t->nbytes != t->count * wsml_dtype_size(t->dtype, 0)) {
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: tensor '%s': %zu bytes for shape of %zu %s elements", path,
+                           key, t->nbytes, t->count, st_dtype_name(t->dtype));
+            break;
+        }
+        t->data = data + begin;
+        t->name = strdup(key);
+        out->n++;
+    }
+    json_decref(root);
+    if (!rc && out->n > 1) { // overlaps
+        wsml_tensor_view *sorted = malloc(out->n * sizeof *sorted);
+        memcpy(sorted, out->tensors, out->n * sizeof *sorted);
+        qsort(sorted, out->n, sizeof *sorted, cmp_begin);
+        for (size_t i = 1; i < out->n && !rc; i++)
+            if ((const char *)sorted[i].data < (const char *)sorted[i - 1].data + sorted[i - 1].nbytes)
+                rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1].name,
+                               sorted[i].name);
+        free(sorted);
+    }
+    if (rc) wsml_st_free(out);
+    return rc;
+}
+
+const wsml_tensor_view *wsml_st_find(const wsml_safetensors *st, const char *name) {
+    for (size_t i = 0; i < st->n; i++)
+        if (!strcmp(st->tensors[i].name, name)) return &st->tensors[i];
+    return NULL;
+}
+
+static void shape_str(int ndim, const int64_t *shape, char *buf, size_t cap) {
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++) o += (size_t)snprintf(buf + o, cap - o, "%s%lld", i ? "," : "", (long long)shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+}
+
+int wsml_st_get_f32(const wsml_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                    float *dst, wsml_err *err) {
+    const wsml_tensor_view *t = wsml_st_find(st, name);
+    if (!t) return wsml_errf(err, WSML_EFORMAT, "tensor '%s' is missing", name);
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+        char a[128], b[128];
+        shape_str(t->ndim, t->shape, a, sizeof a);
+        shape_str(ndim, shape, b, sizeof b);
+        return wsml_errf(err, WSML_EFORMAT, "tensor '%s' has shape %s, expected %s", name, a, b);
+    }
+    const unsigned char *p = t->data;
+    for (size_t i = 0; i < t->count; i++) {
+        switch (t->dtype) {
+        case WSML_DT_F32: memcpy(&dst[i], p + 4 * i, 4); break;
+        case WSML_DT_F64: { double d; memcpy(&d, p + 8 * i, 8); dst[i] = (float)d; break; }
+        case WSML_DT_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = wsml_f16_to_f32(h); break; }
+        case WSML_DT_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = wsml_bf16_to_f32(h); break; }
+        default:
+            return wsml_errf(err, WSML_EFORMAT, "tensor '%s' has dtype %s, expected a float type", name,
+                             st_dtype_name(t->dtype));
+        }
+    }
+    return 0;
+}
+
+const char *wsml_st_meta(const wsml_safetensors *st, const char *key, char *buf, size_t cap) {
+    if (!st->metadata_json || cap == 0) return NULL;
+    json_t *m = json_loads(st->metadata_json, 0, NULL);
+    const char *r = NULL;
+    json_t *v = m ? json_object_get(m, key) : NULL;
+    if (json_is_string(v)) {
+        snprintf(buf, cap, "%s", json_string_value(v));
+        r = buf;
+    }
+    json_decref(m);
+    return r;
+}
+
+int wsml_st_write(const char *path, const wsml_tensor_view *tensors, size_t n, const char *metadata_json,
+                  wsml_err *err) {
+    json_t *root = json_object();
+    if (metadata_json) {
+        json_t *m = json_loads(metadata_json, 0, NULL);
+        if (!json_is_object(m)) {
+            json_decref(m);
+            json_decref(root);
+            return wsml_errf(err, WSML_EARG, "%s: metadata is not a JSON object", path);
+        }
+        json_object_set_new(root, "__metadata__", m);
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const wsml_tensor_view *t = &tensors[i];
+        const char *dn = st_dtype_name(t->dtype);
+        size_t count = 1;
+        for (int d = 0; d < t->ndim; d++) count *= (size_t)t->shape[d];
+        if (!dn || count * wsml_dtype_size(t->dtype, 0) != t->nbytes) {
+            json_decref(root);
+            return wsml_errf(err, WSML_EARG, "%s: tensor '%s': bad dtype or byte size", path, t->name);
+        }
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", dn, "shape", shape, "data_offsets",
+                              (json_int_t)off, (json_int_t)(off + t->nbytes));
+        json_object_set_new(root, t->name, e);
+        off += t->nbytes;
+    }
+    char *hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!hdr) return wsml_errf(err, WSML_ENOMEM, "%s: cannot serialise header", path);
+    size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
+    unsigned char lenbuf[8];
+    for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    wsml_atomic_file af;
+    int rc = wsml_atomic_open(&af, path, err);
+    if (rc) {
+        free(hdr);
+        return rc;
+    }
+    int ok = fwrite(lenbuf, 1, 8, af.f) == 8 && fwrite(hdr, 1, hlen, af.f) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', af.f) != EOF;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = tensors[i].nbytes == 0 || fwrite(tensors[i].data, 1, tensors[i].nbytes, af.f) == tensors[i].nbytes;
+    free(hdr);
+    if (!ok) {
+        int e = errno;
+        wsml_atomic_abort(&af);
+        return wsml_errf(err, WSML_EIO, "%s: write failed: %s", path, strerror(e ? e : EIO));
+    }
+    return wsml_atomic_commit(&af, err);
+}
