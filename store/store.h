@@ -79,6 +79,8 @@ typedef struct {
     // Sparse label lists (views; entries are class indices, little-endian u32 in the
     // record, decoded via the helpers below).
     const uint8_t *labels_blob;
+    // n_full_neg counts the listed full labels that differ from full_label_default and
+    // are not positive: unknowns (-1) when the default is 0, negatives when it is -1.
     uint32_t n_full_pos, n_full_neg, n_obs_pos, n_obs_neg;
     int full_label_default;
 } wsml_record;
