@@ -4,12 +4,21 @@
 #include <stdio.h>
 #include <string.h>
 
+// Messages are one line whatever they quote: control characters that come from input
+// (a JSON parser's "near '...'" text, a file name) become spaces. Found by fuzzing
+// (tests/fuzz/regressions/store_meta).
+static void one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = ' ';
+}
+
 int wsml_errf(wsml_err *err, int code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        one_line(err->msg);
         err->code = code;
     }
     return code;
@@ -24,6 +33,7 @@ int wsml_err_prefix(wsml_err *err, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
     if (snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old) < 0) err->msg[0] = 0;
+    one_line(err->msg);
     return err->code;
 }
 

@@ -1,3 +1,6 @@
+// Whole-file reads and crash-safe writes: data goes to a temporary file beside the target,
+// is fsync'd, renamed over the target and the directory fsync'd, so that a reader sees
+// the old file or the complete new one, never a torn one.
 #include "common/fileio.h"
 
 #include <errno.h>
@@ -61,6 +64,8 @@ int wsml_atomic_open(wsml_atomic_file *af, const char *path, wsml_err *err) {
 int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err) {
     if (!af->f) return wsml_errf(err, WSML_ESTATE, "%s: not open", af->path);
     int e = 0;
+    // errno still holds the failed write's reason (ENOSPC, EFBIG, EDQUOT, EIO) when the
+    // error flag was set by an earlier fwrite/fprintf on af->f.
     if (fflush(af->f) != 0 || ferror(af->f)) e = errno ? errno : EIO;
     if (!e && fsync(fileno(af->f)) != 0) e = errno;
     if (fclose(af->f) != 0 && !e) e = errno;
@@ -100,6 +105,7 @@ int wsml_write_file_atomic(const char *path, const void *data, size_t len, wsml_
 
 int wsml_mkdirs(const char *path, wsml_err *err) {
     char buf[4096];
+    if (!path || !*path) return wsml_errf(err, WSML_EARG, "mkdir: empty directory name");
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return wsml_errf(err, WSML_EARG, "%s: path too long", path);
     for (char *p = buf + 1;; p++) {

@@ -4,6 +4,7 @@
 // and its operation cache is disabled so that memory stays bounded when streaming.
 #include "common/image.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,14 @@
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_ok;
 
+// libvips reports recoverable decoder trouble with g_warning on stderr; a library must
+// not print, and the failures that matter come back as errors anyway.
+static void no_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer data) {
+    (void)domain, (void)level, (void)msg, (void)data;
+}
+
 static void vips_start(void) {
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, no_log, NULL);
     if (VIPS_INIT("wsml") == 0) {
         vips_concurrency_set(1);
         vips_cache_set_max(0);
@@ -39,11 +47,53 @@ static void vips_msg(char *buf, size_t cap) {
         if (*p == '\n') *p = ' ';
 }
 
+// CMYK (8-bit, uninverted) to RGB the way PIL's convert('RGB') does it, without a
+// colour profile: R = (255-K) - C*(255-K)/255 with PIL's rounded division by 255, so that
+// the rare CMYK JPEGs of the datasets decode to the pixels the reference trained on.
+static int cmyk_to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *err) {
+    VipsImage *a = NULL;
+    if (vips_extract_band(in, &a, 0, "n", 4, NULL)) {
+        char msg[512];
+        vips_msg(msg, sizeof msg);
+        return wsml_errf(err, WSML_EFORMAT, "%s: cannot decode image: %s", what, msg);
+    }
+    size_t len;
+    uint8_t *mem = vips_image_write_to_memory(a, &len);
+    int w = a->Xsize, h = a->Ysize;
+    g_object_unref(a);
+    if (!mem) {
+        char msg[512];
+        vips_msg(msg, sizeof msg);
+        return wsml_errf(err, WSML_EFORMAT, "%s: cannot decode image: %s", what, msg);
+    }
+    size_t n = (size_t)w * h;
+    out->pixels = malloc(n * 3);
+    if (!out->pixels) {
+        g_free(mem);
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory decoding image", what);
+    }
+    for (size_t i = 0; i < n; i++) {
+        int nk = 255 - mem[4 * i + 3];
+        for (int c = 0; c < 3; c++) {
+            int t = mem[4 * i + c] * nk + 128, v = nk - (((t >> 8) + t) >> 8);
+            out->pixels[3 * i + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    g_free(mem);
+    out->height = h, out->width = w, out->channels = 3;
+    return 0;
+}
+
 // Converts any decoded image to uchar sRGB with 3 bands and copies it out. Unrefs in.
 static int to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *err) {
     VipsImage *a = NULL, *b = NULL;
     char msg[512];
     int rc = 0;
+    if (in->Type == VIPS_INTERPRETATION_CMYK && in->BandFmt == VIPS_FORMAT_UCHAR && in->Bands >= 4) {
+        rc = cmyk_to_rgb8(in, out, what, err);
+        g_object_unref(in);
+        return rc;
+    }
     if (vips_image_hasalpha(in) || in->Bands == 2 || in->Bands > 4) {
         int keep = in->Bands >= 3 ? 3 : 1;
         if (vips_extract_band(in, &a, 0, "n", keep, NULL)) goto fail;
@@ -119,14 +169,18 @@ int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_
     int rc = wsml_image_init(err);
     if (rc) return rc;
     if (len == 0) return wsml_errf(err, WSML_EFORMAT, "image buffer: empty");
-    VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_WARNING, "access",
+    VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR, "access",
                                                VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!in) {
         char msg[512];
         vips_msg(msg, sizeof msg);
         return wsml_errf(err, WSML_EFORMAT, "image buffer: cannot decode image: %s", msg);
     }
-    return to_rgb8(in, out, "image buffer", err);
+    rc = to_rgb8(in, out, "image buffer", err);
+    // libvips also appends decoder warnings to its (process-wide) error buffer; drop
+    // them so that they do not end up in the next failure's message.
+    if (rc == 0) vips_error_clear();
+    return rc;
 }
 
 static VipsImage *wrap(const wsml_image *img) {
@@ -134,54 +188,116 @@ static VipsImage *wrap(const wsml_image *img) {
                                       img->width, img->height, img->channels, VIPS_FORMAT_UCHAR);
 }
 
-int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err) {
-    memset(out, 0, sizeof *out);
-    int rc = wsml_image_init(err);
-    if (rc) return rc;
-    if (out_h <= 0 || out_w <= 0 || in->height <= 0 || in->width <= 0)
-        return wsml_errf(err, WSML_EARG, "resize: bad size %dx%d -> %dx%d", in->width, in->height, out_w, out_h);
-    if (in->height == out_h && in->width == out_w) {
-        size_t n = (size_t)out_h * out_w * in->channels;
-        out->pixels = malloc(n);
-        if (!out->pixels) return wsml_errf(err, WSML_ENOMEM, "resize: out of memory");
-        memcpy(out->pixels, in->pixels, n);
-        out->height = out_h, out->width = out_w, out->channels = in->channels;
+// PIL's Image.resize(size, BILINEAR) (Pillow's two-pass separable resampling),
+// re-derived so that results are bit-identical to PIL and therefore to the reference
+// training pipeline (torchvision Resize on PIL images). The triangle kernel is widened
+// by the reduction factor when shrinking (antialiasing), weights are normalised per
+// output pixel and quantised to 22-bit fixed point; each pass rounds to uint8.
+#define RESAMPLE_BITS 22
+
+static double triangle(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+// For each of out_size output positions: first input index, tap count, and ksize
+// fixed-point weights. Returns ksize, or 0 when out of memory.
+static int resample_coeffs(int in_size, int out_size, int **bounds_out, int32_t **weights_out) {
+    double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale; // the triangle's support is 1
+    int ksize = (int)ceil(support) * 2 + 1;
+    int *bounds = malloc(sizeof(int) * 2 * (size_t)out_size);
+    int32_t *weights = malloc(sizeof(int32_t) * (size_t)out_size * ksize);
+    double *k = malloc(sizeof(double) * (size_t)ksize);
+    if (!bounds || !weights || !k) {
+        free(bounds), free(weights), free(k);
         return 0;
     }
-    VipsImage *src = wrap(in), *r = NULL;
-    if (!src) return wsml_errf(err, WSML_EIO, "resize: libvips could not wrap the image");
-    // Triangle (linear) kernel scaled to the reduction, as PIL's antialiased BILINEAR;
-    // gap 0 disables libvips' box pre-shrink so the whole reduction uses that kernel.
-    double hs = (double)out_w / in->width, vs = (double)out_h / in->height;
-    if (vips_resize(src, &r, hs, "vscale", vs, "kernel", VIPS_KERNEL_LINEAR, "gap", 0.0, NULL)) {
-        char msg[512];
-        vips_msg(msg, sizeof msg);
-        g_object_unref(src);
-        return wsml_errf(err, WSML_EIO, "resize: %s", msg);
-    }
-    g_object_unref(src);
-    if (r->Xsize != out_w || r->Ysize != out_h) { // rounding: pad/crop the last row/column
-        VipsImage *e = NULL;
-        if (vips_gravity(r, &e, VIPS_COMPASS_DIRECTION_NORTH_WEST, out_w, out_h, "extend", VIPS_EXTEND_COPY,
-                         NULL)) {
-            g_object_unref(r);
-            return wsml_errf(err, WSML_EIO, "resize: cannot fix output size");
+    for (int xx = 0; xx < out_size; xx++) {
+        double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            k[x] = triangle((x + xmin - center + 0.5) * ss);
+            ww += k[x];
         }
-        g_object_unref(r);
-        r = e;
+        for (int x = 0; x < ksize; x++) {
+            double w = x < xmax ? (ww != 0.0 ? k[x] / ww : k[x]) : 0.0;
+            weights[(size_t)xx * ksize + x] =
+                (int32_t)(w < 0 ? -0.5 + w * (1 << RESAMPLE_BITS) : 0.5 + w * (1 << RESAMPLE_BITS));
+        }
+        bounds[2 * xx] = xmin;
+        bounds[2 * xx + 1] = xmax;
     }
-    size_t len;
-    void *mem = vips_image_write_to_memory(r, &len);
-    g_object_unref(r);
-    if (!mem) return wsml_errf(err, WSML_EIO, "resize: libvips failed");
-    out->pixels = malloc(len);
-    if (!out->pixels) {
-        g_free(mem);
-        return wsml_errf(err, WSML_ENOMEM, "resize: out of memory");
+    free(k);
+    *bounds_out = bounds;
+    *weights_out = weights;
+    return ksize;
+}
+
+static uint8_t clip8(int64_t v) {
+    if (v <= 0) return 0;
+    v >>= RESAMPLE_BITS;
+    return v > 255 ? 255 : (uint8_t)v;
+}
+
+int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err) {
+    memset(out, 0, sizeof *out);
+    if (out_h <= 0 || out_w <= 0 || in->height <= 0 || in->width <= 0 || in->channels <= 0 || !in->pixels)
+        return wsml_errf(err, WSML_EARG, "resize: bad size %dx%d -> %dx%d", in->width, in->height, out_w, out_h);
+    const int C = in->channels, H = in->height, W = in->width;
+    int *hb = NULL, *vb = NULL;
+    int32_t *hk = NULL, *vk = NULL;
+    int hks = resample_coeffs(W, out_w, &hb, &hk), vks = hks ? resample_coeffs(H, out_h, &vb, &vk) : 0;
+    // Rows of the input the vertical pass reads; the horizontal pass only produces those.
+    int y_first = vks ? vb[0] : 0, y_last = vks ? vb[2 * (out_h - 1)] + vb[2 * out_h - 1] : 0;
+    int rows = y_last - y_first;
+    uint8_t *tmp = NULL, *dst = malloc((size_t)out_h * out_w * C);
+    if (W != out_w) tmp = malloc((size_t)(rows > 0 ? rows : 1) * out_w * C);
+    if (!hks || !vks || !dst || (W != out_w && !tmp)) {
+        free(hb), free(hk), free(vb), free(vk), free(tmp), free(dst);
+        return wsml_errf(err, WSML_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", W, H, out_w, out_h);
     }
-    memcpy(out->pixels, mem, len);
-    g_free(mem);
-    out->height = out_h, out->width = out_w, out->channels = in->channels;
+    // Horizontal pass: src [H, W, C] rows y_first..y_last -> tmp [rows, out_w, C].
+    const uint8_t *src = in->pixels;
+    int src_w = W, src_y0 = 0;
+    if (W != out_w) {
+        for (int y = 0; y < rows; y++) {
+            const uint8_t *row = in->pixels + (size_t)(y + y_first) * W * C;
+            uint8_t *o = tmp + (size_t)y * out_w * C;
+            for (int xx = 0; xx < out_w; xx++) {
+                const int32_t *k = hk + (size_t)xx * hks;
+                int xmin = hb[2 * xx], n = hb[2 * xx + 1];
+                for (int c = 0; c < C; c++) {
+                    int64_t s = 1 << (RESAMPLE_BITS - 1);
+                    for (int x = 0; x < n; x++) s += (int64_t)row[(size_t)(x + xmin) * C + c] * k[x];
+                    o[(size_t)xx * C + c] = clip8(s);
+                }
+            }
+        }
+        src = tmp, src_w = out_w, src_y0 = y_first;
+    }
+    // Vertical pass: src [*, out_w, C] -> dst [out_h, out_w, C]; a copy if H == out_h.
+    size_t stride = (size_t)src_w * C;
+    for (int yy = 0; yy < out_h; yy++) {
+        uint8_t *o = dst + (size_t)yy * out_w * C;
+        if (H == out_h) {
+            memcpy(o, src + (size_t)(yy - src_y0) * stride, stride);
+            continue;
+        }
+        const int32_t *k = vk + (size_t)yy * vks;
+        int ymin = vb[2 * yy] - src_y0, n = vb[2 * yy + 1];
+        for (size_t i = 0; i < stride; i++) {
+            int64_t s = 1 << (RESAMPLE_BITS - 1);
+            for (int y = 0; y < n; y++) s += (int64_t)src[(size_t)(y + ymin) * stride + i] * k[y];
+            o[i] = clip8(s);
+        }
+    }
+    free(hb), free(hk), free(vb), free(vk), free(tmp);
+    out->pixels = dst;
+    out->height = out_h, out->width = out_w, out->channels = C;
     return 0;
 }
 
@@ -197,7 +313,7 @@ static int encode(const wsml_image *img, int png, int quality, void **buf, size_
     void *vbuf = NULL;
     size_t vlen = 0;
     int bad = png ? vips_pngsave_buffer(src, &vbuf, &vlen, "compression", 6, "strip", TRUE, NULL)
-                  : vips_jpegsave_buffer(src, &vbuf, &vlen, "Q", quality, "strip", TRUE, NULL);
+                  : vips_jpegsave_buffer(src, &vbuf, &vlen, "Q", quality, "strip", TRUE, "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON, NULL);
     g_object_unref(src);
     if (bad) {
         char msg[512];

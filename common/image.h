@@ -18,13 +18,15 @@ int wsml_image_init(wsml_err *err);
 
 // Decodes a file or memory buffer to RGB HWC uint8 (grey replicated, alpha dropped,
 // CMYK/16-bit converted), fully: a truncated or corrupt file is an error naming it.
+// 8-bit JPEG/PNG/GIF/BMP/WebP and CMYK JPEG give exactly PIL's .convert('RGB') pixels.
 int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err);
 int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_err *err);
-// Resizes to exactly out_h x out_w (aspect not kept) with bilinear interpolation
-// matching PIL's/torchvision's Resize((h,w)) antialiased bilinear as closely as
-// libvips allows.
+// Resizes to exactly out_h x out_w (aspect not kept) with PIL's Image.resize((w, h),
+// BILINEAR) algorithm (antialiased when reducing), bit-identical to PIL and hence to
+// torchvision's Resize((h, w)) on PIL images; any channel count.
 int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err);
-// Encodes to a malloc'd JPEG (quality 1..100) or PNG buffer.
+// Encodes to a malloc'd JPEG (quality 1..100, 4:2:0 chroma like PIL's save(quality=q):
+// the decoded pixels equal PIL's) or PNG buffer (lossless, no metadata).
 int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len, wsml_err *err);
 int wsml_image_encode_png(const wsml_image *img, void **buf, size_t *len, wsml_err *err);
 // Writes PNG atomically.

@@ -4,34 +4,16 @@
 #include "common/npy.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/fileio.h"
 
-// Finds the value text after 'key': in the dict; returns a pointer or NULL.
-static const char *dict_value(const char *dict, const char *key) {
-    char pat[32];
-    snprintf(pat, sizeof pat, "'%s'", key);
-    const char *p = strstr(dict, pat);
-    if (!p) return NULL;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    if (*p != ':') return NULL;
-    p++;
-    while (*p == ' ') p++;
-    return p;
-}
-
-static int parse_descr(const char *v, wsml_dtype *dt, size_t *itemsize) {
-    if (*v != '\'' && *v != '"') return -1;
-    char q = *v++;
-    const char *end = strchr(v, q);
-    if (!end || end - v > 16) return -1;
-    char d[20];
-    memcpy(d, v, (size_t)(end - v));
-    d[end - v] = '\0';
+// descr (unquoted) -> dtype and bytes per element; 0 or -1 when unsupported.
+static int parse_descr(const char *d, wsml_dtype *dt, size_t *itemsize) {
     static const struct {
         const char *name;
         wsml_dtype dt;
@@ -48,8 +30,9 @@ static int parse_descr(const char *v, wsml_dtype *dt, size_t *itemsize) {
         }
     if (d[0] == '<' && d[1] == 'U' && isdigit((unsigned char)d[2])) {
         char *e;
+        errno = 0;
         long n = strtol(d + 2, &e, 10);
-        if (*e || n <= 0 || n > (1 << 20)) return -1;
+        if (*e || errno || n <= 0 || n > (1 << 20)) return -1;
         *dt = WSML_DT_STR;
         *itemsize = 4 * (size_t)n;
         return 0;
@@ -72,115 +55,196 @@ static const char *descr_of(wsml_dtype dt, size_t itemsize, char *buf, size_t ca
     }
 }
 
-// Parses the header dict; fills everything but data.
-static int parse_header(const char *path, const char *dict, wsml_npy *a, wsml_err *err) {
-    const char *v = dict_value(dict, "descr");
-    if (!v || parse_descr(v, &a->dtype, &a->itemsize) != 0)
-        return wsml_errf(err, WSML_EFORMAT, "%s: unsupported or missing 'descr' in .npy header", path);
-    v = dict_value(dict, "fortran_order");
-    if (!v) return wsml_errf(err, WSML_EFORMAT, "%s: missing 'fortran_order' in .npy header", path);
-    if (!strncmp(v, "True", 4))
-        return wsml_errf(err, WSML_EFORMAT, "%s: Fortran-order arrays are not supported (save C order)", path);
-    if (strncmp(v, "False", 5))
-        return wsml_errf(err, WSML_EFORMAT, "%s: bad 'fortran_order' value in .npy header", path);
-    v = dict_value(dict, "shape");
-    if (!v || *v != '(') return wsml_errf(err, WSML_EFORMAT, "%s: missing 'shape' in .npy header", path);
-    v++;
-    a->ndim = 0;
-    a->count = 1;
-    for (;;) {
-        while (*v == ' ') v++;
-        if (*v == ')') break;
-        if (!isdigit((unsigned char)*v))
-            return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header", path);
-        if (a->ndim == WSML_MAX_DIMS)
-            return wsml_errf(err, WSML_EFORMAT, "%s: more than %d dimensions", path, WSML_MAX_DIMS);
-        errno = 0;
-        char *e;
-        long long n = strtoll(v, &e, 10);
-        if (errno || n < 0 || n > (1LL << 40))
-            return wsml_errf(err, WSML_EFORMAT, "%s: bad dimension in .npy header", path);
-        a->shape[a->ndim++] = n;
-        if (n && a->count > (SIZE_MAX / 16) / (size_t)n)
-            return wsml_errf(err, WSML_EFORMAT, "%s: array too large in .npy header", path);
-        a->count *= (size_t)n;
-        v = e;
-        while (*v == ' ') v++;
-        if (*v == ',') v++;
-        else if (*v != ')') return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header", path);
+// The header dict is a Python literal; numpy reads it with ast.literal_eval and
+// requires exactly the keys descr, fortran_order and shape. This is a strict parser of
+// the subset numpy writes: {'key': value, ...} with string keys, a string descr,
+// True/False, and a tuple of non-negative integers (a 1-tuple needs its comma), then
+// only whitespace. Anything else is an error, never a guess.
+typedef struct {
+    const char *p, *end;
+} cursor;
+
+static void skip_ws(cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int eat(cursor *c, char ch) {
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
     }
+    return 0;
+}
+
+// A quoted string without escapes into buf; 0 or -1.
+static int parse_str(cursor *c, char *buf, size_t cap) {
+    skip_ws(c);
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return -1;
+    char q = *c->p++;
+    size_t n = 0;
+    while (c->p < c->end && *c->p != q) {
+        if (*c->p == '\\' || n + 1 >= cap) return -1;
+        buf[n++] = *c->p++;
+    }
+    if (c->p >= c->end) return -1;
+    c->p++;
+    buf[n] = '\0';
+    return 0;
+}
+
+static int parse_header(const char *path, const char *text, size_t len, wsml_npy *a, wsml_err *err) {
+    cursor c = {text, text + len};
+    int have_descr = 0, have_fortran = 0, have_shape = 0;
+    if (!eat(&c, '{')) return wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header dict (no '{')", path);
+    while (!eat(&c, '}')) {
+        char key[32], val[64];
+        if (parse_str(&c, key, sizeof key) != 0 || !eat(&c, ':'))
+            return wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header dict (bad key)", path);
+        if (!strcmp(key, "descr") && !have_descr) {
+            have_descr = 1;
+            if (parse_str(&c, val, sizeof val) != 0)
+                return wsml_errf(err, WSML_EFORMAT, "%s: unsupported 'descr' in .npy header (structured dtype?)",
+                                 path);
+            if (parse_descr(val, &a->dtype, &a->itemsize) != 0)
+                return wsml_errf(err, WSML_EFORMAT,
+                                 "%s: unsupported 'descr' '%s' in .npy header (supported: <f4 <f8 <f2 |i1 |u1 <i4 "
+                                 "<i8 |b1 <U{n})",
+                                 path, val);
+        } else if (!strcmp(key, "fortran_order") && !have_fortran) {
+            have_fortran = 1;
+            skip_ws(&c);
+            size_t left = (size_t)(c.end - c.p);
+            if (left >= 4 && !memcmp(c.p, "True", 4))
+                return wsml_errf(err, WSML_EFORMAT, "%s: Fortran-order arrays are not supported (save C order)",
+                                 path);
+            if (left < 5 || memcmp(c.p, "False", 5))
+                return wsml_errf(err, WSML_EFORMAT, "%s: bad 'fortran_order' value in .npy header", path);
+            c.p += 5;
+        } else if (!strcmp(key, "shape") && !have_shape) {
+            have_shape = 1;
+            if (!eat(&c, '(')) return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header (not a tuple)", path);
+            a->ndim = 0;
+            a->count = 1;
+            int comma = 0; // a 1-tuple must be written (n,)
+            while (!eat(&c, ')')) {
+                skip_ws(&c);
+                if (a->ndim && !comma) return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header", path);
+                if (c.p >= c.end || *c.p < '0' || *c.p > '9')
+                    return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header", path);
+                if (a->ndim == WSML_MAX_DIMS)
+                    return wsml_errf(err, WSML_EFORMAT, "%s: more than %d dimensions in .npy header", path,
+                                     WSML_MAX_DIMS);
+                uint64_t n = 0;
+                while (c.p < c.end && *c.p >= '0' && *c.p <= '9') {
+                    n = n * 10 + (uint64_t)(*c.p++ - '0');
+                    if (n > (1ull << 48))
+                        return wsml_errf(err, WSML_EFORMAT, "%s: dimension too large in .npy header", path);
+                }
+                a->shape[a->ndim++] = (int64_t)n;
+                if (n && a->count > SIZE_MAX / n)
+                    return wsml_errf(err, WSML_EFORMAT, "%s: array too large in .npy header", path);
+                a->count *= (size_t)n;
+                comma = eat(&c, ',');
+            }
+            if (a->ndim == 1 && !comma)
+                return wsml_errf(err, WSML_EFORMAT, "%s: bad 'shape' in .npy header ((n) is not a tuple)", path);
+        } else {
+            return wsml_errf(err, WSML_EFORMAT, "%s: unexpected or repeated key '%s' in .npy header", path, key);
+        }
+        if (!eat(&c, ',')) {
+            if (!eat(&c, '}')) return wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header dict", path);
+            break;
+        }
+    }
+    skip_ws(&c);
+    if (c.p != c.end) return wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header dict (trailing text)", path);
+    if (!have_descr) return wsml_errf(err, WSML_EFORMAT, "%s: missing 'descr' in .npy header", path);
+    if (!have_fortran) return wsml_errf(err, WSML_EFORMAT, "%s: missing 'fortran_order' in .npy header", path);
+    if (!have_shape) return wsml_errf(err, WSML_EFORMAT, "%s: missing 'shape' in .npy header", path);
     if (a->itemsize && a->count > SIZE_MAX / a->itemsize)
         return wsml_errf(err, WSML_EFORMAT, "%s: array too large in .npy header", path);
     return 0;
 }
 
+// Reads exactly n bytes at the current position; 0, or -1 on a short read / error.
+static int read_exact(FILE *f, void *buf, size_t n) { return fread(buf, 1, n, f) == n ? 0 : -1; }
+
 int wsml_npy_read(const char *path, wsml_npy *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
-    char *buf;
-    size_t len;
-    int rc = wsml_read_file(path, &buf, &len, err);
-    if (rc) return rc;
-    const unsigned char *u = (const unsigned char *)buf;
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) {
-        free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: not a .npy file (bad magic)", path);
+    // Streamed (header, then the data straight into the array): no second copy of a
+    // large label matrix in memory.
+    FILE *f = fopen(path, "rb");
+    if (!f) return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return wsml_errf(err, WSML_EIO, "%s: not a regular file", path);
     }
-    int major = u[6];
+    size_t len = (size_t)st.st_size;
+    unsigned char pre[12];
+    if (len < 10 || read_exact(f, pre, 10) != 0 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        fclose(f);
+        return wsml_errf(err, WSML_EFORMAT, "%s: not a .npy file (bad magic or shorter than 10 bytes)", path);
+    }
+    int major = pre[6];
     size_t hlen, hstart;
     if (major == 1) {
-        hlen = (size_t)u[8] | ((size_t)u[9] << 8);
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
         hstart = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) {
-            free(buf);
+        if (len < 12 || read_exact(f, pre + 10, 2) != 0) {
+            fclose(f);
             return wsml_errf(err, WSML_EFORMAT, "%s: truncated .npy header", path);
         }
-        hlen = (size_t)u[8] | ((size_t)u[9] << 8) | ((size_t)u[10] << 16) | ((size_t)u[11] << 24);
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8) | ((size_t)pre[10] << 16) | ((size_t)pre[11] << 24);
         hstart = 12;
     } else {
-        free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: unsupported .npy version %d", path, major);
+        fclose(f);
+        return wsml_errf(err, WSML_EFORMAT, "%s: unsupported .npy format version %d.%d", path, major, pre[7]);
     }
     if (hlen > len - hstart || hlen > (1u << 20)) {
-        free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: .npy header length %zu exceeds the file (%zu bytes)", path, hlen, len);
+        fclose(f);
+        return wsml_errf(err, WSML_EFORMAT, "%s: .npy header length %zu exceeds the file (%zu bytes)", path, hlen,
+                         len);
     }
-    char *dict = malloc(hlen + 1);
-    if (!dict) {
-        free(buf);
+    char *text = malloc(hlen + 1);
+    if (!text) {
+        fclose(f);
         return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
     }
-    memcpy(dict, buf + hstart, hlen);
-    dict[hlen] = '\0';
-    if (strlen(dict) != hlen || dict[0] != '{' || !strchr(dict, '}')) {
-        free(dict);
-        free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header dict", path);
-    }
-    rc = parse_header(path, dict, out, err);
-    free(dict);
+    int rc = read_exact(f, text, hlen) != 0 ? wsml_errf(err, WSML_EIO, "%s: short read of the .npy header", path)
+             : memchr(text, '\0', hlen)    ? wsml_errf(err, WSML_EFORMAT, "%s: malformed .npy header (NUL byte)", path)
+                                           : parse_header(path, text, hlen, out, err);
+    free(text);
     if (rc) {
-        free(buf);
+        fclose(f);
         return rc;
     }
-    size_t data_off = hstart + hlen, nbytes = out->count * out->itemsize;
-    if (len - data_off != nbytes) {
-        free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: .npy data is %zu bytes, header says %zu", path,
-                         len - data_off, nbytes);
+    size_t nbytes = out->count * out->itemsize, have = len - hstart - hlen;
+    if (have != nbytes) {
+        fclose(f);
+        return wsml_errf(err, WSML_EFORMAT, "%s: .npy data is %zu bytes but the header's shape and dtype need %zu",
+                         path, have, nbytes);
     }
     out->data = malloc(nbytes ? nbytes : 1);
     if (!out->data) {
-        free(buf);
+        fclose(f);
         return wsml_errf(err, WSML_ENOMEM, "%s: out of memory (%zu bytes)", path, nbytes);
     }
-    memcpy(out->data, buf + data_off, nbytes);
-    free(buf);
+    if (read_exact(f, out->data, nbytes) != 0) {
+        int e = ferror(f) ? errno : 0;
+        fclose(f);
+        wsml_npy_free(out);
+        return wsml_errf(err, WSML_EIO, "%s: short read of .npy data: %s", path, e ? strerror(e) : "file shrank");
+    }
+    fclose(f);
     if (out->dtype == WSML_DT_BOOL)
         for (size_t i = 0; i < out->count; i++)
             if (((unsigned char *)out->data)[i] > 1) {
                 wsml_npy_free(out);
-                return wsml_errf(err, WSML_EFORMAT, "%s: bool array holds a value other than 0/1", path);
+                return wsml_errf(err, WSML_EFORMAT, "%s: bool array holds a byte other than 0/1 at element %zu", path,
+                                 i);
             }
     return 0;
 }
@@ -192,16 +256,21 @@ int wsml_npy_write(const char *path, wsml_dtype dtype, size_t itemsize, int ndim
     if (!descr || ndim < 0 || ndim > WSML_MAX_DIMS)
         return wsml_errf(err, WSML_EARG, "%s: cannot write dtype %s with %d dims as .npy", path,
                          wsml_dtype_name(dtype), ndim);
+    if (dtype == WSML_DT_STR && (itemsize == 0 || itemsize % 4 != 0 || itemsize > (4u << 20)))
+        return wsml_errf(err, WSML_EARG, "%s: string itemsize %zu is not 4 * characters", path, itemsize);
     if (dtype != WSML_DT_STR) itemsize = wsml_dtype_size(dtype, 0);
     char dict[512];
     // numpy's shape text: () for scalars, (5,) for one dim, (3, 4) otherwise.
     char shape_txt[256] = "(";
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] && count > SIZE_MAX / itemsize / (size_t)shape[i]))
+            return wsml_errf(err, WSML_EARG, "%s: bad shape (dimension %d is %lld)", path, i, (long long)shape[i]);
         size_t used = strlen(shape_txt);
         snprintf(shape_txt + used, sizeof shape_txt - used, "%s%lld", i ? ", " : "", (long long)shape[i]);
         count *= (size_t)shape[i];
     }
+    if (count && !data) return wsml_errf(err, WSML_EARG, "%s: no data to write", path);
     strcat(shape_txt, ndim == 1 ? ",)" : ")");
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape_txt);
     // Pad so that data starts on a 64-byte boundary; header ends with '\n'.

@@ -73,15 +73,22 @@ uint64_t wsml_rng_interval(wsml_rng *r, uint64_t max) {
     return value;
 }
 
+// Legacy RandomState.shuffle of a 1-D array (numpy's _shuffle_raw): for i from n-1 down
+// to 1, j = random_interval(i), swap a[i] and a[j]. Elements of any size.
 void wsml_rng_shuffle(wsml_rng *r, void *a, size_t n, size_t size) {
-    unsigned char *base = a, tmp[64];
-    if (n < 2 || size > sizeof tmp) return;
+    unsigned char *base = a;
+    if (n < 2 || size == 0) return;
     for (size_t i = n - 1; i > 0; i--) {
         size_t j = (size_t)wsml_rng_interval(r, i);
         if (j == i) continue;
-        memcpy(tmp, base + i * size, size);
-        memcpy(base + i * size, base + j * size, size);
-        memcpy(base + j * size, tmp, size);
+        unsigned char *x = base + i * size, *y = base + j * size;
+        for (size_t o = 0; o < size; o += 64) { // swap through a small buffer
+            unsigned char tmp[64];
+            size_t m = size - o < sizeof tmp ? size - o : sizeof tmp;
+            memcpy(tmp, x + o, m);
+            memcpy(x + o, y + o, m);
+            memcpy(y + o, tmp, m);
+        }
     }
 }
 

@@ -32,10 +32,12 @@ static const char *st_dtype_name(wsml_dtype dt) {
     return NULL;
 }
 
+// Orders tensors by where their bytes begin (empty ones first at equal offsets).
 static int cmp_begin(const void *a, const void *b) {
     const wsml_tensor_view *x = a, *y = b;
     const char *xa = x->data, *ya = y->data;
-    return xa < ya ? -1 : xa > ya;
+    if (xa != ya) return xa < ya ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
 }
 
 void wsml_st_free(wsml_safetensors *st) {
@@ -67,7 +69,7 @@ int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err) {
                          path, (unsigned long long)hlen, len);
     }
     json_error_t je;
-    json_t *root = json_loadb(buf + 8, (size_t)hlen, 0, &je);
+    json_t *root = json_loadb(buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root || !json_is_object(root)) {
         json_decref(root);
         wsml_st_free(out);
@@ -151,18 +153,38 @@ int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err) {
         }
         t->data = data + begin;
         t->name = strdup(key);
+        if (!t->name) {
+            rc = wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+            break;
+        }
         out->n++;
     }
     json_decref(root);
-    if (!rc && out->n > 1) { // overlaps
-        wsml_tensor_view *sorted = malloc(out->n * sizeof *sorted);
-        memcpy(sorted, out->tensors, out->n * sizeof *sorted);
-        qsort(sorted, out->n, sizeof *sorted, cmp_begin);
-        for (size_t i = 1; i < out->n && !rc; i++)
-            if ((const char *)sorted[i].data < (const char *)sorted[i - 1].data + sorted[i - 1].nbytes)
-                rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1].name,
-                               sorted[i].name);
-        free(sorted);
+    // Like the reference implementation (safetensors' Metadata::validate): the tensors,
+    // taken in offset order, tile the data section exactly: no overlap, no gap, and
+    // nothing after the last one.
+    if (!rc) {
+        wsml_tensor_view *sorted = malloc((out->n ? out->n : 1) * sizeof *sorted);
+        if (!sorted) rc = wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+        else {
+            memcpy(sorted, out->tensors, out->n * sizeof *sorted);
+            qsort(sorted, out->n, sizeof *sorted, cmp_begin);
+            const char *expect = data;
+            for (size_t i = 0; i < out->n && !rc; i++) {
+                const char *b = sorted[i].data;
+                if (b < expect)
+                    rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1].name,
+                                   sorted[i].name);
+                else if (b > expect)
+                    rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensor '%s': %zu unused bytes before it in the data section",
+                                   path, sorted[i].name, (size_t)(b - expect));
+                expect = b + sorted[i].nbytes;
+            }
+            if (!rc && expect != data + data_len)
+                rc = wsml_errf(err, WSML_ECORRUPT, "%s: %zu bytes after the last tensor (truncated or padded file?)",
+                               path, (size_t)(data + data_len - expect));
+            free(sorted);
+        }
     }
     if (rc) wsml_st_free(out);
     return rc;
@@ -220,52 +242,96 @@ const char *wsml_st_meta(const wsml_safetensors *st, const char *key, char *buf,
     return r;
 }
 
+// Layout order of the reference writer (safetensors' prepare): larger dtypes first, then
+// by name, so that every tensor starts aligned to its element size.
+static int cmp_layout(const void *a, const void *b) {
+    const wsml_tensor_view *x = *(const wsml_tensor_view *const *)a, *y = *(const wsml_tensor_view *const *)b;
+    size_t sx = wsml_dtype_size(x->dtype, 0), sy = wsml_dtype_size(y->dtype, 0);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
 int wsml_st_write(const char *path, const wsml_tensor_view *tensors, size_t n, const char *metadata_json,
                   wsml_err *err) {
     json_t *root = json_object();
-    if (metadata_json) {
-        json_t *m = json_loads(metadata_json, 0, NULL);
-        if (!json_is_object(m)) {
-            json_decref(m);
-            json_decref(root);
-            return wsml_errf(err, WSML_EARG, "%s: metadata is not a JSON object", path);
-        }
-        json_object_set_new(root, "__metadata__", m);
+    const wsml_tensor_view **order = malloc((n ? n : 1) * sizeof *order);
+    if (!root || !order) {
+        json_decref(root);
+        free(order);
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
     }
+    int rc = 0;
+    if (metadata_json) {
+        json_error_t je;
+        json_t *m = json_loads(metadata_json, JSON_REJECT_DUPLICATES, &je);
+        const char *k;
+        json_t *v;
+        int strings = json_is_object(m);
+        if (strings) json_object_foreach(m, k, v) strings = strings && json_is_string(v);
+        if (!strings) {
+            json_decref(m);
+            rc = wsml_errf(err, WSML_EARG, "%s: metadata must be a JSON object of strings", path);
+        } else {
+            json_object_set_new(root, "__metadata__", m);
+        }
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        const wsml_tensor_view *t = &tensors[i];
+        order[i] = t;
+        const char *dn = st_dtype_name(t->dtype);
+        size_t count = 1, size = wsml_dtype_size(t->dtype, 0);
+        int ok = t->name && dn && t->ndim >= 0 && t->ndim <= WSML_MAX_DIMS && (t->data || !t->nbytes);
+        for (int d = 0; ok && d < t->ndim; d++) {
+            ok = t->shape[d] >= 0 && (t->shape[d] == 0 || count <= SIZE_MAX / size / (size_t)t->shape[d]);
+            if (ok) count *= (size_t)t->shape[d];
+        }
+        if (!ok || count * size != t->nbytes)
+            rc = wsml_errf(err, WSML_EARG, "%s: tensor '%s': bad name, dtype, shape or byte size", path,
+                           t->name ? t->name : "(null)");
+        else if (!strcmp(t->name, "__metadata__") || json_object_get(root, t->name))
+            rc = wsml_errf(err, WSML_EARG, "%s: tensor name '%s' is reserved or repeated", path, t->name);
+        else
+            json_object_set_new(root, t->name, json_null()); // placeholder: detects repeats
+    }
+    if (rc) {
+        json_decref(root);
+        free(order);
+        return rc;
+    }
+    qsort(order, n, sizeof *order, cmp_layout);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        const wsml_tensor_view *t = &tensors[i];
-        const char *dn = st_dtype_name(t->dtype);
-        size_t count = 1;
-        for (int d = 0; d < t->ndim; d++) count *= (size_t)t->shape[d];
-        if (!dn || count * wsml_dtype_size(t->dtype, 0) != t->nbytes) {
-            json_decref(root);
-            return wsml_errf(err, WSML_EARG, "%s: tensor '%s': bad dtype or byte size", path, t->name);
-        }
+        const wsml_tensor_view *t = order[i];
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", dn, "shape", shape, "data_offsets",
-                              (json_int_t)off, (json_int_t)(off + t->nbytes));
+        json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", st_dtype_name(t->dtype), "shape", shape,
+                              "data_offsets", (json_int_t)off, (json_int_t)(off + t->nbytes));
         json_object_set_new(root, t->name, e);
         off += t->nbytes;
     }
     char *hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (!hdr) return wsml_errf(err, WSML_ENOMEM, "%s: cannot serialise header", path);
+    if (!hdr) {
+        free(order);
+        return wsml_errf(err, WSML_ENOMEM, "%s: cannot serialise header", path);
+    }
+    // The header is padded with spaces to a multiple of 8 bytes, as the reference writer does.
     size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; i++) lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     wsml_atomic_file af;
-    int rc = wsml_atomic_open(&af, path, err);
+    rc = wsml_atomic_open(&af, path, err);
     if (rc) {
         free(hdr);
+        free(order);
         return rc;
     }
     int ok = fwrite(lenbuf, 1, 8, af.f) == 8 && fwrite(hdr, 1, hlen, af.f) == hlen;
     for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', af.f) != EOF;
     for (size_t i = 0; ok && i < n; i++)
-        ok = tensors[i].nbytes == 0 || fwrite(tensors[i].data, 1, tensors[i].nbytes, af.f) == tensors[i].nbytes;
+        ok = order[i]->nbytes == 0 || fwrite(order[i]->data, 1, order[i]->nbytes, af.f) == order[i]->nbytes;
     free(hdr);
+    free(order);
     if (!ok) {
         int e = errno;
         wsml_atomic_abort(&af);

@@ -1,3 +1,6 @@
+// Element types and the half-precision conversions. Both conversions round to nearest
+// even; the float16 path reproduces numpy's astype(float16) bit for bit (NaN payloads
+// included), the bfloat16 path PyTorch's .to(torch.bfloat16) for every non-NaN value.
 #include "common/tensorio.h"
 
 #include <string.h>
@@ -49,8 +52,11 @@ float wsml_f16_to_f32(uint16_t h) {
 uint16_t wsml_f32_to_f16(float f) {
     uint32_t u = f32_bits(f), sign = (u >> 16) & 0x8000u;
     uint32_t abs = u & 0x7fffffffu;
-    if (abs >= 0x7f800000u) // inf or nan
-        return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u | ((abs >> 13) & 0x3ffu) : 0));
+    if (abs > 0x7f800000u) { // nan: keep the top payload bits, never turn into inf (as numpy)
+        uint32_t payload = (abs & 0x7fffffu) >> 13;
+        return (uint16_t)(sign | 0x7c00u | (payload ? payload : 1u));
+    }
+    if (abs == 0x7f800000u) return (uint16_t)(sign | 0x7c00u);
     if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); // rounds to >= 65520: inf
     if (abs < 0x38800000u) {                                   // below the smallest normal
         // subnormal or zero: round(abs_value / 2^-24) to nearest even

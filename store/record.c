@@ -54,8 +54,12 @@ int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_
     *out = NULL;
     *out_len = 0;
     int C = rec->num_classes;
+    if (!rec->id || !rec->full || C <= 0 || (rec->image_len && !rec->image))
+        return wsml_errf(err, WSML_EARG, "record %s: missing id, labels or image", rec->id ? rec->id : "?");
     if (full_label_default != 0 && full_label_default != -1)
         return wsml_errf(err, WSML_EARG, "record %s: full_label_default must be 0 or -1", rec->id);
+    if (rec->encoding != WSML_ENC_RAW && rec->encoding != WSML_ENC_JPEG)
+        return wsml_errf(err, WSML_EARG, "record %s: unknown encoding %d", rec->id, (int)rec->encoding);
     if (rec->height <= 0 || rec->height > 65535 || rec->width <= 0 || rec->width > 65535 || rec->channels <= 0 ||
         rec->channels > 255)
         return wsml_errf(err, WSML_EARG, "record %s: bad image shape %dx%dx%d", rec->id, rec->height, rec->width,
@@ -130,7 +134,7 @@ int wsml_record_parse(const void *val, size_t len, int check_crc, wsml_record *r
     if (need != len)
         return wsml_errf(err, WSML_ECORRUPT, "record lengths add up to %llu bytes but the value has %zu",
                          (unsigned long long)need, len);
-    if (b[4] > WSML_ENC_JPEG || b[5] == 0 || (b[10] != 0 && b[10] != 0xff))
+    if (b[4] > WSML_ENC_JPEG || b[5] == 0 || (b[10] != 0 && b[10] != 0xff) || b[11] != 0)
         return wsml_errf(err, WSML_ECORRUPT, "record header has bad encoding/channels/default fields");
     if (check_crc) {
         uint32_t want = rd32(b + len - 4), got = wsml_record_crc(b, len - 4);

@@ -1,202 +1,369 @@
-// The LMDB store: one environment per directory, sub-databases meta/train/val/test.
-// Concurrency: DIR/wsml.lock is flock'ed shared by readers and exclusively by the
-// writer, so an ingest into a store that someone reads is refused, and a reader never
-// sees a store being written. LMDB's own lock file is not used (MDB_NOLOCK): a store
-// is written once by one process, then only read.
-#include <dirent.h>
+// The dataset store: one LMDB environment per directory (store.h, DESIGN.md).
+//
+// Files in a store directory:
+//   data.mdb   the LMDB environment (sub-databases meta, train, val, test)
+//   wsml.lock  an flock(2) lock file: readers hold it shared for as long as the store
+//              is open, the writer holds it exclusive from create to finish/abort. So an
+//              ingest into a store that some trainer still reads is refused instead of
+//              pulling the pages from under it, and a store that is being written is
+//              refused by readers (it would be refused as incomplete anyway).
+//
+// Both sides open LMDB with MDB_NOLOCK (no lock.mdb, no reader table): the flock above
+// already guarantees that nobody writes while anyone reads, and a read-only store then
+// opens from read-only media too.
+//
+// Writer durability: records go in with MDB_NOSYNC in batches (a killed ingest loses
+// only unsynced batches, and is never complete anyway); finish commits version+info,
+// syncs everything, then commits "complete" with sync on. No MDB_WRITEMAP: with it a
+// full disk shows up as SIGBUS on a mapped page instead of ENOSPC from a write.
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <lmdb.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <libgen.h>
 
 #include "common/fileio.h"
 #include "store/record.h"
+#include "store/store.h"
+
+#define LOCK_NAME "wsml.lock"
+#define DATA_NAME "data.mdb"
+#define BATCH_RECORDS 256
+#define BATCH_BYTES (64u << 20)
+#define INITIAL_MAPSIZE ((size_t)64 << 20)
+#define MAX_CLASSES (1 << 20)
 
 static const char *split_names[WSML_NUM_SPLITS] = {"train", "val", "test"};
 
-const char *wsml_split_name(wsml_split s) { return (unsigned)s < WSML_NUM_SPLITS ? split_names[s] : "?"; }
+const char *wsml_split_name(wsml_split s) {
+    return (unsigned)s < WSML_NUM_SPLITS ? split_names[s] : "?";
+}
+
 int wsml_split_parse(const char *name) {
-    for (int i = 0; i < WSML_NUM_SPLITS; i++)
-        if (name && !strcmp(name, split_names[i])) return i;
+    for (int s = 0; s < WSML_NUM_SPLITS; s++)
+        if (name && !strcmp(name, split_names[s])) return s;
     return -1;
 }
-const char *wsml_encoding_name(wsml_encoding e) { return e == WSML_ENC_JPEG ? "jpeg" : "raw"; }
 
-static void key_of(uint32_t index, uint8_t kb[4], MDB_val *k) {
-    kb[0] = (uint8_t)(index >> 24), kb[1] = (uint8_t)(index >> 16), kb[2] = (uint8_t)(index >> 8);
-    kb[3] = (uint8_t)index;
-    k->mv_data = kb;
-    k->mv_size = 4;
+const char *wsml_encoding_name(wsml_encoding e) {
+    return e == WSML_ENC_RAW ? "raw" : e == WSML_ENC_JPEG ? "jpeg" : "?";
 }
 
-static int take_lock(const char *dir, int exclusive, int create, int *fd_out, wsml_err *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/wsml.lock", dir);
-    int fd = open(path, create ? O_RDWR | O_CREAT : O_RDONLY, 0666);
-    *fd_out = -1;
-    if (fd < 0) {
-        if (!create && errno == ENOENT) return 0; // a store copied without its lock file
-        return wsml_errf(err, WSML_EIO, "%s: cannot open lock file: %s", path, strerror(errno));
-    }
-    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-        close(fd);
-        return wsml_errf(err, WSML_ESTATE,
-                         exclusive ? "%s: store is open in another process (a reader or writer); refusing to write it"
-                                   : "%s: store is being written by another process",
-                         dir);
-    }
-    *fd_out = fd;
+static void key_of(uint32_t index, uint8_t key[4]) { // big-endian: LMDB order = index order
+    key[0] = (uint8_t)(index >> 24), key[1] = (uint8_t)(index >> 16);
+    key[2] = (uint8_t)(index >> 8), key[3] = (uint8_t)index;
+}
+
+static uint32_t index_of(const uint8_t key[4]) {
+    return ((uint32_t)key[0] << 24) | ((uint32_t)key[1] << 16) | ((uint32_t)key[2] << 8) | key[3];
+}
+
+static void join(char *out, size_t cap, const char *dir, const char *name) {
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+// ---- meta -----------------------------------------------------------------------
+
+static void meta_free(wsml_store_meta *m) {
+    if (!m) return;
+    if (m->class_names)
+        for (int c = 0; c < m->num_classes; c++) free(m->class_names[c]);
+    free(m->class_names);
+    free(m->info_json);
+    memset(m, 0, sizeof *m);
+}
+
+static int get_int(json_t *o, const char *key, long long lo, long long hi, long long *out,
+                   wsml_err *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return wsml_errf(err, WSML_EFORMAT, "info: missing \"%s\"", key);
+    if (!json_is_integer(v))
+        return wsml_errf(err, WSML_EFORMAT, "info: \"%s\" is not an integer", key);
+    long long x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return wsml_errf(err, WSML_EFORMAT, "info: \"%s\" = %lld is outside [%lld, %lld]", key, x,
+                         lo, hi);
+    *out = x;
     return 0;
 }
 
-// ---- reading --------------------------------------------------------------------------
+void wsml_store_meta_free(wsml_store_meta *m) { meta_free(m); }
+
+// Parses "info" (json: len bytes straight from the map, not NUL-terminated); errors are
+// prefixed with dir (the store being opened) when it is not NULL.
+static int parse_info(const char *dir, const char *json, size_t len, wsml_store_meta *m,
+                      wsml_err *err) {
+    int rc = wsml_store_meta_parse(json, len, m, err);
+    if (rc < 0 && dir) wsml_err_prefix(err, "%s", dir);
+    return rc;
+}
+
+int wsml_store_meta_parse(const char *json, size_t len, wsml_store_meta *m, wsml_err *err) {
+    memset(m, 0, sizeof *m);
+    m->version = WSML_STORE_VERSION;
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) return wsml_errf(err, WSML_EFORMAT, "info: bad JSON at line %d: %s", je.line, je.text);
+    int rc = 0;
+    long long x;
+    if (!json_is_object(root)) {
+        rc = wsml_errf(err, WSML_EFORMAT, "info: not a JSON object");
+        goto done;
+    }
+    json_t *name = json_object_get(root, "name");
+    if (!json_is_string(name)) {
+        rc = wsml_errf(err, WSML_EFORMAT, "info: missing string \"name\"");
+        goto done;
+    }
+    snprintf(m->name, sizeof m->name, "%s", json_string_value(name));
+    json_t *classes = json_object_get(root, "classes");
+    if (!json_is_array(classes) || json_array_size(classes) == 0 ||
+        json_array_size(classes) > MAX_CLASSES) {
+        rc = wsml_errf(err, WSML_EFORMAT, "info: \"classes\" must be an array of 1..%d names",
+                       MAX_CLASSES);
+        goto done;
+    }
+    int C = (int)json_array_size(classes);
+    m->class_names = calloc((size_t)C, sizeof *m->class_names);
+    if (!m->class_names) {
+        rc = wsml_errf(err, WSML_ENOMEM, "info: out of memory for %d class names", C);
+        goto done;
+    }
+    m->num_classes = C;
+    for (int c = 0; c < C; c++) {
+        json_t *v = json_array_get(classes, (size_t)c);
+        if (!json_is_string(v)) {
+            rc = wsml_errf(err, WSML_EFORMAT, "info: class %d is not a string", c);
+            goto done;
+        }
+        if (!(m->class_names[c] = strdup(json_string_value(v)))) {
+            rc = wsml_errf(err, WSML_ENOMEM, "info: out of memory");
+            goto done;
+        }
+    }
+    json_t *counts = json_object_get(root, "counts");
+    if (!json_is_object(counts)) {
+        rc = wsml_errf(err, WSML_EFORMAT, "info: missing object \"counts\"");
+        goto done;
+    }
+    for (int s = 0; s < WSML_NUM_SPLITS; s++) {
+        if ((rc = get_int(counts, split_names[s], 0, UINT32_MAX, &x, err)) < 0) {
+            wsml_err_prefix(err, "info: counts");
+            goto done;
+        }
+        m->count[s] = (uint32_t)x;
+    }
+    if ((rc = get_int(root, "height", 1, 65535, &x, err)) < 0) goto done;
+    m->height = (int)x;
+    if ((rc = get_int(root, "width", 1, 65535, &x, err)) < 0) goto done;
+    m->width = (int)x;
+    if ((rc = get_int(root, "channels", 1, 255, &x, err)) < 0) goto done;
+    m->channels = (int)x;
+    json_t *enc = json_object_get(root, "encoding");
+    const char *es = json_is_string(enc) ? json_string_value(enc) : "";
+    if (!strcmp(es, "raw")) m->encoding = WSML_ENC_RAW;
+    else if (!strcmp(es, "jpeg")) m->encoding = WSML_ENC_JPEG;
+    else {
+        rc = wsml_errf(err, WSML_EFORMAT, "info: \"encoding\" must be \"raw\" or \"jpeg\"");
+        goto done;
+    }
+    if ((rc = get_int(root, "full_label_default", -1, 0, &x, err)) < 0) goto done;
+    m->full_label_default = (int)x;
+    m->info_json = malloc(len + 1);
+    if (!m->info_json) {
+        rc = wsml_errf(err, WSML_ENOMEM, "info: out of memory");
+        goto done;
+    }
+    memcpy(m->info_json, json, len);
+    m->info_json[len] = '\0';
+done:
+    json_decref(root);
+    return rc;
+}
+
+// ---- locking --------------------------------------------------------------------
+
+// Opens (creating if create) the lock file and takes the lock without waiting.
+// Returns the fd, -1 with err set when someone else holds a conflicting lock or the
+// file cannot be opened, or -2 (err untouched) when there is no lock file to take.
+static int take_lock(const char *dir, int exclusive, int create, wsml_err *err) {
+    char path[4200];
+    join(path, sizeof path, dir, LOCK_NAME);
+    int fd = open(path, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        if (!create && errno == ENOENT) return -2;
+        wsml_errf(err, WSML_EIO, "%s: cannot open lock file: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            wsml_errf(err, WSML_ESTATE,
+                      exclusive ? "%s: the store is open in another process (a reader or "
+                                  "another ingest); close it first"
+                                : "%s: the store is being written by another process",
+                      dir);
+        else
+            wsml_errf(err, WSML_EIO, "%s: cannot lock: %s", path, strerror(e));
+        return -1;
+    }
+    return fd;
+}
+
+// ---- reading --------------------------------------------------------------------
 
 struct wsml_store {
-    char dir[4096];
+    char *dir;
     MDB_env *env;
     MDB_dbi meta_dbi, split_dbi[WSML_NUM_SPLITS];
-    int check_crc;
+    size_t entries[WSML_NUM_SPLITS]; // what LMDB holds (may differ from meta when damaged)
     int lock_fd;
+    int check_crc;
     wsml_store_meta meta;
 };
 
 struct wsml_reader {
     wsml_store *s;
     MDB_txn *txn;
-    int live; // txn holds a snapshot
+    int active;
 };
 
-static void meta_free(wsml_store_meta *m) {
-    for (int i = 0; m->class_names && i < m->num_classes; i++) free(m->class_names[i]);
-    free(m->class_names);
-    free(m->info_json);
-    memset(m, 0, sizeof *m);
+const wsml_store_meta *wsml_store_meta_get(const wsml_store *s) { return &s->meta; }
+const char *wsml_store_path(const wsml_store *s) { return s->dir; }
+
+void wsml_store_close(wsml_store *s) {
+    if (!s) return;
+    if (s->env) mdb_env_close(s->env);
+    if (s->lock_fd >= 0) close(s->lock_fd); // releases the shared lock
+    wsml_store_meta_free(&s->meta);
+    free(s->dir);
+    free(s);
 }
 
-static int parse_info(const char *dir, const char *json, size_t len, wsml_store_meta *m, wsml_err *err) {
-    json_error_t je;
-    json_t *root = json_loadb(json, len, 0, &je);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return wsml_errf(err, WSML_ECORRUPT, "%s: store meta 'info' is not valid JSON (%s)", dir, je.text);
-    }
-    int rc = 0;
-    json_t *classes = json_object_get(root, "classes"), *counts = json_object_get(root, "counts");
-    const char *name = json_string_value(json_object_get(root, "name"));
-    const char *enc = json_string_value(json_object_get(root, "encoding"));
-    json_t *h = json_object_get(root, "height"), *w = json_object_get(root, "width"),
-           *c = json_object_get(root, "channels"), *d = json_object_get(root, "full_label_default");
-    if (!json_is_array(classes) || json_array_size(classes) == 0 || !json_is_object(counts) || !name || !enc ||
-        !json_is_integer(h) || !json_is_integer(w) || !json_is_integer(c)) {
-        rc = wsml_errf(err, WSML_ECORRUPT,
-                       "%s: store meta 'info' lacks name/classes/counts/height/width/channels/encoding", dir);
-        goto out;
-    }
-    snprintf(m->name, sizeof m->name, "%s", name);
-    m->num_classes = (int)json_array_size(classes);
-    m->class_names = calloc((size_t)m->num_classes, sizeof *m->class_names);
-    for (int i = 0; i < m->num_classes; i++) {
-        const char *cn = json_string_value(json_array_get(classes, (size_t)i));
-        if (!cn) {
-            rc = wsml_errf(err, WSML_ECORRUPT, "%s: class %d has no name in store meta", dir, i);
-            goto out;
-        }
-        m->class_names[i] = strdup(cn);
-    }
-    for (int s = 0; s < WSML_NUM_SPLITS; s++) {
-        json_t *n = json_object_get(counts, split_names[s]);
-        m->count[s] = json_is_integer(n) ? (uint32_t)json_integer_value(n) : 0;
-    }
-    m->height = (int)json_integer_value(h);
-    m->width = (int)json_integer_value(w);
-    m->channels = (int)json_integer_value(c);
-    m->encoding = !strcmp(enc, "jpeg") ? WSML_ENC_JPEG : WSML_ENC_RAW;
-    m->full_label_default = json_is_integer(d) ? (int)json_integer_value(d) : 0;
-    m->info_json = strndup(json, len);
-out:
-    json_decref(root);
-    return rc;
-}
-
-static int get_meta(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *v) {
+static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *key, MDB_val *val) {
     MDB_val k = {strlen(key), (void *)key};
-    return mdb_get(txn, dbi, &k, v);
+    return mdb_get(txn, dbi, &k, val);
 }
 
-wsml_store *wsml_store_open(const char *dir, int check_crc, wsml_err *err) {
+// strict: the split entry counts must equal meta's (verify checks them itself).
+static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_err *err) {
+    wsml_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(dir))) {
+        free(s);
+        wsml_errf(err, WSML_ENOMEM, "%s: out of memory", dir);
+        return NULL;
+    }
+    s->lock_fd = -1;
+    s->check_crc = check_crc;
+    MDB_txn *txn = NULL;
+    int rc;
     struct stat st;
     char data_path[4200];
-    snprintf(data_path, sizeof data_path, "%s/data.mdb", dir);
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        wsml_errf(err, WSML_EIO, "%s: no such store (not a directory)", dir);
-        return NULL;
-    }
-    if (stat(data_path, &st) != 0) {
-        wsml_errf(err, WSML_EIO, "%s: not a store (no data.mdb)", dir);
-        return NULL;
-    }
-    wsml_store *s = calloc(1, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "%s", dir);
-    s->check_crc = check_crc;
-    s->lock_fd = -1;
-    if (take_lock(dir, 0, 0, &s->lock_fd, err)) {
-        free(s);
-        return NULL;
-    }
-    int rc;
-    MDB_txn *txn = NULL;
-    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
-        (rc = mdb_env_set_mapsize(s->env, (size_t)st.st_size)) ||
-        (rc = mdb_env_open(s->env, dir, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD, 0444))) {
-        wsml_errf(err, WSML_ECORRUPT, "%s: cannot open store: %s", dir, mdb_strerror(rc));
+    join(data_path, sizeof data_path, dir, DATA_NAME);
+    if (stat(dir, &st) != 0) {
+        wsml_errf(err, WSML_EIO, "%s: cannot open store: %s", dir, strerror(errno));
         goto fail;
     }
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) || (rc = mdb_dbi_open(txn, "meta", 0, &s->meta_dbi))) {
-        wsml_errf(err, WSML_ECORRUPT, "%s: store has no meta database: %s", dir, mdb_strerror(rc));
+    if (!S_ISDIR(st.st_mode)) {
+        wsml_errf(err, WSML_ESTATE, "%s: not a store (a store is a directory)", dir);
+        goto fail;
+    }
+    if (stat(data_path, &st) != 0) {
+        wsml_errf(err, WSML_ESTATE, "%s: not a wsml store (no %s)", dir, DATA_NAME);
+        goto fail;
+    }
+    int fd = take_lock(dir, 0, 0, err);
+    if (fd == -1) goto fail;
+    s->lock_fd = fd >= 0 ? fd : -1;
+    if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
+        (rc = mdb_env_open(s->env, dir, MDB_RDONLY | MDB_NOTLS | MDB_NOLOCK, 0644))) {
+        wsml_errf(err, rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ? WSML_ECORRUPT : WSML_EIO,
+                  "%s: cannot open LMDB environment: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    // A data.mdb shorter than LMDB's last page would SIGBUS on access: refuse it here.
+    MDB_envinfo info;
+    MDB_stat est;
+    mdb_env_info(s->env, &info);
+    mdb_env_stat(s->env, &est);
+    if (stat(data_path, &st) != 0 ||
+        (unsigned long long)st.st_size < ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize) {
+        wsml_errf(err, WSML_ECORRUPT, "%s: %s is truncated (%lld bytes, LMDB needs %llu)", dir,
+                  DATA_NAME, (long long)st.st_size,
+                  ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize);
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))) {
+        wsml_errf(err, WSML_EIO, "%s: cannot begin read transaction: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mdb_dbi_open(txn, "meta", 0, &s->meta_dbi))) {
+        wsml_errf(err, WSML_ESTATE, "%s: not a wsml store (no meta database: %s)", dir,
+                  mdb_strerror(rc));
         goto fail;
     }
     MDB_val v;
-    if (get_meta(txn, s->meta_dbi, "complete", &v) != 0 || v.mv_size != 1 || *(char *)v.mv_data != '1') {
+    rc = meta_get(txn, s->meta_dbi, "version", &v);
+    int version = -1;
+    if (rc == 0) {
+        char buf[16] = {0};
+        memcpy(buf, v.mv_data, v.mv_size < 15 ? v.mv_size : 15);
+        char *end;
+        long lv = strtol(buf, &end, 10);
+        if (end != buf && *end == '\0' && v.mv_size < 15) version = (int)lv;
+    }
+    if (rc == 0 && version != WSML_STORE_VERSION) {
         wsml_errf(err, WSML_ESTATE,
-                  "%s: store is incomplete (its writer did not finish); run wsml-ingest again with --force", dir);
+                  "%s: store format version %d, but this wsml reads version %d (re-ingest it)", dir,
+                  version, WSML_STORE_VERSION);
         goto fail;
     }
-    char vbuf[16] = "";
-    if (get_meta(txn, s->meta_dbi, "version", &v) == 0 && v.mv_size < sizeof vbuf) memcpy(vbuf, v.mv_data, v.mv_size);
-    if (atoi(vbuf) != WSML_STORE_VERSION) {
-        wsml_errf(err, WSML_ESTATE, "%s: store format version %s, this wsml reads version %d; re-ingest it", dir,
-                  vbuf[0] ? vbuf : "(none)", WSML_STORE_VERSION);
+    rc = meta_get(txn, s->meta_dbi, "complete", &v);
+    if (rc != 0 || v.mv_size != 1 || *(const char *)v.mv_data != '1') {
+        wsml_errf(err, WSML_ESTATE,
+                  "%s: store is incomplete (its ingest did not finish: it failed, was killed or "
+                  "is still running); re-run the ingest with --force",
+                  dir);
         goto fail;
     }
-    s->meta.version = WSML_STORE_VERSION;
-    if (get_meta(txn, s->meta_dbi, "info", &v) != 0) {
-        wsml_errf(err, WSML_ECORRUPT, "%s: store meta has no 'info'", dir);
+    if ((rc = meta_get(txn, s->meta_dbi, "info", &v))) {
+        wsml_errf(err, WSML_ECORRUPT, "%s: meta has no \"info\" record", dir);
         goto fail;
     }
-    if (parse_info(dir, v.mv_data, v.mv_size, &s->meta, err)) goto fail;
-    for (int i = 0; i < WSML_NUM_SPLITS; i++) {
-        MDB_stat ms;
-        if ((rc = mdb_dbi_open(txn, split_names[i], 0, &s->split_dbi[i])) ||
-            (rc = mdb_stat(txn, s->split_dbi[i], &ms))) {
-            wsml_errf(err, WSML_ECORRUPT, "%s: split '%s' missing: %s", dir, split_names[i], mdb_strerror(rc));
+    if ((rc = parse_info(dir, v.mv_data, v.mv_size, &s->meta, err)) < 0) {
+        if (err) err->code = WSML_ECORRUPT;
+        goto fail;
+    }
+    s->meta.version = version;
+    for (int sp = 0; sp < WSML_NUM_SPLITS; sp++) {
+        MDB_stat ss;
+        if ((rc = mdb_dbi_open(txn, split_names[sp], 0, &s->split_dbi[sp])) ||
+            (rc = mdb_stat(txn, s->split_dbi[sp], &ss))) {
+            wsml_errf(err, WSML_ECORRUPT, "%s: cannot open the %s database: %s", dir,
+                      split_names[sp], mdb_strerror(rc));
             goto fail;
         }
-        if (ms.ms_entries != s->meta.count[i]) {
-            wsml_errf(err, WSML_ECORRUPT, "%s: split '%s' holds %zu records, meta says %u", dir, split_names[i],
-                      (size_t)ms.ms_entries, s->meta.count[i]);
+        s->entries[sp] = ss.ms_entries;
+        if (strict && ss.ms_entries != s->meta.count[sp]) {
+            wsml_errf(err, WSML_ECORRUPT,
+                      "%s: split %s holds %zu records but meta says %u (damaged store; run "
+                      "wsml-store verify)",
+                      dir, split_names[sp], ss.ms_entries, s->meta.count[sp]);
             goto fail;
         }
     }
-    // Committing (not aborting) keeps the DBI handles valid for later transactions.
-    if ((rc = mdb_txn_commit(txn))) {
-        txn = NULL;
-        wsml_errf(err, WSML_EIO, "%s: cannot open store: %s", dir, mdb_strerror(rc));
+    // A read-only txn must commit (not abort) for its dbi handles to stay valid.
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) {
+        wsml_errf(err, WSML_EIO, "%s: %s", dir, mdb_strerror(rc));
         goto fail;
     }
     return s;
@@ -206,61 +373,31 @@ fail:
     return NULL;
 }
 
-void wsml_store_close(wsml_store *s) {
-    if (!s) return;
-    if (s->env) mdb_env_close(s->env);
-    if (s->lock_fd >= 0) close(s->lock_fd);
-    meta_free(&s->meta);
-    free(s);
+wsml_store *wsml_store_open(const char *dir, int check_crc, wsml_err *err) {
+    return open_store(dir, check_crc, 1, err);
 }
-
-const wsml_store_meta *wsml_store_meta_get(const wsml_store *s) { return &s->meta; }
 
 wsml_reader *wsml_reader_begin(wsml_store *s, wsml_err *err) {
     wsml_reader *r = calloc(1, sizeof *r);
     if (!r) {
-        wsml_errf(err, WSML_ENOMEM, "out of memory");
+        wsml_errf(err, WSML_ENOMEM, "%s: out of memory", s->dir);
         return NULL;
     }
     r->s = s;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
     if (rc) {
         free(r);
-        wsml_errf(err, WSML_EIO, "%s: cannot begin read: %s", s->dir, mdb_strerror(rc));
+        wsml_errf(err, WSML_EIO, "%s: cannot begin read transaction: %s", s->dir, mdb_strerror(rc));
         return NULL;
     }
-    r->live = 1;
+    r->active = 1;
     return r;
 }
 
-int wsml_reader_get(wsml_reader *r, wsml_split split, uint32_t index, wsml_record *rec, wsml_err *err) {
-    wsml_store *s = r->s;
-    if ((unsigned)split >= WSML_NUM_SPLITS)
-        return wsml_errf(err, WSML_EARG, "%s: bad split %d", s->dir, (int)split);
-    if (index >= s->meta.count[split])
-        return wsml_errf(err, WSML_EARG, "%s: %s record %u out of range (%u records)", s->dir, split_names[split],
-                         index, s->meta.count[split]);
-    if (!r->live) {
-        int rc = mdb_txn_renew(r->txn);
-        if (rc) return wsml_errf(err, WSML_EIO, "%s: cannot renew read: %s", s->dir, mdb_strerror(rc));
-        r->live = 1;
-    }
-    uint8_t kb[4];
-    MDB_val k, v;
-    key_of(index, kb, &k);
-    int rc = mdb_get(r->txn, s->split_dbi[split], &k, &v);
-    if (rc) return wsml_errf(err, WSML_ECORRUPT, "%s: %s record %u: %s", s->dir, split_names[split], index, mdb_strerror(rc));
-    if (wsml_record_parse(v.mv_data, v.mv_size, s->check_crc, rec, err) ||
-        wsml_record_check_labels(rec, s->meta.num_classes, err))
-        return wsml_err_prefix(err, "%s: %s record %u", s->dir, split_names[split], index);
-    rec->index = index;
-    return 0;
-}
-
 void wsml_reader_reset(wsml_reader *r) {
-    if (r && r->live) {
+    if (r && r->active) {
         mdb_txn_reset(r->txn);
-        r->live = 0;
+        r->active = 0;
     }
 }
 
@@ -270,278 +407,438 @@ void wsml_reader_end(wsml_reader *r) {
     free(r);
 }
 
-// ---- writing --------------------------------------------------------------------------
+// Fetches and parses one record; check_crc as asked, labels checked against C.
+static int get_record(MDB_txn *txn, wsml_store *s, wsml_split split, uint32_t index, int check_crc,
+                      wsml_record *rec, wsml_err *err) {
+    uint8_t key[4];
+    key_of(index, key);
+    MDB_val k = {4, key}, v;
+    int rc = mdb_get(txn, s->split_dbi[split], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return wsml_errf(err, WSML_ECORRUPT, "%s: %s record %u is missing", s->dir,
+                         split_names[split], index);
+    if (rc)
+        return wsml_errf(err, rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? WSML_ECORRUPT : WSML_EIO,
+                         "%s: %s record %u: %s", s->dir, split_names[split], index, mdb_strerror(rc));
+    if ((rc = wsml_record_parse(v.mv_data, v.mv_size, check_crc, rec, err)) < 0 ||
+        (rc = wsml_record_check_labels(rec, s->meta.num_classes, err)) < 0)
+        return wsml_err_prefix(err, "%s: %s record %u", s->dir, split_names[split], index);
+    rec->index = index;
+    return 0;
+}
+
+int wsml_reader_get(wsml_reader *r, wsml_split split, uint32_t index, wsml_record *rec,
+                    wsml_err *err) {
+    wsml_store *s = r->s;
+    if ((unsigned)split >= WSML_NUM_SPLITS)
+        return wsml_errf(err, WSML_EARG, "%s: no split number %d", s->dir, (int)split);
+    if (index >= s->meta.count[split])
+        return wsml_errf(err, WSML_EARG, "%s: %s record %u out of range (the split has %u)",
+                         s->dir, split_names[split], index, s->meta.count[split]);
+    if (!r->active) {
+        int rc = mdb_txn_renew(r->txn);
+        if (rc)
+            return wsml_errf(err, WSML_EIO, "%s: cannot renew read transaction: %s", s->dir,
+                             mdb_strerror(rc));
+        r->active = 1;
+    }
+    return get_record(r->txn, s, split, index, s->check_crc, rec, err);
+}
+
+// ---- writing --------------------------------------------------------------------
 
 typedef struct {
-    wsml_split split;
-    uint32_t index;
+    MDB_dbi dbi;
+    uint8_t key[4];
     uint8_t *val;
     size_t len;
-} pending_rec;
+} pending_record;
 
 struct wsml_store_writer {
-    char dir[4096];
+    char *dir;
     MDB_env *env;
     MDB_dbi meta_dbi, split_dbi[WSML_NUM_SPLITS];
-    size_t map_size;
     int lock_fd;
-    uint32_t next[WSML_NUM_SPLITS];
-    pending_rec *pending;
-    size_t n_pending, cap_pending, pending_bytes;
+    size_t mapsize;
+    uint32_t next[WSML_NUM_SPLITS]; // records put per split
+    int num_classes;                // of the first record put (-1 before)
+    int full_label_default;
+    pending_record batch[BATCH_RECORDS];
+    int batch_n;
+    size_t batch_bytes;
+    int failed; // a put or commit failed: the writer only aborts from here on
 };
 
-static int remove_store_files(const char *dir, wsml_err *err) {
-    // Only the files a store consists of; anything else in the directory is refused.
-    static const char *ours[] = {"data.mdb", "lock.mdb", "wsml.lock", "data.mdb-lock"};
-    DIR *d = opendir(dir);
-    if (!d) return wsml_errf(err, WSML_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d)) && !rc) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        int known = 0;
-        for (size_t i = 0; i < sizeof ours / sizeof *ours; i++) known |= !strcmp(e->d_name, ours[i]);
-        if (!known)
-            rc = wsml_errf(err, WSML_ESTATE, "%s: --force refused: the directory holds '%s', which is not part of a store",
-                           dir, e->d_name);
-    }
-    closedir(d);
-    if (rc) return rc;
-    char p[4200];
-    snprintf(p, sizeof p, "%s/data.mdb", dir);
-    if (unlink(p) != 0 && errno != ENOENT) return wsml_errf(err, WSML_EIO, "%s: cannot remove: %s", p, strerror(errno));
-    snprintf(p, sizeof p, "%s/lock.mdb", dir);
-    unlink(p);
+static void batch_clear(wsml_store_writer *w) {
+    for (int i = 0; i < w->batch_n; i++) free(w->batch[i].val);
+    w->batch_n = 0;
+    w->batch_bytes = 0;
+}
+
+static int grow_map(wsml_store_writer *w, wsml_err *err) {
+    size_t next = w->mapsize * 2;
+    int rc = mdb_env_set_mapsize(w->env, next);
+    if (rc)
+        return wsml_errf(err, WSML_EIO, "%s: cannot grow the LMDB map to %zu bytes: %s", w->dir, next,
+                         mdb_strerror(rc));
+    w->mapsize = next;
     return 0;
 }
 
-static int writer_open_dbs(wsml_store_writer *w, wsml_err *err) {
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
-    if (!rc) rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &w->meta_dbi);
-    for (int i = 0; !rc && i < WSML_NUM_SPLITS; i++) rc = mdb_dbi_open(txn, split_names[i], MDB_CREATE, &w->split_dbi[i]);
-    if (!rc) rc = mdb_txn_commit(txn);
-    else mdb_txn_abort(txn);
-    if (rc) return wsml_errf(err, WSML_EIO, "%s: cannot create store databases: %s", w->dir, mdb_strerror(rc));
-    return 0;
+static int mdb_code(int rc) {
+    return rc == ENOMEM ? WSML_ENOMEM : WSML_EIO;
 }
 
-wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) {
-    struct stat st;
-    int exists = stat(dir, &st) == 0;
-    if (exists && !S_ISDIR(st.st_mode)) {
-        wsml_errf(err, WSML_ESTATE, "%s: exists and is not a directory", dir);
-        return NULL;
-    }
-    if (exists && !force) {
-        DIR *d = opendir(dir);
-        int empty = 1;
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
-        if (d) closedir(d);
-        if (!empty) {
-            wsml_errf(err, WSML_ESTATE, "%s: already exists; pass --force to replace it", dir);
-            return NULL;
-        }
-    }
-    if (wsml_mkdirs(dir, err)) return NULL;
-    wsml_store_writer *w = calloc(1, sizeof *w);
-    snprintf(w->dir, sizeof w->dir, "%s", dir);
-    w->lock_fd = -1;
-    if (take_lock(dir, 1, 1, &w->lock_fd, err)) goto fail;
-    if (remove_store_files(dir, err)) goto fail;
-    w->map_size = (size_t)1 << 30;
-    int rc;
-    if ((rc = mdb_env_create(&w->env)) || (rc = mdb_env_set_maxdbs(w->env, 8)) ||
-        (rc = mdb_env_set_mapsize(w->env, w->map_size)) ||
-        (rc = mdb_env_open(w->env, dir, MDB_NOLOCK | MDB_NOSYNC | MDB_NOMETASYNC, 0644))) {
-        wsml_errf(err, WSML_EIO, "%s: cannot create store: %s", dir, mdb_strerror(rc));
-        goto fail;
-    }
-    if (writer_open_dbs(w, err)) goto fail;
-    return w;
-fail:
-    wsml_store_writer_abort(w);
-    return NULL;
-}
-
-// Writes every pending record in one transaction, growing the map when it is full.
-static int flush_pending(wsml_store_writer *w, wsml_err *err) {
+// Writes the pending batch in one transaction; when the map is full, grows it and
+// replays the whole batch (a failed LMDB txn must be aborted as a whole).
+static int batch_commit(wsml_store_writer *w, wsml_err *err) {
+    if (w->batch_n == 0) return 0;
     for (;;) {
         MDB_txn *txn;
         int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
-        for (size_t i = 0; !rc && i < w->n_pending; i++) {
-            uint8_t kb[4];
-            MDB_val k, v = {w->pending[i].len, w->pending[i].val};
-            key_of(w->pending[i].index, kb, &k);
-            rc = mdb_put(txn, w->split_dbi[w->pending[i].split], &k, &v, MDB_APPEND);
+        for (int i = 0; rc == 0 && i < w->batch_n; i++) {
+            pending_record *p = &w->batch[i];
+            MDB_val k = {4, p->key}, v = {p->len, p->val};
+            rc = mdb_put(txn, p->dbi, &k, &v, MDB_APPEND);
+            if (rc) mdb_txn_abort(txn);
         }
-        if (!rc) rc = mdb_txn_commit(txn);
-        else mdb_txn_abort(txn);
+        if (rc == 0) rc = mdb_txn_commit(txn); // frees txn whatever the result
         if (rc == MDB_MAP_FULL) {
-            w->map_size *= 2;
-            if ((rc = mdb_env_set_mapsize(w->env, w->map_size)))
-                return wsml_errf(err, WSML_EIO, "%s: cannot grow map to %zu bytes: %s", w->dir, w->map_size,
-                                 mdb_strerror(rc));
+            if ((rc = grow_map(w, err)) < 0) return rc;
             continue;
         }
         if (rc)
-            return wsml_errf(err, WSML_EIO, "%s: write failed: %s", w->dir,
-                             rc == ENOSPC ? "no space left on device" : mdb_strerror(rc));
-        break;
-    }
-    for (size_t i = 0; i < w->n_pending; i++) free(w->pending[i].val);
-    w->n_pending = 0;
-    w->pending_bytes = 0;
-    return 0;
-}
-
-int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index, const wsml_record_in *rec,
-                   int full_label_default, wsml_err *err) {
-    if ((unsigned)split >= WSML_NUM_SPLITS) return wsml_errf(err, WSML_EARG, "%s: bad split %d", w->dir, (int)split);
-    if (index != w->next[split])
-        return wsml_errf(err, WSML_EARG, "%s: %s record %u put out of order (expected %u)", w->dir,
-                         split_names[split], index, w->next[split]);
-    uint8_t *val;
-    size_t len;
-    int rc = wsml_record_encode(rec, full_label_default, &val, &len, err);
-    if (rc) return rc;
-    if (w->n_pending == w->cap_pending) {
-        size_t cap = w->cap_pending ? 2 * w->cap_pending : 256;
-        pending_rec *p = realloc(w->pending, cap * sizeof *p);
-        if (!p) {
-            free(val);
-            return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", w->dir);
-        }
-        w->pending = p;
-        w->cap_pending = cap;
-    }
-    w->pending[w->n_pending++] = (pending_rec){split, index, val, len};
-    w->pending_bytes += len;
-    w->next[split]++;
-    if (w->n_pending >= 512 || w->pending_bytes >= (64u << 20)) return flush_pending(w, err);
-    return 0;
-}
-
-static int put_meta(wsml_store_writer *w, const char *key, const void *val, size_t len, wsml_err *err) {
-    for (;;) {
-        MDB_txn *txn;
-        MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
-        int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
-        if (!rc) rc = mdb_put(txn, w->meta_dbi, &k, &v, 0);
-        if (!rc) rc = mdb_txn_commit(txn);
-        else mdb_txn_abort(txn);
-        if (rc == MDB_MAP_FULL) {
-            w->map_size *= 2;
-            mdb_env_set_mapsize(w->env, w->map_size);
-            continue;
-        }
-        if (rc) return wsml_errf(err, WSML_EIO, "%s: writing meta '%s' failed: %s", w->dir, key, mdb_strerror(rc));
+            return wsml_errf(err, mdb_code(rc), "%s: writing records failed: %s", w->dir,
+                             mdb_strerror(rc));
+        batch_clear(w);
         return 0;
     }
 }
 
-int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_err *err) {
-    int rc = flush_pending(w, err);
-    if (rc) return rc;
-    // Check the info against what was written before it becomes the store's meta.
-    wsml_store_meta m = {0};
-    rc = parse_info(w->dir, info_json, strlen(info_json), &m, err);
-    if (!rc)
-        for (int s = 0; s < WSML_NUM_SPLITS && !rc; s++)
-            if (m.count[s] != w->next[s])
-                rc = wsml_errf(err, WSML_EARG, "%s: info says %u %s records, %u were written", w->dir, m.count[s],
-                               split_names[s], w->next[s]);
-    meta_free(&m);
-    if (rc) return rc;
-    char ver[16];
-    snprintf(ver, sizeof ver, "%d", WSML_STORE_VERSION);
-    if ((rc = put_meta(w, "version", ver, strlen(ver), err)) ||
-        (rc = put_meta(w, "info", info_json, strlen(info_json), err)))
-        return rc;
-    // Everything durable first; only then the flag, in its own transaction.
-    if ((rc = mdb_env_sync(w->env, 1)))
-        return wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
-    if ((rc = put_meta(w, "complete", "1", 1, err))) return rc;
-    if ((rc = mdb_env_sync(w->env, 1)))
-        return wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
-    mdb_env_close(w->env);
-    w->env = NULL;
-    wsml_store_writer_abort(w); // frees; the store is complete
-    return 0;
+// Puts key/value pairs into meta in one transaction (growing the map if needed).
+static int meta_put(wsml_store_writer *w, int n, const char **keys, const char **vals,
+                    wsml_err *err) {
+    for (;;) {
+        MDB_txn *txn;
+        int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
+        for (int i = 0; rc == 0 && i < n; i++) {
+            MDB_val k = {strlen(keys[i]), (void *)keys[i]}, v = {strlen(vals[i]), (void *)vals[i]};
+            rc = mdb_put(txn, w->meta_dbi, &k, &v, 0);
+            if (rc) mdb_txn_abort(txn);
+        }
+        if (rc == 0) rc = mdb_txn_commit(txn);
+        if (rc == MDB_MAP_FULL) {
+            if ((rc = grow_map(w, err)) < 0) return rc;
+            continue;
+        }
+        if (rc)
+            return wsml_errf(err, mdb_code(rc), "%s: writing meta failed: %s", w->dir,
+                             mdb_strerror(rc));
+        return 0;
+    }
 }
 
-void wsml_store_writer_abort(wsml_store_writer *w) {
+static void writer_free(wsml_store_writer *w) {
     if (!w) return;
+    batch_clear(w);
     if (w->env) mdb_env_close(w->env);
-    for (size_t i = 0; i < w->n_pending; i++) free(w->pending[i].val);
-    free(w->pending);
-    if (w->lock_fd >= 0) close(w->lock_fd);
+    if (w->lock_fd >= 0) close(w->lock_fd); // releases the exclusive lock
+    free(w->dir);
     free(w);
 }
 
-// ---- checking -------------------------------------------------------------------------
+// An existing directory may be replaced only when it holds nothing but store files:
+// --force must never wipe a directory that was something else.
+static int check_replaceable(const char *dir, wsml_err *err) {
+    DIR *d = opendir(dir);
+    if (!d) return wsml_errf(err, WSML_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, DATA_NAME) || !strcmp(n, "lock.mdb") ||
+            !strcmp(n, LOCK_NAME))
+            continue;
+        rc = wsml_errf(err, WSML_ESTATE,
+                       "%s exists and is not a wsml store (it holds %s); refusing to replace it", dir,
+                       n);
+        break;
+    }
+    closedir(d);
+    return rc;
+}
 
-long wsml_store_verify(const char *dir, wsml_bad_record_fn on_bad, void *ctx, wsml_err *err) {
-    wsml_store *s = wsml_store_open(dir, 1, err);
-    if (!s) return -1;
+wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) {
+    wsml_store_writer *w = calloc(1, sizeof *w);
+    if (!w || !(w->dir = strdup(dir))) {
+        free(w);
+        wsml_errf(err, WSML_ENOMEM, "%s: out of memory", dir);
+        return NULL;
+    }
+    w->lock_fd = -1;
+    w->num_classes = -1;
+    w->mapsize = INITIAL_MAPSIZE;
+    char path[4200];
+    struct stat st;
+    int rc;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            wsml_errf(err, WSML_ESTATE, "%s exists and is not a directory", dir);
+            goto fail;
+        }
+        if (!force) {
+            wsml_errf(err, WSML_ESTATE, "%s already exists (use --force to replace it)", dir);
+            goto fail;
+        }
+        if (check_replaceable(dir, err) < 0) goto fail;
+    } else {
+        char parent[4200];
+        snprintf(parent, sizeof parent, "%s", dir);
+        if (wsml_mkdirs(dirname(parent), err) < 0) goto fail;
+        if (mkdir(dir, 0755) != 0) {
+            wsml_errf(err, errno == EEXIST ? WSML_ESTATE : WSML_EIO, "%s: cannot create: %s", dir,
+                      strerror(errno));
+            goto fail;
+        }
+    }
+    if ((w->lock_fd = take_lock(dir, 1, 1, err)) < 0) goto fail;
+    // Under the exclusive lock: nobody reads the old store any more, replace it.
+    const char *old[] = {DATA_NAME, "lock.mdb"};
+    for (int i = 0; i < 2; i++) {
+        join(path, sizeof path, dir, old[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            wsml_errf(err, WSML_EIO, "%s: cannot remove: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
+    if ((rc = mdb_env_create(&w->env)) || (rc = mdb_env_set_maxdbs(w->env, 8)) ||
+        (rc = mdb_env_set_mapsize(w->env, w->mapsize)) ||
+        (rc = mdb_env_open(w->env, dir, MDB_NOSYNC | MDB_NOLOCK, 0644))) {
+        wsml_errf(err, WSML_EIO, "%s: cannot create LMDB environment: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    MDB_txn *txn;
+    if ((rc = mdb_txn_begin(w->env, NULL, 0, &txn))) {
+        wsml_errf(err, WSML_EIO, "%s: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &w->meta_dbi);
+    for (int s = 0; rc == 0 && s < WSML_NUM_SPLITS; s++)
+        rc = mdb_dbi_open(txn, split_names[s], MDB_CREATE, &w->split_dbi[s]);
+    if (rc == 0) {
+        // The version goes in first so that even a dead ingest's store says what it is.
+        char vbuf[16];
+        snprintf(vbuf, sizeof vbuf, "%d", WSML_STORE_VERSION);
+        MDB_val k = {7, "version"}, v = {strlen(vbuf), vbuf};
+        rc = mdb_put(txn, w->meta_dbi, &k, &v, 0);
+    }
+    if (rc) mdb_txn_abort(txn);
+    else rc = mdb_txn_commit(txn);
+    if (rc) {
+        wsml_errf(err, mdb_code(rc), "%s: cannot initialise the store: %s", dir, mdb_strerror(rc));
+        goto fail;
+    }
+    return w;
+fail:
+    writer_free(w);
+    return NULL;
+}
+
+int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index,
+                   const wsml_record_in *rec, int full_label_default, wsml_err *err) {
+    if (w->failed)
+        return wsml_errf(err, WSML_ESTATE, "%s: the writer failed earlier; abort it", w->dir);
+    if ((unsigned)split >= WSML_NUM_SPLITS)
+        return wsml_errf(err, WSML_EARG, "%s: no split number %d", w->dir, (int)split);
+    const char *sn = split_names[split];
+    if (index != w->next[split])
+        return wsml_errf(err, WSML_EARG, "%s: %s record %u put out of order (expected %u)", w->dir,
+                         sn, index, w->next[split]);
+    if (w->num_classes < 0) {
+        w->num_classes = rec->num_classes;
+        w->full_label_default = full_label_default;
+    } else if (rec->num_classes != w->num_classes || full_label_default != w->full_label_default) {
+        return wsml_errf(err, WSML_EARG,
+                         "%s: %s record %u has %d classes and default %d, earlier records %d and %d",
+                         w->dir, sn, index, rec->num_classes, full_label_default, w->num_classes,
+                         w->full_label_default);
+    }
+    pending_record *p = &w->batch[w->batch_n];
+    int rc = wsml_record_encode(rec, full_label_default, &p->val, &p->len, err);
+    if (rc < 0) return wsml_err_prefix(err, "%s: %s record %u", w->dir, sn, index);
+    p->dbi = w->split_dbi[split];
+    key_of(index, p->key);
+    w->batch_n++;
+    w->batch_bytes += p->len;
+    w->next[split]++;
+    if (w->batch_n == BATCH_RECORDS || w->batch_bytes >= BATCH_BYTES) {
+        if ((rc = batch_commit(w, err)) < 0) {
+            w->failed = 1;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int fsync_path(const char *path, wsml_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0) return wsml_errf(err, WSML_EIO, "%s: fsync failed: %s", path, strerror(e));
+    return 0;
+}
+
+int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_err *err) {
+    int rc = 0;
+    wsml_store_meta m;
+    memset(&m, 0, sizeof m);
+    if (w->failed) {
+        rc = wsml_errf(err, WSML_ESTATE, "%s: the writer failed earlier", w->dir);
+        goto done;
+    }
+    if (!info_json) {
+        rc = wsml_errf(err, WSML_EARG, "%s: no info JSON", w->dir);
+        goto done;
+    }
+    if ((rc = parse_info(w->dir, info_json, strlen(info_json), &m, err)) < 0) goto done;
+    for (int s = 0; s < WSML_NUM_SPLITS; s++)
+        if (m.count[s] != w->next[s]) {
+            rc = wsml_errf(err, WSML_EARG, "%s: info counts %s = %u but %u records were put", w->dir,
+                           split_names[s], m.count[s], w->next[s]);
+            goto done;
+        }
+    if (w->num_classes >= 0 &&
+        (w->num_classes != m.num_classes || w->full_label_default != m.full_label_default)) {
+        rc = wsml_errf(err, WSML_EARG,
+                       "%s: info lists %d classes with full_label_default %d, but the records have "
+                       "%d and %d",
+                       w->dir, m.num_classes, m.full_label_default, w->num_classes,
+                       w->full_label_default);
+        goto done;
+    }
+    if ((rc = batch_commit(w, err)) < 0) goto done;
+    char vbuf[16];
+    snprintf(vbuf, sizeof vbuf, "%d", WSML_STORE_VERSION);
+    const char *keys[] = {"version", "info"}, *vals[] = {vbuf, info_json};
+    if ((rc = meta_put(w, 2, keys, vals, err)) < 0) goto done;
+    // Everything before "complete" is durable before "complete" exists.
+    if ((rc = mdb_env_sync(w->env, 1))) {
+        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
+        goto done;
+    }
+    if ((rc = mdb_env_set_flags(w->env, MDB_NOSYNC, 0))) {
+        rc = wsml_errf(err, WSML_EIO, "%s: %s", w->dir, mdb_strerror(rc));
+        goto done;
+    }
+    const char *ckey[] = {"complete"}, *cval[] = {"1"};
+    if ((rc = meta_put(w, 1, ckey, cval, err)) < 0) goto done; // synced commit
+    if ((rc = mdb_env_sync(w->env, 1))) {
+        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
+        goto done;
+    }
+    rc = fsync_path(w->dir, err); // the directory entries of data.mdb and wsml.lock
+done:
+    wsml_store_meta_free(&m);
+    writer_free(w);
+    return rc;
+}
+
+void wsml_store_writer_abort(wsml_store_writer *w) { writer_free(w); }
+
+// ---- checking -------------------------------------------------------------------
+
+typedef struct {
+    wsml_bad_record_fn on_bad;
+    void *ctx;
+    long bad;
+    wsml_err *err;
+    const char *dir;
+} verify_state;
+
+static void report(verify_state *v, wsml_split split, uint32_t index, const char *what) {
+    if (v->bad == 0)
+        wsml_errf(v->err, WSML_ECORRUPT, "%s: %s record %u: %s", v->dir, split_names[split], index,
+                  what);
+    v->bad++;
+    if (v->on_bad) v->on_bad(v->ctx, split, index, what);
+}
+
+// The message of a record error without its "<dir>: <split> record <i>: " prefix.
+static const char *tail_of(const char *msg, const char *dir, wsml_split split, uint32_t index) {
+    char prefix[4300];
+    int n = snprintf(prefix, sizeof prefix, "%s: %s record %u: ", dir, split_names[split], index);
+    if (n > 0 && !strncmp(msg, prefix, (size_t)n)) return msg + n;
+    return msg;
+}
+
+long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
+                                wsml_verify_progress_fn on_progress, void *ctx, wsml_err *err) {
+    wsml_store *s = open_store(dir, 1, 0, err);
+    if (!s) return err && err->code ? err->code : WSML_EIO;
     const wsml_store_meta *m = &s->meta;
-    long bad = 0;
+    verify_state v = {on_bad, ctx, 0, err, dir};
+    wsml_err rerr;
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc) {
-        wsml_errf(err, WSML_EIO, "%s: cannot read: %s", dir, mdb_strerror(rc));
         wsml_store_close(s);
-        return -1;
+        return wsml_errf(err, WSML_EIO, "%s: cannot begin read transaction: %s", dir,
+                         mdb_strerror(rc));
     }
-    wsml_err first = {0};
+    char what[1200];
     for (int sp = 0; sp < WSML_NUM_SPLITS; sp++) {
-        MDB_cursor *cur;
-        if (mdb_cursor_open(txn, s->split_dbi[sp], &cur)) continue;
-        MDB_val k, v;
-        uint32_t expect = 0;
-        int cur_rc;
-        for (int op = MDB_FIRST; (cur_rc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op)) == 0;
-             op = MDB_NEXT, expect++) {
-            char what[sizeof first.msg];
-            wsml_err e = {0};
-            uint32_t idx = expect;
-            if (k.mv_size != 4) snprintf(what, sizeof what, "bad key size %zu", k.mv_size);
-            else {
-                const uint8_t *kb = k.mv_data;
-                idx = ((uint32_t)kb[0] << 24) | ((uint32_t)kb[1] << 16) | ((uint32_t)kb[2] << 8) | kb[3];
-                wsml_record r;
-                if (idx != expect) snprintf(what, sizeof what, "key %u where %u was expected", idx, expect);
-                else if (wsml_record_parse(v.mv_data, v.mv_size, 1, &r, &e) ||
-                         wsml_record_check_labels(&r, m->num_classes, &e))
-                    snprintf(what, sizeof what, "%s", e.msg);
-                else if (r.height != m->height || r.width != m->width || r.channels != m->channels ||
-                         r.encoding != m->encoding)
-                    snprintf(what, sizeof what, "image %dx%dx%d %s differs from the store's %dx%dx%d %s", r.height,
-                             r.width, r.channels, wsml_encoding_name(r.encoding), m->height, m->width, m->channels,
-                             wsml_encoding_name(m->encoding));
-                else continue;
+        wsml_split split = (wsml_split)sp;
+        // By index, not by cursor: a damaged page then costs only the records under it.
+        for (uint32_t i = 0; i < m->count[sp]; i++) {
+            if (on_progress) on_progress(ctx, split, i);
+            wsml_record rec;
+            if (get_record(txn, s, split, i, 1, &rec, &rerr) < 0) {
+                report(&v, split, i, tail_of(rerr.msg, dir, split, i));
+                continue;
             }
-            if (bad++ == 0) wsml_errf(&first, WSML_ECORRUPT, "%s: %s record %u: %s", dir, split_names[sp], idx, what);
-            if (on_bad) on_bad(ctx, (wsml_split)sp, idx, what);
-            if (idx > expect) expect = idx;
+            what[0] = '\0';
+            if (rec.encoding != m->encoding)
+                snprintf(what, sizeof what, "encoding %s, the store's is %s",
+                         wsml_encoding_name(rec.encoding), wsml_encoding_name(m->encoding));
+            else if (rec.height != m->height || rec.width != m->width || rec.channels != m->channels)
+                snprintf(what, sizeof what, "image is %dx%dx%d, the store's are %dx%dx%d", rec.height,
+                         rec.width, rec.channels, m->height, m->width, m->channels);
+            else if (rec.full_label_default != m->full_label_default)
+                snprintf(what, sizeof what, "full label default %d, the store's is %d",
+                         rec.full_label_default, m->full_label_default);
+            else if (rec.id_len == 0)
+                snprintf(what, sizeof what, "empty id");
+            if (what[0]) report(&v, split, i, what);
         }
-        if (cur_rc != MDB_NOTFOUND) { // LMDB itself found a damaged page
-            if (bad++ == 0)
-                wsml_errf(&first, WSML_ECORRUPT, "%s: %s near record %u: %s", dir, split_names[sp], expect,
-                          mdb_strerror(cur_rc));
-            if (on_bad) on_bad(ctx, (wsml_split)sp, expect, mdb_strerror(cur_rc));
-        } else if (expect != m->count[sp]) {
-            if (bad++ == 0)
-                wsml_errf(&first, WSML_ECORRUPT, "%s: %s holds %u records, meta says %u", dir, split_names[sp],
-                          expect, m->count[sp]);
-            if (on_bad) on_bad(ctx, (wsml_split)sp, expect, "record count differs from meta");
+        // Entries beyond the count (or with malformed keys) are damage too.
+        if (s->entries[sp] != m->count[sp]) {
+            MDB_cursor *cur;
+            if ((rc = mdb_cursor_open(txn, s->split_dbi[sp], &cur)) == 0) {
+                MDB_val k, val;
+                int op = MDB_FIRST;
+                while ((rc = mdb_cursor_get(cur, &k, &val, (MDB_cursor_op)op)) == 0) {
+                    op = MDB_NEXT;
+                    uint32_t idx = k.mv_size == 4 ? index_of(k.mv_data) : UINT32_MAX;
+                    if (k.mv_size == 4 && idx < m->count[sp]) continue;
+                    snprintf(what, sizeof what, "unexpected %s key (%zu bytes) beyond the count %u",
+                             k.mv_size == 4 ? "record" : "malformed", k.mv_size, m->count[sp]);
+                    report(&v, split, idx, what);
+                }
+                mdb_cursor_close(cur);
+            }
+            if (rc && rc != MDB_NOTFOUND) {
+                snprintf(what, sizeof what, "walking the split failed: %s", mdb_strerror(rc));
+                report(&v, split, UINT32_MAX, what);
+            }
         }
-        mdb_cursor_close(cur);
     }
     mdb_txn_abort(txn);
     wsml_store_close(s);
-    if (bad && err) *err = first;
-    return bad;
+    return v.bad;
+}
+
+long wsml_store_verify(const char *dir, wsml_bad_record_fn on_bad, void *ctx, wsml_err *err) {
+    return wsml_store_verify_progress(dir, on_bad, NULL, ctx, err);
 }

@@ -126,6 +126,7 @@ int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index,
                    const wsml_record_in *rec, int full_label_default, wsml_err *err);
 // Commits all records, writes version + info (info_json must hold the keys listed
 // above; counts are checked against what was put), syncs, then writes complete.
+// Consumes the writer whatever the result (on failure the store is left incomplete).
 int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_err *err);
 // Discards: closes without the complete flag (the directory is left incomplete).
 void wsml_store_writer_abort(wsml_store_writer *w);
@@ -137,6 +138,21 @@ void wsml_store_writer_abort(wsml_store_writer *w);
 typedef void (*wsml_bad_record_fn)(void *ctx, wsml_split split, uint32_t index,
                                    const char *what);
 long wsml_store_verify(const char *dir, wsml_bad_record_fn on_bad, void *ctx, wsml_err *err);
+
+// The same with on_progress (if not NULL) called before each record is checked (a CLI
+// progress bar, and the position to name if LMDB's own page structure is damaged).
+typedef void (*wsml_verify_progress_fn)(void *ctx, wsml_split split, uint32_t index);
+long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
+                                wsml_verify_progress_fn on_progress, void *ctx, wsml_err *err);
+
+// The directory the store was opened from.
+const char *wsml_store_path(const wsml_store *s);
+
+// Parses and validates an "info" JSON text (len bytes, need not be NUL-terminated) into
+// meta (version is set to WSML_STORE_VERSION); exposed for tests and fuzzing. Free with
+// wsml_store_meta_free (also after a failed parse).
+int wsml_store_meta_parse(const char *json, size_t len, wsml_store_meta *meta, wsml_err *err);
+void wsml_store_meta_free(wsml_store_meta *meta);
 
 // Record codec, exposed for tests and fuzzing: parse a raw value (checks structure
 // and, if check_crc, the CRC).

@@ -268,6 +268,7 @@ Test(common, safetensors_malformed_rejected) {
 
 Test(common, half_precision_matches_numpy) {
     char *out = python("import numpy as np\n"
+                       "import warnings; warnings.simplefilter('ignore')\n"
                        "v = np.array([0, -0.0, 1, -2.5, 65504, 65520, 1e-8, 6e-8, 3.14159, 1e5, float('inf')], np.float32)\n"
                        "print(' '.join(str(int(x)) for x in v.astype(np.float16).view(np.uint16)))\n");
     float v[] = {0, -0.0f, 1, -2.5f, 65504, 65520, 1e-8f, 6e-8f, 3.14159f, 1e5f, __builtin_inff()};

@@ -1,0 +1,554 @@
+// wsml-eval: AP/mAP from score files or from a model over a store split, and the
+// results tables of finished runs. Rules: SPEC §4 (eval/metrics.h); tables: eval/table.h.
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "common/log.h"
+#include "common/npy.h"
+#include "eval/infer.h"
+#include "eval/metrics.h"
+#include "eval/table.h"
+#include "store/store.h"
+
+#define PROG "wsml-eval"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage:\n"
+            "  " PROG " --scores S.npy --labels L.npy [--groups G.json] [--classes FILE]\n"
+            "            [--out DIR] [--json] [--quiet]\n"
+            "  " PROG " --store STORE --model CKPT [--split test] [--out DIR] [--json]\n"
+            "            [--backend cpu|cuda] [--batch N] [--threads N] [--workers N]\n"
+            "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
+            "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--out PREFIX] [--quiet]\n"
+            "\n"
+            "Average precision per class exactly as scikit-learn's average_precision_score\n"
+            "(ties grouped), mAP = 100 x mean AP (SPEC section 4). Labels: 1 positive,\n"
+            "0 negative, -1 unknown (masked out; a class with no known label is skipped, a\n"
+            "class with no positive has AP 0).\n"
+            "\n"
+            "Metrics from numpy files:\n"
+            "  --scores FILE    (N, C) float32/float64 scores or logits\n"
+            "  --labels FILE    (N, C) labels -1/0/1 (int8, int64, float, ...)\n"
+            "  --groups FILE    class-frequency groups G1..Gk: JSON [[class, ...], ...] or a\n"
+            "                   store info object with a \"groups\" key\n"
+            "  --classes FILE   class names, one per line (C lines), for per_class.csv\n"
+            "  --out DIR        write DIR/metrics.json and DIR/per_class.csv\n"
+            "  --json           print metrics.json to stdout instead of the summary\n"
+            "\n"
+            "A model over a store split (labels: the split's full labels; groups and class\n"
+            "names: the store's meta):\n"
+            "  --store DIR      a store written by wsml-ingest\n"
+            "  --split NAME     train, val or test (default test)\n"
+            "  --model FILE     a checkpoint (best.safetensors of a run, torchvision names);\n"
+            "                   architecture, width and classes are read from its tensors\n"
+            "  --head NAME      linear or boostlu (default: the checkpoint's metadata or the\n"
+            "                   run's config.json beside it, else linear); --alpha A likewise\n"
+            "  --backend NAME   cpu (default) or cuda; --threads N compute threads (0 = all)\n"
+            "  --batch N        images per forward (default 32); --workers N loader threads\n"
+            "  --out DIR        also writes DIR/scores.npy: (N, C) float32 sigmoid(logits)\n"
+            "\n"
+            "Tables of finished runs (RUNDIR holds config.json and run.jsonl):\n"
+            "  --by dataset     rows = methods, columns = datasets (Table 1; default)\n"
+            "  --by group       rows = methods, columns = G1..Gk and all (Table 2)\n"
+            "  --epochs         add the validation mAP of every epoch of each pick\n"
+            "  --out PREFIX     write PREFIX.md, PREFIX.csv and PREFIX.picks.csv instead of\n"
+            "                   printing the Markdown table\n"
+            "\n"
+            "  -q, --quiet      no info lines; -h, --help this text\n"
+            "\n"
+            "Examples:\n"
+            "  " PROG " --scores scores.npy --labels labels.npy --out results/\n"
+            "  " PROG " --scores s.npy --labels l.npy --groups groups.json --json\n"
+            "  " PROG " --store data/stores/voc --model runs/voc-an/best.safetensors --out ev/\n"
+            "  " PROG " table runs/table1/*/*/ --by dataset --out results/table1\n"
+            "\n"
+            "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, PROG ": ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see --help)\n");
+    return 2;
+}
+
+// Parses a decimal integer in [lo, hi]; 0 on success.
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int fail(const wsml_err *err) {
+    wsml_err_print(PROG, err);
+    return 1;
+}
+
+// ---- numpy inputs -----------------------------------------------------------------------
+
+// Rows and columns of a 2-D array (a 1-D array is one class: (N, 1)).
+static int matrix_shape(const wsml_npy *a, const char *path, int64_t *rows, int64_t *cols,
+                        wsml_err *err) {
+    if (a->ndim == 2) {
+        *rows = a->shape[0];
+        *cols = a->shape[1];
+    } else if (a->ndim == 1) {
+        *rows = a->shape[0];
+        *cols = 1;
+    } else {
+        return wsml_errf(err, WSML_EFORMAT, "%s: expected a 2-D (N, C) array, found %d dimensions",
+                         path, a->ndim);
+    }
+    if (*cols < 1 || *cols > 1000000)
+        return wsml_errf(err, WSML_EFORMAT, "%s: %lld classes (expected 1 to 1000000)", path,
+                         (long long)*cols);
+    return 0;
+}
+
+// Labels as int8 -1/0/1 from any numeric dtype; any other value is an error naming the entry.
+static int labels_to_i8(const wsml_npy *a, const char *path, int64_t cols, int8_t **out,
+                        wsml_err *err) {
+    int8_t *labels = malloc(a->count ? a->count : 1);
+    if (!labels)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+    if (a->dtype == WSML_DT_I8) {
+        memcpy(labels, a->data, a->count);
+    } else {
+        double *values = NULL;
+        int rc = wsml_npy_as_f64(a, &values, err);
+        if (rc) {
+            free(labels);
+            wsml_err_prefix(err, "%s", path);
+            return rc;
+        }
+        for (size_t i = 0; i < a->count; i++) {
+            double v = values[i];
+            if (v != 1.0 && v != 0.0 && v != -1.0) {
+                wsml_errf(err, WSML_EFORMAT,
+                          "%s: label at row %lld, class %lld is %g (must be 1, 0 or -1)", path,
+                          (long long)(i / (size_t)cols), (long long)(i % (size_t)cols), v);
+                free(values);
+                free(labels);
+                return WSML_EFORMAT;
+            }
+            labels[i] = (int8_t)v;
+        }
+        free(values);
+    }
+    *out = labels;
+    return 0;
+}
+
+// Class names, one per line; the count must be num_classes.
+static int read_class_names(const char *path, int num_classes, char ***names_out, wsml_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wsml_read_file(path, &text, &len, err);
+    if (rc)
+        return rc;
+    char **names = calloc((size_t)num_classes + 1, sizeof(char *));
+    if (!names) {
+        free(text);
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+    }
+    int count = 0;
+    for (char *line = text; line < text + len;) {
+        char *end = memchr(line, '\n', (size_t)(text + len - line));
+        if (!end)
+            end = text + len;
+        *end = 0;
+        if (end > line && end[-1] == '\r')
+            end[-1] = 0;
+        if (count < num_classes)
+            names[count] = line;
+        count++;
+        line = end + 1;
+    }
+    if (count != num_classes) {
+        free(names);
+        free(text);
+        return wsml_errf(err, WSML_EFORMAT, "%s: %d class names, but the scores have %d classes",
+                         path, count, num_classes);
+    }
+    names[num_classes] = text; // owner of the strings, freed by free_class_names
+    *names_out = names;
+    return 0;
+}
+
+static void free_class_names(char **names, int num_classes) {
+    if (!names)
+        return;
+    free(names[num_classes]);
+    free(names);
+}
+
+static void print_summary(const wsml_metrics *m) {
+    printf("mAP %.2f  (%d of %d classes, %lld images)\n", m->map, m->num_included, m->num_classes,
+           (long long)m->num_images);
+    if (m->num_groups > 0) {
+        for (int g = 0; g < m->num_groups; g++)
+            printf("G%d %.2f  ", g + 1, m->group_map[g]);
+        printf("all %.2f\n", m->map);
+    }
+}
+
+// Prints / writes the results of m; source_json describes the inputs.
+static int report(const wsml_metrics *m, char *const *class_names, const char *source_json,
+                  const char *out_dir, int as_json) {
+    wsml_err err = {0};
+    if (out_dir) {
+        int rc =
+            wsml_metrics_write(out_dir, m, (const char *const *)class_names, source_json, &err);
+        if (rc)
+            return fail(&err);
+        wsml_info("wrote %s/metrics.json and %s/per_class.csv", out_dir, out_dir);
+    }
+    if (as_json) {
+        char *json = wsml_metrics_json(m, source_json);
+        if (!json) {
+            wsml_errf(&err, WSML_ENOMEM, "cannot serialise metrics.json");
+            return fail(&err);
+        }
+        printf("%s\n", json);
+        free(json);
+    } else {
+        print_summary(m);
+    }
+    return 0;
+}
+
+static int run_scores(const char *scores_path, const char *labels_path, const char *groups_path,
+                      const char *classes_path, const char *out_dir, int as_json) {
+    wsml_err err = {0};
+    wsml_npy scores = {0}, labels_npy = {0};
+    wsml_groups groups = {0};
+    wsml_metrics m = {0};
+    int8_t *labels = NULL;
+    char **class_names = NULL;
+    char *groups_text = NULL;
+    int64_t n = 0, c = 0, ln = 0, lc = 0;
+    int status = 1;
+    if (wsml_npy_read(scores_path, &scores, &err) ||
+        matrix_shape(&scores, scores_path, &n, &c, &err))
+        goto done;
+    if (wsml_npy_read(labels_path, &labels_npy, &err) ||
+        matrix_shape(&labels_npy, labels_path, &ln, &lc, &err))
+        goto done;
+    if (n != ln || c != lc) {
+        wsml_errf(&err, WSML_EFORMAT,
+                  "shape mismatch: scores %s are (%lld, %lld) but labels %s are (%lld, %lld)",
+                  scores_path, (long long)n, (long long)c, labels_path, (long long)ln,
+                  (long long)lc);
+        goto done;
+    }
+    if (n == 0) {
+        wsml_errf(&err, WSML_EFORMAT, "%s: no rows (nothing to evaluate)", scores_path);
+        goto done;
+    }
+    if (labels_to_i8(&labels_npy, labels_path, c, &labels, &err))
+        goto done;
+    if (groups_path) {
+        size_t len;
+        if (wsml_read_file(groups_path, &groups_text, &len, &err) ||
+            wsml_groups_parse_json(groups_text, (int)c, groups_path, &groups, &err))
+            goto done;
+    }
+    if (classes_path && read_class_names(classes_path, (int)c, &class_names, &err))
+        goto done;
+    int rc;
+    if (scores.dtype == WSML_DT_F32) {
+        rc = wsml_metrics_compute(scores.data, labels, n, (int)c, &groups, &m, &err);
+    } else {
+        double *values = NULL;
+        rc = wsml_npy_as_f64(&scores, &values, &err);
+        if (rc) {
+            wsml_err_prefix(&err, "%s", scores_path);
+            goto done;
+        }
+        rc = wsml_metrics_compute_f64(values, labels, n, (int)c, &groups, &m, &err);
+        free(values);
+    }
+    if (rc) {
+        wsml_err_prefix(&err, "%s, %s", scores_path, labels_path);
+        goto done;
+    }
+    json_t *source = json_pack("{s:s, s:s}", "scores", scores_path, "labels", labels_path);
+    if (source && groups_path)
+        json_object_set_new(source, "groups", json_string(groups_path));
+    char *source_json = source ? json_dumps(source, JSON_COMPACT) : NULL;
+    json_decref(source);
+    if (!source_json) {
+        wsml_errf(&err, WSML_ENOMEM, "out of memory");
+        goto done;
+    }
+    status = report(&m, class_names, source_json, out_dir, as_json);
+    free(source_json);
+done:
+    if (err.code)
+        fail(&err);
+    wsml_metrics_free(&m);
+    wsml_npy_free(&scores);
+    wsml_npy_free(&labels_npy);
+    wsml_groups_free(&groups);
+    free(labels);
+    free(groups_text);
+    free_class_names(class_names, (int)c);
+    return status;
+}
+
+// ---- a model over a store split ------------------------------------------------------------
+
+typedef struct {
+    const char *store, *split, *model, *out;
+    int as_json;
+    wsml_infer_opts infer;
+} store_args;
+
+static int run_store(const store_args *a) {
+    wsml_err err = {0};
+    wsml_store *store = NULL;
+    wsml_groups groups = {0};
+    wsml_metrics m = {0};
+    float *scores = NULL;
+    int8_t *labels = NULL;
+    char *source_json = NULL;
+    int64_t n = 0;
+    int status = 1;
+    int split = wsml_split_parse(a->split);
+    if (split < 0)
+        return usage_error("--split must be train, val or test, not '%s'", a->split);
+    if (!(store = wsml_store_open(a->store, 1, &err)))
+        goto done;
+    const wsml_store_meta *meta = wsml_store_meta_get(store);
+    int c = meta->num_classes;
+    if (wsml_groups_parse_json(meta->info_json, c, a->store, &groups, &err))
+        goto done;
+    wsml_info("%s: %s split, %u images, %d classes", a->store, a->split, meta->count[split], c);
+    if (wsml_infer_split(store, (wsml_split)split, a->model, &a->infer, &scores, &labels, &n, &err))
+        goto done;
+    if (wsml_metrics_compute(scores, labels, n, c, &groups, &m, &err)) {
+        wsml_err_prefix(&err, "%s", a->model);
+        goto done;
+    }
+    json_t *source = json_pack("{s:s, s:s, s:s, s:s}", "store", a->store, "dataset", meta->name,
+                               "split", a->split, "model", a->model);
+    source_json = source ? json_dumps(source, JSON_COMPACT) : NULL;
+    json_decref(source);
+    if (!source_json) {
+        wsml_errf(&err, WSML_ENOMEM, "out of memory");
+        goto done;
+    }
+    if (a->out) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/metrics.json", a->out);
+        if (wsml_mkdirs(a->out, &err))
+            goto done;
+        if (unlink(path) && errno != ENOENT) { // metrics.json marks a complete directory
+            wsml_errf(&err, WSML_EIO, "%s: %s", path, strerror(errno));
+            goto done;
+        }
+        snprintf(path, sizeof(path), "%s/scores.npy", a->out);
+        int64_t shape[2] = {n, c};
+        if (wsml_npy_write(path, WSML_DT_F32, sizeof(float), 2, shape, scores, &err))
+            goto done;
+    }
+    status = report(&m, meta->class_names, source_json, a->out, a->as_json);
+done:
+    if (err.code)
+        fail(&err);
+    free(source_json);
+    wsml_metrics_free(&m);
+    wsml_groups_free(&groups);
+    free(scores);
+    free(labels);
+    wsml_store_close(store);
+    return status;
+}
+
+// ---- table ------------------------------------------------------------------------------
+
+static int write_text(const char *path, const char *text, wsml_err *err) {
+    return wsml_write_file_atomic(path, text, strlen(text), err);
+}
+
+static int run_table(int argc, char **argv) {
+    static const struct option options[] = {
+        {"by", required_argument, 0, 'b'},  {"epochs", no_argument, 0, 'e'},
+        {"out", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0}};
+    wsml_table_by by = WSML_TABLE_BY_DATASET;
+    const char *out_prefix = NULL;
+    int opt, with_epochs = 0;
+    while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'b':
+            if (!strcmp(optarg, "dataset"))
+                by = WSML_TABLE_BY_DATASET;
+            else if (!strcmp(optarg, "group"))
+                by = WSML_TABLE_BY_GROUP;
+            else
+                return usage_error("--by must be dataset or group, not '%s'", optarg);
+            break;
+        case 'o':
+            out_prefix = optarg;
+            break;
+        case 'e':
+            with_epochs = 1;
+            break;
+        case 'q':
+            wsml_set_quiet(1);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return usage_error("table: unknown option or missing value: '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return usage_error("%s", "table: give at least one RUNDIR");
+    wsml_table table;
+    wsml_err err = {0};
+    if (wsml_table_build((const char *const *)argv + optind, argc - optind, by, with_epochs, &table,
+                         &err))
+        return fail(&err);
+    if (table.num_missing) {
+        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, argc - optind);
+        fputs(table.missing, stderr);
+    }
+    int status = 0;
+    if (out_prefix) {
+        char path[4096];
+        const char *ext[] = {".md", ".csv", ".picks.csv"};
+        const char *text[] = {table.markdown, table.csv, table.picks_csv};
+        for (int i = 0; i < 3 && !status; i++) {
+            snprintf(path, sizeof(path), "%s%s", out_prefix, ext[i]);
+            if (write_text(path, text[i], &err))
+                status = fail(&err);
+        }
+        if (!status)
+            wsml_info("wrote %s.md, %s.csv and %s.picks.csv (%d runs used)", out_prefix, out_prefix,
+                      out_prefix, table.num_finished);
+    } else {
+        fputs(table.markdown, stdout);
+    }
+    wsml_table_free(&table);
+    return status;
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    wsml_set_prog(PROG);
+    opterr = 0; // one error line of our own instead of getopt's
+    if (argc > 1 && !strcmp(argv[1], "table"))
+        return run_table(argc - 1, argv + 1);
+    static const struct option options[] = {
+        {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
+        {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
+        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
+        {"model", required_argument, 0, 'M'},   {"backend", required_argument, 0, 'B'},
+        {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
+        {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
+    int as_json = 0, opt;
+    store_args st = {.split = "test"};
+    while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'S':
+            st.store = optarg;
+            break;
+        case 'P':
+            st.split = optarg;
+            break;
+        case 'M':
+            st.model = optarg;
+            break;
+        case 'B':
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+                return usage_error("--backend must be cpu or cuda, not '%s'", optarg);
+            st.infer.backend = optarg;
+            break;
+        case 'b':
+            if (parse_int(optarg, 1, 65536, &st.infer.batch))
+                return usage_error("--batch expects an integer in 1..65536, not '%s'", optarg);
+            break;
+        case 't':
+            if (parse_int(optarg, 0, 1024, &st.infer.threads))
+                return usage_error("--threads expects an integer in 0..1024, not '%s'", optarg);
+            break;
+        case 'w':
+            if (parse_int(optarg, 1, 256, &st.infer.workers))
+                return usage_error("--workers expects an integer in 1..256, not '%s'", optarg);
+            break;
+        case 'H':
+            if (strcmp(optarg, "linear") && strcmp(optarg, "boostlu"))
+                return usage_error("--head must be linear or boostlu, not '%s'", optarg);
+            st.infer.head = optarg;
+            break;
+        case 'A': {
+            char *end;
+            st.infer.alpha = strtod(optarg, &end);
+            if (*end || end == optarg || !(st.infer.alpha > 0))
+                return usage_error("--alpha expects a positive number, not '%s'", optarg);
+            break;
+        }
+        case 's':
+            scores = optarg;
+            break;
+        case 'l':
+            labels = optarg;
+            break;
+        case 'g':
+            groups = optarg;
+            break;
+        case 'c':
+            classes = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'j':
+            as_json = 1;
+            break;
+        case 'q':
+            wsml_set_quiet(1);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (st.store || st.model) {
+        if (!st.store || !st.model)
+            return usage_error("%s", "--store needs --model (and back)");
+        if (scores || labels || groups || classes)
+            return usage_error("%s", "--store takes its labels, groups and class names from the "
+                                     "store: drop --scores/--labels/--groups/--classes");
+        st.out = out;
+        st.as_json = as_json;
+        return run_store(&st);
+    }
+    if (!scores || !labels)
+        return usage_error("%s", "give --scores and --labels, or --store and --model");
+    return run_scores(scores, labels, groups, classes, out, as_json);
+}

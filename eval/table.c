@@ -1,0 +1,671 @@
+// `wsml-eval table`: reads run directories and renders the paper's tables (format and
+// selection rules in eval/table.h).
+#define _GNU_SOURCE
+#include "eval/table.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fileio.h"
+
+#define MAX_GROUPS 16
+#define MAX_EPOCHS 200 // per-epoch val mAP kept for the --epochs table
+
+typedef struct {
+    char dir[1024];    // as given, trailing '/' removed
+    char dataset[128]; // "" when config.json could not be read
+    char method[96];   // row name, "" when unknown
+    char hparams[256]; // "delta_rel=0.2 lr=1e-05": the grid point, seeds excluded
+    int relative_ll;   // LL-R/Ct/Cp with the relative threshold (the "LL-relative" row)
+    int finished;
+    char reason[256]; // why it is missing
+    double val_map, test_map;
+    int num_groups; // 0 when no per-group test mAP was found
+    double groups[MAX_GROUPS];
+    int num_epochs; // val mAP of epochs 1..num_epochs (NaN where a line is missing)
+    double epoch_val[MAX_EPOCHS];
+} run_info;
+
+// ---- reading one run ----------------------------------------------------------------------
+
+static const struct {
+    const char *loss, *name;
+} LOSS_NAMES[] = {{"full", "Full labels"}, {"an", "Naive AN"}, {"an-ls", "AN-LS"},
+                  {"wan", "WAN"},          {"epr", "EPR"},     {"role", "ROLE"},
+                  {"ll-r", "LL-R"},        {"ll-ct", "LL-Ct"}, {"ll-cp", "LL-Cp"}};
+#define LL_RELATIVE_ROW "LL-relative (best of R/Ct/Cp)"
+
+// Canonical row order of the paper's tables; rows not listed follow in name order.
+static const char *const ROW_ORDER[] = {
+    "Full labels", "Naive AN", "AN-LS",         "WAN",      "EPR",       "ROLE",     "LL-R",
+    "LL-Ct",       "LL-Cp",    LL_RELATIVE_ROW, "LL-R abs", "LL-Ct abs", "LL-Cp abs"};
+#define NUM_ROW_ORDER ((int)(sizeof(ROW_ORDER) / sizeof(ROW_ORDER[0])))
+
+static const char *json_str(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+// Appends " key=value" for a hyper-parameter present in config (numbers via %g).
+static void add_hparam(char *buf, size_t cap, json_t *config, const char *key) {
+    json_t *v = json_object_get(config, key);
+    char value[64];
+    if (json_is_number(v))
+        snprintf(value, sizeof(value), "%g", json_number_value(v));
+    else if (json_is_string(v))
+        snprintf(value, sizeof(value), "%s", json_string_value(v));
+    else
+        return;
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, "%s%s=%s", len ? " " : "", key, value);
+}
+
+// Per-group values from {"G1": x, "G2": y, ...} or [x, y, ...]; null entries become NaN.
+static int read_groups(json_t *v, double *groups) {
+    int n = 0;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v) && n < MAX_GROUPS; i++) {
+            json_t *x = json_array_get(v, i);
+            groups[n++] = json_is_number(x) ? json_number_value(x) : NAN;
+        }
+    } else if (json_is_object(v)) {
+        for (; n < MAX_GROUPS; n++) {
+            char key[8];
+            snprintf(key, sizeof(key), "G%d", n + 1);
+            json_t *x = json_object_get(v, key);
+            if (!x)
+                break;
+            groups[n] = json_is_number(x) ? json_number_value(x) : NAN;
+        }
+    }
+    return n;
+}
+
+static const char *base_name(const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s", path);
+    size_t len = strlen(buf);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = 0;
+    char *slash = strrchr(buf, '/');
+    return slash ? slash + 1 : buf;
+}
+
+// wsml-train writes the flags under "options" (train/trainer.h); a flat object works too.
+static void read_config(run_info *r) {
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/config.json", r->dir);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root) {
+        snprintf(r->reason, sizeof(r->reason), "config.json: %s", jerr.text);
+        return;
+    }
+    json_t *config =
+        json_is_object(json_object_get(root, "options")) ? json_object_get(root, "options") : root;
+    const char *loss = json_str(config, "loss");
+    const char *threshold = json_str(config, "threshold");
+    if (!loss) {
+        snprintf(r->reason, sizeof(r->reason), "config.json has no \"loss\" string");
+        json_decref(root);
+        return;
+    }
+    const char *name = loss;
+    for (size_t i = 0; i < sizeof(LOSS_NAMES) / sizeof(LOSS_NAMES[0]); i++)
+        if (!strcmp(loss, LOSS_NAMES[i].loss))
+            name = LOSS_NAMES[i].name;
+    int ll = !strncmp(loss, "ll-", 3);
+    int absolute = ll && threshold && !strcmp(threshold, "absolute");
+    const char *head = json_str(config, "head");
+    int boost =
+        head && (!strcmp(head, "boostlu") || !strcmp(head, "boost") || !strcmp(head, "cam"));
+    int quirks = ll && json_is_true(json_object_get(config, "reference_quirks"));
+    snprintf(r->method, sizeof(r->method), "%s%s%s%s", name, absolute ? " abs" : "",
+             boost ? " + BoostLU" : "", quirks ? " (ref. quirks)" : "");
+    r->relative_ll = ll && !absolute && !boost && !quirks;
+    if (ll && !absolute)
+        add_hparam(r->hparams, sizeof(r->hparams), config, "delta_rel");
+    if (absolute) {
+        add_hparam(r->hparams, sizeof(r->hparams), config, "r0");
+        add_hparam(r->hparams, sizeof(r->hparams), config, "delta_abs");
+    }
+    add_hparam(r->hparams, sizeof(r->hparams), config, "lr");
+    // Dataset: "dataset", else the store's name, else the store path's basename, else
+    // the run directory's parent (runs/<table>/<dataset>/<run>).
+    const char *dataset = json_str(config, "dataset");
+    if (!dataset)
+        dataset = json_str(root, "dataset");
+    json_t *store = json_object_get(root, "store");
+    if (!dataset && json_is_object(store))
+        dataset = json_str(store, "name");
+    char buf[1024];
+    if (!dataset && json_str(config, "store"))
+        dataset = base_name(json_str(config, "store"), buf, sizeof(buf));
+    char *real = NULL;
+    if (!dataset) {
+        char parent[1100];
+        snprintf(parent, sizeof(parent), "%s/..", r->dir);
+        real = realpath(parent, NULL);
+        dataset = base_name(real ? real : "unknown", buf, sizeof(buf));
+    }
+    snprintf(r->dataset, sizeof(r->dataset), "%s", dataset);
+    free(real);
+    json_decref(root);
+}
+
+static void read_results(run_info *r) {
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/run.jsonl", r->dir);
+    char *text = NULL;
+    size_t len = 0;
+    wsml_err err = {0};
+    if (wsml_read_file(path, &text, &len, &err)) {
+        snprintf(r->reason, sizeof(r->reason), "no readable run.jsonl");
+        return;
+    }
+    json_t *final = NULL;
+    double best_epoch_val = -INFINITY;
+    for (char *line = text; line < text + len;) {
+        char *end = memchr(line, '\n', (size_t)(text + len - line));
+        size_t line_len = end ? (size_t)(end - line) : (size_t)(text + len - line);
+        json_t *obj = json_loadb(line, line_len, 0, NULL);
+        if (json_is_object(obj)) {
+            json_t *val = json_object_get(obj, "val_map");
+            json_t *epoch = json_object_get(obj, "epoch");
+            if (json_is_number(val) && json_number_value(val) > best_epoch_val)
+                best_epoch_val = json_number_value(val);
+            if (json_is_number(val) && json_is_integer(epoch) && json_integer_value(epoch) >= 1 &&
+                json_integer_value(epoch) <= MAX_EPOCHS) {
+                int e = (int)json_integer_value(epoch);
+                for (int k = r->num_epochs; k < e; k++)
+                    r->epoch_val[k] = NAN;
+                if (e > r->num_epochs)
+                    r->num_epochs = e;
+                r->epoch_val[e - 1] = json_number_value(val); // a resumed epoch: the last line
+            }
+            const char *event = json_str(obj, "event");
+            if (event && !strcmp(event, "final")) {
+                json_decref(final);
+                final = json_incref(obj);
+            }
+        }
+        json_decref(obj);
+        line += line_len + 1;
+    }
+    free(text);
+    if (!final) {
+        snprintf(r->reason, sizeof(r->reason), "unfinished (no final line in run.jsonl)");
+        return;
+    }
+    json_t *val = json_object_get(final, "best_val_map");
+    json_t *test = json_object_get(final, "test_map");
+    r->val_map = json_is_number(val) ? json_number_value(val) : best_epoch_val;
+    r->test_map = json_is_number(test) ? json_number_value(test) : NAN;
+    r->num_groups = read_groups(json_object_get(final, "test_groups"), r->groups);
+    json_decref(final);
+
+    snprintf(path, sizeof(path), "%s/metrics.json", r->dir);
+    json_t *metrics = json_load_file(path, 0, NULL);
+    if (json_is_object(metrics)) {
+        json_t *map = json_object_get(metrics, "map");
+        if (isnan(r->test_map) && json_is_number(map))
+            r->test_map = json_number_value(map);
+        if (r->num_groups == 0)
+            r->num_groups = read_groups(json_object_get(metrics, "groups"), r->groups);
+    }
+    json_decref(metrics);
+    if (!isfinite(r->val_map) || isnan(r->test_map)) {
+        snprintf(r->reason, sizeof(r->reason), "final line lacks %s",
+                 !isfinite(r->val_map) ? "best_val_map" : "test_map");
+        return;
+    }
+    r->finished = 1;
+}
+
+// ---- selection ----------------------------------------------------------------------------
+
+typedef struct {
+    int available;  // a finished run exists
+    int incomplete; // some runs of this cell's grid are missing
+    int seeds;
+    double val_mean, test_mean, test_std;
+    int num_groups; // groups known for every seed of the pick
+    double groups[MAX_GROUPS];
+    int num_epochs; // epochs every seed of the pick has
+    double epoch_val[MAX_EPOCHS];
+    char pick[400]; // "LL-Ct delta_rel=0.2 lr=1e-05" (method shown for the derived row)
+    char *dirs;     // run dirs of the pick, ';'-separated (malloc'd)
+} cell;
+
+static int run_in_row(const run_info *r, const char *dataset, const char *row) {
+    if (strcmp(r->dataset, dataset))
+        return 0;
+    if (!strcmp(row, LL_RELATIVE_ROW))
+        return r->relative_ll;
+    return !strcmp(r->method, row);
+}
+
+static int cmp_key(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+// The setting a run belongs to: its hyper-parameters, led by the method name in the
+// derived "LL-relative" row (which picks among three methods).
+static void setting_key(const run_info *r, int show_method, char *key, size_t cap) {
+    snprintf(key, cap, "%s%s%s", show_method ? r->method : "",
+             show_method && r->hparams[0] ? " " : "", r->hparams);
+}
+
+static int fill_cell(const run_info *runs, int n, const char *dataset, const char *row,
+                     int show_method, cell *out) {
+    memset(out, 0, sizeof(*out));
+    // Settings of the finished runs, sorted, deduplicated.
+    char(*keys)[400] = calloc((size_t)n + 1, sizeof(*keys));
+    if (!keys)
+        return WSML_ENOMEM;
+    int num_keys = 0;
+    for (int i = 0; i < n; i++) {
+        if (!runs[i].dataset[0] || !run_in_row(&runs[i], dataset, row))
+            continue;
+        if (!runs[i].finished) {
+            out->incomplete = 1;
+            continue;
+        }
+        char key[400];
+        setting_key(&runs[i], show_method, key, sizeof(key));
+        int seen = 0;
+        for (int k = 0; k < num_keys && !seen; k++)
+            seen = !strcmp(keys[k], key);
+        if (!seen)
+            memcpy(keys[num_keys++], key, sizeof(key));
+    }
+    qsort(keys, (size_t)num_keys, sizeof(*keys), cmp_key);
+    int best = -1;
+    double best_val = -INFINITY;
+    for (int k = 0; k < num_keys; k++) {
+        double sum = 0;
+        int count = 0;
+        for (int i = 0; i < n; i++) {
+            char key[400];
+            if (!runs[i].finished || !run_in_row(&runs[i], dataset, row))
+                continue;
+            setting_key(&runs[i], show_method, key, sizeof(key));
+            if (strcmp(key, keys[k]))
+                continue;
+            sum += runs[i].val_map;
+            count++;
+        }
+        if (sum / count > best_val) { // strict: ties keep the first setting in sorted order
+            best_val = sum / count;
+            best = k;
+        }
+    }
+    int rc = 0;
+    if (best >= 0) {
+        out->available = 1;
+        out->val_mean = best_val;
+        snprintf(out->pick, sizeof(out->pick), "%s", keys[best]);
+        double sum = 0, sumsq = 0;
+        double group_sum[MAX_GROUPS] = {0};
+        int num_groups = MAX_GROUPS, num_epochs = MAX_EPOCHS;
+        double epoch_sum[MAX_EPOCHS] = {0};
+        size_t dirs_len = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            char key[400];
+            if (!runs[i].finished || !run_in_row(&runs[i], dataset, row))
+                continue;
+            setting_key(&runs[i], show_method, key, sizeof(key));
+            if (strcmp(key, keys[best]))
+                continue;
+            out->seeds++;
+            sum += runs[i].test_map;
+            sumsq += runs[i].test_map * runs[i].test_map;
+            if (runs[i].num_groups < num_groups)
+                num_groups = runs[i].num_groups;
+            for (int g = 0; g < runs[i].num_groups; g++)
+                group_sum[g] += runs[i].groups[g];
+            if (runs[i].num_epochs < num_epochs)
+                num_epochs = runs[i].num_epochs;
+            for (int e = 0; e < runs[i].num_epochs; e++)
+                epoch_sum[e] += runs[i].epoch_val[e];
+            size_t add = strlen(runs[i].dir) + (dirs_len ? 1 : 0);
+            char *grown = realloc(out->dirs, dirs_len + add + 1);
+            if (!grown) {
+                rc = WSML_ENOMEM;
+                break;
+            }
+            out->dirs = grown;
+            sprintf(out->dirs + dirs_len, "%s%s", dirs_len ? ";" : "", runs[i].dir);
+            dirs_len += add;
+        }
+        out->test_mean = sum / out->seeds;
+        // Sample standard deviation (n − 1) over the seeds of the pick.
+        double var = out->seeds > 1 ? (sumsq - sum * sum / out->seeds) / (out->seeds - 1) : 0.0;
+        out->test_std = var > 0 ? sqrt(var) : 0.0;
+        out->num_epochs = num_epochs;
+        for (int e = 0; e < num_epochs; e++)
+            out->epoch_val[e] = epoch_sum[e] / out->seeds;
+        out->num_groups = num_groups;
+        for (int g = 0; g < num_groups; g++)
+            out->groups[g] = group_sum[g] / out->seeds;
+    }
+    free(keys);
+    return rc;
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+static void md_number(FILE *f, int available, double mean, double std, int seeds, int incomplete) {
+    if (!available || isnan(mean)) {
+        fprintf(f, " — |");
+        return;
+    }
+    fprintf(f, " %.1f", mean);
+    if (seeds > 1)
+        fprintf(f, " ± %.1f", std);
+    fprintf(f, "%s |", incomplete ? "*" : "");
+}
+
+static void csv_text(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void csv_number(FILE *f, double v) {
+    if (!isnan(v))
+        fprintf(f, "%.4f", v);
+}
+
+void wsml_table_free(wsml_table *t) {
+    if (!t)
+        return;
+    free(t->markdown);
+    free(t->csv);
+    free(t->picks_csv);
+    free(t->missing);
+    memset(t, 0, sizeof(*t));
+}
+
+static int row_rank(const char *row) {
+    for (int i = 0; i < NUM_ROW_ORDER; i++)
+        if (!strcmp(row, ROW_ORDER[i]))
+            return i;
+    return NUM_ROW_ORDER;
+}
+
+static int cmp_rows(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    int rx = row_rank(x), ry = row_rank(y);
+    return rx != ry ? rx - ry : strcmp(x, y);
+}
+
+// Adds s to list (size *n) unless present.
+static void add_unique(const char **list, int *n, const char *s) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(list[i], s))
+            return;
+    list[(*n)++] = s;
+}
+
+// In the by-group layout a (dataset, method) line is shown only if the method was run on
+// that dataset.
+static int line_has_runs(const run_info *runs, int n, wsml_table_by by, const char *dataset,
+                         const char *row) {
+    if (by != WSML_TABLE_BY_GROUP)
+        return 1;
+    for (int i = 0; i < n; i++)
+        if (runs[i].dataset[0] && run_in_row(&runs[i], dataset, row))
+            return 1;
+    return 0;
+}
+
+// One table per dataset: the validation mAP of each epoch of each row's pick (the mean over
+// its seeds), the learning curves behind the selection.
+static void render_epochs(FILE *md, const cell *cells, int lines, int cols, const char **rows,
+                          int num_rows, const char **datasets, int num_datasets, wsml_table_by by) {
+    for (int d = 0; d < num_datasets; d++) {
+        // the cells of dataset d: column d (by dataset) or lines d*num_rows.. (by group)
+        int epochs = 0;
+        for (int l = 0; l < lines; l++) {
+            const cell *x = by == WSML_TABLE_BY_GROUP ? &cells[l] : &cells[l * cols + d];
+            if ((by != WSML_TABLE_BY_GROUP || l / num_rows == d) && x->available &&
+                x->num_epochs > epochs)
+                epochs = x->num_epochs;
+        }
+        if (!epochs)
+            continue;
+        fprintf(md, "\nValidation mAP per epoch of the pick (%s):\n\n| method |", datasets[d]);
+        for (int e = 1; e <= epochs; e++)
+            fprintf(md, " %d |", e);
+        fprintf(md, "\n|---|");
+        for (int e = 1; e <= epochs; e++)
+            fprintf(md, "---|");
+        fprintf(md, "\n");
+        for (int l = 0; l < lines; l++) {
+            const cell *x = by == WSML_TABLE_BY_GROUP ? &cells[l] : &cells[l * cols + d];
+            if ((by == WSML_TABLE_BY_GROUP && l / num_rows != d) || !x->available)
+                continue;
+            fprintf(md, "| %s |", rows[l % num_rows]);
+            for (int e = 0; e < epochs; e++) {
+                if (e < x->num_epochs && !isnan(x->epoch_val[e]))
+                    fprintf(md, " %.1f |", x->epoch_val[e]);
+                else
+                    fprintf(md, "  |");
+            }
+            fprintf(md, "\n");
+        }
+    }
+}
+
+int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by, int with_epochs,
+                     wsml_table *out, wsml_err *err) {
+    memset(out, 0, sizeof(*out));
+    if (num_runs < 1)
+        return wsml_errf(err, WSML_EARG, "table: no run directories given");
+    run_info *runs = calloc((size_t)num_runs, sizeof(run_info));
+    const char **datasets = calloc((size_t)num_runs, sizeof(char *));
+    const char **rows = calloc((size_t)num_runs + 1, sizeof(char *));
+    int num_cells = 0;
+    if (!runs || !datasets || !rows) {
+        free(runs);
+        free(datasets);
+        free(rows);
+        return wsml_errf(err, WSML_ENOMEM, "table: out of memory");
+    }
+    int num_datasets = 0, num_rows = 0, has_relative_ll = 0, max_groups = 0;
+    for (int i = 0; i < num_runs; i++) {
+        run_info *r = &runs[i];
+        snprintf(r->dir, sizeof(r->dir), "%s", run_dirs[i]);
+        size_t len = strlen(r->dir);
+        while (len > 1 && r->dir[len - 1] == '/')
+            r->dir[--len] = 0;
+        read_config(r);
+        if (r->dataset[0]) {
+            read_results(r);
+            add_unique(datasets, &num_datasets, r->dataset);
+            add_unique(rows, &num_rows, r->method);
+            has_relative_ll |= r->relative_ll;
+        }
+        if (r->finished) {
+            out->num_finished++;
+            if (r->num_groups > max_groups)
+                max_groups = r->num_groups;
+        } else {
+            out->num_missing++;
+        }
+    }
+    if (has_relative_ll)
+        rows[num_rows++] = LL_RELATIVE_ROW;
+    qsort(rows, (size_t)num_rows, sizeof(char *), cmp_rows);
+
+    // Table lines: by dataset, one per method; by group, one per (dataset, method).
+    int lines = by == WSML_TABLE_BY_GROUP ? num_rows * num_datasets : num_rows;
+    int cols = by == WSML_TABLE_BY_GROUP ? 1 : num_datasets;
+    cell *cells = calloc((size_t)(lines * cols) + 1, sizeof(cell));
+    int rc = cells ? 0 : WSML_ENOMEM;
+    for (int l = 0; l < lines && !rc; l++) {
+        const char *row = rows[l % num_rows];
+        for (int c = 0; c < cols && !rc; c++) {
+            const char *dataset = by == WSML_TABLE_BY_GROUP ? datasets[l / num_rows] : datasets[c];
+            rc = fill_cell(runs, num_runs, dataset, row, !strcmp(row, LL_RELATIVE_ROW),
+                           &cells[l * cols + c]);
+            num_cells++;
+        }
+    }
+    if (rc) {
+        rc = wsml_errf(err, WSML_ENOMEM, "table: out of memory");
+        goto done;
+    }
+
+    size_t md_len, csv_len, picks_len, missing_len;
+    FILE *md = open_memstream(&out->markdown, &md_len);
+    FILE *csv = open_memstream(&out->csv, &csv_len);
+    FILE *picks = open_memstream(&out->picks_csv, &picks_len);
+    FILE *missing = open_memstream(&out->missing, &missing_len);
+    if (!md || !csv || !picks || !missing) {
+        if (md)
+            fclose(md);
+        if (csv)
+            fclose(csv);
+        if (picks)
+            fclose(picks);
+        if (missing)
+            fclose(missing);
+        rc = wsml_errf(err, WSML_ENOMEM, "table: out of memory");
+        goto done;
+    }
+    int multi = num_datasets > 1;
+    // Header.
+    fprintf(md, "Test mAP of the setting with the best validation mAP (SPEC §3)");
+    fprintf(md, "%s.\n\n| method |", by == WSML_TABLE_BY_GROUP ? ", by class-frequency group" : "");
+    fprintf(csv, "method");
+    if (by == WSML_TABLE_BY_GROUP) {
+        if (multi)
+            fprintf(csv, ",dataset");
+        for (int g = 0; g < max_groups; g++) {
+            fprintf(md, " G%d |", g + 1);
+            fprintf(csv, ",G%d", g + 1);
+        }
+        fprintf(md, " all |\n|---|");
+        fprintf(csv, ",all\n");
+        for (int g = 0; g <= max_groups; g++)
+            fprintf(md, "---|");
+    } else {
+        for (int c = 0; c < num_datasets; c++) {
+            fprintf(md, " %s |", datasets[c]);
+            fputc(',', csv);
+            csv_text(csv, datasets[c]);
+        }
+        fprintf(md, "\n|---|");
+        fprintf(csv, "\n");
+        for (int c = 0; c < num_datasets; c++)
+            fprintf(md, "---|");
+    }
+    fprintf(md, "\n");
+    // Results.
+    int any_incomplete = 0;
+    for (int l = 0; l < lines; l++) {
+        const char *row = rows[l % num_rows];
+        const char *dataset = datasets[l / num_rows < num_datasets ? l / num_rows : 0];
+        if (!line_has_runs(runs, num_runs, by, dataset, row))
+            continue;
+        if (by == WSML_TABLE_BY_GROUP && multi)
+            fprintf(md, "| %s: %s |", dataset, row);
+        else
+            fprintf(md, "| %s |", row);
+        csv_text(csv, row);
+        if (by == WSML_TABLE_BY_GROUP) {
+            const cell *x = &cells[l];
+            if (multi) {
+                fputc(',', csv);
+                csv_text(csv, dataset);
+            }
+            for (int g = 0; g < max_groups; g++) {
+                int have = x->available && g < x->num_groups;
+                md_number(md, have, have ? x->groups[g] : NAN, 0, 1, 0);
+                fputc(',', csv);
+                csv_number(csv, have ? x->groups[g] : NAN);
+            }
+            md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete);
+            fputc(',', csv);
+            csv_number(csv, x->available ? x->test_mean : NAN);
+            any_incomplete |= x->incomplete;
+        } else {
+            for (int c = 0; c < cols; c++) {
+                const cell *x = &cells[l * cols + c];
+                md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete);
+                fputc(',', csv);
+                csv_number(csv, x->available ? x->test_mean : NAN);
+                any_incomplete |= x->incomplete;
+            }
+        }
+        fprintf(md, "\n");
+        fprintf(csv, "\n");
+    }
+    if (any_incomplete)
+        fprintf(md, "\n\\* picked from an incomplete grid: some runs of this cell are missing "
+                    "(listed below).\n");
+    // Picks.
+    fprintf(md, "\nPicked hyper-parameters (best mean validation mAP over seeds):\n\n"
+                "| method | dataset | picked | val mAP | seeds | test mAP |\n"
+                "|---|---|---|---|---|---|\n");
+    fprintf(picks, "method,dataset,picked,val_map,seeds,test_map,test_map_std,complete_grid,"
+                   "run_dirs\n");
+    for (int l = 0; l < lines; l++) {
+        for (int c = 0; c < cols; c++) {
+            const cell *x = &cells[l * cols + c];
+            const char *row = rows[l % num_rows];
+            const char *dataset = by == WSML_TABLE_BY_GROUP ? datasets[l / num_rows] : datasets[c];
+            if (!x->available)
+                continue;
+            fprintf(md, "| %s | %s | %s | %.2f | %d | %.2f |\n", row, dataset,
+                    x->pick[0] ? x->pick : "(no grid)", x->val_mean, x->seeds, x->test_mean);
+            csv_text(picks, row);
+            fputc(',', picks);
+            csv_text(picks, dataset);
+            fputc(',', picks);
+            csv_text(picks, x->pick);
+            fprintf(picks, ",%.4f,%d,%.4f,%.4f,%d,", x->val_mean, x->seeds, x->test_mean,
+                    x->test_std, !x->incomplete);
+            csv_text(picks, x->dirs ? x->dirs : "");
+            fputc('\n', picks);
+        }
+    }
+    if (with_epochs)
+        render_epochs(md, cells, lines, cols, rows, num_rows, datasets, num_datasets, by);
+    // Missing runs.
+    if (out->num_missing) {
+        fprintf(md, "\nMissing runs (not counted): %d of %d\n\n", out->num_missing, num_runs);
+        for (int i = 0; i < num_runs; i++) {
+            if (runs[i].finished)
+                continue;
+            fprintf(md, "- `%s`: %s\n", runs[i].dir, runs[i].reason);
+            fprintf(missing, "%s: %s\n", runs[i].dir, runs[i].reason);
+        }
+    }
+    int write_failed = ferror(md) | ferror(csv) | ferror(picks) | ferror(missing);
+    write_failed |= fclose(md) | fclose(csv) | fclose(picks) | fclose(missing);
+    if (write_failed)
+        rc = wsml_errf(err, WSML_ENOMEM, "table: out of memory while rendering");
+done:
+    for (int i = 0; i < num_cells; i++)
+        free(cells[i].dirs);
+    free(cells);
+    free(runs);
+    free(datasets);
+    free(rows);
+    if (rc)
+        wsml_table_free(out);
+    return rc;
+}

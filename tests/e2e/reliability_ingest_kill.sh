@@ -1,0 +1,122 @@
+# Reliability (issue 7): wsml-ingest killed with SIGKILL at random moments (a small CSV
+# dataset of 200 generated JPEGs, so that most of the run is decoding and writing
+# records rather than start-up). After every
+# kill the store must not open as complete (info, verify and export refuse it, exit 1,
+# one error line); an ingest into the remains without --force is refused; a rerun with
+# --force gives a store equal to an uninterrupted ingest's: exported full labels,
+# observed labels and ids per split, and every record value byte for byte (image
+# payload and its CRC included), read with python3-lmdb.
+$PYTHON - <<'PYEOF'
+import os
+import numpy as np
+from PIL import Image
+r = np.random.RandomState(3)
+os.makedirs('data/img')
+classes = ['cat', 'dog', 'car', 'sky', 'tree', 'boat']
+rows = []
+for i in range(200):
+    Image.fromarray(r.randint(0, 255, (24, 32, 3)).astype(np.uint8)).save(
+        'data/img/%04d.jpg' % i, quality=80)
+    rows.append('img/%04d.jpg,%s' % (i, '|'.join(c for c in classes if r.rand() < 0.3)))
+with open('data/train.csv', 'w') as f:
+    f.write('path,labels\n' + '\n'.join(rows[:160]) + '\n')
+with open('data/test.csv', 'w') as f:
+    f.write('path,labels\n' + '\n'.join(rows[160:]) + '\n')
+PYEOF
+fmt=(--format csv --root data --size 32 --jobs 2 --quiet)
+
+t0=$(date +%s%N)
+wsml-ingest "${fmt[@]}" --out ref
+ref_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "uninterrupted ingest: ${ref_ms} ms"
+
+cat > same.py <<'PYEOF'
+import sys
+import lmdb
+
+def dump(path):
+    env = lmdb.open(path, readonly=True, lock=False, max_dbs=8, subdir=True)
+    out = {}
+    with env.begin() as t:
+        for name in (b'meta', b'train', b'val', b'test'):
+            db = env.open_db(name, txn=t, create=False)
+            out[name] = list(t.cursor(db))
+    env.close()
+    return out
+
+a, b = dump(sys.argv[1]), dump(sys.argv[2])
+for name in a:
+    assert len(a[name]) == len(b[name]), '%s: %d vs %d records' % (name, len(a[name]), len(b[name]))
+    for (ka, va), (kb, vb) in zip(a[name], b[name]):
+        assert ka == kb and va == vb, '%s: record %s differs' % (name, ka.hex())
+print('records identical: %s' % ', '.join('%s %d' % (n.decode(), len(a[n])) for n in a))
+PYEOF
+
+exports() { # STORE PREFIX
+  for s in train val test; do
+    wsml-store export "$1" --split $s --what labels --out "$2.$s.labels.npy" --quiet
+    wsml-store export "$1" --split $s --what observed --out "$2.$s.observed.npy" --quiet
+    wsml-store export "$1" --split $s --what ids --out "$2.$s.ids.txt" --quiet
+  done
+}
+exports ref ref
+
+refused() { # CMD...: must exit 1 with one error line naming the store
+  local rc=0
+  "$@" >/dev/null 2>err.txt || rc=$?
+  if [ $rc -ne 1 ] || [ "$(wc -l < err.txt)" -ne 1 ] || ! grep -q "kill" err.txt; then
+    echo "FAIL: '$*' on a killed ingest's store: exit $rc:"; cat err.txt; exit 1
+  fi
+}
+
+RANDOM=7
+interrupted=0 finished=0 early=0 trials=0
+while [ $interrupted -lt 20 ] && [ $trials -lt 36 ]; do
+  trials=$((trials + 1))
+  # a random moment in the uninterrupted run's duration
+  delay_ms=$(( RANDOM % (ref_ms > 1 ? ref_ms : 1) ))
+  wsml-ingest "${fmt[@]}" --out kill --force 2>/dev/null &
+  pid=$!
+  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  kill -9 $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  if [ ! -d kill ]; then
+    early=$((early + 1))
+    echo "trial $trials: killed at ${delay_ms} ms, before the store was created"
+    continue
+  fi
+  if wsml-store info kill >/dev/null 2>&1; then
+    # the kill came after the ingest had finished: then it must be the whole store
+    finished=$((finished + 1))
+    $PYTHON same.py ref kill >/dev/null
+    echo "trial $trials: killed at ${delay_ms} ms: ingest had finished (store complete and equal)"
+    rm -rf kill # so that the next trial's early kill cannot find a complete store
+    continue
+  fi
+  interrupted=$((interrupted + 1))
+  refused wsml-store info kill
+  refused wsml-store verify kill
+  refused wsml-store export kill --split train --what labels --out x.npy
+  test ! -e x.npy
+  echo "trial $trials: killed at ${delay_ms} ms: store refused: $(cat err.txt)"
+done
+[ $interrupted -ge 20 ] || { echo "FAIL: only $interrupted of $trials kills interrupted the ingest"; exit 1; }
+
+# An ingest into the killed store's directory without --force is refused.
+set +e
+wsml-ingest "${fmt[@]}" --out kill 2>err.txt
+rc=$?
+set -e
+[ $rc -eq 1 ] && grep -q -- "--force" err.txt || { echo "FAIL: rerun without --force: exit $rc: $(cat err.txt)"; exit 1; }
+
+# The rerun with --force equals the uninterrupted ingest.
+wsml-ingest "${fmt[@]}" --out kill --force
+wsml-store verify kill --quiet
+exports kill kill
+for s in train val test; do
+  for w in labels.npy observed.npy ids.txt; do
+    cmp ref.$s.$w kill.$s.$w || { echo "FAIL: $s $w differs after the rerun"; exit 1; }
+  done
+done
+$PYTHON same.py ref kill
+echo "ingest kill: $trials trials: $interrupted interrupted (store refused every time), $finished after the end, $early before the store existed; rerun identical"

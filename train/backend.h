@@ -1,0 +1,185 @@
+// The compute backend of libwsml-train's network: a table of operations that the
+// network (train/resnet.c) calls for every layer. The network never touches
+// OpenBLAS, cuDNN or device memory itself; it only holds pointers that the backend
+// allocated ("device pointers") and passes them back to these operations.
+//
+//   cpu  (train/backend_cpu.c): OpenBLAS sgemm (im2col + sgemm, direct GEMM for 1x1
+//        convolutions), a small pthread pool for everything else. Device memory is
+//        host memory. The reference: tested against PyTorch (tests/unit/test_net.c).
+//   cuda (train/cuda/*.cu, later): cuDNN convolution/batchnorm/pooling, cuBLAS GEMM,
+//        own kernels for the rest; tested against the cpu backend.
+//
+// Layouts (the same on every backend, so that both can be compared buffer by buffer):
+//   activations  NHWC: x[((b*H + h)*W + w)*C + c], float32. A (n, H, W, C) tensor is
+//                also a row-major (n*H*W, C) matrix, which is what the GEMMs use.
+//   conv weights OHWI: w[((o*KH + kh)*KW + kw)*I + i] (cuDNN's KRSC / "NHWC filter").
+//                PyTorch stores OIHW; train/net.h converts at load/save time.
+//   matrices     row-major.
+// n is always the actual batch of the call (<= the max_batch a layer was prepared
+// for); the last batch of an epoch is smaller.
+//
+// Gradient conventions (as PyTorch autograd, which accumulates into .grad):
+//   parameter gradients (dweight, dgamma, dbeta, dbias) are ACCUMULATED (+=), so the
+//   network zeroes them once per step (wsml_net_zero_grad);
+//   activation gradients (dx) are OVERWRITTEN unless an `accumulate` flag says +=.
+//
+// Errors: every operation returns 0 or a negative wsml_code and then leaves one line
+// in be->err naming the operation and the cause (for CUDA: the call and its status
+// string); the network prefixes the layer name. Operations never print or exit.
+// Operations may run asynchronously on a device; copy_to_host and synchronize wait.
+#ifndef WSML_BACKEND_H
+#define WSML_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+// One convolution layer (no bias, no groups, no dilation: all ResNet needs).
+// Filled by the network, then given to conv_prepare once; the backend may keep its
+// per-layer state (cuDNN descriptors, chosen algorithms, workspace size) in `plan`.
+typedef struct {
+    int in_channels, out_channels; // I, O
+    int in_h, in_w;                // input spatial size
+    int out_h, out_w;              // (in + 2*pad - kernel) / stride + 1
+    int kernel_h, kernel_w;
+    int stride, pad;               // the same along H and W
+    int max_batch;                 // the largest n this layer will see
+    void *plan;                    // backend-owned; NULL until conv_prepare
+} wsml_conv_desc;
+
+// Max pooling window (ResNet's stem: 3x3, stride 2, pad 1).
+typedef struct {
+    int channels;
+    int in_h, in_w, out_h, out_w;
+    int kernel, stride, pad;
+} wsml_pool_desc;
+
+typedef struct wsml_backend wsml_backend;
+
+struct wsml_backend {
+    const char *name;  // "cpu" or "cuda"
+    int host_memory;   // 1: device pointers are ordinary host pointers (cpu), so host
+                       // code (e.g. train/optim.h) may read and write them directly
+    int num_threads;   // cpu: worker threads for GEMM and the other operations
+    wsml_err err;      // the last failure's message
+    void *impl;        // backend-private state (thread pool, handles, workspace)
+
+    void (*destroy)(wsml_backend *be);
+
+    // ---- memory ---------------------------------------------------------------
+    // Device memory, 64-byte aligned, uninitialised; NULL (and be->err set) on failure.
+    void *(*alloc)(wsml_backend *be, size_t bytes);
+    void (*free)(wsml_backend *be, void *ptr); // NULL is a no-op
+    int (*copy_to_device)(wsml_backend *be, void *dst, const void *host_src, size_t bytes);
+    int (*copy_to_host)(wsml_backend *be, void *host_dst, const void *src, size_t bytes);
+    int (*copy)(wsml_backend *be, void *dst, const void *src, size_t bytes); // device->device
+    int (*zero)(wsml_backend *be, void *dst, size_t bytes);
+    int (*synchronize)(wsml_backend *be); // waits for all queued work
+
+    // ---- convolution (NHWC activations, OHWI weights) ---------------------------
+    // Called once per layer before use (may size the shared workspace); release
+    // frees what prepare made and sets plan to NULL.
+    int (*conv_prepare)(wsml_backend *be, wsml_conv_desc *d);
+    void (*conv_release)(wsml_backend *be, wsml_conv_desc *d);
+    // y: (n, out_h, out_w, O) = conv(x: (n, in_h, in_w, I), w: (O, KH, KW, I)); overwrites y.
+    int (*conv_forward)(wsml_backend *be, const wsml_conv_desc *d, int n, float *y,
+                        const float *x, const float *w);
+    // dx: (n, in_h, in_w, I) = conv_transpose(dy: (n, out_h, out_w, O), w);
+    // overwrites dx, or adds to it when accumulate != 0 (a block input that also
+    // feeds the residual path).
+    int (*conv_backward_data)(wsml_backend *be, const wsml_conv_desc *d, int n, float *dx,
+                              const float *dy, const float *w, int accumulate);
+    // dw: (O, KH, KW, I) += sum over the batch of dy ⊗ x patches.
+    int (*conv_backward_filter)(wsml_backend *be, const wsml_conv_desc *d, int n, float *dw,
+                                const float *dy, const float *x);
+
+    // ---- batch normalisation over rows = n*H*W of a (rows, C) NHWC matrix --------
+    // Fused with the residual add and ReLU that follow it in ResNet:
+    //   y = act(gamma * (x - mean) * invstd + beta + residual)
+    // residual may be NULL (no add); relu is 0 or 1. x and y must not alias.
+    //
+    // Training: mean and biased variance over the rows; invstd = 1/sqrt(var + eps);
+    // save_mean/save_invstd (C) keep them for backward; the running statistics are
+    // updated as PyTorch does: running = (1 - momentum) * running + momentum * batch,
+    // with the UNBIASED variance var * rows / (rows - 1) for running_var (rows >= 2).
+    int (*bn_forward_train)(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
+                            const float *gamma, const float *beta, const float *residual,
+                            int relu, float *running_mean, float *running_var,
+                            float *save_mean, float *save_invstd, float momentum, float eps);
+    // Inference: running statistics instead of batch statistics.
+    int (*bn_forward_eval)(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
+                           const float *gamma, const float *beta, const float *residual,
+                           int relu, const float *running_mean, const float *running_var,
+                           float eps);
+    // Backward of bn_forward_train (batch statistics). dy: gradient of y; y: the
+    // forward's output (its sign is the ReLU mask; ignored when relu == 0); x: the
+    // forward's input. Writes dx (rows, C); if dresidual is not NULL, writes the
+    // gradient that flows into the residual input (dy masked by the ReLU) there;
+    // dgamma, dbeta (C) are accumulated. dx must not alias dy or dresidual.
+    int (*bn_backward)(wsml_backend *be, int C, int64_t rows, float *dx, float *dresidual,
+                       const float *dy, const float *y, int relu, const float *x,
+                       const float *gamma, const float *save_mean, const float *save_invstd,
+                       float *dgamma, float *dbeta);
+
+    // ---- pooling -------------------------------------------------------------------
+    // y: (n, out_h, out_w, C) = max over the window of x: (n, in_h, in_w, C); padding
+    // never wins. argmax: (n, out_h, out_w, C) int32, the flat input position
+    // h*in_w + w of the maximum, the FIRST in row-major window order on ties (PyTorch's
+    // rule); written by forward, read by backward (a backend may leave it unused).
+    int (*maxpool_forward)(wsml_backend *be, const wsml_pool_desc *d, int n, float *y,
+                           const float *x, int32_t *argmax);
+    // dx: (n, in_h, in_w, C), overwritten: each dy goes to its window's argmax.
+    int (*maxpool_backward)(wsml_backend *be, const wsml_pool_desc *d, int n, float *dx,
+                            const float *dy, const float *x, const float *y,
+                            const int32_t *argmax);
+    // Global average pool: y: (n, C) = mean over hw of x: (n, hw, C).
+    int (*avgpool_forward)(wsml_backend *be, int n, int hw, int C, float *y, const float *x);
+    // dx: (n, hw, C) = dy: (n, C) / hw, broadcast; overwritten.
+    int (*avgpool_backward)(wsml_backend *be, int n, int hw, int C, float *dx, const float *dy);
+
+    // ---- dense algebra (the heads) -----------------------------------------------------
+    // Row-major C (M, N) = alpha * op(A) op(B) + beta * C, op = transpose when trans_*
+    // != 0; A is (M, K) or (K, M) when transposed, B is (K, N) or (N, K); lda, ldb, ldc
+    // are row strides (cblas_sgemm's row-major convention).
+    int (*gemm)(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                int ldc);
+    // y: (rows, cols) += bias: (cols) on every row.
+    int (*bias_add)(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias);
+    // dbias: (cols) += column sums of dy: (rows, cols).
+    int (*bias_backward)(wsml_backend *be, int64_t rows, int cols, float *dbias,
+                         const float *dy);
+    // BoostLU head (SPEC §2), after the 1x1 conv made cam: (n, hw, C):
+    //   logits[b, c] = mean_s cam'[b, s, c],  cam' = alpha * cam where cam > 0, else cam.
+    int (*boostlu_forward)(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
+                           const float *cam);
+    // dcam: (n, hw, C) = dlogits[b, c] / hw * (cam > 0 ? alpha : 1); overwritten.
+    int (*boostlu_backward)(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
+                            const float *dlogits, const float *cam);
+};
+
+// ---- creating backends ------------------------------------------------------------------
+
+typedef struct {
+    int num_threads; // cpu: threads for GEMM and the other work; <= 0: all online CPUs
+    int device;      // cuda: device ordinal
+    size_t workspace_bytes; // cpu: cap of the im2col buffer (0: 128 MiB); convolutions
+                            // whose batch does not fit run in chunks of whole images
+} wsml_backend_options;
+
+// "cpu" (always) or "cuda" (only in builds with WSML_HAVE_CUDA); WSML_EARG naming
+// --backend for an unknown or unavailable name. *out is NULL on failure.
+int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
+                        wsml_err *err);
+int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
+#ifdef WSML_HAVE_CUDA
+// Implemented by train/cuda/ (issue 5).
+int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out,
+                             wsml_err *err);
+#endif
+// Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
+// first.
+void wsml_backend_destroy(wsml_backend *be);
+
+#endif

@@ -1,0 +1,61 @@
+// Extras of the cuda backend (train/cuda/backend_cuda.cu) beyond the wsml_backend table
+// of train/backend.h: device discovery for tests and benchmarks, versions, memory
+// figures. Only in builds with WSML_HAVE_CUDA; plain C linkage.
+//
+// Precision and algorithm choice are read by wsml_backend_cuda_create from the
+// environment (train/backend.h's options have no field for them yet):
+//   WSML_PRECISION   tf32 (default) | fp32
+//                      tf32: cuDNN convolutions with CUDNN_TENSOR_OP_MATH and cuBLAS with
+//                            CUBLAS_TF32_TENSOR_OP_MATH (PyTorch's allow_tf32 = True);
+//                      fp32: CUDNN_FMA_MATH and CUBLAS_DEFAULT_MATH (no tensor cores);
+//                      bf16 is refused (WSML_EARG): the network's activations are float32
+//                            buffers, so bf16 needs storage changes in train/net.h first.
+//                    Batch norm, pooling, the heads and every reduction are fp32 with
+//                    double accumulators in every mode.
+//   WSML_CUDNN_ALGO  heuristic (default: cudnnGetConvolution*Algorithm_v7, like PyTorch's
+//                    cudnn.benchmark = False) | find (cudnnFind*Algorithm: runs every
+//                    candidate once per distinct layer shape in conv_prepare, like
+//                    cudnn.benchmark = True).
+// wsml_backend_options.workspace_bytes caps the one shared cuDNN workspace
+// (0: 1 GiB, and never more than a quarter of the free device memory at prepare).
+#ifndef WSML_BACKEND_CUDA_H
+#define WSML_BACKEND_CUDA_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "train/backend.h"
+
+// Number of CUDA devices this process can use; 0 when there is no driver, no device or
+// any error (never fails otherwise, never prints). Initialises the CUDA runtime.
+int wsml_cuda_device_count(void);
+
+// One line describing device `device` and the libraries actually loaded, e.g.
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB), driver 13.0, runtime 13.0,
+// cuDNN 9.19.0 (built with 9.19.0), cuBLAS 13.0.0". Returns 0, or -1 with the reason
+// in buf.
+int wsml_cuda_describe(int device, char *buf, size_t cap);
+
+typedef struct {
+    size_t allocated_bytes;      // now held by be->alloc (net tensors), workspace, scratch
+    size_t peak_allocated_bytes; // the largest allocated_bytes so far
+    size_t workspace_bytes;      // the shared cuDNN workspace
+    size_t device_used_bytes;    // total − free of the whole device now (cudaMemGetInfo):
+                                 // includes the CUDA context and library allocations
+    size_t device_total_bytes;
+    const char *precision;       // "tf32" or "fp32"
+    const char *algo_search;     // "heuristic" or "find"
+} wsml_cuda_memory;
+
+// Memory figures of a backend made by wsml_backend_cuda_create (be->name "cuda").
+// Returns 0 or a negative wsml_code (message in be->err).
+int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

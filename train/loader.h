@@ -1,0 +1,104 @@
+// The training data loader: worker threads read records zero-copy from a store
+// (one wsml_reader per thread), decode JPEG payloads when needed, flip, normalise and
+// fill a batch buffer while the caller trains on the previous one (double buffering).
+//
+// Determinism: every random choice of an epoch (the order of the split and each
+// image's flip) is drawn up front in the calling thread from a numpy-compatible
+// generator, never by the workers, so the same seed gives the same batches for any
+// worker count and any thread timing, and a resumed run can start an epoch at any
+// batch and see what an uninterrupted run saw.
+//
+// Epoch e (1-based) of a loader with seed s draws, from
+//   rng = np.random.RandomState(wsml_loader_epoch_seed(s, e)):
+//   order = rng.permutation(N)              (np.arange(N) without shuffle; no draw)
+//   flip  = rng.random_sample(N) < 0.5      (all False without flip; no draw)
+// flip[j] belongs to position j of the epoch (image order[j]).
+// Batch b holds positions b·B .. min((b+1)·B, N) − 1; the last batch may be smaller
+// (nothing is dropped, as the reference's DataLoader(drop_last=False)).
+//
+// Pixels: out = ((float)u8 / 255 − mean_c) / std_c in float32, which is what
+// torchvision's ToTensor() followed by Normalize(mean, std) computes; ImageNet mean
+// (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) by default (SPEC §3).
+#ifndef WSML_LOADER_H
+#define WSML_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "store/store.h"
+
+typedef struct {
+    wsml_split split;
+    int batch_size;    // B >= 1
+    int num_workers;   // worker threads >= 1
+    int shuffle;       // draw a permutation per epoch
+    int flip;          // random horizontal flip with probability 0.5
+    uint32_t seed;     // see wsml_loader_epoch_seed
+    int height, width; // the network's input; a record of another size is an error
+    float mean[3], std[3];
+    int nhwc;          // 0: images (B, 3, H, W) as torchvision; 1: (B, H, W, 3), the
+                       // layout of train/net.h (the same values, permuted)
+    // Optional allocator for the image buffers (e.g. pinned host memory for CUDA);
+    // NULL = malloc/free. alloc returns NULL on failure.
+    void *(*alloc)(size_t bytes, void *ctx);
+    void (*free)(void *p, void *ctx);
+    void *alloc_ctx;
+} wsml_loader_config;
+
+// Defaults: train split, B 16, 2 workers, shuffle and flip on, seed 0, 224x224,
+// ImageNet mean/std, NCHW, malloc.
+void wsml_loader_config_default(wsml_loader_config *cfg);
+
+// One batch. Arrays are owned by the loader and valid until the next
+// wsml_loader_next / wsml_loader_start_epoch / wsml_loader_close.
+typedef struct {
+    int size;            // images in this batch (B, or fewer for the last batch)
+    int64_t batch_index; // b: position of this batch in the epoch
+    int64_t first_pos;   // b·B: epoch position of row 0
+    float *images;       // (size, 3, H, W) normalised, or (size, H, W, 3) with cfg.nhwc
+    int64_t *index;      // (size) record index in the split
+    uint8_t *flipped;    // (size) 1 if the row was flipped
+    int8_t *observed;    // (size, C) observed labels as stored (1 / 0 / -1)
+    int8_t *full;        // (size, C) full labels as stored (1 / 0 / -1)
+} wsml_batch;
+
+typedef struct wsml_loader wsml_loader;
+
+// Opens a loader over one split of an open store (the store must outlive it).
+// Checks the configuration (WSML_EARG naming the setting) and that the store's
+// images have 3 channels and the configured height/width (WSML_ESTATE naming the
+// store's size and the expected one). Starts the worker threads.
+wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg,
+                              wsml_err *err);
+// Stops the workers (waiting for a batch in flight) and frees everything.
+void wsml_loader_close(wsml_loader *l);
+
+int64_t wsml_loader_num_images(const wsml_loader *l);
+int64_t wsml_loader_num_batches(const wsml_loader *l); // ceil(N / B)
+
+// Seed of epoch e's generator: the low 32 bits of splitmix64(seed << 32 | e), so
+// that different seeds never share an epoch's draws by an offset of epochs.
+uint32_t wsml_loader_epoch_seed(uint32_t seed, int epoch);
+
+// Draws epoch `epoch`'s order and flips, and starts filling batch `start_batch`
+// (0 for a fresh epoch, later when resuming mid-epoch). Any batch in flight is
+// waited for and discarded.
+int wsml_loader_start_epoch(wsml_loader *l, int epoch, int64_t start_batch, wsml_err *err);
+
+// Returns 1 and sets *batch to the next batch (then starts filling the one after it),
+// 0 at the end of the epoch, or a negative wsml_code when a worker failed (a store
+// read, a JPEG decode, a wrong image size), with err naming the split and record.
+int wsml_loader_next(wsml_loader *l, wsml_batch **batch, wsml_err *err);
+
+// The epoch's order and flips (N entries each) as drawn by the last start_epoch.
+const int64_t *wsml_loader_order(const wsml_loader *l);
+const uint8_t *wsml_loader_flips(const wsml_loader *l);
+
+// Flips (if flip) and normalises one image as described at the top of this file.
+// Used by the workers; exposed for tests and for inference over a split.
+// hwc: (H, W, 3) uint8 -> out: (3, H, W) float32, or (H, W, 3) when nhwc
+void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip,
+                          const float mean[3], const float std[3], int nhwc, float *out);
+
+#endif

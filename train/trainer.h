@@ -1,0 +1,124 @@
+// The training loop of wsml-train (DESIGN.md "Trainer", SPEC.md §2–3): options, the
+// run directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
+//
+// Run directory:
+//   config.json       every option with its resolved value, the store's identity, the
+//                     wsml version and the BLAS kernel (written at the start)
+//   run.jsonl         one JSON object per epoch; one per step with --trace; a last
+//                     {"event": "final", ...} when the run is finished
+//   best.safetensors  the weights of the best validation epoch (torchvision names)
+//   last.safetensors  the weights plus everything an exact resume needs (optimiser
+//                     state, epoch/step counters, LL-Cp's label state, ROLE's G, best
+//                     so far, the run.jsonl length); written at the end of every epoch
+//                     and every --save-every steps, atomically (temp, fsync, rename)
+// Resume: `--resume` continues from last.safetensors so that the final weights and
+// metrics equal those of an uninterrupted run on the CPU backend, bit for bit. Every
+// random draw is a function of (seed, epoch) (train/loader.h) or happens once at the
+// start (weights, ROLE's G), so there is no generator state to carry.
+#ifndef WSML_TRAINER_H
+#define WSML_TRAINER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "train/loss.h"
+#include "train/optim.h"
+
+#ifndef WSML_VERSION
+#define WSML_VERSION "0.1.0"
+#endif
+
+#define WSML_PATH_MAX 4096
+
+typedef struct {
+    // data and output
+    char store[WSML_PATH_MAX];
+    char out[WSML_PATH_MAX];
+    // model
+    char arch[16];      // resnet18 resnet34 resnet50 resnet101
+    double width_mult;  // channel multiplier (1 = torchvision's widths)
+    char head[16];      // linear | boostlu
+    double alpha;       // BoostLU's boost of positive CAM values
+    char pretrained[WSML_PATH_MAX]; // ImageNet weights by name, fc re-initialised ("" none)
+    char init[WSML_PATH_MAX];       // a checkpoint to start from, head included ("" none)
+    int freeze_backbone;            // train the head only (LinearInit, SPEC §3)
+    // loss (SPEC §2)
+    wsml_loss_config loss;
+    int epr_k_given;                // --epr-k given (else from the dataset)
+    // optimisation (SPEC §3)
+    wsml_optim_kind optimizer;
+    double lr, lr_mult;
+    int epochs, batch;
+    uint32_t seed;
+    int flip, shuffle;
+    int early_stop;                 // the reference's rule: stop when val mAP < best − 3
+    int64_t max_steps;              // stop after this many steps in total (0 = no limit)
+    // execution
+    char backend[8];                // cpu | cuda
+    int threads;                    // compute threads (numerics may depend on it)
+    int workers;                    // loader threads (never change numerics)
+    int save_every;                 // steps between mid-epoch checkpoints (0 = only epochs)
+    // behaviour
+    int resume, force, trace, quiet;
+    char recipe[16];                // "" or "paper"
+} wsml_train_opts;
+
+// Defaults (README/--help): resnet18, width 1, linear head, alpha 5, loss an, relative
+// threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4, lr_mult 10, 10 epochs, batch 16,
+// seed 1, flip and shuffle on, early stop on, cpu, threads 1, workers 2, save every 200.
+void wsml_train_opts_default(wsml_train_opts *o);
+// The paper's recipe (SPEC §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
+// epochs, flip, early stop. Applied before the other flags, so flags override it.
+void wsml_train_opts_paper(wsml_train_opts *o);
+// Checks values and combinations (WSML_EARG naming the flag).
+int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err);
+
+// Metrics over (n, c) scores and labels (SPEC §4): mAP in points and, when the store's
+// info JSON holds frequency groups (OpenImages), each group's mAP (at most 16 groups;
+// *num_groups = 0 otherwise). The trainer takes it as a function so that libwsml-train
+// does not depend on libwsml-eval (main.c passes one built on eval/metrics.h).
+typedef int (*wsml_metrics_fn)(const float *scores, const int8_t *labels, int64_t n, int c,
+                               const char *store_info_json, double *map, double *group_maps,
+                               int *num_groups, wsml_err *err);
+#define WSML_TRAIN_MAX_GROUPS 16
+
+typedef struct {
+    wsml_metrics_fn metrics;
+    // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop.
+    volatile sig_atomic_t *stop_requested;
+} wsml_train_hooks;
+
+// Results of a run (also in run.jsonl's final line).
+typedef struct {
+    int epochs_run;
+    int best_epoch;
+    double best_val_map;
+    double test_map;
+    int num_groups;   // OpenImages: test mAP per frequency group
+    double test_group_maps[WSML_TRAIN_MAX_GROUPS];
+    int early_stopped;
+    int interrupted;  // stopped by a signal after saving last.safetensors
+    int max_steps_hit;
+} wsml_train_result;
+
+// Runs (or resumes) a training run as the options say. Returns 0, or a negative
+// wsml_code with err set: WSML_EARG bad option, WSML_ESTATE run directory in the way,
+// WSML_ENUMERIC NaN/Inf loss (last.safetensors keeps the last good state), WSML_EIO ...
+// An interrupted run returns WSML_ESTATE with result->interrupted = 1.
+int wsml_train_run(const wsml_train_opts *o, const wsml_train_hooks *hooks,
+                   wsml_train_result *result, wsml_err *err);
+
+// ---- run directory files (exposed for tests) -----------------------------------------
+
+// The options as config.json's "options" object text (malloc'd), and back: reading
+// fills o from the object (keys not present keep their value).
+char *wsml_train_opts_to_json(const wsml_train_opts *o);
+int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_err *err);
+// Compares the options that decide the numbers of a run (everything but out, resume,
+// force, trace, quiet, workers, save_every, epochs and max_steps); on a difference
+// fills err (WSML_EARG) naming the flag and both values.
+int wsml_train_opts_same_run(const wsml_train_opts *recorded, const wsml_train_opts *given,
+                             wsml_err *err);
+
+#endif
