@@ -8,14 +8,8 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
     *out = NULL;
     if (!name || strcmp(name, "cpu") == 0) return wsml_backend_cpu_create(opt, out, err);
     if (strcmp(name, "cuda") == 0) {
-#ifdef WSML_HAVE_CUDA
-        // A strong reference: it is what pulls train/cuda/backend_cuda.cu's object out of
-        // libwsml-train.a into every executable that can select a backend.
+        // Loaded on demand from libwsml-cuda.so (train/cuda_loader.c).
         return wsml_backend_cuda_create(opt, out, err);
-#endif
-        return wsml_errf(err, WSML_EARG,
-                         "--backend cuda: this build has no CUDA backend (built without nvcc "
-                         "or without train/cuda/)");
     }
     return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (cpu, cuda)", name);
 }

@@ -173,11 +173,10 @@ typedef struct {
 int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
                         wsml_err *err);
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
-#ifdef WSML_HAVE_CUDA
-// Implemented by train/cuda/ (issue 5).
+// Implemented by train/cuda/ (issue 5) in build/libwsml-cuda.so, which
+// train/cuda_loader.c dlopen()s on first use; without it this returns WSML_EARG.
 int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out,
                              wsml_err *err);
-#endif
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.
 void wsml_backend_destroy(wsml_backend *be);

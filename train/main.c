@@ -311,11 +311,6 @@ static int parse_args(int argc, char **argv, wsml_train_opts *o, int apply_recip
         case OPT_BACKEND:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
                 return usage_error("--backend '%s': expected cpu or cuda", optarg);
-#ifndef WSML_HAVE_CUDA
-            if (!strcmp(optarg, "cuda"))
-                return usage_error("--backend %s: this build has no CUDA (build with nvcc "
-                                   "found, see README)", optarg);
-#endif
             snprintf(o->backend, sizeof o->backend, "%s", optarg);
             break;
         case OPT_THREADS:

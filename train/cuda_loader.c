@@ -1,0 +1,87 @@
+// The CUDA backend lives in its own shared library, build/libwsml-cuda.so (train/cuda/),
+// loaded with dlopen() only when --backend cuda is asked for. Linking cuDNN and cuBLAS
+// into every executable would cost each process ~1.5 s of start-up (the loader
+// relocating libcublasLt), CPU runs included. These wrappers keep the API of
+// train/cuda/backend_cuda.h for C callers.
+//
+// Where the library is looked up: $WSML_CUDA_LIB if set, else next to the running
+// executable, else one directory up (build/tests/unit -> build/).
+#include <dlfcn.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/backend.h"
+#include "train/cuda/backend_cuda.h"
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void *lib;
+static char load_error[1024];
+static int (*p_create)(const wsml_backend_options *, wsml_backend **, wsml_err *);
+static int (*p_device_count)(void);
+static int (*p_describe)(int, char *, size_t);
+static int (*p_memory_info)(wsml_backend *, wsml_cuda_memory *);
+
+static void try_open(const char *path) {
+    if (lib) return;
+    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib && !load_error[0]) snprintf(load_error, sizeof load_error, "%s", dlerror());
+}
+
+static void load(void) {
+    const char *env = getenv("WSML_CUDA_LIB");
+    if (env && *env) try_open(env);
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
+    if (!lib && n > 0) {
+        exe[n] = '\0';
+        char *dir = dirname(exe), path[4200];
+        snprintf(path, sizeof path, "%s/libwsml-cuda.so", dir);
+        try_open(path);
+        snprintf(path, sizeof path, "%s/../libwsml-cuda.so", dir);
+        try_open(path);
+    }
+    if (!lib) return;
+    *(void **)&p_create = dlsym(lib, "wsml_backend_cuda_create");
+    *(void **)&p_device_count = dlsym(lib, "wsml_cuda_device_count");
+    *(void **)&p_describe = dlsym(lib, "wsml_cuda_describe");
+    *(void **)&p_memory_info = dlsym(lib, "wsml_cuda_memory_info");
+    if (!p_create || !p_device_count || !p_describe || !p_memory_info) {
+        snprintf(load_error, sizeof load_error, "libwsml-cuda.so lacks an entry point");
+        p_create = NULL;
+    }
+}
+
+static int loaded(void) {
+    pthread_once(&once, load);
+    return p_create != NULL;
+}
+
+int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err) {
+    *out = NULL;
+    if (!loaded())
+        return wsml_errf(err, WSML_EARG,
+                         "--backend cuda: the CUDA backend library could not be loaded (%s); build "
+                         "with nvcc available (CUDA_HOME) so that libwsml-cuda.so sits next to the "
+                         "executables, or set WSML_CUDA_LIB",
+                         load_error[0] ? load_error : "libwsml-cuda.so not found");
+    return p_create(opt, out, err);
+}
+
+int wsml_cuda_device_count(void) { return loaded() ? p_device_count() : 0; }
+
+int wsml_cuda_describe(int device, char *buf, size_t cap) {
+    if (!loaded()) {
+        snprintf(buf, cap, "CUDA backend not loaded: %s", load_error[0] ? load_error : "not found");
+        return -1;
+    }
+    return p_describe(device, buf, cap);
+}
+
+int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
+    if (!loaded()) return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
+    return p_memory_info(be, out);
+}
