@@ -25,10 +25,11 @@
 
 // The memory-bound loops below are compiled for AVX-512, AVX2+FMA and baseline x86-64,
 // chosen at load time (GNU ifunc): the build flags target baseline x86-64 only.
-// optimize("O3") turns on loop vectorisation with a cost model that accepts remainders.
+// optimize("O3") turns on loop vectorisation with a cost model that accepts remainders;
+// no-trapping-math lets the masks (ReLU, max) become vector selects (we never trap).
 #define SIMD_KERNEL                                                                            \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),              \
-                   optimize("O3")))
+                   optimize("O3", "no-trapping-math")))
 
 // Default largest im2col chunk (floats): 32 Mi floats = 128 MiB, at least one image.
 #define WORKSPACE_CAP_FLOATS ((size_t)32 << 20)
@@ -197,9 +198,15 @@ static int cpu_copy(wsml_backend *be, void *dst, const void *src, size_t bytes) 
     return 0;
 }
 
+static void zero_range(void *argp, int64_t begin, int64_t end, int tid) {
+    (void)tid;
+    memset((char *)argp + begin * 4096, 0, (size_t)(end - begin) * 4096);
+}
+
 static int cpu_zero(wsml_backend *be, void *dst, size_t bytes) {
-    (void)be;
-    if (bytes) memset(dst, 0, bytes);
+    size_t pages = bytes / 4096;
+    pool_for(&impl_of(be)->pool, (int64_t)pages, (int64_t)pages * 1024, zero_range, dst);
+    memset((char *)dst + pages * 4096, 0, bytes - pages * 4096);
     return 0;
 }
 
@@ -253,7 +260,7 @@ static int cpu_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
     size_t rows = ((size_t)d->max_batch + T - 1) / T * hwo;
     size_t cap = im->workspace_cap_floats / (size_t)T;
     size_t col = rows * K < cap ? rows * K : cap;
-    if (col < K) col = K;
+    if (col < hwo * K) col = hwo * K; // backward data works on whole images
     size_t dw = (size_t)(T - 1) * d->out_channels * K;
     if (grow(&im->workspace, &im->workspace_floats, col * T) < col * T ||
         grow(&im->dw_partial, &im->dw_partial_floats, dw) < dw)
@@ -309,27 +316,41 @@ static void im2col_rows(const wsml_conv_desc *d, const float *x, int64_t m0, int
     }
 }
 
-// Scatter-adds rows [m0, m1) of a column-gradient matrix into dx (the inverse of
-// im2col_rows). Only one thread may own a given image.
-// dx: (n, in_h, in_w, Cin)  col: (m1 − m0, KH, KW, Cin)
-static void col2im_add_rows(const wsml_conv_desc *d, float *dx, int64_t m0, int64_t m1,
-                            const float *col) {
+// The inverse of im2col for whole images [i0, i1): every dx element gathers the column
+// entries that read it, so it is written once (no zeroing, no read-modify-write per tap).
+// dx: (n, in_h, in_w, Cin) (+)=  col: ((i1 − i0)·out_h·out_w, KH, KW, Cin)
+static void col2im_images(const wsml_conv_desc *d, float *dx, int64_t i0, int64_t i1,
+                          const float *col, int accumulate) {
     const int H = d->in_h, W = d->in_w, Cin = d->in_channels, KH = d->kernel_h,
               KW = d->kernel_w, S = d->stride, P = d->pad, Ho = d->out_h, Wo = d->out_w;
     const size_t K = conv_k(d);
-    for (int64_t m = m0; m < m1; m++, col += K) {
-        int ow = (int)(m % Wo), oh = (int)(m / Wo % Ho);
-        int64_t b = m / ((int64_t)Wo * Ho);
-        float *xb = dx + (size_t)b * H * W * Cin;
-        for (int kh = 0; kh < KH; kh++) {
-            int ih = oh * S - P + kh;
-            if (ih < 0 || ih >= H) continue;
-            for (int kw = 0; kw < KW; kw++) {
-                int iw = ow * S - P + kw;
-                if (iw < 0 || iw >= W) continue;
-                add_to(Cin, xb + ((size_t)ih * W + iw) * Cin, col + ((size_t)kh * KW + kw) * Cin);
+    for (int64_t b = i0; b < i1; b++) {
+        const float *colb = col + (size_t)(b - i0) * Ho * Wo * K;
+        float *dst = dx + (size_t)b * H * W * Cin;
+        for (int ih = 0; ih < H; ih++)
+            for (int iw = 0; iw < W; iw++, dst += Cin) {
+                int first = !accumulate;
+                for (int kh = 0; kh < KH; kh++) {
+                    int th = ih + P - kh;
+                    if (th < 0 || th % S) continue;
+                    int oh = th / S;
+                    if (oh >= Ho) continue;
+                    for (int kw = 0; kw < KW; kw++) {
+                        int tw = iw + P - kw;
+                        if (tw < 0 || tw % S) continue;
+                        int ow = tw / S;
+                        if (ow >= Wo) continue;
+                        const float *src =
+                            colb + ((size_t)oh * Wo + ow) * K + ((size_t)kh * KW + kw) * Cin;
+                        if (first)
+                            memcpy(dst, src, (size_t)Cin * sizeof(float));
+                        else
+                            add_to(Cin, dst, src);
+                        first = 0;
+                    }
+                }
+                if (first) memset(dst, 0, (size_t)Cin * sizeof(float)); // read by no window
             }
-        }
     }
 }
 
@@ -384,7 +405,7 @@ static void conv_bwd_data_task(void *argp, int64_t t0, int64_t t1, int tid) {
     const wsml_conv_desc *d = a->d;
     const int T = a->im->pool.num_threads, O = d->out_channels, Cin = d->in_channels;
     const int K = (int)conv_k(d);
-    const int64_t hwo = (int64_t)d->out_h * d->out_w, hwi = (int64_t)d->in_h * d->in_w;
+    const int64_t hwo = (int64_t)d->out_h * d->out_w;
     int64_t m0, m1;
     if (is_pointwise(d)) {
         split((int64_t)a->n * hwo, T, (int)t0, &m0, &m1);
@@ -396,18 +417,14 @@ static void conv_bwd_data_task(void *argp, int64_t t0, int64_t t1, int tid) {
     }
     int64_t i0, i1;
     split(a->n, T, (int)t0, &i0, &i1);
-    if (i1 <= i0) return;
-    if (!a->accumulate)
-        memset(a->out + (size_t)i0 * hwi * Cin, 0, (size_t)(i1 - i0) * hwi * Cin * sizeof(float));
-    m0 = i0 * hwo;
-    m1 = i1 * hwo;
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
-    int64_t block = (int64_t)(a->im->workspace_floats / T / (size_t)K);
-    for (int64_t b0 = m0; b0 < m1; b0 += block) {
-        int64_t b1 = b0 + block < m1 ? b0 + block : m1;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(b1 - b0), K, O, 1.0f,
-                    a->in + (size_t)b0 * O, O, a->w, K, 0.0f, col, K);
-        col2im_add_rows(d, a->out, b0, b1, col);
+    int64_t block = (int64_t)(a->im->workspace_floats / T / ((size_t)K * hwo)); // images
+    if (block < 1) block = 1; // conv_prepare sized the slice for at least one image
+    for (int64_t b0 = i0; b0 < i1; b0 += block) {
+        int64_t b1 = b0 + block < i1 ? b0 + block : i1;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)((b1 - b0) * hwo), K, O,
+                    1.0f, a->in + (size_t)b0 * hwo * O, O, a->w, K, 0.0f, col, K);
+        col2im_images(d, a->out, b0, b1, col, a->accumulate);
     }
 }
 
@@ -471,7 +488,8 @@ static int check_conv(wsml_backend *be, const wsml_conv_desc *d, int n, const ch
                          d->max_batch);
     cpu_impl *im = impl_of(be);
     if (!is_pointwise(d) &&
-        (im->workspace_floats / (size_t)im->pool.num_threads < conv_k(d) ||
+        (im->workspace_floats / (size_t)im->pool.num_threads <
+             conv_k(d) * d->out_h * d->out_w ||
          im->dw_partial_floats < (size_t)(im->pool.num_threads - 1) * d->out_channels * conv_k(d)))
         return wsml_errf(&be->err, WSML_ESTATE, "%s: layer was not prepared", op);
     return 0;

@@ -24,6 +24,8 @@ static int (*p_create)(const wsml_backend_options *, wsml_backend **, wsml_err *
 static int (*p_device_count)(void);
 static int (*p_describe)(int, char *, size_t);
 static int (*p_memory_info)(wsml_backend *, wsml_cuda_memory *);
+static int (*p_optim_step)(wsml_backend *, wsml_optim *, int, float *, const float *, float *,
+                           float *);
 
 static void try_open(const char *path) {
     if (lib) return;
@@ -49,7 +51,8 @@ static void load(void) {
     *(void **)&p_device_count = dlsym(lib, "wsml_cuda_device_count");
     *(void **)&p_describe = dlsym(lib, "wsml_cuda_describe");
     *(void **)&p_memory_info = dlsym(lib, "wsml_cuda_memory_info");
-    if (!p_create || !p_device_count || !p_describe || !p_memory_info) {
+    *(void **)&p_optim_step = dlsym(lib, "wsml_cuda_optim_step");
+    if (!p_create || !p_device_count || !p_describe || !p_memory_info || !p_optim_step) {
         snprintf(load_error, sizeof load_error, "libwsml-cuda.so lacks an entry point");
         p_create = NULL;
     }
@@ -84,4 +87,10 @@ int wsml_cuda_describe(int device, char *buf, size_t cap) {
 int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
     if (!loaded()) return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
     return p_memory_info(be, out);
+}
+
+int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
+                         const float *grads, float *exp_avg, float *exp_avg_sq) {
+    if (!loaded()) return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
+    return p_optim_step(be, o, g, params, grads, exp_avg, exp_avg_sq);
 }

@@ -426,7 +426,9 @@ int main(int argc, char **argv) {
     rc = wsml_train_run(&o, &hooks, &res, &err);
     if (rc < 0) {
         wsml_err_print(PROG, &err);
-        return rc == WSML_EARG ? 2 : 1;
+        // Options the store or the build cannot serve are usage errors (exit 2), found
+        // before any training; anything later is a runtime error.
+        return rc == WSML_EARG && !res.started ? 2 : 1;
     }
     return 0;
 }

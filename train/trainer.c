@@ -678,6 +678,16 @@ static int setup(trainer *t, int resume, wsml_err *err) {
                   "on 448x448 images; this run uses %s on %dx%d",
                   o->pretrained[0] ? "pretrained weights" : "random weights", t->H, t->W);
 
+    // BatchNorm in train mode needs two values per channel (PyTorch refuses one too):
+    // the smallest batch times the last feature map's positions.
+    int64_t smallest = t->n_train % o->batch ? t->n_train % o->batch : o->batch;
+    if (smallest * (t->H / 32) * (t->W / 32) < 2)
+        return wsml_errf(err, WSML_EARG,
+                         "--batch %d: the last batch of an epoch would hold %lld image(s) of "
+                         "%dx%d, whose last 1x1 feature map gives BatchNorm a single value per "
+                         "channel; pick a batch size that does not leave %lld train image(s) over",
+                         o->batch, (long long)smallest, t->H, t->W, (long long)smallest);
+
     t->loss = o->loss;
     int rc = resolve_epr_k(t, err);
     if (rc == 0) rc = wsml_loss_config_check(&t->loss, t->C, err);
@@ -794,6 +804,10 @@ static int setup(trainer *t, int resume, wsml_err *err) {
         rc = check_config(t, err);
         if (rc == 0) rc = load_last(t, err);
         if (rc < 0) return rc;
+        // A run that ended by reaching its --epochs continues when given more (the
+        // schedule depends on the epoch number only, so this equals a longer run).
+        if (t->st.stop_reason == STOP_EPOCHS && t->st.epoch <= o->epochs)
+            t->st.stop_reason = STOP_NONE;
         // Drop what was appended after the checkpoint; it is recomputed identically.
         if (truncate(t->path_jsonl, (off_t)t->st.jsonl_bytes) != 0)
             return wsml_errf(err, WSML_EIO, "%s: cannot truncate to %lld bytes: %s",
@@ -837,18 +851,20 @@ static void reset_epoch_sums(train_state *s) {
     s->train_seconds = 0;
 }
 
-// "epoch E step S" and where the last good checkpoint is, for error messages.
-static void describe_failure(trainer *t, int epoch, int64_t batch, wsml_err *err) {
+// "epoch E step S (batch b)" and where the last good checkpoint is, for error messages;
+// step and batch count from 1.
+static void describe_failure(trainer *t, int epoch, int64_t step, int64_t batch, wsml_err *err) {
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
     if (t->saved_step >= 0)
-        wsml_errf(err, err->code, "epoch %d step %lld (batch %lld): %s; stopped, %s keeps step %lld (epoch %d)",
-                  epoch, (long long)t->st.global_step + 1, (long long)batch + 1, old,
-                  t->path_last, (long long)t->saved_step, t->saved_epoch);
+        wsml_errf(err, err->code,
+                  "epoch %d step %lld (batch %lld): %s; stopped, %s keeps step %lld (epoch %d)",
+                  epoch, (long long)step, (long long)batch, old, t->path_last,
+                  (long long)t->saved_step, t->saved_epoch);
     else
         wsml_errf(err, err->code,
                   "epoch %d step %lld (batch %lld): %s; stopped, no checkpoint was written yet",
-                  epoch, (long long)t->st.global_step + 1, (long long)batch + 1, old);
+                  epoch, (long long)step, (long long)batch, old);
 }
 
 static int stop_requested(trainer *t) {
@@ -868,6 +884,13 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     train_state *s = &t->st;
     int64_t nb = wsml_loader_num_batches(t->loader);
+    if (o->max_steps > 0 && s->global_step >= o->max_steps && s->stop_reason == STOP_NONE) {
+        res->max_steps_hit = 1;
+        wsml_info("already at step %lld (--max-steps %lld): nothing to do",
+                  (long long)s->global_step, (long long)o->max_steps);
+        return 0;
+    }
+    res->started = 1;
     while (s->stop_reason == STOP_NONE) {
         int e = s->epoch;
         if (e > o->epochs) { // resumed with fewer --epochs than already run
@@ -890,7 +913,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
             t_step = wsml_now() - t_step;
             if (rc < 0) {
                 wsml_progress_end(p);
-                describe_failure(t, e, b->batch_index, err);
+                describe_failure(t, e, s->global_step + 1, b->batch_index + 1, err);
                 return rc;
             }
             s->batches_done++;
@@ -940,7 +963,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                 if (stop) return interrupted(t, res, err);
                 rc = save_last(t, err);
                 if (rc < 0) {
-                    describe_failure(t, e, b->batch_index, err);
+                    describe_failure(t, e, s->global_step, s->batches_done, err);
                     return rc;
                 }
                 if (max_hit) {
@@ -1036,6 +1059,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
 // Test mAP of the best epoch (its weights reloaded), and the final line.
 static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     train_state *s = &t->st;
+    res->started = 1;
     res->best_epoch = s->best_epoch;
     res->best_val_map = s->best_val_map;
     res->early_stopped = s->stop_reason == STOP_EARLY;

@@ -98,6 +98,8 @@ typedef struct {
     int num_groups;   // OpenImages: test mAP per frequency group
     double test_group_maps[WSML_TRAIN_MAX_GROUPS];
     int early_stopped;
+    int started;      // training (or the final test pass) began: a later error is a
+                      // runtime error, not a usage error
     int interrupted;  // stopped by a signal after saving last.safetensors
     int max_steps_hit;
 } wsml_train_result;

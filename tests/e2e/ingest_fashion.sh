@@ -23,7 +23,7 @@ assert (d['height'], d['width'], d['encoding']) == (56, 56, 'raw'), d"
 
 # interrupted: SIGINT and SIGKILL in the middle of a big ingest
 for sig in INT KILL; do
-    wsml-ingest --format fashion-mosaic --out big$sig.store --train-count 300000 --quiet \
+    wsml-ingest --format fashion-mosaic --out big$sig.store --train-count 100000 --quiet \
         --jobs 1 2>sig.txt &
     pid=$!
     for _ in $(seq 50); do [ -e big$sig.store ] && break; sleep 0.1; done

@@ -2,6 +2,7 @@
 // (the oracle) for seeds 0, 999, 1200, 2**31-1, 2**32-1 and sizes 1..100000.
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,55 @@ static const size_t sizes[] = {1, 2, 10, 1000, 100000};
 #define NSIZES (sizeof sizes / sizeof *sizes)
 #define SEED_LIST "(0, 999, 1200, 2**31 - 1, 2**32 - 1)"
 #define SIZE_LIST "(1, 2, 10, 1000, 100000)"
+
+// All oracle scripts of a test run in ONE Python process (numpy's import costs ~0.5 s):
+// a first pass over the checks collects their scripts (section() records the script and
+// jumps back out), Python runs them all, each section's output framed by its length,
+// then a second pass runs the checks on their sections.
+struct oracle {
+    int collect;
+    jmp_buf jb;
+    char code[32768];
+    size_t code_len;
+    char *out;
+    size_t out_len, pos;
+};
+
+static char *section(struct oracle *o, const char *code, size_t *len) {
+    if (o->collect) {
+        int n = snprintf(o->code + o->code_len, sizeof o->code - o->code_len, "buf = []\nW = buf.append\n%send()\n", code);
+        cr_assert_lt((size_t)n, sizeof o->code - o->code_len, "oracle script too long");
+        o->code_len += (size_t)n;
+        longjmp(o->jb, 1);
+    }
+    uint64_t n;
+    cr_assert_leq(o->pos + 8, o->out_len, "oracle output ended early");
+    memcpy(&n, o->out + o->pos, 8);
+    cr_assert_leq(o->pos + 8 + n, o->out_len);
+    char *p = o->out + o->pos + 8;
+    o->pos += 8 + n;
+    *len = n;
+    return p;
+}
+
+typedef void (*check_fn)(struct oracle *);
+
+static void run_checks(const check_fn *checks, size_t n) {
+    struct oracle *o = calloc(1, sizeof *o);
+    o->collect = 1;
+    o->code_len = (size_t)snprintf(o->code, sizeof o->code,
+                                   "import sys\n"
+                                   "def end():\n"
+                                   "    b = b''.join(buf); sys.stdout.buffer.write(len(b).to_bytes(8, 'little') + b)\n");
+    for (size_t i = 0; i < n; i++)
+        if (!setjmp(o->jb)) checks[i](o);
+    o->out = ct_python(o->code, NULL, &o->out_len);
+    o->collect = 0;
+    for (size_t i = 0; i < n; i++) checks[i](o);
+    cr_assert_eq(o->pos, o->out_len, "every section consumed");
+    free(o->out);
+    free(o);
+}
 
 // Compares n values of `size` bytes and names the first difference.
 static void expect_same(const void *ours, const void *numpy, size_t n, size_t size, const char *what,
@@ -30,13 +80,12 @@ static void expect_same(const void *ours, const void *numpy, size_t n, size_t si
         }
 }
 
-Test(rng, seeding_equals_numpy_state) {
+static void seeding_equals_numpy_state(struct oracle *orc) {
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    k = np.random.RandomState(s).get_state()[1]\n"
-                           "    sys.stdout.buffer.write(k.astype('<u4').tobytes())\n",
-                           NULL, &len);
+                           "    W(k.astype('<u4').tobytes())\n", &len);
     cr_assert_eq(len, NSEEDS * 624 * 4);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
@@ -45,18 +94,16 @@ Test(rng, seeding_equals_numpy_state) {
         cr_assert_eq(r.pos, 624);
         cr_assert_eq(r.has_gauss, 0);
     }
-    free(want);
 }
 
-Test(rng, u32_stream_equals_numpy) {
+static void u32_stream_equals_numpy(struct oracle *orc) {
     // randint(0, 2**32, dtype=uint32) is the raw 32-bit output (no masking needed).
     enum { N = 2000 }; // crosses three state regenerations
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    v = np.random.RandomState(s).randint(0, 2**32, size=2000, dtype=np.uint32)\n"
-                           "    sys.stdout.buffer.write(v.astype('<u4').tobytes())\n",
-                           NULL, &len);
+                           "    W(v.astype('<u4').tobytes())\n", &len);
     cr_assert_eq(len, NSEEDS * N * 4);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
@@ -65,17 +112,15 @@ Test(rng, u32_stream_equals_numpy) {
         for (int i = 0; i < N; i++) v[i] = wsml_rng_u32(&r);
         expect_same(v, want + s * N * 4, N, 4, "u32", seeds[s], N);
     }
-    free(want);
 }
 
-Test(rng, random_sample_equals_numpy) {
+static void random_sample_equals_numpy(struct oracle *orc) {
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    for n in " SIZE_LIST ":\n"
                            "        v = np.random.RandomState(s).random_sample(n)\n"
-                           "        sys.stdout.buffer.write(v.astype('<f8').tobytes())\n",
-                           NULL, &len);
+                           "        W(v.astype('<f8').tobytes())\n", &len);
     size_t total = 0;
     for (size_t k = 0; k < NSIZES; k++) total += sizes[k];
     cr_assert_eq(len, NSEEDS * total * 8);
@@ -93,17 +138,15 @@ Test(rng, random_sample_equals_numpy) {
             p += sizes[k] * 8;
         }
     free(v);
-    free(want);
 }
 
-Test(rng, permutation_equals_numpy) {
+static void permutation_equals_numpy(struct oracle *orc) {
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    for n in " SIZE_LIST ":\n"
                            "        v = np.random.RandomState(s).permutation(n)\n"
-                           "        sys.stdout.buffer.write(v.astype('<i8').tobytes())\n",
-                           NULL, &len);
+                           "        W(v.astype('<i8').tobytes())\n", &len);
     const char *p = want;
     int64_t *v = malloc(100000 * sizeof *v);
     size_t total = 0;
@@ -118,22 +161,20 @@ Test(rng, permutation_equals_numpy) {
             p += sizes[k] * 8;
         }
     free(v);
-    free(want);
 }
 
 // shuffle draws the same numbers whatever the element size: int32 elements and
 // 100-byte records (structured dtype in numpy) must land where numpy puts them.
-Test(rng, shuffle_any_element_size_equals_numpy) {
+static void shuffle_any_element_size_equals_numpy(struct oracle *orc) {
     enum { N = 1000, REC = 100 };
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    a = np.arange(1000, dtype='<i4') * 3\n"
                            "    np.random.RandomState(s).shuffle(a)\n"
                            "    rec = np.zeros(1000, dtype=[('i', '<i8'), ('pad', 'V92')]); rec['i'] = np.arange(1000)\n"
                            "    np.random.RandomState(s).shuffle(rec)\n"
-                           "    sys.stdout.buffer.write(a.tobytes() + rec['i'].astype('<i8').tobytes())\n",
-                           NULL, &len);
+                           "    W(a.tobytes() + rec['i'].astype('<i8').tobytes())\n", &len);
     cr_assert_eq(len, NSEEDS * N * 12);
     for (size_t s = 0; s < NSEEDS; s++) {
         const char *w = want + s * N * 12;
@@ -161,7 +202,6 @@ Test(rng, shuffle_any_element_size_equals_numpy) {
         }
         free(rec);
     }
-    free(want);
 }
 
 // randint(low, high) with the default int64 dtype: ranges on both sides of the 32-bit
@@ -175,7 +215,7 @@ static const int64_t ranges[][2] = {
 };
 #define NRANGES (sizeof ranges / sizeof *ranges)
 
-Test(rng, randint_equals_numpy) {
+static void randint_equals_numpy(struct oracle *orc) {
     enum { N = 300 };
     char code[2048] = "import sys, numpy as np\n"
                       "R = [";
@@ -189,10 +229,10 @@ Test(rng, randint_equals_numpy) {
                  "    for lo, hi in R:\n"
                  "        v = r.randint(lo, hi, size=300)\n"
                  "        assert v.dtype == np.int64\n"
-                 "        sys.stdout.buffer.write(v.astype('<i8').tobytes())\n"
-                 "        sys.stdout.buffer.write(np.int64(r.randint(lo, hi)).tobytes())\n");
+                 "        W(v.astype('<i8').tobytes())\n"
+                 "        W(np.int64(r.randint(lo, hi)).tobytes())\n");
     size_t len;
-    char *want = ct_python(code, NULL, &len);
+    char *want = section(orc, code, &len);
     cr_assert_eq(len, NSEEDS * NRANGES * (N + 1) * 8);
     const char *p = want;
     for (size_t s = 0; s < NSEEDS; s++) {
@@ -210,10 +250,9 @@ Test(rng, randint_equals_numpy) {
             p += (N + 1) * 8;
         }
     }
-    free(want);
 }
 
-Test(rng, interval_equals_numpy_randint_closed) {
+static void interval_equals_numpy_randint_closed(struct oracle *orc) {
     // random_interval(max) is what randint(0, max + 1) draws, masked rejection included.
     static const uint64_t maxes[] = {0, 1, 2, 3, 6, 7, 8, 1000, 65535, 4294967294ull, 4294967295ull, 4294967296ull,
                                      (1ull << 40) + 12345, 9223372036854775806ull};
@@ -227,9 +266,9 @@ Test(rng, interval_equals_numpy_randint_closed) {
                  "for s in " SEED_LIST ":\n"
                  "    r = np.random.RandomState(s)\n"
                  "    for m in M:\n"
-                 "        sys.stdout.buffer.write(r.randint(0, m + 1, size=200).astype('<i8').tobytes())\n");
+                 "        W(r.randint(0, m + 1, size=200).astype('<i8').tobytes())\n");
     size_t len;
-    char *want = ct_python(code, NULL, &len);
+    char *want = section(orc, code, &len);
     const char *p = want;
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
@@ -245,20 +284,18 @@ Test(rng, interval_equals_numpy_randint_closed) {
         }
     }
     cr_assert_eq((size_t)(p - want), len);
-    free(want);
 }
 
-Test(rng, uniform_and_normal_equal_numpy) {
+static void uniform_and_normal_equal_numpy(struct oracle *orc) {
     enum { N = 1001 }; // odd: the cached second Gaussian is carried across calls
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "for s in " SEED_LIST ":\n"
                            "    r = np.random.RandomState(s)\n"
                            "    u = r.uniform(-3.5, 2.25, size=1001)\n"
                            "    g = r.standard_normal(1001)\n"
                            "    g2 = np.array([r.standard_normal() for _ in range(1001)])\n"
-                           "    sys.stdout.buffer.write(np.concatenate([u, g, g2]).astype('<f8').tobytes())\n",
-                           NULL, &len);
+                           "    W(np.concatenate([u, g, g2]).astype('<f8').tobytes())\n", &len);
     cr_assert_eq(len, NSEEDS * 3 * N * 8);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
@@ -269,13 +306,12 @@ Test(rng, uniform_and_normal_equal_numpy) {
         expect_same(v, want + s * 3 * N * 8, N, 8, "uniform(-3.5, 2.25)", seeds[s], N);
         expect_same(v + N, want + s * 3 * N * 8 + N * 8, 2 * N, 8, "standard_normal", seeds[s], 2 * N);
     }
-    free(want);
 }
 
 // Every call interleaved on one state, the way the label simulation and splits use it.
-Test(rng, interleaved_calls_equal_numpy) {
+static void interleaved_calls_equal_numpy(struct oracle *orc) {
     size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
+    char *want = section(orc, "import sys, numpy as np\n"
                            "out = []\n"
                            "for s in " SEED_LIST ":\n"
                            "    r = np.random.RandomState(s)\n"
@@ -284,8 +320,7 @@ Test(rng, interleaved_calls_equal_numpy) {
                            "        out += [float(x) for x in r.permutation(7)]\n"
                            "        a = np.arange(5, dtype=np.float64); r.shuffle(a); out += a.tolist()\n"
                            "        out += [r.uniform(1, 2), float(r.randint(-3, 3))]\n"
-                           "sys.stdout.buffer.write(np.array(out, '<f8').tobytes())\n",
-                           NULL, &len);
+                           "W(np.array(out, '<f8').tobytes())\n", &len);
     size_t per = 50 * (3 + 7 + 5 + 2);
     cr_assert_eq(len, NSEEDS * per * 8);
     double *got = malloc(NSEEDS * per * sizeof *got);
@@ -309,7 +344,21 @@ Test(rng, interleaved_calls_equal_numpy) {
     }
     expect_same(got, want, NSEEDS * per, 8, "interleaved sequence", 0, NSEEDS * per);
     free(got);
-    free(want);
+}
+
+// Seeding, raw 32-bit output, random_sample, permutation and shuffle.
+Test(rng, streams_equal_numpy) {
+    static const check_fn checks[] = {seeding_equals_numpy_state, u32_stream_equals_numpy,
+                                      random_sample_equals_numpy, permutation_equals_numpy,
+                                      shuffle_any_element_size_equals_numpy};
+    run_checks(checks, sizeof checks / sizeof *checks);
+}
+
+// randint, random_interval, uniform, standard_normal, and all of them interleaved.
+Test(rng, draws_equal_numpy) {
+    static const check_fn checks[] = {randint_equals_numpy, interval_equals_numpy_randint_closed,
+                                      uniform_and_normal_equal_numpy, interleaved_calls_equal_numpy};
+    run_checks(checks, sizeof checks / sizeof *checks);
 }
 
 Test(rng, state_bytes_resume_the_stream) {

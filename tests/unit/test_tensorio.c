@@ -32,22 +32,6 @@ static uint32_t bits(float f) {
     return u;
 }
 
-Test(tensorio, f16_to_f32_every_value_equals_numpy) {
-    size_t len;
-    char *want = ct_python("import sys, numpy as np\n"
-                           "h = np.arange(65536, dtype=np.uint32).astype('<u2').view(np.float16)\n"
-                           "sys.stdout.buffer.write(h.astype('<f4').tobytes())\n",
-                           NULL, &len);
-    cr_assert_eq(len, 65536 * 4);
-    for (uint32_t h = 0; h < 65536; h++) {
-        uint32_t w;
-        memcpy(&w, want + 4 * h, 4);
-        cr_assert_eq(bits(wsml_f16_to_f32((uint16_t)h)), w, "half 0x%04x: ours 0x%08x, numpy 0x%08x", h,
-                     bits(wsml_f16_to_f32((uint16_t)h)), w);
-    }
-    free(want);
-}
-
 // float32 bit patterns: a stride over all 2^32 (every exponent, NaNs and subnormals),
 // every float16 rounding tie and its neighbours (both signs), every bfloat16 tie.
 #define PATTERNS                                                                                                  \
@@ -64,39 +48,16 @@ Test(tensorio, f16_to_f32_every_value_equals_numpy) {
     "u += [hi | 0x8000, hi | 0x7fff, hi | 0x8001, hi]\n"                                                          \
     "u = np.concatenate(u).astype('<u4')\n"
 
-Test(tensorio, f32_to_f16_equals_numpy) {
+// One Python run (numpy's import dominates the cost) gives: every half as float32, and
+// for the float32 patterns numpy's astype(float16) and the bfloat16 rounding. bfloat16 is
+// float32 rounded to 8 significant bits, nearest even (what PyTorch's .to(torch.bfloat16)
+// does); the oracle derives it arithmetically in float64 (frexp and rint, which rounds
+// half to even), independently of our bit manipulation -- importing torch would cost
+// ~5 s of test time for the same answer.
+Test(tensorio, conversions_equal_numpy) {
     size_t len;
     char *out = ct_python(PATTERNS "f = u.view(np.float32).astype(np.float16).view('<u2')\n"
-                                   "sys.stdout.buffer.write(np.uint64(len(u)).tobytes() + u.tobytes() + f.tobytes())\n",
-                          NULL, &len);
-    uint64_t n;
-    memcpy(&n, out, 8);
-    cr_assert_gt(n, 1000000);
-    cr_assert_eq(len, 8 + n * 6);
-    const char *pu = out + 8, *ph = out + 8 + n * 4;
-    size_t ties = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t u;
-        uint16_t want;
-        memcpy(&u, pu + 4 * i, 4);
-        memcpy(&want, ph + 2 * i, 2);
-        float f;
-        memcpy(&f, &u, 4);
-        uint16_t got = wsml_f32_to_f16(f);
-        if (got != want) cr_assert_fail("float32 0x%08x (%g): ours 0x%04x, numpy 0x%04x", u, (double)f, got, want);
-        if ((u & 0x1fff) == 0x1000) ties++;
-    }
-    cr_assert_gt(ties, 10000, "the patterns must include rounding ties");
-    free(out);
-}
-
-// bfloat16 is float32 rounded to 8 significant bits, nearest even (what PyTorch's
-// .to(torch.bfloat16) does). The oracle derives it arithmetically in float64 (frexp and
-// rint, which rounds half to even), independently of our bit manipulation; importing
-// torch here would cost ~5 s of test time for the same answer.
-Test(tensorio, f32_to_bf16_equals_numpy_rounding) {
-    size_t len;
-    char *out = ct_python(PATTERNS "x = u.view(np.float32).astype(np.float64)\n"
+                                   "x = u.view(np.float32).astype(np.float64)\n"
                                    "fin = np.isfinite(x)\n"
                                    "m, e = np.frexp(np.where(fin, x, 0))\n"
                                    "q = np.ldexp(1.0, np.maximum(e - 8, -133))  # quantum; bf16 subnormals below 2**-126\n"
@@ -104,28 +65,46 @@ Test(tensorio, f32_to_bf16_equals_numpy_rounding) {
                                    "r = np.where(fin, r, x).astype(np.float32)  # overflow past 2**128 becomes inf here\n"
                                    "b = (r.view('<u4') >> 16).astype('<u2')\n"
                                    "back = (b.astype('<u4') << 16)\n"
-                                   "sys.stdout.buffer.write(np.uint64(len(u)).tobytes() + u.tobytes() + b.tobytes() + back.tobytes())\n",
+                                   "halves = np.arange(65536, dtype=np.uint32).astype('<u2').view(np.float16).astype('<f4')\n"
+                                   "sys.stdout.buffer.write(halves.tobytes() + np.uint64(len(u)).tobytes() + u.tobytes()\n"
+                                   "                        + f.tobytes() + b.tobytes() + back.tobytes())\n",
                           NULL, &len);
+    // every half -> float32, NaN payloads included
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint32_t w, got = bits(wsml_f16_to_f32((uint16_t)h));
+        memcpy(&w, out + 4 * h, 4);
+        if (got != w) cr_assert_fail("half 0x%04x: ours 0x%08x, numpy 0x%08x", h, got, w);
+    }
+    const char *p = out + 65536 * 4;
     uint64_t n;
-    memcpy(&n, out, 8);
-    cr_assert_eq(len, 8 + n * 10);
-    const char *pu = out + 8, *pb = out + 8 + n * 4, *pf = out + 8 + n * 6;
+    memcpy(&n, p, 8);
+    cr_assert_gt(n, 1000000);
+    cr_assert_eq(len, 65536 * 4 + 8 + n * 12);
+    const char *pu = p + 8, *ph = pu + n * 4, *pb = ph + n * 2, *pf = pb + n * 2;
+    size_t ties16 = 0, ties_bf = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint32_t u, back;
-        uint16_t want;
+        uint16_t want16, want_bf;
         memcpy(&u, pu + 4 * i, 4);
-        memcpy(&want, pb + 2 * i, 2);
+        memcpy(&want16, ph + 2 * i, 2);
+        memcpy(&want_bf, pb + 2 * i, 2);
         memcpy(&back, pf + 4 * i, 4);
         float f;
         memcpy(&f, &u, 4);
-        uint16_t got = wsml_f32_to_bf16(f);
-        if (isnan(f)) { // NaN payloads are not specified; NaN must stay NaN
-            if (!isnan(wsml_bf16_to_f32(got))) cr_assert_fail("0x%08x: NaN became 0x%04x", u, got);
+        uint16_t got = wsml_f32_to_f16(f);
+        if (got != want16) cr_assert_fail("float32 0x%08x (%g) to float16: ours 0x%04x, numpy 0x%04x", u, (double)f, got, want16);
+        if ((u & 0x1fff) == 0x1000) ties16++;
+        got = wsml_f32_to_bf16(f);
+        if (isnan(f)) { // NaN payloads are not specified for bfloat16; NaN must stay NaN
+            if (!isnan(wsml_bf16_to_f32(got))) cr_assert_fail("0x%08x: NaN became bfloat16 0x%04x", u, got);
             continue;
         }
-        if (got != want) cr_assert_fail("float32 0x%08x (%g): ours 0x%04x, oracle 0x%04x", u, (double)f, got, want);
+        if (got != want_bf) cr_assert_fail("float32 0x%08x (%g) to bfloat16: ours 0x%04x, oracle 0x%04x", u, (double)f, got, want_bf);
         if (bits(wsml_bf16_to_f32(got)) != back) cr_assert_fail("bf16 0x%04x back to float32", got);
+        if ((u & 0xffff) == 0x8000) ties_bf++;
     }
+    cr_assert_gt(ties16, 10000, "the patterns must include float16 rounding ties");
+    cr_assert_gt(ties_bf, 10000, "the patterns must include bfloat16 rounding ties");
     free(out);
 }
 
