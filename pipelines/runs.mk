@@ -39,11 +39,13 @@ $(STORES)/$(1).ok: | $(WSML)/wsml-ingest
 endef
 
 # ---- runs ------------------------------------------------------------------------------
-# $(1) = run dir, $(2) = store name, $(3) = wsml-train flags.
+# $(1) = run dir, $(2) = store path (made by a rule for $(2).ok), $(3) = wsml-train flags
+# (a --seed in them overrides SEED). RUNDIR/done is written only after wsml-train
+# succeeded; a run with last.safetensors but no done resumes where it stopped.
 define WSML_RUN
-$(1)/done: $(STORES)/$(2).ok | $(WSML)/wsml-train
+$(1)/done: $(2).ok | $(WSML)/wsml-train
 	@mkdir -p $(1)
-	$(WSML)/wsml-train --store $(STORES)/$(2) --out $(1) --backend $(BACKEND) --seed $(SEED) $(3) $(TRAIN_FLAGS) $$$$(test -f $(1)/last.safetensors && echo --resume)
+	$(WSML)/wsml-train --store $(2) --out $(1) --backend $(BACKEND) --seed $(SEED) $(3) $(TRAIN_FLAGS) $$$$(test -f $(1)/last.safetensors && echo --resume || echo --force)
 	touch $$@
 endef
 
@@ -52,13 +54,13 @@ endef
 # Defines run targets and appends their done files to RUNS_$(1).
 define WSML_METHOD_GRID
 $(foreach lr,$(3),\
-  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/an-lr$(lr),$(2),--loss an --lr $(lr) $(5)))\
+  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/an-lr$(lr),$(STORES)/$(2),--loss an --lr $(lr) $(5)))\
   $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/an-lr$(lr)/done)\
   $(foreach m,ll-r ll-ct ll-cp,\
     $(foreach d,$(4),\
-      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-rel$(d)-lr$(lr),$(2),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) $(5)))\
+      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-rel$(d)-lr$(lr),$(STORES)/$(2),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) $(5)))\
       $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/$(m)-rel$(d)-lr$(lr)/done))\
     $(foreach r0,$(R0_GRID),$(foreach da,$(DELTA_ABS_GRID),\
-      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-abs$(r0)-$(da)-lr$(lr),$(2),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) $(5)))\
+      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-abs$(r0)-$(da)-lr$(lr),$(STORES)/$(2),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) $(5)))\
       $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/$(m)-abs$(r0)-$(da)-lr$(lr)/done)))))
 endef

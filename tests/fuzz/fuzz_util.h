@@ -30,7 +30,7 @@ static inline void fuzz_rm_rf(const char *path) {
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
             fuzz_rm_rf(sub);
         }
         closedir(d);
