@@ -80,7 +80,7 @@ static long long data_bytes(const char *dir) {
 
 static void print_split_reals(const char *label, json_t *obj) {
     if (!json_is_object(obj)) return;
-    printf("%-10s", label);
+    printf("%-9s", label);
     for (int s = 0; s < WSML_NUM_SPLITS; s++) {
         json_t *v = json_object_get(obj, wsml_split_name((wsml_split)s));
         if (json_is_number(v)) printf(" %s %.3f", wsml_split_name((wsml_split)s), json_number_value(v));

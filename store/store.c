@@ -560,7 +560,7 @@ static int check_replaceable(const char *dir, wsml_err *err) {
             !strcmp(n, LOCK_NAME))
             continue;
         rc = wsml_errf(err, WSML_ESTATE,
-                       "%s exists and is not a wsml store (it holds %s); refusing to replace it", dir,
+                       "%s: exists and is not a wsml store (it holds %s); refusing to replace it", dir,
                        n);
         break;
     }
@@ -583,11 +583,11 @@ wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) 
     int rc;
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
-            wsml_errf(err, WSML_ESTATE, "%s exists and is not a directory", dir);
+            wsml_errf(err, WSML_ESTATE, "%s: exists and is not a directory", dir);
             goto fail;
         }
         if (!force) {
-            wsml_errf(err, WSML_ESTATE, "%s already exists (use --force to replace it)", dir);
+            wsml_errf(err, WSML_ESTATE, "%s: exists (pass --force to replace it)", dir);
             goto fail;
         }
         if (check_replaceable(dir, err) < 0) goto fail;
