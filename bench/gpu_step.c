@@ -81,18 +81,42 @@ int main(int argc, char **argv) {
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'b': backend = optarg; break;
-        case 'a': arch = optarg; break;
-        case 's': size = atoi(optarg); break;
-        case 'n': batch = atoi(optarg); break;
-        case 'c': classes = atoi(optarg); break;
-        case 't': steps = atoi(optarg); break;
-        case 'w': warmup = atoi(optarg); break;
-        case 'o': optimizer = optarg; break;
-        case 'j': threads = atoi(optarg); break;
-        case 'd': describe = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'b':
+            backend = optarg;
+            break;
+        case 'a':
+            arch = optarg;
+            break;
+        case 's':
+            size = atoi(optarg);
+            break;
+        case 'n':
+            batch = atoi(optarg);
+            break;
+        case 'c':
+            classes = atoi(optarg);
+            break;
+        case 't':
+            steps = atoi(optarg);
+            break;
+        case 'w':
+            warmup = atoi(optarg);
+            break;
+        case 'o':
+            optimizer = optarg;
+            break;
+        case 'j':
+            threads = atoi(optarg);
+            break;
+        case 'd':
+            describe = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (steps < 1 || warmup < 0 || batch < 1 || size < 32 || classes < 1 ||
@@ -101,7 +125,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int cuda = !strcmp(backend, "cuda");
-    if (!cuda && !strcmp(optimizer, "device")) optimizer = "host";
+    if (!cuda && !strcmp(optimizer, "device"))
+        optimizer = "host";
     char line[1024] = "";
     if (cuda && wsml_cuda_describe(0, line, sizeof line) != 0) {
         fprintf(stderr, "wsml-gpubench: error: %s\n", line);
@@ -115,7 +140,8 @@ int main(int argc, char **argv) {
     wsml_err err;
     wsml_backend *be = NULL;
     wsml_backend_options bo = {.num_threads = threads, .device = 0, .workspace_bytes = 0};
-    if (wsml_backend_create(backend, &bo, &be, &err)) return fail("backend", &err);
+    if (wsml_backend_create(backend, &bo, &be, &err))
+        return fail("backend", &err);
     wsml_net_config cfg;
     wsml_net_config_default(&cfg);
     cfg.arch = (wsml_arch)wsml_arch_parse(arch);
@@ -124,7 +150,8 @@ int main(int argc, char **argv) {
     cfg.max_batch = batch;
     wsml_net *net = NULL;
     double t_create = now();
-    if (wsml_net_create(&cfg, be, &net, &err)) return fail("network", &err);
+    if (wsml_net_create(&cfg, be, &net, &err))
+        return fail("network", &err);
     t_create = now() - t_create;
     wsml_net_init(net, 1);
 
@@ -147,7 +174,8 @@ int main(int argc, char **argv) {
     if (host_opt && !be->host_memory) {
         host_p = malloc(np * sizeof(float));
         host_g = malloc(np * sizeof(float));
-        if (!host_p || !host_g) return fprintf(stderr, "wsml-gpubench: out of memory\n"), 1;
+        if (!host_p || !host_g)
+            return fprintf(stderr, "wsml-gpubench: out of memory\n"), 1;
     }
 
     size_t in_count = (size_t)batch * size * size * 3;
@@ -160,13 +188,16 @@ int main(int argc, char **argv) {
         return fprintf(stderr, "wsml-gpubench: out of memory\n"), 1;
     wsml_rng rng;
     wsml_rng_seed(&rng, 2);
-    for (size_t i = 0; i < in_count; i++) input[i] = (float)wsml_rng_normal(&rng);
-    for (int i = 0; i < batch * classes; i++) labels[i] = wsml_rng_double(&rng) < 0.2;
+    for (size_t i = 0; i < in_count; i++)
+        input[i] = (float)wsml_rng_normal(&rng);
+    for (int i = 0; i < batch * classes; i++)
+        labels[i] = wsml_rng_double(&rng) < 0.2;
 
     double first_loss = 0, last_loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = now();
-        if (wsml_net_forward(net, input, batch, WSML_NET_TRAIN, &err)) return fail("forward", &err);
+        if (wsml_net_forward(net, input, batch, WSML_NET_TRAIN, &err))
+            return fail("forward", &err);
         const float *z = wsml_net_logits(net);
         double loss = 0;
         for (int i = 0; i < batch * classes; i++) {
@@ -179,10 +210,13 @@ int main(int argc, char **argv) {
             fprintf(stderr, "wsml-gpubench: error: step %d: loss is %g\n", s, loss);
             return 1;
         }
-        if (s == 0) first_loss = loss;
+        if (s == 0)
+            first_loss = loss;
         last_loss = loss;
-        if (wsml_net_zero_grad(net, &err)) return fail("zero_grad", &err);
-        if (wsml_net_backward(net, dlogits, &err)) return fail("backward", &err);
+        if (wsml_net_zero_grad(net, &err))
+            return fail("zero_grad", &err);
+        if (wsml_net_backward(net, dlogits, &err))
+            return fail("backward", &err);
         double t1 = now();
         float *params = wsml_net_params(net), *grads = wsml_net_grads(net);
         if (device_opt) {
@@ -212,7 +246,8 @@ int main(int argc, char **argv) {
     double step_s = median(t_step, steps), fb_s = median(t_fb, steps);
     wsml_cuda_memory mem;
     memset(&mem, 0, sizeof mem);
-    if (cuda && wsml_cuda_memory_info(be, &mem)) return fail("memory", &be->err);
+    if (cuda && wsml_cuda_memory_info(be, &mem))
+        return fail("memory", &be->err);
     struct mallinfo2 mi = mallinfo2();
     const char *prec = cuda ? mem.precision : "fp32";
     printf("{\"tool\": \"wsml\", \"backend\": \"%s\", \"precision\": \"%s\", \"algo\": \"%s\", "
@@ -222,8 +257,8 @@ int main(int argc, char **argv) {
            "\"last_loss\": %.6f, \"peak_alloc_mib\": %.1f, \"device_used_mib\": %.1f, "
            "\"device_total_mib\": %.1f, \"host_heap_mib\": %.1f, \"device\": \"%s\"}\n",
            be->name, prec, cuda ? mem.algo_search : "-", arch, size, batch, classes, optimizer,
-           warmup, steps, step_s * 1e3, fb_s * 1e3, batch / step_s, t_create, first_loss,
-           last_loss, mem.peak_allocated_bytes / 1048576.0, mem.device_used_bytes / 1048576.0,
+           warmup, steps, step_s * 1e3, fb_s * 1e3, batch / step_s, t_create, first_loss, last_loss,
+           mem.peak_allocated_bytes / 1048576.0, mem.device_used_bytes / 1048576.0,
            mem.device_total_bytes / 1048576.0, (mi.arena + mi.hblkhd) / 1048576.0,
            cuda ? line : "cpu");
     if (device_opt) {
@@ -233,7 +268,6 @@ int main(int argc, char **argv) {
     wsml_optim_free(&opt);
     wsml_net_free(net);
     wsml_backend_destroy(be);
-    free(input), free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p),
-        free(host_g);
+    free(input), free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p), free(host_g);
     return 0;
 }

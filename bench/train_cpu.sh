@@ -21,9 +21,9 @@ THREADS=${BENCH_THREADS:-2}
 STEPS=${BENCH_STEPS:-10}
 WARMUP=3
 DEMO_ARCH=${DEMO_ARCH:-resnet18}
-DEMO_WIDTH=${DEMO_WIDTH:-0.5}
+DEMO_WIDTH=${DEMO_WIDTH:-0.25}
 DEMO_SIZE=${DEMO_SIZE:-64}
-DEMO_BATCH=${DEMO_BATCH:-32}
+DEMO_BATCH=${DEMO_BATCH:-64}
 mkdir -p "$WSML_BUILD/bench"
 work=$(mktemp -d /tmp/wsml-bench-train.XXXXXX)
 trap 'rm -rf "$work"' EXIT

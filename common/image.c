@@ -12,6 +12,8 @@
 
 #include "common/fileio.h"
 
+#define WSML_IMAGE_MAX_PIXELS (2ull * 89478485ull) // 2 * PIL's Image.MAX_IMAGE_PIXELS
+
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_ok;
 
@@ -37,7 +39,9 @@ int wsml_image_init(wsml_err *err) {
     return 0;
 }
 
-// The thread's libvips error text, cleared, without trailing newline.
+// libvips' error text as one line, and the buffer cleared. In libvips 8.14 the buffer is
+// process-wide: with several decoding threads a message may carry another thread's
+// text; ours always names the file, and the failure itself is never lost.
 static void vips_msg(char *buf, size_t cap) {
     snprintf(buf, cap, "%s", vips_error_buffer());
     vips_error_clear();
@@ -89,6 +93,14 @@ static int to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *e
     VipsImage *a = NULL, *b = NULL;
     char msg[512];
     int rc = 0;
+    // PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS as decompression bombs; so do
+    // we, before any pixel is decoded (the header alone gave the size).
+    if ((uint64_t)in->Xsize * (uint64_t)in->Ysize > WSML_IMAGE_MAX_PIXELS) {
+        rc = wsml_errf(err, WSML_EFORMAT, "%s: image of %dx%d pixels exceeds the limit of %llu pixels", what,
+                       in->Xsize, in->Ysize, (unsigned long long)WSML_IMAGE_MAX_PIXELS);
+        g_object_unref(in);
+        return rc;
+    }
     if (in->Type == VIPS_INTERPRETATION_CMYK && in->BandFmt == VIPS_FORMAT_UCHAR && in->Bands >= 4) {
         rc = cmyk_to_rgb8(in, out, what, err);
         g_object_unref(in);
@@ -237,10 +249,38 @@ static int resample_coeffs(int in_size, int out_size, int **bounds_out, int32_t 
     return ksize;
 }
 
-static uint8_t clip8(int64_t v) {
+static uint8_t clip8(int32_t v) {
     if (v <= 0) return 0;
     v >>= RESAMPLE_BITS;
     return v > 255 ? 255 : (uint8_t)v;
+}
+
+// Sums fit int32 as in PIL: the weights are non-negative and add up to ~2^22, so a sum is
+// below 255 * 2^22 + 2^21 < 2^31.
+
+// One row [W, C] -> [out_w, C] through the horizontal coefficients.
+static void resample_row(const uint8_t *row, int C, int out_w, const int *bounds, const int32_t *weights, int ksize,
+                         uint8_t *o) {
+    for (int xx = 0; xx < out_w; xx++) {
+        const int32_t *k = weights + (size_t)xx * ksize;
+        const uint8_t *p = row + (size_t)bounds[2 * xx] * C;
+        int n = bounds[2 * xx + 1];
+        if (C == 3) {
+            int32_t s0 = 1 << (RESAMPLE_BITS - 1), s1 = s0, s2 = s0;
+            for (int x = 0; x < n; x++, p += 3) {
+                s0 += p[0] * k[x];
+                s1 += p[1] * k[x];
+                s2 += p[2] * k[x];
+            }
+            o[3 * xx] = clip8(s0), o[3 * xx + 1] = clip8(s1), o[3 * xx + 2] = clip8(s2);
+        } else {
+            for (int c = 0; c < C; c++) {
+                int32_t s = 1 << (RESAMPLE_BITS - 1);
+                for (int x = 0; x < n; x++) s += p[(size_t)x * C + c] * k[x];
+                o[(size_t)xx * C + c] = clip8(s);
+            }
+        }
+    }
 }
 
 int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err) {
@@ -254,48 +294,41 @@ int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *ou
     // Rows of the input the vertical pass reads; the horizontal pass only produces those.
     int y_first = vks ? vb[0] : 0, y_last = vks ? vb[2 * (out_h - 1)] + vb[2 * out_h - 1] : 0;
     int rows = y_last - y_first;
-    uint8_t *tmp = NULL, *dst = malloc((size_t)out_h * out_w * C);
-    if (W != out_w) tmp = malloc((size_t)(rows > 0 ? rows : 1) * out_w * C);
-    if (!hks || !vks || !dst || (W != out_w && !tmp)) {
-        free(hb), free(hk), free(vb), free(vk), free(tmp), free(dst);
+    size_t stride = (size_t)out_w * C;
+    uint8_t *tmp = NULL, *dst = malloc((size_t)out_h * stride);
+    int32_t *acc = malloc(stride * sizeof *acc);
+    if (W != out_w) tmp = malloc((size_t)(rows > 0 ? rows : 1) * stride);
+    if (!hks || !vks || !dst || !acc || (W != out_w && !tmp)) {
+        free(hb), free(hk), free(vb), free(vk), free(tmp), free(dst), free(acc);
         return wsml_errf(err, WSML_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", W, H, out_w, out_h);
     }
-    // Horizontal pass: src [H, W, C] rows y_first..y_last -> tmp [rows, out_w, C].
+    // Horizontal pass: input rows y_first..y_last [W, C] -> tmp [rows, out_w, C].
     const uint8_t *src = in->pixels;
-    int src_w = W, src_y0 = 0;
+    int src_y0 = 0;
     if (W != out_w) {
-        for (int y = 0; y < rows; y++) {
-            const uint8_t *row = in->pixels + (size_t)(y + y_first) * W * C;
-            uint8_t *o = tmp + (size_t)y * out_w * C;
-            for (int xx = 0; xx < out_w; xx++) {
-                const int32_t *k = hk + (size_t)xx * hks;
-                int xmin = hb[2 * xx], n = hb[2 * xx + 1];
-                for (int c = 0; c < C; c++) {
-                    int64_t s = 1 << (RESAMPLE_BITS - 1);
-                    for (int x = 0; x < n; x++) s += (int64_t)row[(size_t)(x + xmin) * C + c] * k[x];
-                    o[(size_t)xx * C + c] = clip8(s);
-                }
-            }
-        }
-        src = tmp, src_w = out_w, src_y0 = y_first;
+        for (int y = 0; y < rows; y++)
+            resample_row(in->pixels + (size_t)(y + y_first) * W * C, C, out_w, hb, hk, hks, tmp + (size_t)y * stride);
+        src = tmp, src_y0 = y_first;
     }
-    // Vertical pass: src [*, out_w, C] -> dst [out_h, out_w, C]; a copy if H == out_h.
-    size_t stride = (size_t)src_w * C;
+    // Vertical pass: src [*, out_w, C] -> dst [out_h, out_w, C], a row of taps at a time
+    // (contiguous, vectorisable); a copy when the height does not change.
     for (int yy = 0; yy < out_h; yy++) {
-        uint8_t *o = dst + (size_t)yy * out_w * C;
+        uint8_t *o = dst + (size_t)yy * stride;
         if (H == out_h) {
             memcpy(o, src + (size_t)(yy - src_y0) * stride, stride);
             continue;
         }
         const int32_t *k = vk + (size_t)yy * vks;
         int ymin = vb[2 * yy] - src_y0, n = vb[2 * yy + 1];
-        for (size_t i = 0; i < stride; i++) {
-            int64_t s = 1 << (RESAMPLE_BITS - 1);
-            for (int y = 0; y < n; y++) s += (int64_t)src[(size_t)(y + ymin) * stride + i] * k[y];
-            o[i] = clip8(s);
+        for (size_t i = 0; i < stride; i++) acc[i] = 1 << (RESAMPLE_BITS - 1);
+        for (int y = 0; y < n; y++) {
+            const uint8_t *row = src + (size_t)(y + ymin) * stride;
+            int32_t w = k[y];
+            for (size_t i = 0; i < stride; i++) acc[i] += row[i] * w;
         }
+        for (size_t i = 0; i < stride; i++) o[i] = clip8(acc[i]);
     }
-    free(hb), free(hk), free(vb), free(vk), free(tmp);
+    free(hb), free(hk), free(vb), free(vk), free(tmp), free(acc);
     out->pixels = dst;
     out->height = out_h, out->width = out_w, out->channels = C;
     return 0;
@@ -354,4 +387,76 @@ void wsml_image_free(wsml_image *img) {
     if (!img) return;
     free(img->pixels);
     img->pixels = NULL;
+}
+
+static int render_text(const char *text, const char *font, wsml_image *out, wsml_err *err);
+
+// Without any usable font Pango does not fail: it draws every character as the same
+// empty "tofu" box. Two strings of different glyphs that render to identical masks
+// mean there is no font. Probed once per process, with the first caller's font.
+static pthread_mutex_t text_probe_mu = PTHREAD_MUTEX_INITIALIZER;
+static int text_probe; // 0 not probed, 1 fonts render, -1 no usable font
+
+static int fonts_render(const char *font, wsml_err *err) {
+    pthread_mutex_lock(&text_probe_mu);
+    if (text_probe == 0) {
+        wsml_image a = {0}, b = {0};
+        int ra = render_text("il", font, &a, err), rb = ra ? ra : render_text("MW", font, &b, err);
+        if (ra || rb)
+            text_probe = -1;
+        else
+            text_probe = a.width == b.width && a.height == b.height &&
+                                 !memcmp(a.pixels, b.pixels, (size_t)a.width * a.height)
+                             ? -1
+                             : 1;
+        wsml_image_free(&a);
+        wsml_image_free(&b);
+    }
+    int ok = text_probe > 0;
+    pthread_mutex_unlock(&text_probe_mu);
+    if (!ok)
+        return wsml_errf(err, WSML_EIO, "cannot render text: no usable font (fontconfig finds none)");
+    return 0;
+}
+
+int wsml_image_text(const char *text, const char *font, wsml_image *out, wsml_err *err) {
+    memset(out, 0, sizeof *out);
+    int rc = wsml_image_init(err);
+    if (rc) return rc;
+    if ((rc = fonts_render(font, err))) return rc;
+    return render_text(text, font, out, err);
+}
+
+static int render_text(const char *text, const char *font, wsml_image *out, wsml_err *err) {
+    memset(out, 0, sizeof *out);
+    // vips_text reads Pango markup: escape the text so that "&" or "<" print as themselves.
+    gchar *escaped = g_markup_escape_text(text, -1);
+    VipsImage *mask = NULL;
+    int bad = vips_text(&mask, escaped, "font", font, "dpi", 72, NULL);
+    g_free(escaped);
+    char msg[512];
+    if (bad || !mask) {
+        vips_msg(msg, sizeof msg);
+        return wsml_errf(err, WSML_EIO, "cannot render text \"%s\" in font \"%s\": %s", text, font,
+                         msg[0] ? msg : "unknown libvips error");
+    }
+    size_t len = 0;
+    void *mem = mask->Bands == 1 && mask->BandFmt == VIPS_FORMAT_UCHAR ? vips_image_write_to_memory(mask, &len) : NULL;
+    int w = mask->Xsize, h = mask->Ysize;
+    g_object_unref(mask);
+    if (!mem || (size_t)w * h != len || w < 1 || h < 1) {
+        vips_msg(msg, sizeof msg);
+        g_free(mem);
+        return wsml_errf(err, WSML_EIO, "cannot render text \"%s\" in font \"%s\": %s", text, font,
+                         msg[0] ? msg : "no glyphs (no usable font?)");
+    }
+    out->pixels = malloc(len);
+    if (!out->pixels) {
+        g_free(mem);
+        return wsml_errf(err, WSML_ENOMEM, "text: out of memory");
+    }
+    memcpy(out->pixels, mem, len);
+    g_free(mem);
+    out->height = h, out->width = w, out->channels = 1;
+    return 0;
 }

@@ -33,4 +33,12 @@ int wsml_image_encode_png(const wsml_image *img, void **buf, size_t *len, wsml_e
 int wsml_image_write_png(const char *path, const wsml_image *img, wsml_err *err);
 void wsml_image_free(wsml_image *img);
 
+// Renders `text` (UTF-8, plain: markup characters are escaped) on one line with libvips'
+// text renderer (Pango + fontconfig) in `font`, a Pango font description such as
+// "DejaVu Sans 12" (sizes in pixels: 72 dpi). out: a 1-channel coverage mask, 0 =
+// background .. 255 = ink, as large as the text's ink box. Deterministic for the same
+// text, font and installed fonts. WSML_EIO when libvips cannot render text (built
+// without Pango, or no usable font): a caller can go on without the label.
+int wsml_image_text(const char *text, const char *font, wsml_image *out, wsml_err *err);
+
 #endif

@@ -98,12 +98,15 @@ void wsml_rng_permutation(wsml_rng *r, int64_t *out, size_t n) {
 }
 
 int64_t wsml_rng_randint(wsml_rng *r, int64_t low, int64_t high) {
-    // Legacy randint (int64): off + masked-rejection bounded draw over [0, high-1-low].
-    if (high <= low) return low;
-    uint64_t range = (uint64_t)(high - 1) - (uint64_t)low;
-    if (range == 0xffffffffu) return low + (int64_t)wsml_rng_u32(r);
-    if (range == UINT64_MAX) return low + (int64_t)rng_u64(r);
-    return low + (int64_t)wsml_rng_interval(r, range);
+    // Legacy randint (int64): off + a masked-rejection draw over [0, high-1-low]; a range
+    // of exactly 2^32 values takes one raw 32-bit draw and no rejection (numpy's
+    // random_bounded_uint64_fill). Sums are done in uint64 (wrapping), as numpy does.
+    if (high <= low) return low; // numpy raises ValueError("low >= high")
+    uint64_t range = (uint64_t)high - 1u - (uint64_t)low, v;
+    if (range == 0xffffffffu) v = wsml_rng_u32(r);
+    else if (range == UINT64_MAX) v = rng_u64(r);
+    else v = wsml_rng_interval(r, range);
+    return (int64_t)((uint64_t)low + v);
 }
 
 double wsml_rng_uniform(wsml_rng *r, double low, double high) {

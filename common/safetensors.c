@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "common/fileio.h"
 
@@ -30,6 +31,76 @@ static const char *st_dtype_name(wsml_dtype dt) {
     for (size_t i = 0; i < sizeof st_types / sizeof *st_types; i++)
         if (st_types[i].dt == dt) return st_types[i].name;
     return NULL;
+}
+
+// ---- checksum -------------------------------------------------------------------------
+// The safetensors format has no checksum, so a flipped bit in a checkpoint's weights
+// would load silently. Files wsml writes with metadata (every checkpoint) carry
+// "wsml.crc32" in __metadata__: a CRC32 (zlib) over the tensors taken by name (name,
+// dtype, shape, bytes) and the other metadata pairs taken by key. It is independent of
+// layout and whitespace, so a file re-saved by another tool with the same content still
+// checks; files without the key (other tools' files) are validated structurally only.
+
+static uLong crc_bytes(uLong crc, const void *p, size_t n) {
+    const Bytef *b = p;
+    while (n > 0) { // zlib's length is uInt
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = crc32(crc, b, k);
+        b += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+static int cmp_view_name(const void *a, const void *b) {
+    return strcmp((*(const wsml_tensor_view *const *)a)->name, (*(const wsml_tensor_view *const *)b)->name);
+}
+
+// The checksum of n tensors and a metadata object (its WSML_ST_CRC_KEY entry skipped).
+// Returns 0, or -1 when out of memory.
+static int st_checksum(const wsml_tensor_view *tensors, size_t n, json_t *meta, uint32_t *out) {
+    const wsml_tensor_view **byname = malloc((n ? n : 1) * sizeof *byname);
+    size_t nk = json_is_object(meta) ? json_object_size(meta) : 0;
+    const char **keys = malloc((nk ? nk : 1) * sizeof *keys);
+    if (!byname || !keys) {
+        free(byname);
+        free(keys);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) byname[i] = &tensors[i];
+    qsort(byname, n, sizeof *byname, cmp_view_name);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        const wsml_tensor_view *t = byname[i];
+        crc = crc_bytes(crc, t->name, strlen(t->name) + 1);
+        const char *dn = st_dtype_name(t->dtype);
+        crc = crc_bytes(crc, dn, strlen(dn) + 1);
+        unsigned char dims[8 * (WSML_MAX_DIMS + 1)];
+        uint64_t v[WSML_MAX_DIMS + 1];
+        v[0] = (uint64_t)t->ndim;
+        for (int d = 0; d < t->ndim; d++) v[d + 1] = (uint64_t)t->shape[d];
+        for (int d = 0; d <= t->ndim; d++)
+            for (int k = 0; k < 8; k++) dims[8 * d + k] = (unsigned char)(v[d] >> (8 * k));
+        crc = crc_bytes(crc, dims, 8 * ((size_t)t->ndim + 1));
+        if (t->nbytes) crc = crc_bytes(crc, t->data, t->nbytes);
+    }
+    size_t m = 0;
+    const char *key;
+    json_t *val;
+    if (nk) json_object_foreach(meta, key, val) if (strcmp(key, WSML_ST_CRC_KEY)) keys[m++] = key;
+    qsort(keys, m, sizeof *keys, cmp_str_ptr);
+    for (size_t i = 0; i < m; i++) {
+        const char *v = json_string_value(json_object_get(meta, keys[i]));
+        crc = crc_bytes(crc, keys[i], strlen(keys[i]) + 1);
+        crc = crc_bytes(crc, v ? v : "", strlen(v ? v : "") + 1);
+    }
+    free(byname);
+    free(keys);
+    *out = (uint32_t)crc;
+    return 0;
 }
 
 // Orders tensors by where their bytes begin (empty ones first at equal offsets).
@@ -86,10 +157,11 @@ int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err) {
         return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
     }
     const char *key;
-    json_t *val;
+    json_t *val, *meta = NULL;
     rc = 0;
     json_object_foreach(root, key, val) {
         if (!strcmp(key, "__metadata__")) {
+            meta = val;
             if (!json_is_object(val)) {
                 rc = wsml_errf(err, WSML_EFORMAT, "%s: __metadata__ is not an object", path);
                 break;
@@ -158,6 +230,19 @@ int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err) {
             break;
         }
         out->n++;
+    }
+    // A file wsml wrote with metadata carries a checksum of its contents (see above).
+    json_t *jcrc = meta ? json_object_get(meta, WSML_ST_CRC_KEY) : NULL;
+    if (!rc && jcrc) {
+        const char *hex = json_string_value(jcrc);
+        uint32_t got;
+        char want[16];
+        if (st_checksum(out->tensors, out->n, meta, &got) != 0)
+            rc = wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+        else if (snprintf(want, sizeof want, "%08x", got), !hex || strcmp(hex, want))
+            rc = wsml_errf(err, WSML_ECORRUPT,
+                           "%s: damaged file: checksum mismatch (stored %.16s, contents give %s)", path,
+                           hex ? hex : "(not a string)", want);
     }
     json_decref(root);
     // Like the reference implementation (safetensors' Metadata::validate): the tensors,
@@ -272,6 +357,7 @@ int wsml_st_write(const char *path, const wsml_tensor_view *tensors, size_t n, c
             json_decref(m);
             rc = wsml_errf(err, WSML_EARG, "%s: metadata must be a JSON object of strings", path);
         } else {
+            json_object_del(m, WSML_ST_CRC_KEY); // recomputed below, over this content
             json_object_set_new(root, "__metadata__", m);
         }
     }
@@ -297,6 +383,18 @@ int wsml_st_write(const char *path, const wsml_tensor_view *tensors, size_t n, c
         json_decref(root);
         free(order);
         return rc;
+    }
+    json_t *meta = json_object_get(root, "__metadata__");
+    if (meta) {
+        uint32_t crc;
+        char hex[16];
+        if (st_checksum(tensors, n, meta, &crc) != 0) {
+            json_decref(root);
+            free(order);
+            return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+        }
+        snprintf(hex, sizeof hex, "%08x", crc);
+        json_object_set_new(meta, WSML_ST_CRC_KEY, json_string(hex));
     }
     qsort(order, n, sizeof *order, cmp_layout);
     size_t off = 0;

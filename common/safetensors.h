@@ -2,11 +2,20 @@
 // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, "__metadata__": {...}},
 // then the data. Reading validates the JSON, dtypes, shapes against byte ranges,
 // and that every range lies inside the file without overlap.
+//
+// Checksum: wsml_st_write adds WSML_ST_CRC_KEY to the metadata when it writes metadata
+// (every wsml checkpoint does): a CRC32 over the tensors (by name: name, dtype, shape,
+// bytes) and the other metadata pairs, independent of layout and whitespace.
+// wsml_st_read verifies it when present (WSML_ECORRUPT "damaged file: checksum
+// mismatch"), so any flipped bit in such a file is an error, never a wrong number.
+// Files without it (other tools' safetensors) are validated structurally only.
 #ifndef WSML_SAFETENSORS_H
 #define WSML_SAFETENSORS_H
 
 #include "common/err.h"
 #include "common/tensorio.h"
+
+#define WSML_ST_CRC_KEY "wsml.crc32"
 
 typedef struct {
     char *name;

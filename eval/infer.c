@@ -92,6 +92,32 @@ static int head_settings(const wsml_infer_opts *opts, const wsml_safetensors *st
     return 0;
 }
 
+int wsml_infer_model_config(const wsml_safetensors *st, const char *model_path,
+                             const wsml_infer_opts *opts, wsml_net_config *cfg, wsml_err *err) {
+    wsml_net_config_default(cfg);
+    int rc = config_from_tensors(st, model_path, cfg, err);
+    if (rc == 0)
+        rc = head_settings(opts, st, model_path, cfg, err);
+    return rc;
+}
+
+int wsml_infer_build_net(const wsml_safetensors *st, const char *model_path,
+                         const wsml_net_config *cfg, wsml_backend *be, wsml_net **out,
+                         wsml_err *err) {
+    wsml_net *net = NULL;
+    *out = NULL;
+    int rc = wsml_net_create(cfg, be, &net, err);
+    if (rc)
+        return rc;
+    if ((rc = wsml_net_load_st(net, st, WSML_NET_LOAD_ALL, err))) {
+        wsml_err_prefix(err, "%s", model_path);
+        wsml_net_free(net);
+        return rc;
+    }
+    *out = net;
+    return 0;
+}
+
 int wsml_infer_split(wsml_store *store, wsml_split split, const char *model_path,
                      const wsml_infer_opts *opts, float **scores_out, int8_t **labels_out,
                      int64_t *n_out, wsml_err *err) {
@@ -111,10 +137,7 @@ int wsml_infer_split(wsml_store *store, wsml_split split, const char *model_path
         return rc;
 
     wsml_net_config cfg;
-    wsml_net_config_default(&cfg);
-    if ((rc = config_from_tensors(&st, model_path, &cfg, err)))
-        goto done;
-    if ((rc = head_settings(opts, &st, model_path, &cfg, err)))
+    if ((rc = wsml_infer_model_config(&st, model_path, opts, &cfg, err)))
         goto done;
     if (cfg.num_classes != c) {
         rc = wsml_errf(err, WSML_EFORMAT, "%s has %d classes but store %s has %d", model_path,
@@ -128,12 +151,8 @@ int wsml_infer_split(wsml_store *store, wsml_split split, const char *model_path
     wsml_backend_options bopt = {.num_threads = opts->threads, .device = 0};
     if ((rc = wsml_backend_create(opts->backend ? opts->backend : "cpu", &bopt, &be, err)))
         goto done;
-    if ((rc = wsml_net_create(&cfg, be, &net, err)))
+    if ((rc = wsml_infer_build_net(&st, model_path, &cfg, be, &net, err)))
         goto done;
-    if ((rc = wsml_net_load_st(net, &st, WSML_NET_LOAD_ALL, err))) {
-        wsml_err_prefix(err, "%s", model_path);
-        goto done;
-    }
     wsml_st_free(&st); // the weights now live in the network
     memset(&st, 0, sizeof(st));
 

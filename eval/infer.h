@@ -14,7 +14,10 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/safetensors.h"
 #include "store/store.h"
+#include "train/backend.h"
+#include "train/net.h"
 
 typedef struct {
     const char *backend; // "cpu" (default when NULL) or "cuda"
@@ -24,6 +27,20 @@ typedef struct {
     const char *head;    // "linear" / "boostlu", or NULL: from the checkpoint / run
     double alpha;        // BoostLU alpha, or <= 0: from the checkpoint / run / 5
 } wsml_infer_opts;
+
+// The network configuration of a checkpoint read with wsml_st_read (see the top of this
+// file): arch, width_mult, num_classes, head and alpha resolved; height, width and
+// max_batch keep wsml_net_config_default's values for the caller to set. model_path
+// names the checkpoint in errors and locates config.json. WSML_EFORMAT for a checkpoint
+// that is not a torchvision ResNet-18/34/50/101, WSML_EARG for an unknown head.
+int wsml_infer_model_config(const wsml_safetensors *st, const char *model_path,
+                            const wsml_infer_opts *opts, wsml_net_config *cfg, wsml_err *err);
+// Creates the network for cfg on `be` and loads every tensor of st into it (errors
+// prefixed with model_path). *net is the caller's (wsml_net_free; before the backend);
+// NULL on failure. st may be freed afterwards.
+int wsml_infer_build_net(const wsml_safetensors *st, const char *model_path,
+                         const wsml_net_config *cfg, wsml_backend *be, wsml_net **net,
+                         wsml_err *err);
 
 // Runs the model at model_path over `split` of the open store. On success *scores is
 // (N, C) float32 sigmoid(logits) — the probabilities the reference ranks (LargeLossMatters

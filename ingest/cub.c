@@ -27,6 +27,29 @@ static int parse_id(const char *s, long *out) {
     return 0;
 }
 
+// Image id -> position in images.txt, by binary search over the ids sorted: memory in
+// proportion to the number of images, whatever the ids (a dense table indexed by id let
+// one line "88888882 x.jpg" allocate 700 MB; found by fuzzing, tests/fuzz/regressions/cub).
+typedef struct {
+    long id, pos;
+} cub_id_pos;
+
+static int cmp_id_pos(const void *a, const void *b) {
+    long x = ((const cub_id_pos *)a)->id, y = ((const cub_id_pos *)b)->id;
+    return (x > y) - (x < y);
+}
+
+// Position of image id, or -1.
+static long pos_of(const cub_id_pos *t, size_t n, long id) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t[mid].id < id) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && t[lo].id == id ? t[lo].pos : -1;
+}
+
 #define BAD_LINE(lr, what)                                                                  \
     wsml_errf(err, WSML_EFORMAT, "%s: line %ld: expected %s", (lr).path, (lr).lineno, what)
 
@@ -40,8 +63,7 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     char **paths = NULL, **names = NULL;
     size_t n_img = 0, cap_img = 0;
     int n_names = 0, cap_names = 0;
-    long *pos_of_id = NULL; // image id -> position in images.txt (-1 = none)
-    long max_id = 0;
+    cub_id_pos *by_id = NULL; // image ids sorted, with their position in images.txt
     int8_t *is_train = NULL, *labels = NULL;
     ingest_lines lr = {0};
     int rc = 0;
@@ -134,23 +156,21 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             break;
         }
         ids[n_img++] = id;
-        if (id > max_id) max_id = id;
     }
     ingest_lines_close(&lr);
     if (rc == 0 && n_img == 0) rc = wsml_errf(err, WSML_EFORMAT, "%s: no images", p_images);
     if (rc == 0) {
-        pos_of_id = malloc(sizeof(long) * (size_t)(max_id + 1));
+        by_id = malloc(sizeof(cub_id_pos) * n_img);
         is_train = malloc(n_img);
         labels = malloc(n_img * (size_t)C);
-        if (!pos_of_id || !is_train || !labels) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!by_id || !is_train || !labels) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     if (rc == 0) {
-        for (long i = 0; i <= max_id; i++) pos_of_id[i] = -1;
-        for (size_t i = 0; i < n_img && rc == 0; i++) {
-            if (pos_of_id[ids[i]] >= 0)
-                rc = wsml_errf(err, WSML_EFORMAT, "%s: image id %ld listed twice", p_images, ids[i]);
-            pos_of_id[ids[i]] = (long)i;
-        }
+        for (size_t i = 0; i < n_img; i++) by_id[i].id = ids[i], by_id[i].pos = (long)i;
+        qsort(by_id, n_img, sizeof *by_id, cmp_id_pos);
+        for (size_t i = 1; i < n_img && rc == 0; i++)
+            if (by_id[i].id == by_id[i - 1].id)
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: image id %ld listed twice", p_images, by_id[i].id);
         memset(is_train, -1, n_img);
         memset(labels, -1, n_img * (size_t)C);
     }
@@ -168,12 +188,13 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             rc = BAD_LINE(lr, "\"<image_id> <is_train 0|1>\"");
             break;
         }
-        if (id > max_id || pos_of_id[id] < 0) {
+        long pos = pos_of(by_id, n_img, id);
+        if (pos < 0) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: image id %ld is not in %s", lr.path,
                            lr.lineno, id, p_images);
             break;
         }
-        is_train[pos_of_id[id]] = (int8_t)t;
+        is_train[pos] = (int8_t)t;
     }
     ingest_lines_close(&lr);
     if (rc < 0) goto done;
@@ -194,12 +215,13 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             rc = BAD_LINE(lr, "\"<image_id> <attribute_id> <is_present 0|1> ...\"");
             break;
         }
-        if (id > max_id || pos_of_id[id] < 0 || a < 1 || a > C) {
+        long pos = pos_of(by_id, n_img, id);
+        if (pos < 0 || a < 1 || a > C) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: unknown %s %ld", lr.path, lr.lineno,
                            a < 1 || a > C ? "attribute id" : "image id", a < 1 || a > C ? a : id);
             break;
         }
-        int8_t *cell = &labels[(size_t)pos_of_id[id] * C + (a - 1)];
+        int8_t *cell = &labels[(size_t)pos * C + (a - 1)];
         if (*cell >= 0) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: image %ld attribute %ld listed twice",
                            lr.path, lr.lineno, id, a);
@@ -227,7 +249,7 @@ done:
     for (size_t i = 0; i < n_img; i++) free(paths[i]);
     free(paths);
     ingest_free_names(names, n_names);
-    free(pos_of_id);
+    free(by_id);
     free(is_train);
     free(labels);
     free(base);

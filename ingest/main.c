@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -212,6 +213,7 @@ static json_t *info_json(const ingest_dataset *ds, const ingest_opts *o, const c
     json_t *in = json_object();
     json_object_set_new(in, "root", json_string(o->root));
     if (o->images) json_object_set_new(in, "images", json_string(o->images));
+    if (ds->image_root) json_object_set_new(in, "image_root", json_string(ds->image_root));
     json_object_set_new(in, "size", json_integer(o->size));
     json_object_set_new(in, "encoding", json_string(wsml_encoding_name(o->encoding)));
     if (o->encoding == WSML_ENC_JPEG) json_object_set_new(in, "quality", json_integer(o->quality));
@@ -387,6 +389,14 @@ static int run(ingest_opts *o, int want_json) {
 
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
+    // Every image passes through several buffers of 0.1-40 MB (file bytes, decoded
+    // pixels, resized pixels). With glibc's defaults each of them is a fresh mmap that is
+    // unmapped on free, so every image pays page faults on all its memory again: measured
+    // 10.5 ms -> 4.0 ms CPU per 500x375 JPEG decoded and resized to 448 on this VM. Keep
+    // such blocks on the heap and reuse them; the bounded in-flight window
+    // (pipeline.c) still bounds the peak.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
     ingest_opts o = {
         .size = -1,
         .encoding = (wsml_encoding)-1,

@@ -79,6 +79,34 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
     return 0;
 }
 
+// The reference reads NUS-WIDE images from <root>/Flickr while DATASETS.md describes
+// paths that start with "Flickr/": without --images, use <root>/Flickr when the first
+// training path is missing under <root> but present there.
+static int guess_image_root(ingest_dataset *ds, const npy_split *train, wsml_err *err) {
+    if (train->images.count == 0) return 0;
+    size_t cap = train->images.itemsize + 1;
+    char *rel = malloc(cap);
+    if (!rel) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    int rc = 0;
+    if (wsml_npy_string(&train->images, 0, rel, cap) > 0) {
+        char *direct = ingest_join(ds->image_root, rel);
+        char *flickr = ingest_join(ds->image_root, "Flickr");
+        char *inside = flickr ? ingest_join(flickr, rel) : NULL;
+        if (!direct || !flickr || !inside) {
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        } else if (access(direct, F_OK) != 0 && access(inside, F_OK) == 0) {
+            free(ds->image_root);
+            ds->image_root = flickr;
+            flickr = NULL;
+        }
+        free(direct);
+        free(flickr);
+        free(inside);
+    }
+    free(rel);
+    return rc;
+}
+
 int ingest_read_npy(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     npy_split sp[2];
     memset(sp, 0, sizeof sp);
@@ -93,6 +121,7 @@ int ingest_read_npy(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     if (rc == 0) rc = ingest_require_dir(ds->image_root, "the image root (--images)", err);
     if (rc == 0) rc = load_split(o->root, "train", &sp[0], err);
     if (rc == 0) rc = load_split(o->root, "val", &sp[1], err);
+    if (rc == 0 && !o->images) rc = guess_image_root(ds, &sp[0], err);
     if (rc == 0 && sp[0].labels.shape[1] != sp[1].labels.shape[1])
         rc = wsml_errf(err, WSML_EFORMAT, "%s has %lld classes but %s has %lld", sp[0].paths[1],
                        (long long)sp[0].labels.shape[1], sp[1].paths[1],

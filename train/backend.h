@@ -43,9 +43,9 @@ typedef struct {
     int in_h, in_w;                // input spatial size
     int out_h, out_w;              // (in + 2*pad - kernel) / stride + 1
     int kernel_h, kernel_w;
-    int stride, pad;               // the same along H and W
-    int max_batch;                 // the largest n this layer will see
-    void *plan;                    // backend-owned; NULL until conv_prepare
+    int stride, pad; // the same along H and W
+    int max_batch;   // the largest n this layer will see
+    void *plan;      // backend-owned; NULL until conv_prepare
 } wsml_conv_desc;
 
 // Max pooling window (ResNet's stem: 3x3, stride 2, pad 1).
@@ -58,12 +58,12 @@ typedef struct {
 typedef struct wsml_backend wsml_backend;
 
 struct wsml_backend {
-    const char *name;  // "cpu" or "cuda"
-    int host_memory;   // 1: device pointers are ordinary host pointers (cpu), so host
-                       // code (e.g. train/optim.h) may read and write them directly
-    int num_threads;   // cpu: worker threads for GEMM and the other operations
-    wsml_err err;      // the last failure's message
-    void *impl;        // backend-private state (thread pool, handles, workspace)
+    const char *name; // "cpu" or "cuda"
+    int host_memory;  // 1: device pointers are ordinary host pointers (cpu), so host
+                      // code (e.g. train/optim.h) may read and write them directly
+    int num_threads;  // cpu: worker threads for GEMM and the other operations
+    wsml_err err;     // the last failure's message
+    void *impl;       // backend-private state (thread pool, handles, workspace)
 
     void (*destroy)(wsml_backend *be);
 
@@ -83,8 +83,8 @@ struct wsml_backend {
     int (*conv_prepare)(wsml_backend *be, wsml_conv_desc *d);
     void (*conv_release)(wsml_backend *be, wsml_conv_desc *d);
     // y: (n, out_h, out_w, O) = conv(x: (n, in_h, in_w, I), w: (O, KH, KW, I)); overwrites y.
-    int (*conv_forward)(wsml_backend *be, const wsml_conv_desc *d, int n, float *y,
-                        const float *x, const float *w);
+    int (*conv_forward)(wsml_backend *be, const wsml_conv_desc *d, int n, float *y, const float *x,
+                        const float *w);
     // dx: (n, in_h, in_w, I) = conv_transpose(dy: (n, out_h, out_w, O), w);
     // overwrites dx, or adds to it when accumulate != 0 (a block input that also
     // feeds the residual path).
@@ -104,14 +104,13 @@ struct wsml_backend {
     // updated as PyTorch does: running = (1 - momentum) * running + momentum * batch,
     // with the UNBIASED variance var * rows / (rows - 1) for running_var (rows >= 2).
     int (*bn_forward_train)(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
-                            const float *gamma, const float *beta, const float *residual,
-                            int relu, float *running_mean, float *running_var,
-                            float *save_mean, float *save_invstd, float momentum, float eps);
+                            const float *gamma, const float *beta, const float *residual, int relu,
+                            float *running_mean, float *running_var, float *save_mean,
+                            float *save_invstd, float momentum, float eps);
     // Inference: running statistics instead of batch statistics.
     int (*bn_forward_eval)(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
-                           const float *gamma, const float *beta, const float *residual,
-                           int relu, const float *running_mean, const float *running_var,
-                           float eps);
+                           const float *gamma, const float *beta, const float *residual, int relu,
+                           const float *running_mean, const float *running_var, float eps);
     // Backward of bn_forward_train (batch statistics). dy: gradient of y; y: the
     // forward's output (its sign is the ReLU mask; ignored when relu == 0); x: the
     // forward's input. Writes dx (rows, C); if dresidual is not NULL, writes the
@@ -131,8 +130,7 @@ struct wsml_backend {
                            const float *x, int32_t *argmax);
     // dx: (n, in_h, in_w, C), overwritten: each dy goes to its window's argmax.
     int (*maxpool_backward)(wsml_backend *be, const wsml_pool_desc *d, int n, float *dx,
-                            const float *dy, const float *x, const float *y,
-                            const int32_t *argmax);
+                            const float *dy, const float *x, const float *y, const int32_t *argmax);
     // Global average pool: y: (n, C) = mean over hw of x: (n, hw, C).
     int (*avgpool_forward)(wsml_backend *be, int n, int hw, int C, float *y, const float *x);
     // dx: (n, hw, C) = dy: (n, C) / hw, broadcast; overwritten.
@@ -143,13 +141,11 @@ struct wsml_backend {
     // != 0; A is (M, K) or (K, M) when transposed, B is (K, N) or (N, K); lda, ldb, ldc
     // are row strides (cblas_sgemm's row-major convention).
     int (*gemm)(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
-                const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                int ldc);
+                const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
     // y: (rows, cols) += bias: (cols) on every row.
     int (*bias_add)(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias);
     // dbias: (cols) += column sums of dy: (rows, cols).
-    int (*bias_backward)(wsml_backend *be, int64_t rows, int cols, float *dbias,
-                         const float *dy);
+    int (*bias_backward)(wsml_backend *be, int64_t rows, int cols, float *dbias, const float *dy);
     // BoostLU head (SPEC §2), after the 1x1 conv made cam: (n, hw, C):
     //   logits[b, c] = mean_s cam'[b, s, c],  cam' = alpha * cam where cam > 0, else cam.
     int (*boostlu_forward)(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
@@ -162,8 +158,8 @@ struct wsml_backend {
 // ---- creating backends ------------------------------------------------------------------
 
 typedef struct {
-    int num_threads; // cpu: threads for GEMM and the other work; <= 0: all online CPUs
-    int device;      // cuda: device ordinal
+    int num_threads;        // cpu: threads for GEMM and the other work; <= 0: all online CPUs
+    int device;             // cuda: device ordinal
     size_t workspace_bytes; // cpu: cap of the im2col buffer (0: 128 MiB); convolutions
                             // whose batch does not fit run in chunks of whole images
 } wsml_backend_options;
@@ -175,8 +171,7 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
 // Implemented by train/cuda/ (issue 5) in build/libwsml-cuda.so, which
 // train/cuda_loader.c dlopen()s on first use; without it this returns WSML_EARG.
-int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out,
-                             wsml_err *err);
+int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.
 void wsml_backend_destroy(wsml_backend *be);

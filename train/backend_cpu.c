@@ -27,8 +27,8 @@
 // chosen at load time (GNU ifunc): the build flags target baseline x86-64 only.
 // optimize("O3") turns on loop vectorisation with a cost model that accepts remainders;
 // no-trapping-math lets the masks (ReLU, max) become vector selects (we never trap).
-#define SIMD_KERNEL                                                                            \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),              \
+#define SIMD_KERNEL                                                                                \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
                    optimize("O3", "no-trapping-math")))
 
 // Default largest im2col chunk (floats): 32 Mi floats = 128 MiB, at least one image.
@@ -61,7 +61,8 @@ typedef struct {
 
 static void run_range(thread_pool *p, range_fn fn, void *arg, int64_t n, int tid) {
     int64_t begin = n * tid / p->num_threads, end = n * (tid + 1) / p->num_threads;
-    if (begin < end) fn(arg, begin, end, tid);
+    if (begin < end)
+        fn(arg, begin, end, tid);
 }
 
 static void *worker_main(void *argp) {
@@ -72,7 +73,8 @@ static void *worker_main(void *argp) {
     uint64_t seen = 0;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->start_cv, &p->mu);
+        while (p->generation == seen && !p->stop)
+            pthread_cond_wait(&p->start_cv, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
             return NULL;
@@ -84,17 +86,20 @@ static void *worker_main(void *argp) {
         pthread_mutex_unlock(&p->mu);
         run_range(p, fn, arg, n, tid);
         pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
+        if (--p->pending == 0)
+            pthread_cond_signal(&p->done_cv);
         pthread_mutex_unlock(&p->mu);
     }
 }
 
 // work: a rough element count; small work runs inline (thread wake-ups cost ~10 us).
 static void pool_for(thread_pool *p, int64_t n, int64_t work, range_fn fn, void *arg) {
-    if (n <= 0) return;
+    if (n <= 0)
+        return;
     if (p->num_threads == 1 || n == 1 || work < PARALLEL_MIN_WORK) {
         // Still hand out per-thread ranges so that per-tid scratch stays valid.
-        for (int t = 0; t < p->num_threads; t++) run_range(p, fn, arg, n, t);
+        for (int t = 0; t < p->num_threads; t++)
+            run_range(p, fn, arg, n, t);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -107,7 +112,8 @@ static void pool_for(thread_pool *p, int64_t n, int64_t work, range_fn fn, void 
     pthread_mutex_unlock(&p->mu);
     run_range(p, fn, arg, n, 0);
     pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+    while (p->pending > 0)
+        pthread_cond_wait(&p->done_cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -118,7 +124,8 @@ static int pool_init(thread_pool *p, int num_threads) {
     pthread_cond_init(&p->start_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
     p->threads = calloc((size_t)num_threads, sizeof(pthread_t));
-    if (!p->threads) return -1;
+    if (!p->threads)
+        return -1;
     for (int t = 1; t < num_threads; t++) {
         worker_arg *wa = malloc(sizeof(*wa));
         if (!wa) {
@@ -141,7 +148,8 @@ static void pool_destroy(thread_pool *p) {
     p->stop = 1;
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
-    for (int t = 1; t < p->num_threads; t++) pthread_join(p->threads[t], NULL);
+    for (int t = 1; t < p->num_threads; t++)
+        pthread_join(p->threads[t], NULL);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->start_cv);
@@ -162,11 +170,14 @@ typedef struct {
     size_t partials_doubles;
 } cpu_impl;
 
-static cpu_impl *impl_of(wsml_backend *be) { return be->impl; }
+static cpu_impl *impl_of(wsml_backend *be) {
+    return be->impl;
+}
 
 static int ensure_partials(wsml_backend *be, size_t doubles) {
     cpu_impl *im = impl_of(be);
-    if (im->partials_doubles >= doubles) return 0;
+    if (im->partials_doubles >= doubles)
+        return 0;
     double *p = realloc(im->partials, doubles * sizeof(double));
     if (!p)
         return wsml_errf(&be->err, WSML_ENOMEM, "cpu backend: cannot allocate %zu bytes",
@@ -181,9 +192,11 @@ static int ensure_partials(wsml_backend *be, size_t doubles) {
 
 static void *cpu_alloc(wsml_backend *be, size_t bytes) {
     size_t rounded = (bytes + 63) / 64 * 64;
-    if (rounded == 0) rounded = 64;
+    if (rounded == 0)
+        rounded = 64;
     void *p = aligned_alloc(64, rounded);
-    if (!p) wsml_errf(&be->err, WSML_ENOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
+    if (!p)
+        wsml_errf(&be->err, WSML_ENOMEM, "cpu backend: cannot allocate %zu bytes", bytes);
     return p;
 }
 
@@ -194,7 +207,8 @@ static void cpu_free(wsml_backend *be, void *ptr) {
 
 static int cpu_copy(wsml_backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
-    if (bytes) memmove(dst, src, bytes);
+    if (bytes)
+        memmove(dst, src, bytes);
     return 0;
 }
 
@@ -237,7 +251,8 @@ static size_t conv_k(const wsml_conv_desc *d) {
 }
 
 static size_t grow(float **buf, size_t *have, size_t need) {
-    if (need <= *have) return *have;
+    if (need <= *have)
+        return *have;
     free(*buf);
     *buf = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
     *have = *buf ? need : 0;
@@ -253,14 +268,16 @@ static int cpu_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
         d->out_w < 1)
         return wsml_errf(&be->err, WSML_EARG, "conv_prepare: inconsistent convolution shape");
     d->plan = NULL;
-    if (is_pointwise(d)) return 0;
+    if (is_pointwise(d))
+        return 0;
     const int T = im->pool.num_threads;
     const size_t K = conv_k(d), hwo = (size_t)d->out_h * d->out_w;
     // A thread's largest share: ceil(n/T) images (backward data) or ceil(rows/T) rows.
     size_t rows = ((size_t)d->max_batch + T - 1) / T * hwo;
     size_t cap = im->workspace_cap_floats / (size_t)T;
     size_t col = rows * K < cap ? rows * K : cap;
-    if (col < hwo * K) col = hwo * K; // backward data works on whole images
+    if (col < hwo * K)
+        col = hwo * K; // backward data works on whole images
     size_t dw = (size_t)(T - 1) * d->out_channels * K;
     if (grow(&im->workspace, &im->workspace_floats, col * T) < col * T ||
         grow(&im->dw_partial, &im->dw_partial_floats, dw) < dw)
@@ -277,15 +294,16 @@ static void cpu_conv_release(wsml_backend *be, wsml_conv_desc *d) {
 
 // dst: (n) += src: (n)
 SIMD_KERNEL static void add_to(int64_t n, float *restrict dst, const float *restrict src) {
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
+    for (int64_t i = 0; i < n; i++)
+        dst[i] += src[i];
 }
 
 // Rows [m0, m1) of the im2col matrix, row m = output position (b, oh, ow).
 // col: (m1 − m0, KH, KW, Cin)  x: (n, in_h, in_w, Cin)
 static void im2col_rows(const wsml_conv_desc *d, const float *x, int64_t m0, int64_t m1,
                         float *col) {
-    const int H = d->in_h, W = d->in_w, Cin = d->in_channels, KH = d->kernel_h,
-              KW = d->kernel_w, S = d->stride, P = d->pad, Ho = d->out_h, Wo = d->out_w;
+    const int H = d->in_h, W = d->in_w, Cin = d->in_channels, KH = d->kernel_h, KW = d->kernel_w,
+              S = d->stride, P = d->pad, Ho = d->out_h, Wo = d->out_w;
     const size_t K = conv_k(d), row_bytes = (size_t)KW * Cin * sizeof(float);
     for (int64_t m = m0; m < m1; m++, col += K) {
         int ow = (int)(m % Wo), oh = (int)(m / Wo % Ho);
@@ -321,8 +339,8 @@ static void im2col_rows(const wsml_conv_desc *d, const float *x, int64_t m0, int
 // dx: (n, in_h, in_w, Cin) (+)=  col: ((i1 − i0)·out_h·out_w, KH, KW, Cin)
 static void col2im_images(const wsml_conv_desc *d, float *dx, int64_t i0, int64_t i1,
                           const float *col, int accumulate) {
-    const int H = d->in_h, W = d->in_w, Cin = d->in_channels, KH = d->kernel_h,
-              KW = d->kernel_w, S = d->stride, P = d->pad, Ho = d->out_h, Wo = d->out_w;
+    const int H = d->in_h, W = d->in_w, Cin = d->in_channels, KH = d->kernel_h, KW = d->kernel_w,
+              S = d->stride, P = d->pad, Ho = d->out_h, Wo = d->out_w;
     const size_t K = conv_k(d);
     for (int64_t b = i0; b < i1; b++) {
         const float *colb = col + (size_t)(b - i0) * Ho * Wo * K;
@@ -332,14 +350,18 @@ static void col2im_images(const wsml_conv_desc *d, float *dx, int64_t i0, int64_
                 int first = !accumulate;
                 for (int kh = 0; kh < KH; kh++) {
                     int th = ih + P - kh;
-                    if (th < 0 || th % S) continue;
+                    if (th < 0 || th % S)
+                        continue;
                     int oh = th / S;
-                    if (oh >= Ho) continue;
+                    if (oh >= Ho)
+                        continue;
                     for (int kw = 0; kw < KW; kw++) {
                         int tw = iw + P - kw;
-                        if (tw < 0 || tw % S) continue;
+                        if (tw < 0 || tw % S)
+                            continue;
                         int ow = tw / S;
-                        if (ow >= Wo) continue;
+                        if (ow >= Wo)
+                            continue;
                         const float *src =
                             colb + ((size_t)oh * Wo + ow) * K + ((size_t)kh * KW + kw) * Cin;
                         if (first)
@@ -349,7 +371,8 @@ static void col2im_images(const wsml_conv_desc *d, float *dx, int64_t i0, int64_
                         first = 0;
                     }
                 }
-                if (first) memset(dst, 0, (size_t)Cin * sizeof(float)); // read by no window
+                if (first)
+                    memset(dst, 0, (size_t)Cin * sizeof(float)); // read by no window
             }
     }
 }
@@ -358,12 +381,12 @@ typedef struct {
     cpu_impl *im;
     const wsml_conv_desc *d;
     int n;
-    float *out;            // y (forward), dx (backward data), dw (backward filter)
-    const float *in;       // x (forward, filter), dy (backward data)
-    const float *w;        // weights (forward, data)
-    const float *dy;       // backward filter
-    int accumulate;        // backward data
-    int used[256];         // backward filter: threads that wrote a partial dW
+    float *out;      // y (forward), dx (backward data), dw (backward filter)
+    const float *in; // x (forward, filter), dy (backward data)
+    const float *w;  // weights (forward, data)
+    const float *dy; // backward filter
+    int accumulate;  // backward data
+    int used[256];   // backward filter: threads that wrote a partial dW
 } conv_arg;
 
 static void split(int64_t total, int T, int tid, int64_t *begin, int64_t *end) {
@@ -383,8 +406,7 @@ static void conv_fwd_task(void *argp, int64_t t0, int64_t t1, int tid) {
     if (is_pointwise(d)) {
         if (m1 > m0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 - m0), O, Cin, 1.0f,
-                        a->in + (size_t)m0 * Cin, Cin, a->w, Cin, 0.0f,
-                        a->out + (size_t)m0 * O, O);
+                        a->in + (size_t)m0 * Cin, Cin, a->w, Cin, 0.0f, a->out + (size_t)m0 * O, O);
         return;
     }
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
@@ -419,11 +441,12 @@ static void conv_bwd_data_task(void *argp, int64_t t0, int64_t t1, int tid) {
     split(a->n, T, (int)t0, &i0, &i1);
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
     int64_t block = (int64_t)(a->im->workspace_floats / T / ((size_t)K * hwo)); // images
-    if (block < 1) block = 1; // conv_prepare sized the slice for at least one image
+    if (block < 1)
+        block = 1; // conv_prepare sized the slice for at least one image
     for (int64_t b0 = i0; b0 < i1; b0 += block) {
         int64_t b1 = b0 + block < i1 ? b0 + block : i1;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)((b1 - b0) * hwo), K, O,
-                    1.0f, a->in + (size_t)b0 * hwo * O, O, a->w, K, 0.0f, col, K);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)((b1 - b0) * hwo), K, O, 1.0f,
+                    a->in + (size_t)b0 * hwo * O, O, a->w, K, 0.0f, col, K);
         col2im_images(d, a->out, b0, b1, col, a->accumulate);
     }
 }
@@ -443,8 +466,7 @@ static void conv_bwd_filter_task(void *argp, int64_t t0, int64_t t1, int tid) {
             split(O, T, (int)t0, &c0, &c1);
             if (c1 > c0)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(c1 - c0), Cin, (int)M,
-                            1.0f, a->dy + c0, O, a->in, Cin, 1.0f, a->out + (size_t)c0 * Cin,
-                            Cin);
+                            1.0f, a->dy + c0, O, a->in, Cin, 1.0f, a->out + (size_t)c0 * Cin, Cin);
         } else {
             split(Cin, T, (int)t0, &c0, &c1);
             if (c1 > c0)
@@ -456,7 +478,8 @@ static void conv_bwd_filter_task(void *argp, int64_t t0, int64_t t1, int tid) {
     int64_t m0, m1;
     split(M, T, (int)t0, &m0, &m1);
     a->used[t0] = m1 > m0;
-    if (m1 <= m0) return;
+    if (m1 <= m0)
+        return;
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
     float *target = t0 == 0 ? a->out : a->im->dw_partial + (size_t)(t0 - 1) * O * K;
     float beta = t0 == 0 ? 1.0f : 0.0f;
@@ -476,7 +499,8 @@ static void dw_reduce_range(void *argp, int64_t begin, int64_t end, int tid) {
     conv_arg *a = argp;
     const size_t size = (size_t)a->d->out_channels * conv_k(a->d);
     for (int t = 1; t < a->im->pool.num_threads; t++) {
-        if (!a->used[t]) continue;
+        if (!a->used[t])
+            continue;
         const float *p = a->im->dw_partial + (size_t)(t - 1) * size;
         add_to(end - begin, a->out + begin, p + begin);
     }
@@ -484,12 +508,10 @@ static void dw_reduce_range(void *argp, int64_t begin, int64_t end, int tid) {
 
 static int check_conv(wsml_backend *be, const wsml_conv_desc *d, int n, const char *op) {
     if (n < 1 || n > d->max_batch)
-        return wsml_errf(&be->err, WSML_EARG, "%s: batch %d outside 1..%d", op, n,
-                         d->max_batch);
+        return wsml_errf(&be->err, WSML_EARG, "%s: batch %d outside 1..%d", op, n, d->max_batch);
     cpu_impl *im = impl_of(be);
     if (!is_pointwise(d) &&
-        (im->workspace_floats / (size_t)im->pool.num_threads <
-             conv_k(d) * d->out_h * d->out_w ||
+        (im->workspace_floats / (size_t)im->pool.num_threads < conv_k(d) * d->out_h * d->out_w ||
          im->dw_partial_floats < (size_t)(im->pool.num_threads - 1) * d->out_channels * conv_k(d)))
         return wsml_errf(&be->err, WSML_ESTATE, "%s: layer was not prepared", op);
     return 0;
@@ -505,7 +527,8 @@ static void run_per_thread(wsml_backend *be, range_fn fn, void *arg) {
 static int cpu_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, float *y,
                             const float *x, const float *w) {
     int rc = check_conv(be, d, n, "conv_forward");
-    if (rc) return rc;
+    if (rc)
+        return rc;
     conv_arg a = {.im = impl_of(be), .d = d, .n = n, .out = y, .in = x, .w = w};
     run_per_thread(be, conv_fwd_task, &a);
     return 0;
@@ -515,18 +538,20 @@ static int cpu_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, fl
 static int cpu_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, int n, float *dx,
                                   const float *dy, const float *w, int accumulate) {
     int rc = check_conv(be, d, n, "conv_backward_data");
-    if (rc) return rc;
-    conv_arg a = {.im = impl_of(be), .d = d, .n = n, .out = dx, .in = dy, .w = w,
-                  .accumulate = accumulate};
+    if (rc)
+        return rc;
+    conv_arg a = {
+        .im = impl_of(be), .d = d, .n = n, .out = dx, .in = dy, .w = w, .accumulate = accumulate};
     run_per_thread(be, conv_bwd_data_task, &a);
     return 0;
 }
 
 // dw: (O, KH, KW, Cin) += Σ_rows dy: (n·out_h·out_w, O)^T · col(x): (n·out_h·out_w, K)
-static int cpu_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, int n,
-                                    float *dw, const float *dy, const float *x) {
+static int cpu_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, int n, float *dw,
+                                    const float *dy, const float *x) {
     int rc = check_conv(be, d, n, "conv_backward_filter");
-    if (rc) return rc;
+    if (rc)
+        return rc;
     conv_arg a = {.im = impl_of(be), .d = d, .n = n, .out = dw, .in = x, .dy = dy};
     run_per_thread(be, conv_bwd_filter_task, &a);
     if (!is_pointwise(d)) {
@@ -565,17 +590,18 @@ static void bn_stats_range(void *argp, int64_t begin, int64_t end, int tid) {
     bn_fwd_arg *a = argp;
     const int C = a->C;
     double *sum = a->partials + (size_t)tid * 2 * C, *sumsq = sum + C;
-    for (int c = 0; c < C; c++) sum[c] = sumsq[c] = 0.0;
-    for (int64_t r = begin; r < end; r++) bn_stats_row(C, a->x + (size_t)r * C, sum, sumsq);
+    for (int c = 0; c < C; c++)
+        sum[c] = sumsq[c] = 0.0;
+    for (int64_t r = begin; r < end; r++)
+        bn_stats_row(C, a->x + (size_t)r * C, sum, sumsq);
 }
 
 // y = act((x − mean)·scale + shift (+ residual)) for `count` consecutive rows of C
 // (ReLU keeps NaN, as torch.relu).
 SIMD_KERNEL static void bn_apply_rows(int C, int64_t count, const float *restrict x,
                                       const float *restrict mean, const float *restrict scale,
-                                      const float *restrict shift,
-                                      const float *restrict residual, int relu,
-                                      float *restrict y) {
+                                      const float *restrict shift, const float *restrict residual,
+                                      int relu, float *restrict y) {
     for (int64_t r = 0; r < count; r++, x += C, y += C) {
         if (residual && relu) {
             for (int c = 0; c < C; c++) {
@@ -583,16 +609,19 @@ SIMD_KERNEL static void bn_apply_rows(int C, int64_t count, const float *restric
                 y[c] = (v > 0.0f || v != v) ? v : 0.0f;
             }
         } else if (residual) {
-            for (int c = 0; c < C; c++) y[c] = (x[c] - mean[c]) * scale[c] + shift[c] + residual[c];
+            for (int c = 0; c < C; c++)
+                y[c] = (x[c] - mean[c]) * scale[c] + shift[c] + residual[c];
         } else if (relu) {
             for (int c = 0; c < C; c++) {
                 float v = (x[c] - mean[c]) * scale[c] + shift[c];
                 y[c] = (v > 0.0f || v != v) ? v : 0.0f;
             }
         } else {
-            for (int c = 0; c < C; c++) y[c] = (x[c] - mean[c]) * scale[c] + shift[c];
+            for (int c = 0; c < C; c++)
+                y[c] = (x[c] - mean[c]) * scale[c] + shift[c];
         }
-        if (residual) residual += C;
+        if (residual)
+            residual += C;
     }
 }
 
@@ -609,7 +638,8 @@ static int bn_scratch(wsml_backend *be, int C, double **partials, float **scale,
     cpu_impl *im = impl_of(be);
     size_t nd = (size_t)im->pool.num_threads * 2 * C + (size_t)C; // + C doubles = 2C floats
     int rc = ensure_partials(be, nd);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *partials = im->partials;
     *scale = (float *)(im->partials + (size_t)im->pool.num_threads * 2 * C);
     *shift = *scale + C;
@@ -619,9 +649,8 @@ static int bn_scratch(wsml_backend *be, int C, double **partials, float **scale,
 // y: (rows, C) = act(BN_batch(x: (rows, C)) + residual)
 static int cpu_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
                                 const float *gamma, const float *beta, const float *residual,
-                                int relu, float *running_mean, float *running_var,
-                                float *save_mean, float *save_invstd, float momentum,
-                                float eps) {
+                                int relu, float *running_mean, float *running_var, float *save_mean,
+                                float *save_invstd, float momentum, float eps) {
     if (rows < 2)
         return wsml_errf(&be->err, WSML_EARG,
                          "bn_forward_train: expected more than 1 value per channel, got %lld",
@@ -630,7 +659,8 @@ static int cpu_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y,
     double *partials;
     float *scale, *shift;
     int rc = bn_scratch(be, C, &partials, &scale, &shift);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bn_fwd_arg a = {C, rows, y, x, residual, save_mean, scale, shift, relu, partials};
     int T = im->pool.num_threads;
     pool_for(&im->pool, rows, rows * C, bn_stats_range, &a);
@@ -640,13 +670,15 @@ static int cpu_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y,
             // Ranges of threads that got no rows were zeroed by pool_for's inline path
             // or never touched: only count threads that own rows.
             int64_t b = rows * t / T, e = rows * (t + 1) / T;
-            if (b >= e) continue;
+            if (b >= e)
+                continue;
             sum += partials[(size_t)t * 2 * C + c];
             sumsq += partials[(size_t)t * 2 * C + C + c];
         }
         double mean = sum / (double)rows;
         double var = sumsq / (double)rows - mean * mean;
-        if (var < 0.0) var = 0.0;
+        if (var < 0.0)
+            var = 0.0;
         double invstd = 1.0 / sqrt(var + (double)eps);
         save_mean[c] = (float)mean;
         save_invstd[c] = (float)invstd;
@@ -668,7 +700,8 @@ static int cpu_bn_forward_eval(wsml_backend *be, int C, int64_t rows, float *y, 
     double *partials;
     float *scale, *shift;
     int rc = bn_scratch(be, C, &partials, &scale, &shift);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     for (int c = 0; c < C; c++) {
         float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
         scale[c] = invstd * gamma[c];
@@ -686,14 +719,13 @@ typedef struct {
     const float *dy, *y, *x;
     int relu;
     const float *mean, *k_dz, *k_xc, *k_bias; // dx = dz·k_dz + (x - mean)·k_xc + k_bias
-    double *partials; // per thread [Σ dz (C), Σ dz·(x − mean) (C)]
+    double *partials;                         // per thread [Σ dz (C), Σ dz·(x − mean) (C)]
 } bn_bwd_arg;
 
 // sdz += dz, sdzx += dz·(x − mean) over one row, dz = dy masked by y > 0 (when y != NULL)
-SIMD_KERNEL static void bn_bwd_stats_row(int C, const float *restrict dy,
-                                         const float *restrict y, const float *restrict x,
-                                         const float *restrict mean, double *restrict sdz,
-                                         double *restrict sdzx) {
+SIMD_KERNEL static void bn_bwd_stats_row(int C, const float *restrict dy, const float *restrict y,
+                                         const float *restrict x, const float *restrict mean,
+                                         double *restrict sdz, double *restrict sdzx) {
     if (y) {
         for (int c = 0; c < C; c++) {
             float dz = y[c] > 0.0f ? dy[c] : 0.0f;
@@ -712,7 +744,8 @@ static void bn_bwd_stats_range(void *argp, int64_t begin, int64_t end, int tid) 
     bn_bwd_arg *a = argp;
     const int C = a->C;
     double *sdz = a->partials + (size_t)tid * 2 * C, *sdzx = sdz + C;
-    for (int c = 0; c < C; c++) sdz[c] = sdzx[c] = 0.0;
+    for (int c = 0; c < C; c++)
+        sdz[c] = sdzx[c] = 0.0;
     for (int64_t r = begin; r < end; r++) {
         size_t o = (size_t)r * C;
         bn_bwd_stats_row(C, a->dy + o, a->relu ? a->y + o : NULL, a->x + o, a->mean, sdz, sdzx);
@@ -722,11 +755,9 @@ static void bn_bwd_stats_range(void *argp, int64_t begin, int64_t end, int tid) 
 // dx = dz·k_dz + (x − mean)·k_xc + k_bias, dresidual = dz, for `count` rows
 SIMD_KERNEL static void bn_bwd_apply_rows(int C, int64_t count, const float *restrict dy,
                                           const float *restrict y, const float *restrict x,
-                                          const float *restrict mean,
-                                          const float *restrict k_dz,
-                                          const float *restrict k_xc,
-                                          const float *restrict k_bias, float *restrict dx,
-                                          float *restrict dresidual) {
+                                          const float *restrict mean, const float *restrict k_dz,
+                                          const float *restrict k_xc, const float *restrict k_bias,
+                                          float *restrict dx, float *restrict dresidual) {
     for (int64_t r = 0; r < count; r++, dy += C, x += C, dx += C) {
         if (y) {
             for (int c = 0; c < C; c++) {
@@ -734,15 +765,18 @@ SIMD_KERNEL static void bn_bwd_apply_rows(int C, int64_t count, const float *res
                 dx[c] = dz * k_dz[c] + (x[c] - mean[c]) * k_xc[c] + k_bias[c];
             }
             if (dresidual)
-                for (int c = 0; c < C; c++) dresidual[c] = y[c] > 0.0f ? dy[c] : 0.0f;
+                for (int c = 0; c < C; c++)
+                    dresidual[c] = y[c] > 0.0f ? dy[c] : 0.0f;
             y += C;
         } else {
             for (int c = 0; c < C; c++)
                 dx[c] = dy[c] * k_dz[c] + (x[c] - mean[c]) * k_xc[c] + k_bias[c];
             if (dresidual)
-                for (int c = 0; c < C; c++) dresidual[c] = dy[c];
+                for (int c = 0; c < C; c++)
+                    dresidual[c] = dy[c];
         }
-        if (dresidual) dresidual += C;
+        if (dresidual)
+            dresidual += C;
     }
 }
 
@@ -758,24 +792,25 @@ static void bn_bwd_apply_range(void *argp, int64_t begin, int64_t end, int tid) 
 // dx, dresidual: (rows, C); dgamma, dbeta: (C) accumulated
 static int cpu_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, float *dresidual,
                            const float *dy, const float *y, int relu, const float *x,
-                           const float *gamma, const float *save_mean,
-                           const float *save_invstd, float *dgamma, float *dbeta) {
+                           const float *gamma, const float *save_mean, const float *save_invstd,
+                           float *dgamma, float *dbeta) {
     cpu_impl *im = impl_of(be);
     int T = im->pool.num_threads;
     // partials (T·2C doubles) + 3 coefficient arrays (3C floats <= 2C doubles).
     int rc = ensure_partials(be, (size_t)T * 2 * C + 2 * (size_t)C);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     double *partials = im->partials;
-    float *k_dz = (float *)(partials + (size_t)T * 2 * C), *k_xc = k_dz + C,
-          *k_bias = k_xc + C;
-    bn_bwd_arg a = {C,      rows,   dx,        dresidual, dy,   y ? y : dy, x,
-                    relu,   save_mean, k_dz,   k_xc,      k_bias, partials};
+    float *k_dz = (float *)(partials + (size_t)T * 2 * C), *k_xc = k_dz + C, *k_bias = k_xc + C;
+    bn_bwd_arg a = {C,    rows,      dx,   dresidual, dy,     y ? y : dy, x,
+                    relu, save_mean, k_dz, k_xc,      k_bias, partials};
     pool_for(&im->pool, rows, rows * C, bn_bwd_stats_range, &a);
     for (int c = 0; c < C; c++) {
         double sdz = 0.0, sdzx = 0.0;
         for (int t = 0; t < T; t++) {
             int64_t b = rows * t / T, e = rows * (t + 1) / T;
-            if (b >= e) continue;
+            if (b >= e)
+                continue;
             sdz += partials[(size_t)t * 2 * C + c];
             sdzx += partials[(size_t)t * 2 * C + C + c];
         }
@@ -805,8 +840,8 @@ typedef struct {
 } pool_arg;
 
 // y, argmax: (C) updated with one window position x: (C) at flat position pos
-SIMD_KERNEL static void max_update(int C, const float *restrict x, int32_t pos,
-                                   float *restrict y, int32_t *restrict argmax) {
+SIMD_KERNEL static void max_update(int C, const float *restrict x, int32_t pos, float *restrict y,
+                                   int32_t *restrict argmax) {
     for (int c = 0; c < C; c++) {
         float v = x[c];
         int take = v > y[c] || v != v;
@@ -827,12 +862,16 @@ static void maxpool_fwd_range(void *argp, int64_t begin, int64_t end, int tid) {
         int b = (int)(t / Ho), oh = (int)(t % Ho);
         const float *xb = a->x + (size_t)b * H * W * C;
         int h0 = oh * d->stride - d->pad, h1 = h0 + d->kernel;
-        if (h0 < 0) h0 = 0;
-        if (h1 > H) h1 = H;
+        if (h0 < 0)
+            h0 = 0;
+        if (h1 > H)
+            h1 = H;
         for (int ow = 0; ow < Wo; ow++) {
             int w0 = ow * d->stride - d->pad, w1 = w0 + d->kernel;
-            if (w0 < 0) w0 = 0;
-            if (w1 > W) w1 = W;
+            if (w0 < 0)
+                w0 = 0;
+            if (w1 > W)
+                w1 = W;
             size_t o = (((size_t)b * Ho + oh) * Wo + ow) * C;
             float *yo = a->y + o;
             int32_t *ao = a->argmax + o;
@@ -870,7 +909,8 @@ static void maxpool_bwd_range(void *argp, int64_t begin, int64_t end, int tid) {
         const float *dyb = a->dy + (size_t)b * out_hw * C;
         const int32_t *ab = a->argmax_in + (size_t)b * out_hw * C;
         for (size_t p = 0; p < out_hw; p++)
-            for (int c = 0; c < C; c++) dxb[(size_t)ab[p * C + c] * C + c] += dyb[p * C + c];
+            for (int c = 0; c < C; c++)
+                dxb[(size_t)ab[p * C + c] * C + c] += dyb[p * C + c];
     }
 }
 
@@ -880,8 +920,8 @@ static int cpu_maxpool_backward(wsml_backend *be, const wsml_pool_desc *d, int n
     (void)x;
     (void)y;
     pool_arg a = {d, NULL, dx, NULL, dy, NULL, argmax};
-    pool_for(&impl_of(be)->pool, n, (int64_t)n * d->in_h * d->in_w * d->channels,
-             maxpool_bwd_range, &a);
+    pool_for(&impl_of(be)->pool, n, (int64_t)n * d->in_h * d->in_w * d->channels, maxpool_bwd_range,
+             &a);
     return 0;
 }
 
@@ -901,14 +941,14 @@ static void avgpool_fwd_range(void *argp, int64_t begin, int64_t end, int tid) {
         const float *xb = a->in + (size_t)b * hw * C;
         for (int c = 0; c < C; c++) {
             double s = 0.0;
-            for (int p = 0; p < hw; p++) s += xb[(size_t)p * C + c];
+            for (int p = 0; p < hw; p++)
+                s += xb[(size_t)p * C + c];
             yb[c] = (float)(s / hw);
         }
     }
 }
 
-static int cpu_avgpool_forward(wsml_backend *be, int n, int hw, int C, float *y,
-                               const float *x) {
+static int cpu_avgpool_forward(wsml_backend *be, int n, int hw, int C, float *y, const float *x) {
     gap_arg a = {hw, C, y, x};
     pool_for(&impl_of(be)->pool, n, (int64_t)n * hw * C, avgpool_fwd_range, &a);
     return 0;
@@ -923,7 +963,8 @@ static void avgpool_bwd_range(void *argp, int64_t begin, int64_t end, int tid) {
         const float *dyb = a->in + (size_t)b * C;
         float *dxb = a->out + (size_t)b * hw * C;
         for (int p = 0; p < hw; p++)
-            for (int c = 0; c < C; c++) dxb[(size_t)p * C + c] = dyb[c] / (float)hw;
+            for (int c = 0; c < C; c++)
+                dxb[(size_t)p * C + c] = dyb[c] / (float)hw;
     }
 }
 
@@ -951,7 +992,8 @@ static void gemm_task(void *argp, int64_t t0, int64_t t1, int tid) {
     const gemm_arg *g = argp;
     int64_t b, e;
     split(g->split_m ? g->M : g->N, g->T, (int)t0, &b, &e);
-    if (e <= b) return;
+    if (e <= b)
+        return;
     const float *A = g->A, *B = g->B;
     float *C = g->C;
     int M = g->M, N = g->N;
@@ -965,17 +1007,18 @@ static void gemm_task(void *argp, int64_t t0, int64_t t1, int tid) {
         N = (int)(e - b);
     }
     cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                g->trans_b ? CblasTrans : CblasNoTrans, M, N, g->K, g->alpha, A, g->lda, B,
-                g->ldb, g->beta, C, g->ldc);
+                g->trans_b ? CblasTrans : CblasNoTrans, M, N, g->K, g->alpha, A, g->lda, B, g->ldb,
+                g->beta, C, g->ldc);
 }
 
-static int cpu_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K,
-                    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
-                    float *C, int ldc) {
+static int cpu_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                    const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                    int ldc) {
     cpu_impl *im = impl_of(be);
-    gemm_arg g = {trans_a, trans_b, M,     N,    K, lda, ldb, ldc, M >= N, im->pool.num_threads,
-                  alpha,   beta,    A,     B,    C};
-    if ((double)M * N * K < 1e6) g.T = 1; // not worth waking threads
+    gemm_arg g = {trans_a, trans_b, M, N, K, lda, ldb, ldc, M >= N, im->pool.num_threads,
+                  alpha,   beta,    A, B, C};
+    if ((double)M * N * K < 1e6)
+        g.T = 1; // not worth waking threads
     if (g.T == 1)
         gemm_task(&g, 0, 1, 0);
     else
@@ -987,7 +1030,8 @@ static int cpu_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, in
 static int cpu_bias_add(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias) {
     (void)be;
     for (int64_t r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) y[(size_t)r * cols + c] += bias[c];
+        for (int c = 0; c < cols; c++)
+            y[(size_t)r * cols + c] += bias[c];
     return 0;
 }
 
@@ -996,7 +1040,8 @@ static int cpu_bias_backward(wsml_backend *be, int64_t rows, int cols, float *db
                              const float *dy) {
     for (int c = 0; c < cols; c++) {
         double s = 0.0;
-        for (int64_t r = 0; r < rows; r++) s += dy[(size_t)r * cols + c];
+        for (int64_t r = 0; r < rows; r++)
+            s += dy[(size_t)r * cols + c];
         dbias[c] += (float)s;
     }
     (void)be;
@@ -1004,8 +1049,8 @@ static int cpu_bias_backward(wsml_backend *be, int64_t rows, int cols, float *db
 }
 
 // logits: (n, C) = mean_s boost(cam: (n, hw, C))
-static int cpu_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alpha,
-                               float *logits, const float *cam) {
+static int cpu_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
+                               const float *cam) {
     (void)be;
     for (int b = 0; b < n; b++)
         for (int c = 0; c < C; c++) {
@@ -1020,8 +1065,8 @@ static int cpu_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alp
 }
 
 // dcam: (n, hw, C) = dlogits: (n, C) / hw · (cam > 0 ? alpha : 1)
-static int cpu_boostlu_backward(wsml_backend *be, int n, int hw, int C, float alpha,
-                                float *dcam, const float *dlogits, const float *cam) {
+static int cpu_boostlu_backward(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
+                                const float *dlogits, const float *cam) {
     (void)be;
     for (int b = 0; b < n; b++)
         for (int p = 0; p < hw; p++)
@@ -1048,15 +1093,15 @@ static void cpu_destroy(wsml_backend *be) {
     free(be);
 }
 
-int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out,
-                            wsml_err *err) {
+int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err) {
     *out = NULL;
     int threads = opt ? opt->num_threads : 0;
     if (threads <= 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         threads = online > 0 ? (int)online : 1;
     }
-    if (threads > 256) return wsml_errf(err, WSML_EARG, "--threads %d: at most 256", threads);
+    if (threads > 256)
+        return wsml_errf(err, WSML_EARG, "--threads %d: at most 256", threads);
     wsml_backend *be = calloc(1, sizeof(*be));
     cpu_impl *im = calloc(1, sizeof(*im));
     if (!be || !im) {
@@ -1065,8 +1110,8 @@ int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out,
         return wsml_errf(err, WSML_ENOMEM, "cpu backend: out of memory");
     }
     be->impl = im;
-    im->workspace_cap_floats = opt && opt->workspace_bytes ? opt->workspace_bytes / sizeof(float)
-                                                           : WORKSPACE_CAP_FLOATS;
+    im->workspace_cap_floats =
+        opt && opt->workspace_bytes ? opt->workspace_bytes / sizeof(float) : WORKSPACE_CAP_FLOATS;
     if (pool_init(&im->pool, threads) != 0) {
         pool_destroy(&im->pool);
         free(im);

@@ -46,11 +46,11 @@ typedef struct {
     // base = max(1, round(64·width_mult)) (the stem conv has `base` outputs; bottleneck
     // blocks have inner width base·2^i and output 4·base·2^i). 1.0 = torchvision.
     double width_mult;
-    int num_classes;      // C >= 1
+    int num_classes; // C >= 1
     wsml_head_kind head;
-    float alpha;          // BoostLU's boost factor (default 5); ignored by "linear"
-    int height, width;    // input size, each a positive multiple of 32
-    int max_batch;        // the largest batch forward() will be given
+    float alpha;       // BoostLU's boost factor (default 5); ignored by "linear"
+    int height, width; // input size, each a positive multiple of 32
+    int max_batch;     // the largest batch forward() will be given
 } wsml_net_config;
 
 // Defaults: ResNet-50, width 1, 1 class... (num_classes must be set), linear head,
@@ -69,8 +69,7 @@ typedef struct wsml_net wsml_net;
 // Parameters are uninitialised until wsml_net_init or wsml_net_load. Errors:
 // WSML_EARG naming the bad field (--arch, --width-mult, --num-classes, input size not a
 // multiple of 32, --batch), WSML_ENOMEM/WSML_EDEVICE with the bytes asked.
-int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out,
-                    wsml_err *err);
+int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out, wsml_err *err);
 void wsml_net_free(wsml_net *net); // NULL is a no-op
 const wsml_net_config *wsml_net_get_config(const wsml_net *net);
 
@@ -89,9 +88,9 @@ void wsml_net_init(wsml_net *net, uint32_t seed);
 void wsml_net_init_head(wsml_net *net, uint32_t seed);
 
 typedef enum {
-    WSML_NET_LOAD_ALL,       // every tensor, fc.* included, must be present and fit
-    WSML_NET_LOAD_BACKBONE,  // fc.* in the file are ignored (the caller initialised the
-                             // head: ImageNet weights for a C-class problem)
+    WSML_NET_LOAD_ALL,      // every tensor, fc.* included, must be present and fit
+    WSML_NET_LOAD_BACKBONE, // fc.* in the file are ignored (the caller initialised the
+                            // head: ImageNet weights for a C-class problem)
 } wsml_net_load_mode;
 
 // Loads tensors by torchvision name from safetensors (F32, or F16/BF16/F64 converted).
@@ -106,26 +105,26 @@ int wsml_net_load_st(wsml_net *net, const wsml_safetensors *st, wsml_net_load_mo
 // num_batches_tracked as I64 scalars) plus `extra` tensors of the caller (optimizer
 // state, label state; their names must not collide) into one safetensors file,
 // atomically (common/safetensors.h). metadata_json: an object of strings, or NULL.
-int wsml_net_save(wsml_net *net, const char *path, const wsml_tensor_view *extra,
-                  size_t num_extra, const char *metadata_json, wsml_err *err);
+int wsml_net_save(wsml_net *net, const char *path, const wsml_tensor_view *extra, size_t num_extra,
+                  const char *metadata_json, wsml_err *err);
 
 // ---- tensors ------------------------------------------------------------------------------
 
 typedef enum {
-    WSML_NET_PARAM,       // trained: in wsml_net_params(), with a gradient
-    WSML_NET_RUNNING,     // BN running_mean / running_var (F32), in wsml_net_buffers()
-    WSML_NET_COUNTER,     // BN num_batches_tracked (I64 scalar, kept on the host)
+    WSML_NET_PARAM,   // trained: in wsml_net_params(), with a gradient
+    WSML_NET_RUNNING, // BN running_mean / running_var (F32), in wsml_net_buffers()
+    WSML_NET_COUNTER, // BN num_batches_tracked (I64 scalar, kept on the host)
 } wsml_net_tensor_kind;
 
 typedef struct {
-    const char *name;      // torchvision name, e.g. "layer1.0.conv1.weight"
+    const char *name; // torchvision name, e.g. "layer1.0.conv1.weight"
     wsml_net_tensor_kind kind;
     int ndim;
-    int64_t shape[4];      // PyTorch's shape (OIHW for convolutions; () for counters)
-    size_t offset, count;  // element range in wsml_net_params()/grads() (PARAM) or
-                           // wsml_net_buffers() (RUNNING); count 1 for COUNTER
-    int is_head;           // fc.weight, fc.bias (the lr_mult group, SPEC §3)
-    int ohwi;              // stored as (O, KH, KW, I), a permutation of `shape`
+    int64_t shape[4];     // PyTorch's shape (OIHW for convolutions; () for counters)
+    size_t offset, count; // element range in wsml_net_params()/grads() (PARAM) or
+                          // wsml_net_buffers() (RUNNING); count 1 for COUNTER
+    int is_head;          // fc.weight, fc.bias (the lr_mult group, SPEC §3)
+    int ohwi;             // stored as (O, KH, KW, I), a permutation of `shape`
 } wsml_net_tensor_info;
 
 // All tensors in torchvision's state_dict order (params, running stats, counters).
@@ -166,8 +165,7 @@ typedef enum {
 // on the HOST, already normalised; logits land in a host array (wsml_net_logits).
 // Train mode needs more than one value per BN channel (n·h·w >= 2 at every layer),
 // as PyTorch: WSML_EARG otherwise.
-int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mode,
-                     wsml_err *err);
+int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mode, wsml_err *err);
 // (n, C) logits of the last forward, host memory owned by the net.
 const float *wsml_net_logits(const wsml_net *net);
 // Backpropagates dlogits (n, C, host) of the last TRAIN forward into the parameter

@@ -35,10 +35,10 @@ typedef struct {
     float *w, *dw, *gamma, *dgamma, *beta, *dbeta, *running_mean, *running_var;
     int64_t num_batches_tracked;
     // activations (device)
-    const float *x;        // input (n, in_h, in_w, I): another unit's a, or the image
-    float *y;              // conv output (n, out_h, out_w, O)
-    float *a;              // act(bn(y) + residual)
-    const float *residual; // NULL, the block input, or the downsample unit's a
+    const float *x;                 // input (n, in_h, in_w, I): another unit's a, or the image
+    float *y;                       // conv output (n, out_h, out_w, O)
+    float *a;                       // act(bn(y) + residual)
+    const float *residual;          // NULL, the block input, or the downsample unit's a
     float *save_mean, *save_invstd; // (O)
 } unit;
 
@@ -66,16 +66,16 @@ struct wsml_net {
     size_t num_params, num_backbone_params, num_buffer_floats;
     size_t fc_weight_tensor; // fc.bias follows
 
-    float *params, *grads, *buffers;  // device
+    float *params, *grads, *buffers; // device
     float *fc_w, *fc_dw, *fc_b, *fc_db;
-    float *activations;               // one device allocation, carved below
-    float *input;                     // (max_batch, H, W, 3)
-    float *pool_out;                  // stem maxpool output (n, H/4, W/4, base)
+    float *activations; // one device allocation, carved below
+    float *input;       // (max_batch, H, W, 3)
+    float *pool_out;    // stem maxpool output (n, H/4, W/4, base)
     int32_t *pool_argmax;
-    float *pooled, *dpooled;          // linear head (n, F)
-    float *cam, *dcam;                // (n, hw, C): BoostLU's CAM; dcam also CAM scratch
-    float *logits_dev, *dlogits_dev;  // (n, C)
-    float *grad_buf[5];               // scratch activation gradients, max_act each
+    float *pooled, *dpooled;         // linear head (n, F)
+    float *cam, *dcam;               // (n, hw, C): BoostLU's CAM; dcam also CAM scratch
+    float *logits_dev, *dlogits_dev; // (n, C)
+    float *grad_buf[5];              // scratch activation gradients, max_act each
     size_t max_act;
     float *logits_host;
 
@@ -101,7 +101,8 @@ static const char *const HEAD_NAMES[] = {"linear", "boostlu"};
 
 int wsml_arch_parse(const char *name) {
     for (int i = 0; i < 4; i++)
-        if (name && strcmp(name, ARCH_NAMES[i]) == 0) return i;
+        if (name && strcmp(name, ARCH_NAMES[i]) == 0)
+            return i;
     return -1;
 }
 const char *wsml_arch_name(wsml_arch arch) {
@@ -109,14 +110,17 @@ const char *wsml_arch_name(wsml_arch arch) {
 }
 int wsml_head_parse(const char *name) {
     for (int i = 0; i < 2; i++)
-        if (name && strcmp(name, HEAD_NAMES[i]) == 0) return i;
+        if (name && strcmp(name, HEAD_NAMES[i]) == 0)
+            return i;
     return -1;
 }
 const char *wsml_head_name(wsml_head_kind head) {
     return (unsigned)head < 2 ? HEAD_NAMES[head] : "?";
 }
 
-const wsml_net_config *wsml_net_get_config(const wsml_net *net) { return &net->cfg; }
+const wsml_net_config *wsml_net_get_config(const wsml_net *net) {
+    return &net->cfg;
+}
 
 // Blocks per stage and whether blocks are bottlenecks (torchvision resnet.py).
 static void arch_layout(wsml_arch arch, int blocks[4], int *bottleneck) {
@@ -129,8 +133,8 @@ static void arch_layout(wsml_arch arch, int blocks[4], int *bottleneck) {
 // ----------------------------------------------------------------------------
 // building
 
-static void set_conv(unit *u, int in_c, int out_c, int in_h, int in_w, int k, int stride,
-                     int pad, int max_batch) {
+static void set_conv(unit *u, int in_c, int out_c, int in_h, int in_w, int k, int stride, int pad,
+                     int max_batch) {
     wsml_conv_desc *d = &u->conv;
     memset(d, 0, sizeof(*d));
     d->in_channels = in_c;
@@ -152,8 +156,8 @@ static size_t act_size(const unit *u, int n) {
 // Adds a tensor to the list (state_dict order). Offsets: params / buffers / counters.
 static size_t add_tensor(wsml_net *net, const char *prefix, const char *suffix,
                          wsml_net_tensor_kind kind, int ndim, const int64_t *shape,
-                         size_t *param_off, size_t *buf_off, size_t *counter_off,
-                         int is_head, int ohwi) {
+                         size_t *param_off, size_t *buf_off, size_t *counter_off, int is_head,
+                         int ohwi) {
     size_t i = net->num_tensors++;
     wsml_net_tensor_info *t = &net->tensors[i];
     snprintf(net->names[i], sizeof(net->names[i]), "%s.%s", prefix, suffix);
@@ -185,15 +189,13 @@ static void add_unit_tensors(wsml_net *net, unit *u, size_t *po, size_t *bo, siz
     const wsml_conv_desc *d = &u->conv;
     int64_t wshape[4] = {d->out_channels, d->in_channels, d->kernel_h, d->kernel_w};
     int64_t cshape[1] = {d->out_channels};
-    u->first_tensor =
-        add_tensor(net, u->conv_name, "weight", WSML_NET_PARAM, 4, wshape, po, bo, co, 0,
-                   d->kernel_h * d->kernel_w > 1 ? 1 : 0);
+    u->first_tensor = add_tensor(net, u->conv_name, "weight", WSML_NET_PARAM, 4, wshape, po, bo, co,
+                                 0, d->kernel_h * d->kernel_w > 1 ? 1 : 0);
     add_tensor(net, u->bn_name, "weight", WSML_NET_PARAM, 1, cshape, po, bo, co, 0, 0);
     add_tensor(net, u->bn_name, "bias", WSML_NET_PARAM, 1, cshape, po, bo, co, 0, 0);
     add_tensor(net, u->bn_name, "running_mean", WSML_NET_RUNNING, 1, cshape, po, bo, co, 0, 0);
     add_tensor(net, u->bn_name, "running_var", WSML_NET_RUNNING, 1, cshape, po, bo, co, 0, 0);
-    add_tensor(net, u->bn_name, "num_batches_tracked", WSML_NET_COUNTER, 0, NULL, po, bo, co, 0,
-               0);
+    add_tensor(net, u->bn_name, "num_batches_tracked", WSML_NET_COUNTER, 0, NULL, po, bo, co, 0, 0);
 }
 
 // Assigns (base != NULL) or just measures the activation block; returns its floats.
@@ -201,10 +203,11 @@ static size_t layout_activations(wsml_net *net, float *base) {
     size_t off = 0;
     const int B = net->cfg.max_batch, C = net->cfg.num_classes;
     const size_t hw = (size_t)net->feat_h * net->feat_w;
-#define CARVE(ptr, type, count)                                                                \
-    do {                                                                                       \
-        if (base) ptr = (type *)(base + off);                                                  \
-        off += ((size_t)(count) + 15) / 16 * 16;                                               \
+#define CARVE(ptr, type, count)                                                                    \
+    do {                                                                                           \
+        if (base)                                                                                  \
+            ptr = (type *)(base + off);                                                            \
+        off += ((size_t)(count) + 15) / 16 * 16;                                                   \
     } while (0)
     CARVE(net->input, float, (size_t)B * net->cfg.height * net->cfg.width * 3);
     for (int i = 0; i < net->num_units; i++) {
@@ -219,11 +222,12 @@ static size_t layout_activations(wsml_net *net, float *base) {
     CARVE(net->pool_argmax, int32_t, pool_size);
     CARVE(net->pooled, float, (size_t)B * net->feat_dim);
     CARVE(net->dpooled, float, (size_t)B * net->feat_dim);
-    CARVE(net->cam, float, (size_t)B * hw * C);
-    CARVE(net->dcam, float, (size_t)B * hw * C);
-    CARVE(net->logits_dev, float, (size_t)B * C);
-    CARVE(net->dlogits_dev, float, (size_t)B * C);
-    for (int g = 0; g < 5; g++) CARVE(net->grad_buf[g], float, net->max_act);
+    CARVE(net->cam, float, (size_t)B *hw *C);
+    CARVE(net->dcam, float, (size_t)B *hw *C);
+    CARVE(net->logits_dev, float, (size_t)B *C);
+    CARVE(net->dlogits_dev, float, (size_t)B *C);
+    for (int g = 0; g < 5; g++)
+        CARVE(net->grad_buf[g], float, net->max_act);
 #undef CARVE
     return off;
 }
@@ -234,7 +238,8 @@ static int build(wsml_net *net, wsml_err *err) {
     arch_layout(cfg->arch, stage_blocks, &bottleneck);
     const int expansion = bottleneck ? 4 : 1, B = cfg->max_batch;
     int total_blocks = 0;
-    for (int s = 0; s < 4; s++) total_blocks += stage_blocks[s];
+    for (int s = 0; s < 4; s++)
+        total_blocks += stage_blocks[s];
     int max_units = 1 + total_blocks * (bottleneck ? 3 : 2) + 4;
     net->units = calloc((size_t)max_units, sizeof(unit));
     net->blocks = calloc((size_t)total_blocks, sizeof(block));
@@ -280,14 +285,17 @@ static int build(wsml_net *net, wsml_err *err) {
                 snprintf(u->bn_name, NAME_MAX_LEN, "%s.bn%d", prefix, k + 1);
                 u->relu = 1;
                 if (bottleneck) {
-                    if (k == 0) set_conv(u, in_c, planes, h, w, 1, 1, 0, B);
-                    if (k == 1) set_conv(u, planes, planes, h, w, 3, stride, 1, B);
-                    if (k == 2) set_conv(u, planes, out_c, u[-1].conv.out_h, u[-1].conv.out_w, 1,
-                                         1, 0, B);
+                    if (k == 0)
+                        set_conv(u, in_c, planes, h, w, 1, 1, 0, B);
+                    if (k == 1)
+                        set_conv(u, planes, planes, h, w, 3, stride, 1, B);
+                    if (k == 2)
+                        set_conv(u, planes, out_c, u[-1].conv.out_h, u[-1].conv.out_w, 1, 1, 0, B);
                 } else {
-                    if (k == 0) set_conv(u, in_c, planes, h, w, 3, stride, 1, B);
-                    if (k == 1) set_conv(u, planes, planes, u[-1].conv.out_h, u[-1].conv.out_w,
-                                         3, 1, 1, B);
+                    if (k == 0)
+                        set_conv(u, in_c, planes, h, w, 3, stride, 1, B);
+                    if (k == 1)
+                        set_conv(u, planes, planes, u[-1].conv.out_h, u[-1].conv.out_w, 3, 1, 1, B);
                 }
                 add_unit_tensors(net, u, &po, &bo, &co);
             }
@@ -321,9 +329,11 @@ static int build(wsml_net *net, wsml_err *err) {
     stem->x = NULL; // set per forward to net->input
     net->max_act = 0;
     for (int i = 0; i < net->num_units; i++)
-        if (act_size(&net->units[i], B) > net->max_act) net->max_act = act_size(&net->units[i], B);
+        if (act_size(&net->units[i], B) > net->max_act)
+            net->max_act = act_size(&net->units[i], B);
     size_t pool_size = (size_t)B * net->pool.out_h * net->pool.out_w * base;
-    if (pool_size > net->max_act) net->max_act = pool_size;
+    if (pool_size > net->max_act)
+        net->max_act = pool_size;
     return 0;
 }
 
@@ -371,8 +381,7 @@ static void point_params(wsml_net *net) {
     net->fc_db = net->grads + fc[1].offset;
 }
 
-int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out,
-                    wsml_err *err) {
+int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out, wsml_err *err) {
     *out = NULL;
     if ((unsigned)cfg->arch > WSML_ARCH_RESNET101)
         return wsml_errf(err, WSML_EARG, "--arch: unknown architecture %d", (int)cfg->arch);
@@ -380,8 +389,7 @@ int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out
         return wsml_errf(err, WSML_EARG, "--width-mult %g: expected a value in (0, 64]",
                          cfg->width_mult);
     if (cfg->num_classes < 1)
-        return wsml_errf(err, WSML_EARG, "--num-classes %d: expected at least 1",
-                         cfg->num_classes);
+        return wsml_errf(err, WSML_EARG, "--num-classes %d: expected at least 1", cfg->num_classes);
     if ((unsigned)cfg->head > WSML_HEAD_BOOSTLU)
         return wsml_errf(err, WSML_EARG, "--head: unknown head %d", (int)cfg->head);
     if (cfg->height < 32 || cfg->width < 32 || cfg->height % 32 || cfg->width % 32 ||
@@ -396,13 +404,15 @@ int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out
         return wsml_errf(err, WSML_EARG, "--alpha %g: not a finite number", cfg->alpha);
 
     wsml_net *net = calloc(1, sizeof(*net));
-    if (!net) return wsml_errf(err, WSML_ENOMEM, "network: out of memory");
+    if (!net)
+        return wsml_errf(err, WSML_ENOMEM, "network: out of memory");
     net->cfg = *cfg;
     net->be = be;
     long base = lround(64.0 * cfg->width_mult);
     net->base_width = base < 1 ? 1 : (int)base;
     int rc = build(net, err);
-    if (rc) goto fail;
+    if (rc)
+        goto fail;
 
     size_t act_floats = layout_activations(net, NULL);
     struct {
@@ -417,8 +427,8 @@ int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out
         if (!*allocs[i].ptr) {
             rc = wsml_errf(err, be->err.code ? be->err.code : WSML_ENOMEM,
                            "network %s: cannot allocate %zu MiB of %s memory (%s)",
-                           wsml_arch_name(cfg->arch),
-                           allocs[i].floats * sizeof(float) >> 20, be->name, be->err.msg);
+                           wsml_arch_name(cfg->arch), allocs[i].floats * sizeof(float) >> 20,
+                           be->name, be->err.msg);
             goto fail;
         }
     }
@@ -449,10 +459,12 @@ fail:
 }
 
 void wsml_net_free(wsml_net *net) {
-    if (!net) return;
+    if (!net)
+        return;
     wsml_backend *be = net->be;
     if (net->units)
-        for (int i = 0; i < net->num_units; i++) be->conv_release(be, &net->units[i].conv);
+        for (int i = 0; i < net->num_units; i++)
+            be->conv_release(be, &net->units[i].conv);
     be->free(be, net->params);
     be->free(be, net->grads);
     be->free(be, net->buffers);
@@ -468,21 +480,36 @@ void wsml_net_free(wsml_net *net) {
 // ----------------------------------------------------------------------------
 // tensors
 
-size_t wsml_net_num_tensors(const wsml_net *net) { return net->num_tensors; }
+size_t wsml_net_num_tensors(const wsml_net *net) {
+    return net->num_tensors;
+}
 const wsml_net_tensor_info *wsml_net_tensor(const wsml_net *net, size_t i) {
     return i < net->num_tensors ? &net->tensors[i] : NULL;
 }
 int64_t wsml_net_find_tensor(const wsml_net *net, const char *name) {
     for (size_t i = 0; i < net->num_tensors; i++)
-        if (strcmp(net->tensors[i].name, name) == 0) return (int64_t)i;
+        if (strcmp(net->tensors[i].name, name) == 0)
+            return (int64_t)i;
     return -1;
 }
-float *wsml_net_params(wsml_net *net) { return net->params; }
-float *wsml_net_grads(wsml_net *net) { return net->grads; }
-float *wsml_net_buffers(wsml_net *net) { return net->buffers; }
-size_t wsml_net_num_params(const wsml_net *net) { return net->num_params; }
-size_t wsml_net_num_backbone_params(const wsml_net *net) { return net->num_backbone_params; }
-size_t wsml_net_num_buffer_floats(const wsml_net *net) { return net->num_buffer_floats; }
+float *wsml_net_params(wsml_net *net) {
+    return net->params;
+}
+float *wsml_net_grads(wsml_net *net) {
+    return net->grads;
+}
+float *wsml_net_buffers(wsml_net *net) {
+    return net->buffers;
+}
+size_t wsml_net_num_params(const wsml_net *net) {
+    return net->num_params;
+}
+size_t wsml_net_num_backbone_params(const wsml_net *net) {
+    return net->num_backbone_params;
+}
+size_t wsml_net_num_buffer_floats(const wsml_net *net) {
+    return net->num_buffer_floats;
+}
 
 // OHWI <-> OIHW for a conv weight tensor; a plain copy otherwise.
 void wsml_net_to_torch_layout(const wsml_net *net, size_t i, const float *src, float *dst) {
@@ -521,17 +548,19 @@ static int64_t *counter_of(wsml_net *net, size_t i) {
 }
 
 static float *device_base(wsml_net *net, const wsml_net_tensor_info *t, int grad) {
-    if (t->kind == WSML_NET_PARAM) return (grad ? net->grads : net->params) + t->offset;
+    if (t->kind == WSML_NET_PARAM)
+        return (grad ? net->grads : net->params) + t->offset;
     return net->buffers + t->offset;
 }
 
-static int read_floats(wsml_net *net, size_t i, const float *dev, float *host_dst,
-                       wsml_err *err) {
+static int read_floats(wsml_net *net, size_t i, const float *dev, float *host_dst, wsml_err *err) {
     const wsml_net_tensor_info *t = &net->tensors[i];
     float *tmp = malloc(t->count * sizeof(float));
-    if (!tmp) return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->name);
+    if (!tmp)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->name);
     int rc = net->be->copy_to_host(net->be, tmp, dev, t->count * sizeof(float));
-    if (rc == 0) rc = net->be->synchronize(net->be);
+    if (rc == 0)
+        rc = net->be->synchronize(net->be);
     if (rc) {
         free(tmp);
         return wsml_errf(err, rc, "%s: %s", t->name, net->be->err.msg);
@@ -542,7 +571,8 @@ static int read_floats(wsml_net *net, size_t i, const float *dev, float *host_ds
 }
 
 int wsml_net_read_tensor(wsml_net *net, size_t i, void *host_dst, wsml_err *err) {
-    if (i >= net->num_tensors) return wsml_errf(err, WSML_EARG, "tensor index %zu", i);
+    if (i >= net->num_tensors)
+        return wsml_errf(err, WSML_EARG, "tensor index %zu", i);
     const wsml_net_tensor_info *t = &net->tensors[i];
     if (t->kind == WSML_NET_COUNTER) {
         *(int64_t *)host_dst = *counter_of(net, i);
@@ -558,20 +588,24 @@ int wsml_net_read_grad(wsml_net *net, size_t i, float *host_dst, wsml_err *err) 
 }
 
 int wsml_net_write_tensor(wsml_net *net, size_t i, const void *host_src, wsml_err *err) {
-    if (i >= net->num_tensors) return wsml_errf(err, WSML_EARG, "tensor index %zu", i);
+    if (i >= net->num_tensors)
+        return wsml_errf(err, WSML_EARG, "tensor index %zu", i);
     const wsml_net_tensor_info *t = &net->tensors[i];
     if (t->kind == WSML_NET_COUNTER) {
         *counter_of(net, i) = *(const int64_t *)host_src;
         return 0;
     }
     float *tmp = malloc(t->count * sizeof(float));
-    if (!tmp) return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->name);
+    if (!tmp)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->name);
     wsml_net_from_torch_layout(net, i, host_src, tmp);
-    int rc = net->be->copy_to_device(net->be, device_base(net, t, 0), tmp,
-                                     t->count * sizeof(float));
-    if (rc == 0) rc = net->be->synchronize(net->be);
+    int rc =
+        net->be->copy_to_device(net->be, device_base(net, t, 0), tmp, t->count * sizeof(float));
+    if (rc == 0)
+        rc = net->be->synchronize(net->be);
     free(tmp);
-    if (rc) return wsml_errf(err, rc, "%s: %s", t->name, net->be->err.msg);
+    if (rc)
+        return wsml_errf(err, rc, "%s: %s", t->name, net->be->err.msg);
     return 0;
 }
 
@@ -594,11 +628,12 @@ static int init_tensor(wsml_net *net, size_t i, wsml_rng *rng, float *tmp, wsml_
     } else if (t->ndim == 4) {
         // kaiming_normal_(mode="fan_out", nonlinearity="relu"): std = sqrt(2 / fan_out)
         double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
-        for (size_t k = 0; k < t->count; k++) tmp[k] = (float)(std * wsml_rng_normal(rng));
+        for (size_t k = 0; k < t->count; k++)
+            tmp[k] = (float)(std * wsml_rng_normal(rng));
     } else {
-        float v = (strcmp(leaf, "weight") == 0 || strcmp(leaf, "running_var") == 0) ? 1.0f
-                                                                                   : 0.0f;
-        for (size_t k = 0; k < t->count; k++) tmp[k] = v;
+        float v = (strcmp(leaf, "weight") == 0 || strcmp(leaf, "running_var") == 0) ? 1.0f : 0.0f;
+        for (size_t k = 0; k < t->count; k++)
+            tmp[k] = v;
     }
     return wsml_net_write_tensor(net, i, tmp, err);
 }
@@ -608,11 +643,14 @@ static int init_range(wsml_net *net, size_t first, size_t end, uint32_t seed, ws
     wsml_rng_seed(&rng, seed);
     size_t max_count = 0;
     for (size_t i = first; i < end; i++)
-        if (net->tensors[i].count > max_count) max_count = net->tensors[i].count;
+        if (net->tensors[i].count > max_count)
+            max_count = net->tensors[i].count;
     float *tmp = malloc(max_count * sizeof(float));
-    if (!tmp) return wsml_errf(err, WSML_ENOMEM, "initialising weights: out of memory");
+    if (!tmp)
+        return wsml_errf(err, WSML_ENOMEM, "initialising weights: out of memory");
     int rc = 0;
-    for (size_t i = first; i < end && rc == 0; i++) rc = init_tensor(net, i, &rng, tmp, err);
+    for (size_t i = first; i < end && rc == 0; i++)
+        rc = init_tensor(net, i, &rng, tmp, err);
     free(tmp);
     return rc;
 }
@@ -634,22 +672,25 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) 
     size_t len = 0;
     len += (size_t)snprintf(buf + len, cap - len, "[");
     for (int d = 0; d < ndim && len < cap; d++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", d ? ", " : "",
-                                (long long)shape[d]);
-    if (len < cap) snprintf(buf + len, cap - len, "]");
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
 }
 
 int wsml_net_load_st(wsml_net *net, const wsml_safetensors *st, wsml_net_load_mode mode,
                      wsml_err *err) {
     size_t max_count = 0;
     for (size_t i = 0; i < net->num_tensors; i++)
-        if (net->tensors[i].count > max_count) max_count = net->tensors[i].count;
+        if (net->tensors[i].count > max_count)
+            max_count = net->tensors[i].count;
     float *tmp = malloc(max_count * sizeof(float));
-    if (!tmp) return wsml_errf(err, WSML_ENOMEM, "loading weights: out of memory");
+    if (!tmp)
+        return wsml_errf(err, WSML_ENOMEM, "loading weights: out of memory");
     int rc = 0;
     for (size_t i = 0; i < net->num_tensors && rc == 0; i++) {
         const wsml_net_tensor_info *t = &net->tensors[i];
-        if (t->is_head && mode == WSML_NET_LOAD_BACKBONE) continue;
+        if (t->is_head && mode == WSML_NET_LOAD_BACKBONE)
+            continue;
         const wsml_tensor_view *v = wsml_st_find(st, t->name);
         if (t->kind == WSML_NET_COUNTER) {
             int64_t value = 0;
@@ -684,17 +725,19 @@ int wsml_net_load_st(wsml_net *net, const wsml_safetensors *st, wsml_net_load_mo
             shape[2] = shape[3] = 1;
         }
         int same = v->ndim == ndim;
-        for (int d = 0; same && d < ndim; d++) same = v->shape[d] == shape[d];
+        for (int d = 0; same && d < ndim; d++)
+            same = v->shape[d] == shape[d];
         if (!same) {
             char have[96], want[96];
             format_shape(have, sizeof(have), v->ndim, v->shape);
             format_shape(want, sizeof(want), t->ndim, t->shape);
-            rc = wsml_errf(err, WSML_EFORMAT, "tensor %s has shape %s, expected %s", t->name,
-                           have, want);
+            rc = wsml_errf(err, WSML_EFORMAT, "tensor %s has shape %s, expected %s", t->name, have,
+                           want);
             break;
         }
         rc = wsml_st_get_f32(st, t->name, ndim, shape, tmp, err);
-        if (rc == 0) rc = wsml_net_write_tensor(net, i, tmp, err);
+        if (rc == 0)
+            rc = wsml_net_write_tensor(net, i, tmp, err);
     }
     free(tmp);
     return rc;
@@ -703,15 +746,17 @@ int wsml_net_load_st(wsml_net *net, const wsml_safetensors *st, wsml_net_load_mo
 int wsml_net_load(wsml_net *net, const char *path, wsml_net_load_mode mode, wsml_err *err) {
     wsml_safetensors st;
     int rc = wsml_st_read(path, &st, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = wsml_net_load_st(net, &st, mode, err);
     wsml_st_free(&st);
-    if (rc) wsml_err_prefix(err, "%s", path);
+    if (rc)
+        wsml_err_prefix(err, "%s", path);
     return rc;
 }
 
-int wsml_net_save(wsml_net *net, const char *path, const wsml_tensor_view *extra,
-                  size_t num_extra, const char *metadata_json, wsml_err *err) {
+int wsml_net_save(wsml_net *net, const char *path, const wsml_tensor_view *extra, size_t num_extra,
+                  const char *metadata_json, wsml_err *err) {
     size_t n = net->num_tensors, nviews = n + num_extra;
     for (size_t e = 0; e < num_extra; e++)
         if (wsml_net_find_tensor(net, extra[e].name) >= 0)
@@ -742,13 +787,15 @@ int wsml_net_save(wsml_net *net, const char *path, const wsml_tensor_view *extra
         } else {
             float *dst = floats + fpos;
             fpos += t->count;
-            if ((rc = wsml_net_read_tensor(net, i, dst, err)) != 0) goto done;
+            if ((rc = wsml_net_read_tensor(net, i, dst, err)) != 0)
+                goto done;
             v->dtype = WSML_DT_F32;
             v->data = dst;
             v->nbytes = t->count * sizeof(float);
         }
     }
-    for (size_t e = 0; e < num_extra; e++) views[n + e] = extra[e];
+    for (size_t e = 0; e < num_extra; e++)
+        views[n + e] = extra[e];
     rc = wsml_st_write(path, views, nviews, metadata_json, err);
 done:
     free(views);
@@ -760,10 +807,11 @@ done:
 // ----------------------------------------------------------------------------
 // forward
 
-#define BE(call, layer)                                                                        \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        if (rc_) return wsml_errf(err, rc_, "%s: %s", (layer), net->be->err.msg);             \
+#define BE(call, layer)                                                                            \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_)                                                                                   \
+            return wsml_errf(err, rc_, "%s: %s", (layer), net->be->err.msg);                       \
     } while (0)
 
 // conv → BN (+ residual) (+ ReLU) for n images.
@@ -778,21 +826,20 @@ static int unit_forward(wsml_net *net, unit *u, int n, int train, wsml_err *err)
                              "%s: expected more than 1 value per channel when training "
                              "(batch %d of %dx%d positions)",
                              u->bn_name, n, u->conv.out_h, u->conv.out_w);
-        BE(be->bn_forward_train(be, C, rows, u->a, u->y, u->gamma, u->beta, u->residual,
-                                u->relu, u->running_mean, u->running_var, u->save_mean,
-                                u->save_invstd, BN_MOMENTUM, BN_EPS),
+        BE(be->bn_forward_train(be, C, rows, u->a, u->y, u->gamma, u->beta, u->residual, u->relu,
+                                u->running_mean, u->running_var, u->save_mean, u->save_invstd,
+                                BN_MOMENTUM, BN_EPS),
            u->bn_name);
         u->num_batches_tracked++;
     } else {
-        BE(be->bn_forward_eval(be, C, rows, u->a, u->y, u->gamma, u->beta, u->residual,
-                               u->relu, u->running_mean, u->running_var, BN_EPS),
+        BE(be->bn_forward_eval(be, C, rows, u->a, u->y, u->gamma, u->beta, u->residual, u->relu,
+                               u->running_mean, u->running_var, BN_EPS),
            u->bn_name);
     }
     return 0;
 }
 
-int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mode,
-                     wsml_err *err) {
+int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mode, wsml_err *err) {
     wsml_backend *be = net->be;
     const wsml_net_config *cfg = &net->cfg;
     if (n < 1 || n > cfg->max_batch)
@@ -806,7 +853,8 @@ int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mod
                           (size_t)n * cfg->height * cfg->width * 3 * sizeof(float)),
        "input");
     int rc = unit_forward(net, &net->units[0], n, train, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     BE(be->maxpool_forward(be, &net->pool, n, net->pool_out, net->units[0].a, net->pool_argmax),
        "maxpool");
     for (int b = 0; b < net->num_blocks; b++) {
@@ -831,8 +879,7 @@ int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mod
         BE(be->bias_add(be, n, C, net->logits_dev, net->fc_b), "fc");
     } else {
         // cam = 1x1 conv with fc's weights: (n·hw, F) · (C, F)^T + b; then BoostLU (SPEC §2)
-        BE(be->gemm(be, 0, 1, n * hw, C, F, 1.0f, feats, F, net->fc_w, F, 0.0f, net->cam, C),
-           "fc");
+        BE(be->gemm(be, 0, 1, n * hw, C, F, 1.0f, feats, F, net->fc_w, F, 0.0f, net->cam, C), "fc");
         BE(be->bias_add(be, (int64_t)n * hw, C, net->cam, net->fc_b), "fc");
         BE(be->boostlu_forward(be, n, hw, C, cfg->alpha, net->logits_dev, net->cam), "boostlu");
     }
@@ -843,7 +890,9 @@ int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mod
     return 0;
 }
 
-const float *wsml_net_logits(const wsml_net *net) { return net->logits_host; }
+const float *wsml_net_logits(const wsml_net *net) {
+    return net->logits_host;
+}
 
 // ----------------------------------------------------------------------------
 // backward
@@ -854,7 +903,8 @@ static int unit_conv_backward(wsml_net *net, unit *u, int n, const float *dy, fl
                               int accumulate, wsml_err *err) {
     wsml_backend *be = net->be;
     BE(be->conv_backward_filter(be, &u->conv, n, u->dw, dy, u->x), u->conv_name);
-    if (dx) BE(be->conv_backward_data(be, &u->conv, n, dx, dy, u->w, accumulate), u->conv_name);
+    if (dx)
+        BE(be->conv_backward_data(be, &u->conv, n, dx, dy, u->w, accumulate), u->conv_name);
     return 0;
 }
 
@@ -871,8 +921,8 @@ static int unit_bn_backward(wsml_net *net, unit *u, int n, const float *dy, floa
 // dout: gradient of the block output; din receives the gradient of the block input.
 // t1, t2, r: scratch (t1/t2 alternate along the main path, r holds the residual branch's
 // gradient when there is a downsample unit).
-static int block_backward(wsml_net *net, block *bk, int n, const float *dout, float *din,
-                          float *t1, float *t2, float *r, wsml_err *err) {
+static int block_backward(wsml_net *net, block *bk, int n, const float *dout, float *din, float *t1,
+                          float *t2, float *r, wsml_err *err) {
     int rc;
     unit *first = &net->units[bk->first_unit];
     unit *ds = bk->downsample >= 0 ? &net->units[bk->downsample] : NULL;
@@ -880,17 +930,21 @@ static int block_backward(wsml_net *net, block *bk, int n, const float *dout, fl
     for (int k = bk->num_units - 1; k >= 0; k--) {
         unit *u = first + k;
         float *dres = k == bk->num_units - 1 ? (ds ? r : din) : NULL;
-        if ((rc = unit_bn_backward(net, u, n, dy, t1, dres, err)) != 0) return rc;
+        if ((rc = unit_bn_backward(net, u, n, dy, t1, dres, err)) != 0)
+            return rc;
         if (k > 0) {
-            if ((rc = unit_conv_backward(net, u, n, t1, t2, 0, err)) != 0) return rc;
+            if ((rc = unit_conv_backward(net, u, n, t1, t2, 0, err)) != 0)
+                return rc;
             dy = t2;
         }
     }
     // t1 = gradient of the first unit's conv output. The downsample branch writes din
     // first (its BN backward uses t2, free now), then the main branch adds to it.
     if (ds) {
-        if ((rc = unit_bn_backward(net, ds, n, r, t2, NULL, err)) != 0) return rc;
-        if ((rc = unit_conv_backward(net, ds, n, t2, din, 0, err)) != 0) return rc;
+        if ((rc = unit_bn_backward(net, ds, n, r, t2, NULL, err)) != 0)
+            return rc;
+        if ((rc = unit_conv_backward(net, ds, n, t2, din, 0, err)) != 0)
+            return rc;
     }
     return unit_conv_backward(net, first, n, t1, din, 1, err);
 }
@@ -906,16 +960,16 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
     const float *feats = net->blocks[net->num_blocks - 1].out;
     float *gout = net->grad_buf[0], *gin = net->grad_buf[1];
     int rc;
-    BE(be->copy_to_device(be, net->dlogits_dev, dlogits, (size_t)n * C * sizeof(float)),
-       "dlogits");
+    BE(be->copy_to_device(be, net->dlogits_dev, dlogits, (size_t)n * C * sizeof(float)), "dlogits");
     if (cfg->head == WSML_HEAD_LINEAR) {
-        BE(be->gemm(be, 1, 0, C, F, n, 1.0f, net->dlogits_dev, C, net->pooled, F, 1.0f,
-                    net->fc_dw, F),
+        BE(be->gemm(be, 1, 0, C, F, n, 1.0f, net->dlogits_dev, C, net->pooled, F, 1.0f, net->fc_dw,
+                    F),
            "fc");
         BE(be->bias_backward(be, n, C, net->fc_db, net->dlogits_dev), "fc");
-        if (net->frozen) goto done; // LinearInit: only the head learns
-        BE(be->gemm(be, 0, 0, n, F, C, 1.0f, net->dlogits_dev, C, net->fc_w, F, 0.0f,
-                    net->dpooled, F),
+        if (net->frozen)
+            goto done; // LinearInit: only the head learns
+        BE(be->gemm(be, 0, 0, n, F, C, 1.0f, net->dlogits_dev, C, net->fc_w, F, 0.0f, net->dpooled,
+                    F),
            "fc");
         BE(be->avgpool_backward(be, n, hw, F, gout, net->dpooled), "avgpool");
     } else {
@@ -924,14 +978,15 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
         BE(be->gemm(be, 1, 0, C, F, n * hw, 1.0f, net->dcam, C, feats, F, 1.0f, net->fc_dw, F),
            "fc");
         BE(be->bias_backward(be, (int64_t)n * hw, C, net->fc_db, net->dcam), "fc");
-        if (net->frozen) goto done; // LinearInit: only the head learns
-        BE(be->gemm(be, 0, 0, n * hw, F, C, 1.0f, net->dcam, C, net->fc_w, F, 0.0f, gout, F),
-           "fc");
+        if (net->frozen)
+            goto done; // LinearInit: only the head learns
+        BE(be->gemm(be, 0, 0, n * hw, F, C, 1.0f, net->dcam, C, net->fc_w, F, 0.0f, gout, F), "fc");
     }
     for (int b = net->num_blocks - 1; b >= 0; b--) {
-        rc = block_backward(net, &net->blocks[b], n, gout, gin, net->grad_buf[2],
-                            net->grad_buf[3], net->grad_buf[4], err);
-        if (rc) return rc;
+        rc = block_backward(net, &net->blocks[b], n, gout, gin, net->grad_buf[2], net->grad_buf[3],
+                            net->grad_buf[4], err);
+        if (rc)
+            return rc;
         float *tmp = gout;
         gout = gin;
         gin = tmp;
@@ -939,11 +994,12 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
     // stem: gout = gradient of the maxpool output
     unit *stem = &net->units[0];
     float *t1 = net->grad_buf[2], *t2 = net->grad_buf[3];
-    BE(be->maxpool_backward(be, &net->pool, n, t2, gout, stem->a, net->pool_out,
-                            net->pool_argmax),
+    BE(be->maxpool_backward(be, &net->pool, n, t2, gout, stem->a, net->pool_out, net->pool_argmax),
        "maxpool");
-    if ((rc = unit_bn_backward(net, stem, n, t2, t1, NULL, err)) != 0) return rc;
-    if ((rc = unit_conv_backward(net, stem, n, t1, NULL, 0, err)) != 0) return rc;
+    if ((rc = unit_bn_backward(net, stem, n, t2, t1, NULL, err)) != 0)
+        return rc;
+    if ((rc = unit_conv_backward(net, stem, n, t1, NULL, 0, err)) != 0)
+        return rc;
 done:
     BE(be->synchronize(be), "backward");
     return 0;
@@ -954,20 +1010,28 @@ int wsml_net_zero_grad(wsml_net *net, wsml_err *err) {
     return 0;
 }
 
-void wsml_net_set_frozen_backbone(wsml_net *net, int frozen) { net->frozen = frozen != 0; }
-int wsml_net_frozen_backbone(const wsml_net *net) { return net->frozen; }
+void wsml_net_set_frozen_backbone(wsml_net *net, int frozen) {
+    net->frozen = frozen != 0;
+}
+int wsml_net_frozen_backbone(const wsml_net *net) {
+    return net->frozen;
+}
 
 // ----------------------------------------------------------------------------
 // features and CAM
 
 void wsml_net_feature_shape(const wsml_net *net, int *h, int *w, int *F) {
-    if (h) *h = net->feat_h;
-    if (w) *w = net->feat_w;
-    if (F) *F = net->feat_dim;
+    if (h)
+        *h = net->feat_h;
+    if (w)
+        *w = net->feat_w;
+    if (F)
+        *F = net->feat_dim;
 }
 
 int wsml_net_read_features(wsml_net *net, float *host_dst, wsml_err *err) {
-    if (net->last_n < 1) return wsml_errf(err, WSML_ESTATE, "features: no forward yet");
+    if (net->last_n < 1)
+        return wsml_errf(err, WSML_ESTATE, "features: no forward yet");
     size_t count = (size_t)net->last_n * net->feat_h * net->feat_w * net->feat_dim;
     BE(net->be->copy_to_host(net->be, host_dst, net->blocks[net->num_blocks - 1].out,
                              count * sizeof(float)),
@@ -977,18 +1041,20 @@ int wsml_net_read_features(wsml_net *net, float *host_dst, wsml_err *err) {
 }
 
 int wsml_net_cam(wsml_net *net, float *host_dst, wsml_err *err) {
-    if (net->last_n < 1) return wsml_errf(err, WSML_ESTATE, "cam: no forward yet");
+    if (net->last_n < 1)
+        return wsml_errf(err, WSML_ESTATE, "cam: no forward yet");
     wsml_backend *be = net->be;
     const int n = net->last_n, C = net->cfg.num_classes, F = net->feat_dim;
     const int hw = net->feat_h * net->feat_w;
     const float *feats = net->blocks[net->num_blocks - 1].out;
     // dcam is free outside backward: (n·hw, C) = features · fc.weight^T, no bias
-    BE(be->gemm(be, 0, 1, n * hw, C, F, 1.0f, feats, F, net->fc_w, F, 0.0f, net->dcam, C),
-       "cam");
+    BE(be->gemm(be, 0, 1, n * hw, C, F, 1.0f, feats, F, net->fc_w, F, 0.0f, net->dcam, C), "cam");
     float *tmp = malloc((size_t)n * hw * C * sizeof(float));
-    if (!tmp) return wsml_errf(err, WSML_ENOMEM, "cam: out of memory");
+    if (!tmp)
+        return wsml_errf(err, WSML_ENOMEM, "cam: out of memory");
     int rc = be->copy_to_host(be, tmp, net->dcam, (size_t)n * hw * C * sizeof(float));
-    if (rc == 0) rc = be->synchronize(be);
+    if (rc == 0)
+        rc = be->synchronize(be);
     if (rc) {
         free(tmp);
         return wsml_errf(err, rc, "cam: %s", be->err.msg);
@@ -1004,9 +1070,10 @@ int wsml_net_cam(wsml_net *net, float *host_dst, wsml_err *err) {
 // ----------------------------------------------------------------------------
 // inspection
 
-static int copy_out(wsml_net *net, const char *what, const void *src, size_t count,
-                    size_t elem, void *host_dst, size_t cap, size_t *count_out, wsml_err *err) {
-    if (count_out) *count_out = count;
+static int copy_out(wsml_net *net, const char *what, const void *src, size_t count, size_t elem,
+                    void *host_dst, size_t cap, size_t *count_out, wsml_err *err) {
+    if (count_out)
+        *count_out = count;
     if (count > cap)
         return wsml_errf(err, WSML_EARG, "%s: %zu values do not fit in %zu", what, count, cap);
     BE(net->be->copy_to_host(net->be, host_dst, src, count * elem), what);
@@ -1017,7 +1084,8 @@ static int copy_out(wsml_net *net, const char *what, const void *src, size_t cou
 int wsml_net_read_activation(wsml_net *net, const char *name, float *host_dst, size_t cap,
                              size_t *count, wsml_err *err) {
     const int n = net->last_n;
-    if (n < 1) return wsml_errf(err, WSML_ESTATE, "%s: no forward yet", name);
+    if (n < 1)
+        return wsml_errf(err, WSML_ESTATE, "%s: no forward yet", name);
     if (strcmp(name, "maxpool") == 0)
         return copy_out(net, name, net->pool_out,
                         (size_t)n * net->pool.out_h * net->pool.out_w * net->pool.channels,
@@ -1026,20 +1094,21 @@ int wsml_net_read_activation(wsml_net *net, const char *name, float *host_dst, s
         if (net->cfg.head != WSML_HEAD_BOOSTLU)
             return wsml_errf(err, WSML_EARG, "cam: only the boostlu head keeps a CAM");
         return copy_out(net, name, net->cam,
-                        (size_t)n * net->feat_h * net->feat_w * net->cfg.num_classes,
-                        sizeof(float), host_dst, cap, count, err);
+                        (size_t)n * net->feat_h * net->feat_w * net->cfg.num_classes, sizeof(float),
+                        host_dst, cap, count, err);
     }
     for (int i = 0; i < net->num_units; i++)
         if (strcmp(net->units[i].bn_name, name) == 0)
-            return copy_out(net, name, net->units[i].a, act_size(&net->units[i], n),
-                            sizeof(float), host_dst, cap, count, err);
+            return copy_out(net, name, net->units[i].a, act_size(&net->units[i], n), sizeof(float),
+                            host_dst, cap, count, err);
     return wsml_errf(err, WSML_EARG, "%s: no such layer", name);
 }
 
 int wsml_net_read_maxpool_argmax(wsml_net *net, int32_t *host_dst, size_t cap, size_t *count,
                                  wsml_err *err) {
     const int n = net->last_n;
-    if (n < 1) return wsml_errf(err, WSML_ESTATE, "maxpool: no forward yet");
+    if (n < 1)
+        return wsml_errf(err, WSML_ESTATE, "maxpool: no forward yet");
     return copy_out(net, "maxpool argmax", net->pool_argmax,
                     (size_t)n * net->pool.out_h * net->pool.out_w * net->pool.channels,
                     sizeof(int32_t), host_dst, cap, count, err);

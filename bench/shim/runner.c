@@ -22,13 +22,15 @@ static int failed; // in the child: some cr_expect failed
 
 void shim_register(const char *suite, const char *name, void (*fn)(void),
                    struct shim_test_options opts) {
-    if (num_tests == MAX_TESTS || opts.disabled) return;
+    if (num_tests == MAX_TESTS || opts.disabled)
+        return;
     tests[num_tests++] = (shim_test){suite, name, fn, opts.timeout};
 }
 
-void shim_check(int ok, int fatal, const char *file, int line, const char *expr,
-                const char *fmt, ...) {
-    if (ok) return;
+void shim_check(int ok, int fatal, const char *file, int line, const char *expr, const char *fmt,
+                ...) {
+    if (ok)
+        return;
     fprintf(stderr, "[----] %s:%d: %s failed: ", file, line, fatal ? "assertion" : "expectation");
     if (fmt[0]) {
         va_list ap;
@@ -63,7 +65,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < num_tests; i++) {
         char full[256];
         snprintf(full, sizeof full, "%s/%s", tests[i].suite, tests[i].name);
-        if (fnmatch(filter, full, 0) != 0) continue;
+        if (fnmatch(filter, full, 0) != 0)
+            continue;
         fprintf(stderr, "[RUN ] %s\n", full);
         fflush(NULL);
         pid_t pid = fork();

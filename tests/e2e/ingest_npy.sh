@@ -10,6 +10,20 @@ wsml-ingest --format npy --root fx/npy_obs --classes classes.txt --out b.store -
 check --format npy --root fx/npy_obs --classes classes.txt --store b.store --size 16
 wsml-store info b.store --json | grep -q '"imported"'
 
+# paths relative to <root>/Flickr (the reference's image root for NUS-WIDE): found
+# without --images
+mkdir strip
+ln -s "$PWD/fx/npy/Flickr" strip/Flickr
+"$PYTHON" -c "
+import numpy as np
+for p in ('train', 'val'):
+    im = np.load('fx/npy/formatted_%s_images.npy' % p)
+    np.save('strip/formatted_%s_images.npy' % p, np.array([s[len('Flickr/'):] for s in im]))
+    np.save('strip/formatted_%s_labels.npy' % p, np.load('fx/npy/formatted_%s_labels.npy' % p))"
+wsml-ingest --format npy --root strip --out s.store --size 16 --encoding raw --quiet
+check --format npy --root strip --images strip/Flickr --store s.store --size 16 --pixels
+wsml-store info s.store --json | grep -q '"image_root": "strip/Flickr"'
+
 printf 'c%d\n' 0 1 2 > short.txt
 expect_fail "short.txt: 3 class names, but the labels have 9 columns" \
     wsml-ingest --format npy --root fx/npy --classes short.txt --out c.store --quiet

@@ -3,7 +3,9 @@
 // the wsml_backend table on random inputs, then whole ResNets forward/backward and ten
 // SGD steps through train/net.h on both backends with the same weights and batches.
 //
-// Metric, per tensor (as test_net.c): err = max_i |gpu_i − cpu_i| / max_i |cpu_i|.
+// Metric, per tensor of one operation (as test_net.c):
+//   err = max_i |gpu_i − cpu_i| / max_i |cpu_i|;
+// for whole networks ‖gpu − cpu‖₂ / ‖cpu‖₂ (see expect_host_close).
 // Bounds:
 //   fp32 (WSML_PRECISION=fp32, no tensor cores)  err <= 1e-3 for every tensor (issue 5's
 //        bound); operations whose GPU arithmetic is the cpu backend's own (max pool values
@@ -24,9 +26,9 @@
 #include <string.h>
 
 #include "common/rng.h"
+#include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
 #include "train/net.h"
-#include "train/backend.h"
 #include "train/optim.h"
 
 #define TOL_FP32 1e-3
@@ -34,11 +36,11 @@
 #define TOL_TF32 1e-2
 
 static void require_gpu(void) {
-    if (wsml_cuda_device_count() > 0) return;
+    if (wsml_cuda_device_count() > 0)
+        return;
     char why[600];
     wsml_cuda_describe(0, why, sizeof why);
-    cr_skip_test("no GPU: %s (the cuda backend's tests run on the GPU machine: bench/gpu.sh)",
-                 why);
+    cr_skip_test("no GPU: %s (the cuda backend's tests run on the GPU machine: bench/gpu.sh)", why);
 }
 
 typedef struct {
@@ -66,15 +68,26 @@ static void free_backends(backends *b) {
 static float *randn(wsml_rng *r, size_t n, double scale, double offset) {
     float *a = malloc(n * sizeof(float) + 4);
     cr_assert(a);
-    for (size_t i = 0; i < n; i++) a[i] = (float)(offset + scale * wsml_rng_normal(r));
+    for (size_t i = 0; i < n; i++)
+        a[i] = (float)(offset + scale * wsml_rng_normal(r));
     return a;
 }
 
+// A device copy of host[0 .. bytes); without host, the buffer is poisoned with NaN, so
+// that an element an operation fails to write shows up as a NaN in the comparison.
 static void *upload(wsml_backend *be, const void *host, size_t bytes) {
     void *d = be->alloc(be, bytes ? bytes : 4);
     cr_assert(d, "%s alloc: %s", be->name, be->err.msg);
-    if (host && bytes)
+    float *poison = NULL;
+    if (!host && bytes) {
+        poison = malloc(bytes);
+        cr_assert(poison);
+        for (size_t i = 0; i < bytes / sizeof(float); i++) poison[i] = NAN;
+        host = poison;
+    }
+    if (bytes)
         cr_assert_eq(be->copy_to_device(be, d, host, bytes), 0, "%s: %s", be->name, be->err.msg);
+    free(poison);
     return d;
 }
 
@@ -94,8 +107,7 @@ typedef struct {
 } pair;
 
 static pair pair_of(backends *b, const float *host, size_t n) {
-    pair p = {upload(b->cpu, host, n * sizeof(float)), upload(b->gpu, host, n * sizeof(float)),
-              n};
+    pair p = {upload(b->cpu, host, n * sizeof(float)), upload(b->gpu, host, n * sizeof(float)), n};
     return p;
 }
 
@@ -110,7 +122,8 @@ static double rel_err(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
         maxb = fmax(maxb, fabs(b[i]));
         double d = fabs((double)a[i] - (double)b[i]);
-        if (isnan(a[i]) || isnan(b[i])) d = INFINITY;
+        if (isnan(a[i]) || isnan(b[i]))
+            d = INFINITY;
         maxd = fmax(maxd, d);
     }
     return maxb > 0 ? maxd / maxb : maxd;
@@ -119,10 +132,11 @@ static double rel_err(const float *a, const float *b, size_t n) {
 static double worst_seen = 0;
 static char worst_name[128];
 
-// Compares the pair's two copies (gpu vs cpu) and reports the error.
-static void expect_close(backends *b, const pair *p, double tol, const char *what) {
+// Compares elements [first, first + count) of the pair's two copies (gpu vs cpu).
+static void expect_close_range(backends *b, const pair *p, size_t first, size_t count,
+                               double tol, const char *what) {
     float *c = download(b->cpu, p->cpu, p->n), *g = download(b->gpu, p->gpu, p->n);
-    double e = rel_err(g, c, p->n);
+    double e = rel_err(g + first, c + first, count);
     if (e > worst_seen) {
         worst_seen = e;
         snprintf(worst_name, sizeof worst_name, "%s", what);
@@ -130,6 +144,10 @@ static void expect_close(backends *b, const pair *p, double tol, const char *wha
     cr_expect(e <= tol, "%s: gpu vs cpu relative error %.3g > %g", what, e, tol);
     free(c);
     free(g);
+}
+
+static void expect_close(backends *b, const pair *p, double tol, const char *what) {
+    expect_close_range(b, p, 0, p->n, tol, what);
 }
 
 static void report_worst(const char *test) {
@@ -238,17 +256,16 @@ static void conv_case_run(backends *b, const conv_case *cc, double tol, wsml_rng
         snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d %dx%d n=%d%s forward", cc->KH,
                  cc->KW, cc->stride, cc->pad, cc->I, cc->O, cc->H, cc->W, n, shape);
         cr_assert_eq(b->cpu->conv_forward(b->cpu, &dc, n, y.cpu, x.cpu, w.cpu), 0);
-        cr_assert_eq(b->gpu->conv_forward(b->gpu, &dg, n, y.gpu, x.gpu, w.gpu), 0, "%s: %s",
-                     what, b->gpu->err.msg);
+        cr_assert_eq(b->gpu->conv_forward(b->gpu, &dg, n, y.gpu, x.gpu, w.gpu), 0, "%s: %s", what,
+                     b->gpu->err.msg);
         expect_close(b, &y, tol, what);
         for (int acc = 0; acc < 2; acc++) {
             snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d %dx%d n=%d backward-data%s",
                      cc->KH, cc->KW, cc->stride, cc->pad, cc->I, cc->O, cc->H, cc->W, n,
                      acc ? " (accumulate)" : "");
-            cr_assert_eq(b->cpu->conv_backward_data(b->cpu, &dc, n, dx.cpu, dy.cpu, w.cpu, acc),
-                         0);
-            cr_assert_eq(b->gpu->conv_backward_data(b->gpu, &dg, n, dx.gpu, dy.gpu, w.gpu, acc),
-                         0, "%s: %s", what, b->gpu->err.msg);
+            cr_assert_eq(b->cpu->conv_backward_data(b->cpu, &dc, n, dx.cpu, dy.cpu, w.cpu, acc), 0);
+            cr_assert_eq(b->gpu->conv_backward_data(b->gpu, &dg, n, dx.gpu, dy.gpu, w.gpu, acc), 0,
+                         "%s: %s", what, b->gpu->err.msg);
             expect_close(b, &dx, tol, what);
         }
         snprintf(what, sizeof what, "conv %dx%d s%d p%d %d->%d %dx%d n=%d backward-filter (+=)",
@@ -258,7 +275,8 @@ static void conv_case_run(backends *b, const conv_case *cc, double tol, wsml_rng
                      "%s: %s", what, b->gpu->err.msg);
         expect_close(b, &dw, tol, what);
         pair *all[] = {&x, &w, &dy, &y, &dx, &dw};
-        for (int i = 0; i < 6; i++) pair_free(b, all[i]);
+        for (int i = 0; i < 6; i++)
+            pair_free(b, all[i]);
         free(hx), free(hw), free(hdy), free(hdx0), free(hdw0);
     }
     // a batch beyond the prepared maximum is an error naming the operation
@@ -270,12 +288,12 @@ static void conv_case_run(backends *b, const conv_case *cc, double tol, wsml_rng
 }
 
 static const conv_case conv_cases[] = {
-    {3, 16, 32, 32, 7, 7, 2, 3, 4, 4},    // ResNet's stem
-    {16, 24, 16, 16, 3, 3, 1, 1, 4, 3},   // 3x3, a last batch smaller than max_batch
-    {24, 32, 15, 15, 3, 3, 2, 1, 3, 3},   // 3x3 stride 2 on an odd size
-    {32, 64, 8, 8, 1, 1, 1, 0, 2, 2},     // pointwise
-    {32, 64, 9, 9, 1, 1, 2, 0, 3, 1},     // downsample 1x1 stride 2
-    {5, 7, 6, 11, 1, 3, 1, 1, 2, 2},      // odd channel counts, a non-square kernel
+    {3, 16, 32, 32, 7, 7, 2, 3, 4, 4},  // ResNet's stem
+    {16, 24, 16, 16, 3, 3, 1, 1, 4, 3}, // 3x3, a last batch smaller than max_batch
+    {24, 32, 15, 15, 3, 3, 2, 1, 3, 3}, // 3x3 stride 2 on an odd size
+    {32, 64, 8, 8, 1, 1, 1, 0, 2, 2},   // pointwise
+    {32, 64, 9, 9, 1, 1, 2, 0, 3, 1},   // downsample 1x1 stride 2
+    {5, 7, 6, 11, 1, 3, 1, 1, 2, 2},    // odd channel counts, a non-square kernel
 };
 
 Test(cuda, conv_matches_cpu_fp32, .timeout = 120) {
@@ -311,7 +329,8 @@ static void bn_case(backends *b, int C, int64_t rows, int residual, int relu, in
     float *hres = randn(r, n, 1, 0), *hdy = randn(r, n, 1, 0);
     float *hg = randn(r, C, 0.3, 1.0), *hb = randn(r, C, 0.3, 0);
     float *hrm = randn(r, C, 0.2, 0), *hrv = randn(r, C, 0.1, 1.0), *hdg = randn(r, C, 1, 0);
-    for (int c = 0; c < C; c++) hrv[c] = fabsf(hrv[c]) + 0.1f;
+    for (int c = 0; c < C; c++)
+        hrv[c] = fabsf(hrv[c]) + 0.1f;
     pair x = pair_of(b, hx, n), res = pair_of(b, hres, n), dy = pair_of(b, hdy, n);
     pair y = pair_of(b, NULL, n), dx = pair_of(b, NULL, n), dres = pair_of(b, NULL, n);
     pair g = pair_of(b, hg, C), be = pair_of(b, hb, C), rm = pair_of(b, hrm, C);
@@ -323,32 +342,37 @@ static void bn_case(backends *b, int C, int64_t rows, int residual, int relu, in
         wsml_backend *e = bes[k];
 #define P(p) ((k) ? (p).gpu : (p).cpu)
         cr_assert_eq(e->bn_forward_train(e, C, rows, P(y) + o, P(x) + o, P(g), P(be),
-                                         residual ? P(res) + o : NULL, relu, P(rm), P(rv),
-                                         P(sm), P(si), 0.1f, 1e-5f),
+                                         residual ? P(res) + o : NULL, relu, P(rm), P(rv), P(sm),
+                                         P(si), 0.1f, 1e-5f),
                      0, "%s: %s", e->name, e->err.msg);
-        cr_assert_eq(e->bn_backward(e, C, rows, P(dx) + o, residual ? P(dres) + o : NULL,
-                                    P(dy) + o, P(y) + o, relu, P(x) + o, P(g), P(sm), P(si),
-                                    P(dg), P(db)),
+        cr_assert_eq(e->bn_backward(e, C, rows, P(dx) + o, residual ? P(dres) + o : NULL, P(dy) + o,
+                                    P(y) + o, relu, P(x) + o, P(g), P(sm), P(si), P(dg), P(db)),
                      0, "%s: %s", e->name, e->err.msg);
         cr_assert_eq(e->bn_forward_eval(e, C, rows, P(ye) + o, P(x) + o, P(g), P(be),
-                                        residual ? P(res) + o : NULL, relu, P(rm), P(rv),
-                                        1e-5f),
+                                        residual ? P(res) + o : NULL, relu, P(rm), P(rv), 1e-5f),
                      0, "%s: %s", e->name, e->err.msg);
 #undef P
     }
     char what[160];
-    const char *names[] = {"y",      "save_mean", "save_invstd", "running_mean", "running_var",
-                           "dx",     "dresidual", "dgamma (+=)", "dbeta (+=)",   "eval y"};
+    const char *names[] = {"y",  "save_mean", "save_invstd", "running_mean", "running_var",
+                           "dx", "dresidual", "dgamma (+=)", "dbeta (+=)",   "eval y"};
     pair *ps[] = {&y, &sm, &si, &rm, &rv, &dx, &dres, &dg, &db, &ye};
     for (int i = 0; i < 10; i++) {
-        if (i == 6 && !residual) continue;
+        if (i == 6 && !residual)
+            continue;
         snprintf(what, sizeof what, "bn C=%d rows=%lld%s%s%s: %s", C, (long long)rows,
                  residual ? " +residual" : "", relu ? " relu" : "", misalign ? " misaligned" : "",
                  names[i]);
-        expect_close(b, ps[i], TOL_FP32, what);
+        // per-row tensors: only the rows·C elements the operation writes (after the
+        // misalignment offset); the poisoned guard element stays out
+        if (ps[i]->n == n)
+            expect_close_range(b, ps[i], (size_t)o, (size_t)rows * C, TOL_FP32, what);
+        else
+            expect_close(b, ps[i], TOL_FP32, what);
     }
     pair *all[] = {&x, &res, &dy, &y, &dx, &dres, &g, &be, &rm, &rv, &sm, &si, &dg, &db, &ye};
-    for (int i = 0; i < 15; i++) pair_free(b, all[i]);
+    for (int i = 0; i < 15; i++)
+        pair_free(b, all[i]);
     free(hx), free(hres), free(hdy), free(hg), free(hb), free(hrm), free(hrv), free(hdg);
 }
 
@@ -357,15 +381,15 @@ Test(cuda, batchnorm_matches_cpu, .timeout = 120) {
     backends b = make_backends("fp32");
     wsml_rng r;
     wsml_rng_seed(&r, 3);
-    bn_case(&b, 64, 4 * 17 * 17, 0, 1, 0, &r);  // vectorised path
-    bn_case(&b, 64, 4 * 17 * 17, 1, 1, 1, &r);  // scalar path, residual
-    bn_case(&b, 20, 3 * 9 * 9, 1, 0, 0, &r);    // C not a multiple of 4, no ReLU
-    bn_case(&b, 3, 2, 0, 1, 0, &r);             // the smallest legal batch
-    bn_case(&b, 2048, 3 * 2 * 2, 1, 1, 0, &r);  // ResNet-50's last stage: wide, few rows
-    bn_case(&b, 256, 200003, 0, 1, 0, &r);      // many rows: many chunks of partial sums
+    bn_case(&b, 64, 4 * 17 * 17, 0, 1, 0, &r); // vectorised path
+    bn_case(&b, 64, 4 * 17 * 17, 1, 1, 1, &r); // scalar path, residual
+    bn_case(&b, 20, 3 * 9 * 9, 1, 0, 0, &r);   // C not a multiple of 4, no ReLU
+    bn_case(&b, 3, 2, 0, 1, 0, &r);            // the smallest legal batch
+    bn_case(&b, 2048, 3 * 2 * 2, 1, 1, 0, &r); // ResNet-50's last stage: wide, few rows
+    bn_case(&b, 256, 200003, 0, 1, 0, &r);     // many rows: many chunks of partial sums
     // rows < 2 is an error, as on the cpu backend (and PyTorch)
-    cr_expect_eq(b.gpu->bn_forward_train(b.gpu, 4, 1, NULL, NULL, NULL, NULL, NULL, 0, NULL,
-                                         NULL, NULL, NULL, 0.1f, 1e-5f),
+    cr_expect_eq(b.gpu->bn_forward_train(b.gpu, 4, 1, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL,
+                                         NULL, NULL, 0.1f, 1e-5f),
                  WSML_EARG);
     report_worst("batchnorm_matches_cpu");
     free_backends(&b);
@@ -378,15 +402,15 @@ Test(cuda, maxpool_matches_cpu_with_ties_and_nan) {
     backends b = make_backends("fp32");
     wsml_rng r;
     wsml_rng_seed(&r, 4);
-    wsml_pool_desc d = {.channels = 12, .in_h = 17, .in_w = 14, .kernel = 3, .stride = 2,
-                        .pad = 1};
+    wsml_pool_desc d = {.channels = 12, .in_h = 17, .in_w = 14, .kernel = 3, .stride = 2, .pad = 1};
     d.out_h = (d.in_h + 2 * d.pad - d.kernel) / d.stride + 1;
     d.out_w = (d.in_w + 2 * d.pad - d.kernel) / d.stride + 1;
     const int n = 3;
     size_t nx = (size_t)n * d.in_h * d.in_w * d.channels;
     size_t ny = (size_t)n * d.out_h * d.out_w * d.channels;
     float *hx = randn(&r, nx, 1, 0), *hdy = randn(&r, ny, 1, 0);
-    for (size_t i = 0; i < nx; i++) hx[i] = roundf(hx[i] * 2) / 2; // many exact ties
+    for (size_t i = 0; i < nx; i++)
+        hx[i] = roundf(hx[i] * 2) / 2; // many exact ties
     hx[5 * d.channels + 2] = NAN;
     pair x = pair_of(&b, hx, nx), y = pair_of(&b, NULL, ny), dy = pair_of(&b, hdy, ny);
     pair dx = pair_of(&b, NULL, nx), am = pair_of(&b, NULL, ny); // int32 argmax, float-sized
@@ -397,16 +421,16 @@ Test(cuda, maxpool_matches_cpu_with_ties_and_nan) {
     float *ac = download(b.cpu, am.cpu, ny), *ag = download(b.gpu, am.gpu, ny);
     cr_expect_eq(memcmp(yc, yg, ny * sizeof(float)), 0, "max pool values differ");
     cr_expect_eq(memcmp(ac, ag, ny * sizeof(int32_t)), 0, "max pool argmax differs (ties)");
-    cr_assert_eq(b.cpu->maxpool_backward(b.cpu, &d, n, dx.cpu, dy.cpu, x.cpu, y.cpu,
-                                         (int32_t *)am.cpu),
-                 0);
-    cr_assert_eq(b.gpu->maxpool_backward(b.gpu, &d, n, dx.gpu, dy.gpu, x.gpu, y.gpu,
-                                         (int32_t *)am.gpu),
-                 0, "%s", b.gpu->err.msg);
+    cr_assert_eq(
+        b.cpu->maxpool_backward(b.cpu, &d, n, dx.cpu, dy.cpu, x.cpu, y.cpu, (int32_t *)am.cpu), 0);
+    cr_assert_eq(
+        b.gpu->maxpool_backward(b.gpu, &d, n, dx.gpu, dy.gpu, x.gpu, y.gpu, (int32_t *)am.gpu), 0,
+        "%s", b.gpu->err.msg);
     expect_close(&b, &dx, TOL_EXACTISH, "maxpool backward");
     free(yc), free(yg), free(ac), free(ag), free(hx), free(hdy);
     pair *all[] = {&x, &y, &dy, &dx, &am};
-    for (int i = 0; i < 5; i++) pair_free(&b, all[i]);
+    for (int i = 0; i < 5; i++)
+        pair_free(&b, all[i]);
     free_backends(&b);
 }
 
@@ -417,12 +441,11 @@ static void gemm_case(backends *b, int ta, int tb, int M, int N, int K, float al
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
     float *ha = randn(r, na, 1, 0), *hb = randn(r, nb, 1, 0), *hc = randn(r, nc, 1, 0);
     pair A = pair_of(b, ha, na), B = pair_of(b, hb, nb), C = pair_of(b, hc, nc);
-    cr_assert_eq(b->cpu->gemm(b->cpu, ta, tb, M, N, K, alpha, A.cpu, lda, B.cpu, ldb, beta,
-                              C.cpu, ldc),
-                 0);
-    cr_assert_eq(b->gpu->gemm(b->gpu, ta, tb, M, N, K, alpha, A.gpu, lda, B.gpu, ldb, beta,
-                              C.gpu, ldc),
-                 0, "%s", b->gpu->err.msg);
+    cr_assert_eq(
+        b->cpu->gemm(b->cpu, ta, tb, M, N, K, alpha, A.cpu, lda, B.cpu, ldb, beta, C.cpu, ldc), 0);
+    cr_assert_eq(
+        b->gpu->gemm(b->gpu, ta, tb, M, N, K, alpha, A.gpu, lda, B.gpu, ldb, beta, C.gpu, ldc), 0,
+        "%s", b->gpu->err.msg);
     char what[96];
     snprintf(what, sizeof what, "gemm %c%c M=%d N=%d K=%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N,
              K);
@@ -457,12 +480,10 @@ Test(cuda, gemm_pools_bias_boostlu_match_cpu) {
         cr_assert_eq(e->avgpool_forward(e, n, hw, F, P(pooled), P(x)), 0, "%s", e->err.msg);
         cr_assert_eq(e->avgpool_backward(e, n, hw, F, P(dx), P(dp)), 0, "%s", e->err.msg);
         cr_assert_eq(e->bias_add(e, (int64_t)n * hw, C, P(cam), P(bias)), 0, "%s", e->err.msg);
-        cr_assert_eq(e->boostlu_forward(e, n, hw, C, 5.0f, P(logits), P(cam)), 0, "%s",
-                     e->err.msg);
+        cr_assert_eq(e->boostlu_forward(e, n, hw, C, 5.0f, P(logits), P(cam)), 0, "%s", e->err.msg);
         cr_assert_eq(e->boostlu_backward(e, n, hw, C, 5.0f, P(dcam), P(dl), P(cam)), 0, "%s",
                      e->err.msg);
-        cr_assert_eq(e->bias_backward(e, (int64_t)n * hw, C, P(db), P(dcam)), 0, "%s",
-                     e->err.msg);
+        cr_assert_eq(e->bias_backward(e, (int64_t)n * hw, C, P(db), P(dcam)), 0, "%s", e->err.msg);
 #undef P
     }
     expect_close(&b, &pooled, TOL_EXACTISH, "avgpool forward");
@@ -472,7 +493,8 @@ Test(cuda, gemm_pools_bias_boostlu_match_cpu) {
     expect_close(&b, &dcam, TOL_EXACTISH, "boostlu backward");
     expect_close(&b, &db, TOL_EXACTISH, "bias_backward (+=)");
     pair *all[] = {&x, &pooled, &dp, &dx, &cam, &bias, &logits, &dl, &dcam, &db};
-    for (int i = 0; i < 10; i++) pair_free(&b, all[i]);
+    for (int i = 0; i < 10; i++)
+        pair_free(&b, all[i]);
     free(hx), free(hdp), free(hbias), free(hcam), free(hdl), free(hdb);
     report_worst("gemm_pools_bias_boostlu_match_cpu");
     free_backends(&b);
@@ -493,8 +515,10 @@ Test(cuda, device_optimizer_equals_host_optimizer) {
     for (int variant = 0; variant < 3; variant++) {
         wsml_optim_config cfg;
         wsml_optim_config_default(&cfg, variant == 0 ? WSML_OPTIM_ADAM : WSML_OPTIM_SGD);
-        if (variant == 0) cfg.weight_decay = 1e-2;
-        if (variant == 2) cfg.momentum = 0;
+        if (variant == 0)
+            cfg.weight_decay = 1e-2;
+        if (variant == 2)
+            cfg.momentum = 0;
         wsml_optim host, dev;
         cr_assert_eq(wsml_optim_init(&host, &cfg, &err), 0, "%s", err.msg);
         cr_assert_eq(wsml_optim_init(&dev, &cfg, &err), 0, "%s", err.msg);
@@ -514,12 +538,15 @@ Test(cuda, device_optimizer_equals_host_optimizer) {
         cr_expect_eq(dev.group[0].step, host.group[0].step);
         float *back = download(g, dp, N);
         size_t differ = 0;
-        for (int i = 0; i < N; i++) differ += memcmp(&back[i], &p[i], sizeof(float)) != 0;
+        for (int i = 0; i < N; i++)
+            differ += memcmp(&back[i], &p[i], sizeof(float)) != 0;
         double e = rel_err(back, p, N);
         cr_expect(differ == 0 && e == 0.0,
                   "%s: %zu of %d parameters differ from the host optimizer's (rel. err %.3g)",
-                  variant == 0 ? "adam" : variant == 1 ? "sgd" : "sgd without momentum", differ,
-                  N, e);
+                  variant == 0   ? "adam"
+                  : variant == 1 ? "sgd"
+                                 : "sgd without momentum",
+                  differ, N, e);
         if (host.group[0].exp_avg) {
             float *bm = download(g, m, N);
             cr_expect_eq(memcmp(bm, host.group[0].exp_avg, N * sizeof(float)), 0, "state m");
@@ -568,7 +595,8 @@ static void same_weights(wsml_net *a, wsml_net *b, uint32_t seed) {
     wsml_err err;
     for (size_t i = 0; i < wsml_net_num_tensors(a); i++) {
         const wsml_net_tensor_info *t = wsml_net_tensor(a, i);
-        if (t->kind == WSML_NET_COUNTER || t->ndim != 1 || t->is_head) continue;
+        if (t->kind == WSML_NET_COUNTER || t->ndim != 1 || t->is_head)
+            continue;
         int var = strstr(t->name, "running_var") != NULL;
         int weight = strstr(t->name, ".weight") != NULL;
         float *v = malloc(t->count * sizeof(float));
@@ -582,14 +610,31 @@ static void same_weights(wsml_net *a, wsml_net *b, uint32_t seed) {
     }
 }
 
+// ‖a − b‖₂ / ‖b‖₂ (infinity if either has a NaN)
+static double rel_err_l2(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i]))
+            return INFINITY;
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// Whole networks: the L2 metric, since one ReLU or max-pool decision that a last-bit
+// difference flips in an early layer moves single gradient entries a lot (both backends
+// are right; PyTorch's own float32 run differs from float64 the same way, test_net.c),
+// while the tensor as a whole must agree to 1e-3.
 static void expect_host_close(const float *g, const float *c, size_t n, double tol,
                               const char *what) {
-    double e = rel_err(g, c, n);
+    double e = rel_err_l2(g, c, n);
     if (e > worst_seen) {
         worst_seen = e;
         snprintf(worst_name, sizeof worst_name, "%s", what);
     }
-    cr_expect(e <= tol, "%s: gpu vs cpu relative error %.3g > %g", what, e, tol);
+    cr_expect(e <= tol, "%s: gpu vs cpu relative L2 error %.3g > %g", what, e, tol);
 }
 
 // Every parameter gradient and running statistic of the two nets.
@@ -605,7 +650,8 @@ static void compare_tensors(wsml_net *g, wsml_net *c, int grads, const char *whe
             cr_expect_eq(a, b, "%s %s", when, t->name);
             continue;
         }
-        if (grads && t->kind != WSML_NET_PARAM) continue;
+        if (grads && t->kind != WSML_NET_PARAM)
+            continue;
         float *a = malloc(t->count * sizeof(float)), *b = malloc(t->count * sizeof(float));
         if (grads) {
             cr_assert_eq(wsml_net_read_grad(c, i, a, &err), 0, "%s", err.msg);
@@ -658,9 +704,9 @@ static void net_case_run(const net_case *c) {
     float *a1 = malloc(cap * sizeof(float)), *a2 = malloc(cap * sizeof(float));
     for (int i = 0; i < 5; i++) {
         size_t n1 = 0, n2 = 0;
-        if (wsml_net_read_activation(nc, acts[i], a1, cap, &n1, &err) != 0) continue;
-        cr_assert_eq(wsml_net_read_activation(ng, acts[i], a2, cap, &n2, &err), 0, "%s",
-                     err.msg);
+        if (wsml_net_read_activation(nc, acts[i], a1, cap, &n1, &err) != 0)
+            continue;
+        cr_assert_eq(wsml_net_read_activation(ng, acts[i], a2, cap, &n2, &err), 0, "%s", err.msg);
         cr_assert_eq(n1, n2);
         snprintf(what, sizeof what, "activation %s", acts[i]);
         expect_host_close(a2, a1, n1, TOL_FP32, what);
@@ -670,11 +716,12 @@ static void net_case_run(const net_case *c) {
     cr_assert_eq(wsml_net_read_maxpool_argmax(nc, am1, cap, &n1, &err), 0, "%s", err.msg);
     cr_assert_eq(wsml_net_read_maxpool_argmax(ng, am2, cap, &n2, &err), 0, "%s", err.msg);
     size_t differ = 0;
-    for (size_t i = 0; i < n1; i++) differ += am1[i] != am2[i];
+    for (size_t i = 0; i < n1; i++)
+        differ += am1[i] != am2[i];
     // a near-tie may round differently after a different summation order: rare, not wrong
-    cr_expect(differ <= n1 / 1000, "stem max pool: %zu of %zu argmax positions differ", differ,
-              n1);
-    for (int i = 0; i < c->batch * C; i++) dl[i] = (float)wsml_rng_normal(&r);
+    cr_expect(differ <= n1 / 1000, "stem max pool: %zu of %zu argmax positions differ", differ, n1);
+    for (int i = 0; i < c->batch * C; i++)
+        dl[i] = (float)wsml_rng_normal(&r);
     cr_assert_eq(wsml_net_zero_grad(nc, &err), 0);
     cr_assert_eq(wsml_net_zero_grad(ng, &err), 0);
     cr_assert_eq(wsml_net_backward(nc, dl, &err), 0, "%s", err.msg);
@@ -705,7 +752,8 @@ static void net_case_run(const net_case *c) {
     for (int step = 0; step < 10; step++) {
         int n = step % 3 == 2 ? small : c->batch;
         float *x = randn(&r, in_count, 1, 0);
-        for (int i = 0; i < n * C; i++) labels[i] = wsml_rng_double(&r) < 0.3;
+        for (int i = 0; i < n * C; i++)
+            labels[i] = wsml_rng_double(&r) < 0.3;
         double loss[2];
         wsml_net *nets[2] = {nc, ng};
         wsml_optim *opts[2] = {&oc, &og};
@@ -717,10 +765,8 @@ static void net_case_run(const net_case *c) {
             loss[k] = bce(wsml_net_logits(net), labels, n, C, dl);
             cr_assert_eq(wsml_net_zero_grad(net, &err), 0, "%s", err.msg);
             cr_assert_eq(wsml_net_backward(net, dl, &err), 0, "%s", err.msg);
-            cr_assert_eq(be->copy_to_host(be, ps[k], wsml_net_params(net), np * sizeof(float)),
-                         0);
-            cr_assert_eq(be->copy_to_host(be, gs[k], wsml_net_grads(net), np * sizeof(float)),
-                         0);
+            cr_assert_eq(be->copy_to_host(be, ps[k], wsml_net_params(net), np * sizeof(float)), 0);
+            cr_assert_eq(be->copy_to_host(be, gs[k], wsml_net_grads(net), np * sizeof(float)), 0);
             wsml_optim_step(opts[k], 0, ps[k], gs[k]);
             cr_assert_eq(be->copy_to_device(be, wsml_net_params(net), ps[k], np * sizeof(float)),
                          0);

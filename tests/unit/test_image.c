@@ -91,13 +91,18 @@ Test(image, broken_files_are_errors_naming_them) {
                    "open(d + '/noise.jpg', 'wb').write(bytes(rng.randint(0, 256, 5000).astype(np.uint8)))\n"
                    "open(d + '/text.png', 'wb').write(b'this is not an image')\n"
                    "open(d + '/empty.jpg', 'wb').write(b'')\n"
+                   "import struct, zlib\n"
+                   "def chunk(t, data): return struct.pack('>I', len(data)) + t + data + struct.pack('>I', zlib.crc32(t + data))\n"
+                   "ihdr = struct.pack('>IIBBBBB', 20000, 10000, 8, 2, 0, 0, 0)  # 200 Mpixel RGB: a decompression bomb\n"
+                   "idat = zlib.compress(b'\\0' * (1 + 3 * 20000) * 4)\n"
+                   "open(d + '/bomb.png', 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', idat) + chunk(b'IEND', b''))\n"
                    "for n in ('half.jpg', 'noeoi.jpg', 'head.jpg', 'half.png'):\n"
                    "    try:\n"
                    "        Image.open(d + '/' + n).convert('RGB'); print('PIL accepted', n); sys.exit(1)\n"
                    "    except OSError: pass  # PIL refuses truncated files too\n",
                    dir, NULL));
-    static const char *bad[] = {"half.jpg", "noeoi.jpg", "head.jpg", "half.png", "noise.jpg", "text.png",
-                                "empty.jpg", "missing.jpg"};
+    static const char *bad[] = {"half.jpg", "noeoi.jpg", "head.jpg",  "half.png",   "noise.jpg",
+                                "text.png", "empty.jpg", "bomb.png", "missing.jpg"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         wsml_image im;
         wsml_err err = {0};
@@ -108,6 +113,7 @@ Test(image, broken_files_are_errors_naming_them) {
         cr_assert(strstr(err.msg, path), "%s: error must name the file: %s", bad[i], err.msg);
         cr_assert(!strchr(err.msg, '\n'), "one line: %s", err.msg);
         cr_assert_null(im.pixels);
+        if (!strcmp(bad[i], "bomb.png")) cr_assert(strstr(err.msg, "20000x10000"), "%s", err.msg);
     }
     // A failure does not leak into the next decode, and a later failure's message is its own.
     wsml_image im;

@@ -54,8 +54,8 @@ static void run_oracle(const char *cmd, const net_case *c, const char *dir) {
     snprintf(line, sizeof(line),
              "%s -W ignore %s %s --arch %s --base %d --classes %d --height %d --width %d "
              "--batch %d --head %s --alpha %g --seed %d --out %s",
-             python(), oracle(), cmd, c->arch, c->base, c->classes, c->height, c->width,
-             c->batch, c->head, c->alpha, c->seed, dir);
+             python(), oracle(), cmd, c->arch, c->base, c->classes, c->height, c->width, c->batch,
+             c->head, c->alpha, c->seed, dir);
     int status = system(line);
     cr_assert_eq(status, 0, "oracle failed (%d): %s", status, line);
 }
@@ -96,7 +96,8 @@ static double rel_err(const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) {
         maxb = fmax(maxb, fabs(b[i]));
         double d = fabs((double)a[i] - (double)b[i]);
-        if (isnan(a[i]) || isnan(b[i])) d = INFINITY;
+        if (isnan(a[i]) || isnan(b[i]))
+            d = INFINITY;
         maxd = fmax(maxd, d);
     }
     return maxb > 0 ? maxd / maxb : maxd;
@@ -120,10 +121,11 @@ static void check2(tally *t, const char *name, const float *ours, const float *r
         t->worst = e;
         snprintf(t->worst_name, sizeof(t->worst_name), "%s", name);
     }
-    if (e > TOL && e <= 2 * torch32) t->relaxed++;
+    if (e > TOL && e <= 2 * torch32)
+        t->relaxed++;
     cr_expect(e <= TOL || e <= 2 * torch32,
-              "%s: relative error %.3g > %g (PyTorch float32 on this tensor: %.3g)", name, e,
-              TOL, torch32);
+              "%s: relative error %.3g > %g (PyTorch float32 on this tensor: %.3g)", name, e, TOL,
+              torch32);
 }
 
 static void check(tally *t, const char *name, const float *ours, const float *ref, size_t n) {
@@ -173,7 +175,8 @@ static void write_decisions(wsml_net *net, const net_case *c, const char *dir) {
     size_t cap = (size_t)c->batch * c->height * c->width * 64 * 4;
     for (size_t i = 0; i < nt; i++) {
         const wsml_net_tensor_info *t = wsml_net_tensor(net, i);
-        if (t->kind != WSML_NET_COUNTER) continue; // one per BN: its module name
+        if (t->kind != WSML_NET_COUNTER)
+            continue; // one per BN: its module name
         size_t len = strlen(t->name) - strlen(".num_batches_tracked");
         char bn[96];
         memcpy(bn, t->name, len);
@@ -187,9 +190,13 @@ static void write_decisions(wsml_net *net, const net_case *c, const char *dir) {
         double hw = (double)count / c->batch / C;
         int side = (int)lround(sqrt(hw * c->width / c->height)); // w
         int hh = (int)lround(hw / side);
-        views[nv] = (wsml_tensor_view){.name = names[nv], .dtype = WSML_DT_F32, .ndim = 4,
-                                       .shape = {c->batch, hh, side, C}, .count = count,
-                                       .data = a, .nbytes = count * sizeof(float)};
+        views[nv] = (wsml_tensor_view){.name = names[nv],
+                                       .dtype = WSML_DT_F32,
+                                       .ndim = 4,
+                                       .shape = {c->batch, hh, side, C},
+                                       .count = count,
+                                       .data = a,
+                                       .nbytes = count * sizeof(float)};
         cr_assert_eq((size_t)c->batch * hh * side * C, count, "%s: shape", bn);
         nv++;
     }
@@ -198,24 +205,32 @@ static void write_decisions(wsml_net *net, const net_case *c, const char *dir) {
     cr_assert_eq(wsml_net_read_maxpool_argmax(net, argmax, cap, &count, &err), 0, "%s", err.msg);
     int pc = c->base, ph = c->height / 4, pw = c->width / 4;
     cr_assert_eq(count, (size_t)c->batch * ph * pw * pc);
-    views[nv++] = (wsml_tensor_view){.name = "maxpool.argmax", .dtype = WSML_DT_I32, .ndim = 4,
-                                     .shape = {c->batch, ph, pw, pc}, .count = count,
-                                     .data = argmax, .nbytes = count * sizeof(int32_t)};
+    views[nv++] = (wsml_tensor_view){.name = "maxpool.argmax",
+                                     .dtype = WSML_DT_I32,
+                                     .ndim = 4,
+                                     .shape = {c->batch, ph, pw, pc},
+                                     .count = count,
+                                     .data = argmax,
+                                     .nbytes = count * sizeof(int32_t)};
     if (strcmp(c->head, "boostlu") == 0) {
         float *cam = malloc(cap * sizeof(float));
         cr_assert_eq(wsml_net_read_activation(net, "cam", cam, cap, &count, &err), 0, "%s",
                      err.msg);
         int fh = c->height / 32, fw = c->width / 32;
         cr_assert_eq(count, (size_t)c->batch * fh * fw * c->classes);
-        views[nv++] = (wsml_tensor_view){.name = "cam", .dtype = WSML_DT_F32, .ndim = 4,
+        views[nv++] = (wsml_tensor_view){.name = "cam",
+                                         .dtype = WSML_DT_F32,
+                                         .ndim = 4,
                                          .shape = {c->batch, fh, fw, c->classes},
-                                         .count = count, .data = cam,
+                                         .count = count,
+                                         .data = cam,
                                          .nbytes = count * sizeof(float)};
     }
     char path[512];
     snprintf(path, sizeof(path), "%s/decisions.safetensors", dir);
     cr_assert_eq(wsml_st_write(path, views, nv, NULL, &err), 0, "%s", err.msg);
-    for (size_t i = 0; i < nv; i++) free((void *)views[i].data);
+    for (size_t i = 0; i < nv; i++)
+        free((void *)views[i].data);
     free(views);
     free(names);
 }
@@ -257,10 +272,14 @@ static void run_case(const net_case *c) {
     // our file into torchvision (strict) and runs it in eval mode; it must give our
     // eval-mode logits. The extra tensor stands for optimizer state (dropped there).
     snprintf(path, sizeof(path), "%s/ckpt.safetensors", dir);
-    wsml_tensor_view extra = {.name = "optim.extra", .dtype = WSML_DT_F32, .ndim = 1,
-                              .shape = {2}, .count = 2, .data = R, .nbytes = 8};
-    cr_assert_eq(wsml_net_save(net, path, &extra, 1, "{\"arch\": \"x\"}", &err), 0, "%s",
-                 err.msg);
+    wsml_tensor_view extra = {.name = "optim.extra",
+                              .dtype = WSML_DT_F32,
+                              .ndim = 1,
+                              .shape = {2},
+                              .count = 2,
+                              .data = R,
+                              .nbytes = 8};
+    cr_assert_eq(wsml_net_save(net, path, &extra, 1, "{\"arch\": \"x\"}", &err), 0, "%s", err.msg);
     cr_assert_eq(wsml_net_forward(net, input, (int)B, WSML_NET_EVAL, &err), 0, "%s", err.msg);
     float *ours_eval = malloc(B * C * sizeof(float));
     memcpy(ours_eval, wsml_net_logits(net), B * C * sizeof(float));
@@ -275,8 +294,10 @@ static void run_case(const net_case *c) {
     cr_assert(flips);
     long num_flips = atol(flips);
     double margin = atof(wsml_st_meta(&replay, "flip_margin", buf, sizeof(buf)));
-    cr_expect(margin <= TOL, "a ReLU/max-pool/BoostLU decision differs from float64's with "
-                             "margin %.3g (%ld differ)", margin, num_flips);
+    cr_expect(margin <= TOL,
+              "a ReLU/max-pool/BoostLU decision differs from float64's with "
+              "margin %.3g (%ld differ)",
+              margin, num_flips);
     ref = ref_f32(&replay, "logits_train", B * C);
     double worst_torch32 = torch32_err(&replay, "logits_train");
     check2(&fwd, "logits_train", logits_train, ref, B * C, worst_torch32);
@@ -327,7 +348,8 @@ static void run_case(const net_case *c) {
     cr_assert_eq(wsml_net_backward(net, R, &err), 0, "%s", err.msg);
     const float *g = wsml_net_grads(net);
     size_t nonzero = 0;
-    for (size_t k = 0; k < wsml_net_num_backbone_params(net); k++) nonzero += g[k] != 0.0f;
+    for (size_t k = 0; k < wsml_net_num_backbone_params(net); k++)
+        nonzero += g[k] != 0.0f;
     cr_expect_eq(nonzero, 0, "frozen backbone: %zu backbone gradients are not zero", nonzero);
     for (const char *fc = "fc.weight"; fc; fc = strcmp(fc, "fc.weight") == 0 ? "fc.bias" : NULL) {
         int64_t i = wsml_net_find_tensor(net, fc);
@@ -400,8 +422,9 @@ Test(net, tensor_names_and_shapes_are_torchvisions, .timeout = 120) {
     while (fgets(line, sizeof(line), fp)) {
         line[strcspn(line, "\n")] = 0;
         if (line[0] == '#') {
-            if (net) cr_expect_eq(next, wsml_net_num_tensors(net), "%s: tensor count",
-                                  archs[archs_seen - 1]);
+            if (net)
+                cr_expect_eq(next, wsml_net_num_tensors(net), "%s: tensor count",
+                             archs[archs_seen - 1]);
             wsml_net_free(net);
             cr_assert_str_eq(line + 2, archs[archs_seen]);
             net = small_net(be, archs[archs_seen++], 64, 3, 32, 1);
@@ -412,7 +435,8 @@ Test(net, tensor_names_and_shapes_are_torchvisions, .timeout = 120) {
         cr_assert(t, "%s: we have fewer tensors than torchvision", line);
         char ours[256];
         int len = snprintf(ours, sizeof(ours), "%s", t->name);
-        if (t->ndim == 0) snprintf(ours + len, sizeof(ours) - len, " -");
+        if (t->ndim == 0)
+            snprintf(ours + len, sizeof(ours) - len, " -");
         for (int d = 0; d < t->ndim; d++)
             len += snprintf(ours + len, sizeof(ours) - len, "%s%lld", d ? " " : " ",
                             (long long)t->shape[d]);
@@ -496,9 +520,8 @@ Test(net, load_errors_name_the_tensor) {
     wsml_net *b = small_net(be, "resnet18", 8, 3, 32, 2);
     wsml_net_init(b, 2);
     cr_assert_eq(wsml_net_load(b, path, WSML_NET_LOAD_ALL, &err), 0, "%s", err.msg);
-    cr_assert_eq(memcmp(wsml_net_params(a), wsml_net_params(b),
-                        wsml_net_num_params(a) * sizeof(float)),
-                 0);
+    cr_assert_eq(
+        memcmp(wsml_net_params(a), wsml_net_params(b), wsml_net_num_params(a) * sizeof(float)), 0);
     cr_assert_eq(memcmp(wsml_net_buffers(a), wsml_net_buffers(b),
                         wsml_net_num_buffer_floats(a) * sizeof(float)),
                  0);
@@ -520,7 +543,8 @@ Test(net, load_errors_name_the_tensor) {
     wsml_tensor_view *views = calloc(st.n, sizeof(*views));
     size_t nv = 0;
     for (size_t i = 0; i < st.n; i++)
-        if (strcmp(st.tensors[i].name, "layer2.1.conv1.weight") != 0) views[nv++] = st.tensors[i];
+        if (strcmp(st.tensors[i].name, "layer2.1.conv1.weight") != 0)
+            views[nv++] = st.tensors[i];
     cr_assert_eq(nv, st.n - 1);
     snprintf(path2, sizeof(path2), "%s/missing.safetensors", dir);
     cr_assert_eq(wsml_st_write(path2, views, nv, NULL, &err), 0, "%s", err.msg);
@@ -539,8 +563,13 @@ Test(net, load_errors_name_the_tensor) {
     wsml_st_free(&st);
 
     // extra tensors may not collide with the network's
-    wsml_tensor_view dup = {.name = "bn1.weight", .dtype = WSML_DT_F32, .ndim = 1,
-                            .shape = {1}, .count = 1, .data = &(float){1}, .nbytes = 4};
+    wsml_tensor_view dup = {.name = "bn1.weight",
+                            .dtype = WSML_DT_F32,
+                            .ndim = 1,
+                            .shape = {1},
+                            .count = 1,
+                            .data = &(float){1},
+                            .nbytes = 4};
     cr_assert_eq(wsml_net_save(a, path2, &dup, 1, NULL, &err), WSML_EARG);
 
     wsml_net_free(a);
@@ -574,7 +603,8 @@ Test(net, rejects_bad_configurations_and_calls) {
     net = small_net(be, "resnet18", 8, 3, 32, 2);
     wsml_net_init(net, 1);
     float *x = calloc(2 * 32 * 32 * 3, sizeof(float));
-    for (int i = 0; i < 2 * 32 * 32 * 3; i++) x[i] = (float)((i * 7919) % 13) - 6.0f;
+    for (int i = 0; i < 2 * 32 * 32 * 3; i++)
+        x[i] = (float)((i * 7919) % 13) - 6.0f;
     cr_expect_eq(wsml_net_forward(net, x, 3, WSML_NET_EVAL, &err), WSML_EARG); // > max_batch
     cr_expect_eq(wsml_net_forward(net, x, 1, WSML_NET_TRAIN, &err), WSML_EARG);
     cr_expect(strstr(err.msg, "layer4.0.bn1: expected more than 1 value per channel"), "%s",
@@ -588,14 +618,14 @@ Test(net, rejects_bad_configurations_and_calls) {
     // CAM = features · fc.weight^T per position (1x1 features here)
     float feats[2 * 64], w[3 * 64], cam[2 * 3];
     cr_assert_eq(wsml_net_read_features(net, feats, &err), 0);
-    cr_assert_eq(wsml_net_read_tensor(net, (size_t)wsml_net_find_tensor(net, "fc.weight"), w,
-                                      &err),
+    cr_assert_eq(wsml_net_read_tensor(net, (size_t)wsml_net_find_tensor(net, "fc.weight"), w, &err),
                  0);
     cr_assert_eq(wsml_net_cam(net, cam, &err), 0);
     for (int b = 0; b < 2; b++)
         for (int c = 0; c < 3; c++) {
             double s = 0;
-            for (int k = 0; k < 64; k++) s += (double)feats[b * 64 + k] * w[c * 64 + k];
+            for (int k = 0; k < 64; k++)
+                s += (double)feats[b * 64 + k] * w[c * 64 + k];
             cr_expect(fabs(cam[b * 3 + c] - s) <= 1e-5 * (1 + fabs(s)), "cam %d %d", b, c);
         }
     free(x);
@@ -607,19 +637,25 @@ Test(net, rejects_bad_configurations_and_calls) {
 // never does.
 Test(net, maxpool_ties_pick_the_first_maximum) {
     wsml_backend *be = make_backend(&(net_case){.threads = 2});
-    wsml_pool_desc d = {.channels = 2, .in_h = 4, .in_w = 4, .out_h = 2, .out_w = 2,
-                        .kernel = 3, .stride = 2, .pad = 1};
+    wsml_pool_desc d = {.channels = 2,
+                        .in_h = 4,
+                        .in_w = 4,
+                        .out_h = 2,
+                        .out_w = 2,
+                        .kernel = 3,
+                        .stride = 2,
+                        .pad = 1};
     float x[4 * 4 * 2], y[2 * 2 * 2], dx[4 * 4 * 2], dy[2 * 2 * 2] = {1, 2, 3, 4, 5, 6, 7, 8};
     int32_t arg[2 * 2 * 2];
     for (int i = 0; i < 16; i++) {
-        x[i * 2] = -1.0f;                   // channel 0: all equal (negative: padding is
-                                            // not 0 but ignored)
+        x[i * 2] = -1.0f;                    // channel 0: all equal (negative: padding is
+                                             // not 0 but ignored)
         x[i * 2 + 1] = (float)((i % 4) / 2); // channel 1: columns 0,0,1,1
     }
     cr_assert_eq(be->maxpool_forward(be, &d, 1, y, x, arg), 0);
     // windows: rows/cols {0,1} for index 0, {1,2,3} for index 1
-    static const int first_ch0[4] = {0, 1, 4, 5};  // top-left of each clipped window
-    static const int first_ch1[4] = {0, 2, 4, 6};  // first column with value 1 (or 0,0 → 0)
+    static const int first_ch0[4] = {0, 1, 4, 5}; // top-left of each clipped window
+    static const int first_ch1[4] = {0, 2, 4, 6}; // first column with value 1 (or 0,0 → 0)
     for (int o = 0; o < 4; o++) {
         cr_expect_eq(arg[o * 2], first_ch0[o], "ch0 window %d: %d", o, arg[o * 2]);
         cr_expect_eq(y[o * 2], -1.0f);
@@ -627,9 +663,10 @@ Test(net, maxpool_ties_pick_the_first_maximum) {
     }
     cr_assert_eq(be->maxpool_backward(be, &d, 1, dx, dy, x, y, arg), 0);
     double total = 0;
-    for (int i = 0; i < 32; i++) total += dx[i];
+    for (int i = 0; i < 32; i++)
+        total += dx[i];
     cr_expect_eq(total, 36.0);
-    cr_expect_eq(dx[0], 1.0f);      // channel 0 of window 0
-    cr_expect_eq(dx[1 * 2], 3.0f);  // position 1: channel 0 of window 1
+    cr_expect_eq(dx[0], 1.0f);     // channel 0 of window 0
+    cr_expect_eq(dx[1 * 2], 3.0f); // position 1: channel 0 of window 1
     wsml_backend_destroy(be);
 }

@@ -179,3 +179,110 @@ Test(reliability, verify_finds_exactly_100_flipped_records, .init = make_tmp, .f
     wsml_reader_end(rd);
     wsml_store_close(st_);
 }
+
+// A single-bit flip at every byte of a checkpoint-like safetensors file (tensors + metadata, as
+// wsml-train writes them) either fails to read with one line naming the file, or reads
+// back exactly the same tensors and metadata (a flip JSON cannot see, e.g. "\u00e9" ->
+// "\u00E9", or one in the checksum entry's own key that only turns the check off):
+// never a wrong number. The same for every truncation.
+#include <jansson.h>
+
+#include "common/safetensors.h"
+
+// Metadata equal apart from the checksum entry (wherever a flip moved its key).
+static int same_metadata(const char *a, const char *b) {
+    json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
+    char crc_buf[32] = "";
+    const char *crc = json_string_value(json_object_get(ja, WSML_ST_CRC_KEY));
+    if (crc) snprintf(crc_buf, sizeof crc_buf, "%s", crc), crc = crc_buf;
+    json_object_del(ja, WSML_ST_CRC_KEY);
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(jb, tmp, k, v) if (crc && json_is_string(v) && !strcmp(json_string_value(v), crc))
+        json_object_del(jb, k);
+    int same = ja && jb && json_equal(ja, jb);
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
+
+static int same_contents(const wsml_safetensors *a, const wsml_safetensors *b) {
+    if (a->n != b->n) return 0;
+    if (!a->metadata_json != !b->metadata_json) return 0;
+    if (a->metadata_json && !same_metadata(a->metadata_json, b->metadata_json)) return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const wsml_tensor_view *t = &a->tensors[i], *u = wsml_st_find(b, t->name);
+        if (!u || u->dtype != t->dtype || u->ndim != t->ndim || u->nbytes != t->nbytes ||
+            memcmp(u->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim) ||
+            (t->nbytes && memcmp(u->data, t->data, t->nbytes)))
+            return 0;
+    }
+    return 1;
+}
+
+Test(reliability, every_bit_flip_and_truncation_of_a_checkpoint_is_caught, .init = make_tmp, .fini = cleanup) {
+    float w[3][4], bias[3];
+    int64_t flips[2][2] = {{0, 3}, {5, 1}}, steps = 17;
+    for (int i = 0; i < 12; i++) w[i / 4][i % 4] = (float)i * 0.37f - 1.5f;
+    for (int i = 0; i < 3; i++) bias[i] = (float)i - 0.25f;
+    wsml_tensor_view t[4] = {
+        {.name = "fc.weight", .dtype = WSML_DT_F32, .ndim = 2, .shape = {3, 4}, .data = w, .nbytes = sizeof w},
+        {.name = "fc.bias", .dtype = WSML_DT_F32, .ndim = 1, .shape = {3}, .data = bias, .nbytes = sizeof bias},
+        {.name = "label_state.flips", .dtype = WSML_DT_I64, .ndim = 2, .shape = {2, 2}, .data = flips,
+         .nbytes = sizeof flips},
+        {.name = "bn1.num_batches_tracked", .dtype = WSML_DT_I64, .ndim = 0, .data = &steps, .nbytes = 8},
+    };
+    char path[400], bad[400];
+    snprintf(path, sizeof path, "%s/last.safetensors", tmp);
+    // the damaged copies live in memory (/dev/shm) when possible: 1,000 writes and reads
+    if (access("/dev/shm", W_OK) == 0) snprintf(bad, sizeof bad, "/dev/shm/wsml-rel-%d.safetensors", (int)getpid());
+    else snprintf(bad, sizeof bad, "%s/bad.safetensors", tmp);
+    wsml_err err = {0};
+    cr_assert_eq(wsml_st_write(path, t, 4,
+                               "{\"state.epoch\":\"3\",\"state.global_step\":\"27\",\"loss\":\"ll-cp\","
+                               "\"note\":\"caf\\u00e9\"}",
+                               &err),
+                 0, "%s", err.msg);
+    wsml_safetensors ref;
+    cr_assert_eq(wsml_st_read(path, &ref, &err), 0, "%s", err.msg);
+    size_t len = ref.file_len;
+    uint8_t *file = malloc(len);
+    memcpy(file, ref.file_buf, len);
+    long detected = 0, harmless = 0;
+    for (size_t pos = 0; pos < len; pos++) {
+        int bit = (int)((pos * 3) % 8); // every bit position occurs, over all bytes
+        file[pos] ^= (uint8_t)(1u << bit);
+        FILE *f = fopen(bad, "wb");
+        cr_assert(f);
+        cr_assert_eq(fwrite(file, 1, len, f), len);
+        fclose(f);
+        file[pos] ^= (uint8_t)(1u << bit);
+        wsml_safetensors st;
+        wsml_err_clear(&err);
+        if (wsml_st_read(bad, &st, &err) != 0) {
+            cr_assert(strstr(err.msg, bad) && !strchr(err.msg, '\n'), "byte %zu bit %d: %s", pos, bit, err.msg);
+            detected++;
+            continue;
+        }
+        cr_assert(same_contents(&ref, &st), "byte %zu bit %d: read back different contents: %s", pos, bit,
+                  st.metadata_json ? st.metadata_json : "(no metadata)");
+        harmless++;
+        wsml_st_free(&st);
+    }
+    for (size_t cut = 0; cut < len; cut++) {
+        FILE *f = fopen(bad, "wb");
+        cr_assert(f);
+        cr_assert_eq(fwrite(file, 1, cut, f), cut);
+        fclose(f);
+        wsml_safetensors st;
+        cr_assert_neq(wsml_st_read(bad, &st, &err), 0, "truncated to %zu of %zu bytes but read", cut, len);
+        cr_assert(strstr(err.msg, bad), "%s", err.msg);
+    }
+    unlink(bad);
+    cr_log_info("%zu-byte checkpoint: %ld of %ld bit flips detected, %ld harmless; %zu truncations detected", len,
+                detected, detected + harmless, harmless, len);
+    cr_assert_gt(detected, (long)len * 9 / 10);
+    free(file);
+    wsml_st_free(&ref);
+}

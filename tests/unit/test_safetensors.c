@@ -101,7 +101,7 @@ Test(safetensors, round_trip_every_dtype_and_python_validates) {
     cr_assert_str_eq(wsml_st_meta(&st, "note", buf, sizeof buf), "\xc3\xa9");
     cr_assert_null(wsml_st_meta(&st, "missing", buf, sizeof buf));
     // float conversions
-    float got[4];
+    float got[6];
     int64_t s3[1] = {3}, s31[2] = {3, 1}, s22[2] = {2, 2}, s23[2] = {2, 3};
     cr_assert_eq(wsml_st_get_f32(&st, "half", 1, s3, got, &err), 0, "%s", err.msg);
     cr_assert(got[0] == 1.5f && got[1] == -65504.0f && got[2] == wsml_f16_to_f32(wsml_f32_to_f16(3.14159f)));
@@ -114,6 +114,18 @@ Test(safetensors, round_trip_every_dtype_and_python_validates) {
     wsml_st_free(&st);
     char *out = ct_python(PY_VALIDATE
                           "meta, t = load(sys.argv[1])\n"
+                          // wsml's checksum (common/safetensors.h), recomputed independently
+                          "import zlib\n"
+                          "b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]\n"
+                          "h = json.loads(b[8:8 + n]); data = b[8 + n:]; h.pop('__metadata__')\n"
+                          "c = 0\n"
+                          "for k in sorted(h, key=lambda x: x.encode()):\n"
+                          "    sh = h[k]['shape']; s0, e0 = h[k]['data_offsets']\n"
+                          "    c = zlib.crc32(k.encode() + b'\\0' + h[k]['dtype'].encode() + b'\\0' +\n"
+                          "                   struct.pack('<%dQ' % (len(sh) + 1), len(sh), *sh) + data[s0:e0], c)\n"
+                          "for k in sorted((k for k in meta if k != 'wsml.crc32'), key=lambda x: x.encode()):\n"
+                          "    c = zlib.crc32(k.encode() + b'\\0' + meta[k].encode() + b'\\0', c)\n"
+                          "assert meta.pop('wsml.crc32') == '%08x' % c, 'checksum'\n"
                           "assert meta == {'format': 'pt', 'arch': 'resnet50', 'note': '\\u00e9'}, meta\n"
                           "want = {\n"
                           " 'conv1.weight': ('F32', np.array([[1, -2, 3.5], [0.25, -0.125, 1e-3]], np.float32)),\n"

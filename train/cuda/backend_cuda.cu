@@ -53,44 +53,44 @@
 #define CUDNN_SONAME "libcudnn.so." WSML_STR(CUDNN_MAJOR)
 #define CUBLAS_SONAME "libcublas.so." WSML_STR(CUBLAS_VER_MAJOR)
 
-#define CUDNN_FUNCS(X)                                                                         \
-    X(cudnnGetVersion)                                                                         \
-    X(cudnnGetErrorString)                                                                     \
-    X(cudnnGetLastErrorString)                                                                 \
-    X(cudnnCreate)                                                                             \
-    X(cudnnDestroy)                                                                            \
-    X(cudnnSetStream)                                                                          \
-    X(cudnnCreateTensorDescriptor)                                                             \
-    X(cudnnDestroyTensorDescriptor)                                                            \
-    X(cudnnSetTensor4dDescriptor)                                                              \
-    X(cudnnCreateFilterDescriptor)                                                             \
-    X(cudnnDestroyFilterDescriptor)                                                            \
-    X(cudnnSetFilter4dDescriptor)                                                              \
-    X(cudnnCreateConvolutionDescriptor)                                                        \
-    X(cudnnDestroyConvolutionDescriptor)                                                       \
-    X(cudnnSetConvolution2dDescriptor)                                                         \
-    X(cudnnSetConvolutionMathType)                                                             \
-    X(cudnnGetConvolutionForwardAlgorithm_v7)                                                  \
-    X(cudnnFindConvolutionForwardAlgorithm)                                                    \
-    X(cudnnGetConvolutionForwardWorkspaceSize)                                                 \
-    X(cudnnConvolutionForward)                                                                 \
-    X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                             \
-    X(cudnnFindConvolutionBackwardDataAlgorithm)                                               \
-    X(cudnnGetConvolutionBackwardDataWorkspaceSize)                                            \
-    X(cudnnConvolutionBackwardData)                                                            \
-    X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                           \
-    X(cudnnFindConvolutionBackwardFilterAlgorithm)                                             \
-    X(cudnnGetConvolutionBackwardFilterWorkspaceSize)                                          \
+#define CUDNN_FUNCS(X)                                                                             \
+    X(cudnnGetVersion)                                                                             \
+    X(cudnnGetErrorString)                                                                         \
+    X(cudnnGetLastErrorString)                                                                     \
+    X(cudnnCreate)                                                                                 \
+    X(cudnnDestroy)                                                                                \
+    X(cudnnSetStream)                                                                              \
+    X(cudnnCreateTensorDescriptor)                                                                 \
+    X(cudnnDestroyTensorDescriptor)                                                                \
+    X(cudnnSetTensor4dDescriptor)                                                                  \
+    X(cudnnCreateFilterDescriptor)                                                                 \
+    X(cudnnDestroyFilterDescriptor)                                                                \
+    X(cudnnSetFilter4dDescriptor)                                                                  \
+    X(cudnnCreateConvolutionDescriptor)                                                            \
+    X(cudnnDestroyConvolutionDescriptor)                                                           \
+    X(cudnnSetConvolution2dDescriptor)                                                             \
+    X(cudnnSetConvolutionMathType)                                                                 \
+    X(cudnnGetConvolutionForwardAlgorithm_v7)                                                      \
+    X(cudnnFindConvolutionForwardAlgorithm)                                                        \
+    X(cudnnGetConvolutionForwardWorkspaceSize)                                                     \
+    X(cudnnConvolutionForward)                                                                     \
+    X(cudnnGetConvolutionBackwardDataAlgorithm_v7)                                                 \
+    X(cudnnFindConvolutionBackwardDataAlgorithm)                                                   \
+    X(cudnnGetConvolutionBackwardDataWorkspaceSize)                                                \
+    X(cudnnConvolutionBackwardData)                                                                \
+    X(cudnnGetConvolutionBackwardFilterAlgorithm_v7)                                               \
+    X(cudnnFindConvolutionBackwardFilterAlgorithm)                                                 \
+    X(cudnnGetConvolutionBackwardFilterWorkspaceSize)                                              \
     X(cudnnConvolutionBackwardFilter)
-#define CUBLAS_FUNCS(X)                                                                        \
-    X(cublasCreate_v2)                                                                         \
-    X(cublasDestroy_v2)                                                                        \
-    X(cublasSetStream_v2)                                                                      \
-    X(cublasSetMathMode)                                                                       \
-    X(cublasSetWorkspace_v2)                                                                   \
-    X(cublasSgemm_v2)                                                                          \
-    X(cublasGetStatusString)                                                                   \
-    X(cublasGetStatusName)                                                                     \
+#define CUBLAS_FUNCS(X)                                                                            \
+    X(cublasCreate_v2)                                                                             \
+    X(cublasDestroy_v2)                                                                            \
+    X(cublasSetStream_v2)                                                                          \
+    X(cublasSetMathMode)                                                                           \
+    X(cublasSetWorkspace_v2)                                                                       \
+    X(cublasSgemm_v2)                                                                              \
+    X(cublasGetStatusString)                                                                       \
+    X(cublasGetStatusName)                                                                         \
     X(cublasGetProperty)
 
 #define DECLARE_POINTER(name) static decltype(&::name) dl_##name;
@@ -116,11 +116,11 @@ static void load_libraries_once(void) {
                  dlerror(), CUBLAS_VER_MAJOR);
         return;
     }
-#define RESOLVE(lib, soname, name)                                                             \
-    dl_##name = (decltype(dl_##name))dlsym(lib, #name);                                        \
-    if (!dl_##name) {                                                                          \
-        snprintf(libs_error, sizeof libs_error, "%s has no %s (too old?)", soname, #name);     \
-        return;                                                                                \
+#define RESOLVE(lib, soname, name)                                                                 \
+    dl_##name = (decltype(dl_##name))dlsym(lib, #name);                                            \
+    if (!dl_##name) {                                                                              \
+        snprintf(libs_error, sizeof libs_error, "%s has no %s (too old?)", soname, #name);         \
+        return;                                                                                    \
     }
 #define RESOLVE_CUDNN(name) RESOLVE(cudnn, CUDNN_SONAME, name)
 #define RESOLVE_CUBLAS(name) RESOLVE(cublas, CUBLAS_SONAME, name)
@@ -159,13 +159,12 @@ static int load_libraries(void) {
 #define cudnnConvolutionForward dl_cudnnConvolutionForward
 #define cudnnGetConvolutionBackwardDataAlgorithm_v7 dl_cudnnGetConvolutionBackwardDataAlgorithm_v7
 #define cudnnFindConvolutionBackwardDataAlgorithm dl_cudnnFindConvolutionBackwardDataAlgorithm
-#define cudnnGetConvolutionBackwardDataWorkspaceSize                                          \
-    dl_cudnnGetConvolutionBackwardDataWorkspaceSize
+#define cudnnGetConvolutionBackwardDataWorkspaceSize dl_cudnnGetConvolutionBackwardDataWorkspaceSize
 #define cudnnConvolutionBackwardData dl_cudnnConvolutionBackwardData
-#define cudnnGetConvolutionBackwardFilterAlgorithm_v7                                         \
+#define cudnnGetConvolutionBackwardFilterAlgorithm_v7                                              \
     dl_cudnnGetConvolutionBackwardFilterAlgorithm_v7
 #define cudnnFindConvolutionBackwardFilterAlgorithm dl_cudnnFindConvolutionBackwardFilterAlgorithm
-#define cudnnGetConvolutionBackwardFilterWorkspaceSize                                        \
+#define cudnnGetConvolutionBackwardFilterWorkspaceSize                                             \
     dl_cudnnGetConvolutionBackwardFilterWorkspaceSize
 #define cudnnConvolutionBackwardFilter dl_cudnnConvolutionBackwardFilter
 // cublas_v2.h already maps cublasCreate -> cublasCreate_v2 etc.; rescanning lands here.
@@ -240,7 +239,9 @@ typedef struct {
     size_t cache_len, cache_cap;
 } cuda_impl;
 
-static cuda_impl *impl_of(wsml_backend *be) { return (cuda_impl *)be->impl; }
+static cuda_impl *impl_of(wsml_backend *be) {
+    return (cuda_impl *)be->impl;
+}
 
 // ----------------------------------------------------------------------------
 // errors: "op: call: status"
@@ -268,7 +269,8 @@ static int cudnn_fail(wsml_backend *be, const char *op, const char *expr, cudnnS
     char name[80], detail[256] = "";
     cudnnGetLastErrorString(detail, sizeof detail);
     for (char *c = detail; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
     return wsml_errf(&be->err,
                      s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ? WSML_ENOMEM
                                                                              : WSML_EDEVICE,
@@ -283,34 +285,41 @@ static int cublas_fail(wsml_backend *be, const char *op, const char *expr, cubla
                      cublasGetStatusString(s), cublasGetStatusName(s));
 }
 
-#define CUDA_TRY(op, call)                                                                     \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess) return cuda_fail(be, (op), #call, e_);                          \
+#define CUDA_TRY(op, call)                                                                         \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return cuda_fail(be, (op), #call, e_);                                                 \
     } while (0)
-#define CUDNN_TRY(op, call)                                                                    \
-    do {                                                                                       \
-        cudnnStatus_t s_ = (call);                                                             \
-        if (s_ != CUDNN_STATUS_SUCCESS) return cudnn_fail(be, (op), #call, s_);                \
+#define CUDNN_TRY(op, call)                                                                        \
+    do {                                                                                           \
+        cudnnStatus_t s_ = (call);                                                                 \
+        if (s_ != CUDNN_STATUS_SUCCESS)                                                            \
+            return cudnn_fail(be, (op), #call, s_);                                                \
     } while (0)
-#define CUBLAS_TRY(op, call)                                                                   \
-    do {                                                                                       \
-        cublasStatus_t s_ = (call);                                                            \
-        if (s_ != CUBLAS_STATUS_SUCCESS) return cublas_fail(be, (op), #call, s_);              \
+#define CUBLAS_TRY(op, call)                                                                       \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return cublas_fail(be, (op), #call, s_);                                               \
     } while (0)
 // After a kernel launch: launch-configuration errors show here, faults at synchronize.
-#define LAUNCH_TRY(op, kernel)                                                                 \
-    do {                                                                                       \
-        cudaError_t e_ = cudaGetLastError();                                                   \
-        if (e_ != cudaSuccess) return cuda_fail(be, (op), kernel "<<<>>>", e_);                \
+#define LAUNCH_TRY(op, kernel)                                                                     \
+    do {                                                                                           \
+        cudaError_t e_ = cudaGetLastError();                                                       \
+        if (e_ != cudaSuccess)                                                                     \
+            return cuda_fail(be, (op), kernel "<<<>>>", e_);                                       \
     } while (0)
 
-static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t ceil_div(int64_t a, int64_t b) {
+    return (a + b - 1) / b;
+}
 
 // Blocks for a grid-stride loop over `work` items (enough to fill the GPU, no more).
 static int grid_for(wsml_backend *be, int64_t work) {
     int64_t blocks = ceil_div(work, THREADS), max_blocks = (int64_t)impl_of(be)->sm_count * 16;
-    if (blocks > max_blocks) blocks = max_blocks;
+    if (blocks > max_blocks)
+        blocks = max_blocks;
     return blocks < 1 ? 1 : (int)blocks;
 }
 
@@ -320,7 +329,8 @@ static int grid_for(wsml_backend *be, int64_t work) {
 static void track(cuda_impl *im, size_t bytes, int add) {
     if (add) {
         im->allocated += bytes;
-        if (im->allocated > im->peak) im->peak = im->allocated;
+        if (im->allocated > im->peak)
+            im->peak = im->allocated;
     } else {
         im->allocated -= bytes;
     }
@@ -336,7 +346,8 @@ static int device_malloc(wsml_backend *be, const char *op, void **p, size_t byte
         return 0;
     }
     *p = NULL;
-    if (e != cudaErrorMemoryAllocation) return cuda_fail(be, op, "cudaMalloc", e);
+    if (e != cudaErrorMemoryAllocation)
+        return cuda_fail(be, op, "cudaMalloc", e);
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
@@ -348,7 +359,8 @@ static int device_malloc(wsml_backend *be, const char *op, void **p, size_t byte
 }
 
 static void device_free(cuda_impl *im, void *p, size_t bytes) {
-    if (!p) return;
+    if (!p)
+        return;
     cudaFree(p);
     track(im, bytes, 0);
 }
@@ -367,7 +379,8 @@ static void *cuda_alloc(wsml_backend *be, size_t bytes) {
     }
     void *p = NULL;
     // cudaMalloc returns 256-byte aligned memory (the interface asks for 64).
-    if (device_malloc(be, "alloc", &p, bytes) != 0) return NULL;
+    if (device_malloc(be, "alloc", &p, bytes) != 0)
+        return NULL;
     im->allocs[im->num_allocs].ptr = p;
     im->allocs[im->num_allocs].bytes = bytes;
     im->num_allocs++;
@@ -376,7 +389,8 @@ static void *cuda_alloc(wsml_backend *be, size_t bytes) {
 
 static void cuda_free(wsml_backend *be, void *ptr) {
     cuda_impl *im = impl_of(be);
-    if (!ptr) return;
+    if (!ptr)
+        return;
     for (size_t i = 0; i < im->num_allocs; i++)
         if (im->allocs[i].ptr == ptr) {
             device_free(im, ptr, im->allocs[i].bytes);
@@ -388,7 +402,8 @@ static void cuda_free(wsml_backend *be, void *ptr) {
 
 static int cuda_copy_to_device(wsml_backend *be, void *dst, const void *host_src, size_t bytes) {
     cuda_impl *im = impl_of(be);
-    if (!bytes) return 0;
+    if (!bytes)
+        return 0;
     CUDA_TRY("copy_to_device",
              cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, im->stream));
     // Wait: the caller may reuse host_src at once (it may be pinned memory, for which
@@ -399,7 +414,8 @@ static int cuda_copy_to_device(wsml_backend *be, void *dst, const void *host_src
 
 static int cuda_copy_to_host(wsml_backend *be, void *host_dst, const void *src, size_t bytes) {
     cuda_impl *im = impl_of(be);
-    if (!bytes) return 0;
+    if (!bytes)
+        return 0;
     CUDA_TRY("copy_to_host",
              cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
     CUDA_TRY("copy_to_host", cudaStreamSynchronize(im->stream));
@@ -407,14 +423,16 @@ static int cuda_copy_to_host(wsml_backend *be, void *host_dst, const void *src, 
 }
 
 static int cuda_copy(wsml_backend *be, void *dst, const void *src, size_t bytes) {
-    if (!bytes) return 0;
+    if (!bytes)
+        return 0;
     CUDA_TRY("copy",
              cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, impl_of(be)->stream));
     return 0;
 }
 
 static int cuda_zero(wsml_backend *be, void *dst, size_t bytes) {
-    if (!bytes) return 0;
+    if (!bytes)
+        return 0;
     CUDA_TRY("zero", cudaMemsetAsync(dst, 0, bytes, impl_of(be)->stream));
     return 0;
 }
@@ -429,14 +447,16 @@ static int cuda_synchronize(wsml_backend *be) {
 // layer wider than any before) with the stream drained first.
 static int ensure_scratch(wsml_backend *be, size_t bytes) {
     cuda_impl *im = impl_of(be);
-    if (im->scratch_bytes >= bytes) return 0;
+    if (im->scratch_bytes >= bytes)
+        return 0;
     size_t want = im->scratch_bytes * 2 > bytes ? im->scratch_bytes * 2 : bytes;
     CUDA_TRY("scratch", cudaStreamSynchronize(im->stream));
     device_free(im, im->scratch, im->scratch_bytes);
     im->scratch = NULL;
     im->scratch_bytes = 0;
     int rc = device_malloc(be, "scratch", &im->scratch, want);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     im->scratch_bytes = want;
     return 0;
 }
@@ -473,7 +493,8 @@ static void cache_key(const wsml_conv_desc *d, int n, int key[10]) {
 
 static const conv_algos *cache_find(cuda_impl *im, const int key[10]) {
     for (size_t i = 0; i < im->cache_len; i++)
-        if (!memcmp(im->cache[i].key, key, sizeof(im->cache[i].key))) return &im->cache[i].algos;
+        if (!memcmp(im->cache[i].key, key, sizeof(im->cache[i].key)))
+            return &im->cache[i].algos;
     return NULL;
 }
 
@@ -481,7 +502,8 @@ static void cache_add(cuda_impl *im, const int key[10], const conv_algos *a) {
     if (im->cache_len == im->cache_cap) {
         size_t cap = im->cache_cap ? 2 * im->cache_cap : 32;
         algo_cache_entry *c = (algo_cache_entry *)realloc(im->cache, cap * sizeof(*c));
-        if (!c) return; // the cache is an optimisation only
+        if (!c)
+            return; // the cache is an optimisation only
         im->cache = c;
         im->cache_cap = cap;
     }
@@ -493,35 +515,43 @@ static void cache_add(cuda_impl *im, const int key[10], const conv_algos *a) {
 // The generic candidate filter: cuDNN lists candidates best first (heuristics) or
 // fastest first (find); take the first that succeeded, obeys the precision and whose
 // workspace (re-queried under the math type it will run with) fits `limit`.
-#define CHOOSE_ALGO(PERF_T, COUNT, QUERY_HEUR, QUERY_FIND, WS_QUERY, conv, out_algo, out_math,  \
-                    out_bytes, what)                                                           \
-    do {                                                                                       \
-        PERF_T perf[COUNT];                                                                    \
-        int returned = 0;                                                                      \
-        cudnnMathType_t query_math = im->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;         \
-        CUDNN_TRY(op, cudnnSetConvolutionMathType(conv, query_math));                          \
-        cudnnStatus_t find_status = CUDNN_STATUS_NOT_SUPPORTED;                                \
-        if (im->find) find_status = QUERY_FIND;                                                \
-        if (find_status != CUDNN_STATUS_SUCCESS) CUDNN_TRY(op, QUERY_HEUR);                    \
-        int found = 0;                                                                         \
-        for (int i = 0; i < returned && !found; i++) {                                         \
-            if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;                              \
-            if (!im->tf32 && !is_fp32_only(perf[i].mathType)) continue;                        \
-            cudnnMathType_t m = im->tf32 ? perf[i].mathType : CUDNN_FMA_MATH;                  \
-            if (cudnnSetConvolutionMathType(conv, m) != CUDNN_STATUS_SUCCESS) continue;        \
-            size_t bytes = 0;                                                                  \
-            if (WS_QUERY(perf[i].algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > limit)       \
-                continue;                                                                      \
-            out_algo = perf[i].algo;                                                           \
-            out_math = m;                                                                      \
-            out_bytes = bytes;                                                                 \
-            found = 1;                                                                         \
-        }                                                                                      \
-        if (!found)                                                                            \
-            return wsml_errf(&be->err, WSML_EDEVICE,                                           \
-                             "%s: cuDNN offers no %s algorithm for this layer (batch %d, "     \
-                             "%s) within a %zu-byte workspace",                                \
-                             op, what, n, im->tf32 ? "tf32" : "fp32", limit);                  \
+#define CHOOSE_ALGO(PERF_T, COUNT, QUERY_HEUR, QUERY_FIND, WS_QUERY, conv, out_algo, out_math,     \
+                    out_bytes, what)                                                               \
+    do {                                                                                           \
+        PERF_T perf[COUNT];                                                                        \
+        int returned = 0;                                                                          \
+        cudnnMathType_t query_math = im->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;             \
+        CUDNN_TRY(op, cudnnSetConvolutionMathType(conv, query_math));                              \
+        cudnnStatus_t find_status = CUDNN_STATUS_NOT_SUPPORTED;                                    \
+        if (im->find)                                                                              \
+            find_status = QUERY_FIND;                                                              \
+        if (find_status != CUDNN_STATUS_SUCCESS)                                                   \
+            CUDNN_TRY(op, QUERY_HEUR);                                                             \
+        int found = 0;                                                                             \
+        /* fp32: first the candidates cuDNN itself lists as plain fp32, then any other */          \
+        /* under the forced FMA math type (the workspace query rejects what cannot run) */         \
+        for (int pass = im->tf32 ? 1 : 0; pass < 2 && !found; pass++)                              \
+            for (int i = 0; i < returned && !found; i++) {                                         \
+                if (perf[i].status != CUDNN_STATUS_SUCCESS)                                        \
+                    continue;                                                                      \
+                if (pass == 0 && !is_fp32_only(perf[i].mathType))                                  \
+                    continue;                                                                      \
+                cudnnMathType_t m = im->tf32 ? perf[i].mathType : CUDNN_FMA_MATH;                  \
+                if (cudnnSetConvolutionMathType(conv, m) != CUDNN_STATUS_SUCCESS)                  \
+                    continue;                                                                      \
+                size_t bytes = 0;                                                                  \
+                if (WS_QUERY(perf[i].algo, &bytes) != CUDNN_STATUS_SUCCESS || bytes > limit)       \
+                    continue;                                                                      \
+                out_algo = perf[i].algo;                                                           \
+                out_math = m;                                                                      \
+                out_bytes = bytes;                                                                 \
+                found = 1;                                                                         \
+            }                                                                                      \
+        if (!found)                                                                                \
+            return wsml_errf(&be->err, WSML_EDEVICE,                                               \
+                             "%s: cuDNN offers no %s algorithm for this layer (batch %d, "         \
+                             "%s) within a %zu-byte workspace",                                    \
+                             op, what, n, im->tf32 ? "tf32" : "fp32", limit);                      \
     } while (0)
 
 // Chooses the three algorithms for batch n with workspaces of at most `limit` bytes;
@@ -530,7 +560,8 @@ static int choose_algos(wsml_backend *be, conv_plan *p, const wsml_conv_desc *d,
                         size_t limit, conv_algos *out, const char *op) {
     cuda_impl *im = impl_of(be);
     int rc = set_tensor_descs(be, p, d, n, op);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     int key[10];
     cache_key(d, n, key);
     const conv_algos *hit = cache_find(im, key);
@@ -542,23 +573,22 @@ static int choose_algos(wsml_backend *be, conv_plan *p, const wsml_conv_desc *d,
     memset(&a, 0, sizeof(a));
     a.n = n;
     cudnnHandle_t h = im->cudnn;
-#define FWD_WS(algo, bytes)                                                                    \
-    cudnnGetConvolutionForwardWorkspaceSize(h, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,   \
-                                            algo, bytes)
-#define DATA_WS(algo, bytes)                                                                   \
-    cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w_desc, p->y_desc, p->data_conv,        \
-                                                 p->x_desc, algo, bytes)
-#define FILTER_WS(algo, bytes)                                                                 \
-    cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x_desc, p->y_desc, p->filter_conv,    \
+#define FWD_WS(algo, bytes)                                                                        \
+    cudnnGetConvolutionForwardWorkspaceSize(h, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc, algo, \
+                                            bytes)
+#define DATA_WS(algo, bytes)                                                                       \
+    cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w_desc, p->y_desc, p->data_conv, p->x_desc, \
+                                                 algo, bytes)
+#define FILTER_WS(algo, bytes)                                                                     \
+    cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x_desc, p->y_desc, p->filter_conv,        \
                                                    p->w_desc, algo, bytes)
-    CHOOSE_ALGO(cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                cudnnGetConvolutionForwardAlgorithm_v7(h, p->x_desc, p->w_desc, p->fwd_conv,
-                                                       p->y_desc, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                       &returned, perf),
-                cudnnFindConvolutionForwardAlgorithm(h, p->x_desc, p->w_desc, p->fwd_conv,
-                                                     p->y_desc, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                     &returned, perf),
-                FWD_WS, p->fwd_conv, a.fwd, a.fwd_math, a.fwd_bytes, "forward");
+    CHOOSE_ALGO(
+        cudnnConvolutionFwdAlgoPerf_t, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+        cudnnGetConvolutionForwardAlgorithm_v7(h, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
+                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
+        cudnnFindConvolutionForwardAlgorithm(h, p->x_desc, p->w_desc, p->fwd_conv, p->y_desc,
+                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf),
+        FWD_WS, p->fwd_conv, a.fwd, a.fwd_math, a.fwd_bytes, "forward");
     CHOOSE_ALGO(cudnnConvolutionBwdDataAlgoPerf_t, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
                 cudnnGetConvolutionBackwardDataAlgorithm_v7(
                     h, p->w_desc, p->y_desc, p->data_conv, p->x_desc,
@@ -586,19 +616,23 @@ static int choose_algos(wsml_backend *be, conv_plan *p, const wsml_conv_desc *d,
 
 static size_t algos_bytes(const conv_algos *a) {
     size_t b = a->fwd_bytes;
-    if (a->data_bytes > b) b = a->data_bytes;
-    if (a->filter_bytes > b) b = a->filter_bytes;
+    if (a->data_bytes > b)
+        b = a->data_bytes;
+    if (a->filter_bytes > b)
+        b = a->filter_bytes;
     return b;
 }
 
 // Grows the shared workspace (only called from conv_prepare, never during a step).
 static int grow_workspace(wsml_backend *be, size_t bytes) {
     cuda_impl *im = impl_of(be);
-    if (bytes <= im->workspace_bytes) return 0;
+    if (bytes <= im->workspace_bytes)
+        return 0;
     CUDA_TRY("conv_prepare", cudaStreamSynchronize(im->stream));
     void *p = NULL;
     int rc = device_malloc(be, "conv_prepare: cuDNN workspace", &p, bytes);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     device_free(im, im->workspace, im->workspace_bytes);
     im->workspace = p;
     im->workspace_bytes = bytes;
@@ -606,13 +640,20 @@ static int grow_workspace(wsml_backend *be, size_t bytes) {
 }
 
 static void plan_destroy(conv_plan *p) {
-    if (!p) return;
-    if (p->x_desc) cudnnDestroyTensorDescriptor(p->x_desc);
-    if (p->y_desc) cudnnDestroyTensorDescriptor(p->y_desc);
-    if (p->w_desc) cudnnDestroyFilterDescriptor(p->w_desc);
-    if (p->fwd_conv) cudnnDestroyConvolutionDescriptor(p->fwd_conv);
-    if (p->data_conv) cudnnDestroyConvolutionDescriptor(p->data_conv);
-    if (p->filter_conv) cudnnDestroyConvolutionDescriptor(p->filter_conv);
+    if (!p)
+        return;
+    if (p->x_desc)
+        cudnnDestroyTensorDescriptor(p->x_desc);
+    if (p->y_desc)
+        cudnnDestroyTensorDescriptor(p->y_desc);
+    if (p->w_desc)
+        cudnnDestroyFilterDescriptor(p->w_desc);
+    if (p->fwd_conv)
+        cudnnDestroyConvolutionDescriptor(p->fwd_conv);
+    if (p->data_conv)
+        cudnnDestroyConvolutionDescriptor(p->data_conv);
+    if (p->filter_conv)
+        cudnnDestroyConvolutionDescriptor(p->filter_conv);
     free(p);
 }
 
@@ -627,9 +668,9 @@ static int plan_create(wsml_backend *be, const wsml_conv_desc *d, conv_plan *p) 
     cudnnConvolutionDescriptor_t *convs[3] = {&p->fwd_conv, &p->data_conv, &p->filter_conv};
     for (int i = 0; i < 3; i++) {
         CUDNN_TRY(op, cudnnCreateConvolutionDescriptor(convs[i]));
-        CUDNN_TRY(op, cudnnSetConvolution2dDescriptor(*convs[i], d->pad, d->pad, d->stride,
-                                                      d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                      CUDNN_DATA_FLOAT));
+        CUDNN_TRY(op,
+                  cudnnSetConvolution2dDescriptor(*convs[i], d->pad, d->pad, d->stride, d->stride,
+                                                  1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     }
     p->active = -1;
     return 0;
@@ -654,7 +695,8 @@ static int cuda_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
                          "cuDNN's 2^31 limit; try a smaller --batch",
                          d->max_batch, in_elems > out_elems ? in_elems : out_elems);
     conv_plan *p = (conv_plan *)calloc(1, sizeof(*p));
-    if (!p) return wsml_errf(&be->err, WSML_ENOMEM, "conv_prepare: out of host memory");
+    if (!p)
+        return wsml_errf(&be->err, WSML_ENOMEM, "conv_prepare: out of host memory");
     int rc = plan_create(be, d, p);
     if (rc == 0) {
         // Workspace limit: the cap, and never more than a quarter of what is free now
@@ -663,7 +705,8 @@ static int cuda_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
         if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < limit)
             limit = free_b / 4 > im->workspace_bytes ? free_b / 4 : im->workspace_bytes;
         rc = choose_algos(be, p, d, d->max_batch, limit, &p->slot[0], op);
-        if (rc == 0) rc = grow_workspace(be, algos_bytes(&p->slot[0]));
+        if (rc == 0)
+            rc = grow_workspace(be, algos_bytes(&p->slot[0]));
         if (rc == WSML_ENOMEM) // fall back to algorithms that fit the workspace we have
             rc = choose_algos(be, p, d, d->max_batch, im->workspace_bytes, &p->slot[0], op);
         p->active = 0;
@@ -686,23 +729,26 @@ static void cuda_conv_release(wsml_backend *be, wsml_conv_desc *d) {
 static int plan_for_batch(wsml_backend *be, const wsml_conv_desc *d, int n, const char *op,
                           conv_plan **pp, const conv_algos **ap) {
     conv_plan *p = (conv_plan *)d->plan;
-    if (!p) return wsml_errf(&be->err, WSML_ESTATE, "%s: layer was not prepared", op);
+    if (!p)
+        return wsml_errf(&be->err, WSML_ESTATE, "%s: layer was not prepared", op);
     if (n < 1 || n > d->max_batch)
-        return wsml_errf(&be->err, WSML_EARG, "%s: batch %d outside 1..%d", op, n,
-                         d->max_batch);
+        return wsml_errf(&be->err, WSML_EARG, "%s: batch %d outside 1..%d", op, n, d->max_batch);
     int s = p->slot[0].n == n ? 0 : p->slot[1].n == n ? 1 : -1;
     if (s < 0) {
         // A new smaller batch: choose within the workspace we have (no allocation here).
         p->slot[1].n = 0;
         p->active = -1;
         int rc = choose_algos(be, p, d, n, impl_of(be)->workspace_bytes, &p->slot[1], op);
-        if (rc) return rc;
+        if (rc)
+            return rc;
         p->active = s = 1;
     }
     if (p->active != s) {
         int rc = set_tensor_descs(be, p, d, n, op);
-        if (rc == 0) rc = set_math(be, p, &p->slot[s], op);
-        if (rc) return rc;
+        if (rc == 0)
+            rc = set_math(be, p, &p->slot[s], op);
+        if (rc)
+            return rc;
         p->active = s;
     }
     *pp = p;
@@ -717,12 +763,13 @@ static int cuda_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, f
     conv_plan *p;
     const conv_algos *a;
     int rc = plan_for_batch(be, d, n, op, &p, &a);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     cuda_impl *im = impl_of(be);
     const float one = 1.0f, zero = 0.0f;
-    CUDNN_TRY(op, cudnnConvolutionForward(im->cudnn, &one, p->x_desc, x, p->w_desc, w,
-                                          p->fwd_conv, a->fwd, im->workspace,
-                                          im->workspace_bytes, &zero, p->y_desc, y));
+    CUDNN_TRY(op, cudnnConvolutionForward(im->cudnn, &one, p->x_desc, x, p->w_desc, w, p->fwd_conv,
+                                          a->fwd, im->workspace, im->workspace_bytes, &zero,
+                                          p->y_desc, y));
     return 0;
 }
 
@@ -733,7 +780,8 @@ static int cuda_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, in
     conv_plan *p;
     const conv_algos *a;
     int rc = plan_for_batch(be, d, n, op, &p, &a);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     cuda_impl *im = impl_of(be);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     CUDNN_TRY(op, cudnnConvolutionBackwardData(im->cudnn, &one, p->w_desc, w, p->y_desc, dy,
@@ -743,13 +791,14 @@ static int cuda_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, in
 }
 
 // dw: (O, KH, KW, I) += Σ over the batch of dy ⊗ x patches
-static int cuda_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, int n,
-                                     float *dw, const float *dy, const float *x) {
+static int cuda_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, int n, float *dw,
+                                     const float *dy, const float *x) {
     const char *op = "conv_backward_filter";
     conv_plan *p;
     const conv_algos *a;
     int rc = plan_for_batch(be, d, n, op, &p, &a);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     cuda_impl *im = impl_of(be);
     const float one = 1.0f;
     CUDNN_TRY(op, cudnnConvolutionBackwardFilter(im->cudnn, &one, p->x_desc, x, p->y_desc, dy,
@@ -768,7 +817,8 @@ template <int V> __device__ inline void load_vec(float (&v)[V], const float *p) 
         v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
     } else {
 #pragma unroll
-        for (int k = 0; k < V; k++) v[k] = p[k];
+        for (int k = 0; k < V; k++)
+            v[k] = p[k];
     }
 }
 
@@ -777,7 +827,8 @@ template <int V> __device__ inline void store_vec(float *p, const float (&v)[V])
         *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
     } else {
 #pragma unroll
-        for (int k = 0; k < V; k++) p[k] = v[k];
+        for (int k = 0; k < V; k++)
+            p[k] = v[k];
     }
 }
 
@@ -790,10 +841,13 @@ static void row_tiling(wsml_backend *be, int C, int64_t rows, int V, int *per_ro
     int64_t rows_per_block = THREADS / *per_row;
     int64_t b = ceil_div(rows, rows_per_block), max_b = (int64_t)impl_of(be)->sm_count * 16;
     *blocks = (int)(b < max_b ? b : max_b);
-    if (*blocks < 1) *blocks = 1;
+    if (*blocks < 1)
+        *blocks = 1;
 }
 
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static int aligned16(const void *p) {
+    return ((uintptr_t)p & 15) == 0;
+}
 
 // ----------------------------------------------------------------------------
 // kernels: per-channel sums over rows
@@ -862,16 +916,21 @@ static int plan_sums(wsml_backend *be, int C, int64_t rows, int ncoef, sums_plan
     cuda_impl *im = impl_of(be);
     size_t coef_doubles = ((size_t)ncoef * C + 1) / 2 + 32; // + room to keep 16-byte alignment
     int rc = ensure_scratch(be, (2 * (size_t)C + coef_doubles) * sizeof(double));
-    if (rc) return rc;
+    if (rc)
+        return rc;
     size_t scratch_doubles = im->scratch_bytes / sizeof(double);
     int64_t tiles = ceil_div(C, 32);
     int64_t chunks = (int64_t)im->sm_count * 8 / tiles;
     int64_t by_rows = ceil_div(rows, 256);
     int64_t by_room = (int64_t)((scratch_doubles - coef_doubles) / (2 * (size_t)C));
-    if (chunks > by_rows) chunks = by_rows;
-    if (chunks > by_room) chunks = by_room;
-    if (chunks > 65535) chunks = 65535;
-    if (chunks < 1) chunks = 1;
+    if (chunks > by_rows)
+        chunks = by_rows;
+    if (chunks > by_room)
+        chunks = by_room;
+    if (chunks > 65535)
+        chunks = 65535;
+    if (chunks < 1)
+        chunks = 1;
     sp->rows_per_chunk = ceil_div(rows, chunks);
     sp->chunks = (int)ceil_div(rows, sp->rows_per_chunk);
     sp->partials = (double *)im->scratch;
@@ -881,8 +940,8 @@ static int plan_sums(wsml_backend *be, int C, int64_t rows, int ncoef, sums_plan
 }
 
 template <int MODE>
-static int launch_sums(wsml_backend *be, const char *op, const sums_plan *sp, int C,
-                       int64_t rows, const float *a, const float *b, const float *y, int relu,
+static int launch_sums(wsml_backend *be, const char *op, const sums_plan *sp, int C, int64_t rows,
+                       const float *a, const float *b, const float *y, int relu,
                        const float *mean) {
     dim3 block(32, 8), grid((unsigned)sp->chunks, (unsigned)ceil_div(C, 32));
     column_sums_kernel<MODE><<<grid, block, 0, impl_of(be)->stream>>>(
@@ -897,14 +956,17 @@ static int launch_sums(wsml_backend *be, const char *op, const sums_plan *sp, in
 // Batch statistics from the partial sums (as the cpu backend: biased variance from
 // Σx²/rows − mean², clamped at 0; PyTorch's unbiased running_var), and the coefficients
 // of y = (x − mean)·scale + shift: coef = [mean, scale, shift] (3, C).
-__global__ void bn_train_finalize_kernel(int C, int chunks, int64_t rows,
-                                         const double *partials, const float *gamma,
-                                         const float *beta, float *running_mean,
-                                         float *running_var, float *save_mean,
-                                         float *save_invstd, float momentum, float eps,
-                                         float *coef) {
+// Numerics: the float32 inputs are summed exactly enough in double (53-bit) that the
+// one-pass formula loses only log2(mean²/var) of those bits to cancellation: for
+// |mean|/std up to 10^4 the variance keeps ~1e-8 relative accuracy, far below float32's,
+// without a second pass over the activations (Welford in float32 would be worse).
+__global__ void bn_train_finalize_kernel(int C, int chunks, int64_t rows, const double *partials,
+                                         const float *gamma, const float *beta, float *running_mean,
+                                         float *running_var, float *save_mean, float *save_invstd,
+                                         float momentum, float eps, float *coef) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    if (c >= C)
+        return;
     double sum = 0.0, sumsq = 0.0;
     for (int k = 0; k < chunks; k++) {
         sum += partials[(size_t)2 * k * C + c];
@@ -912,7 +974,8 @@ __global__ void bn_train_finalize_kernel(int C, int chunks, int64_t rows,
     }
     double mean = sum / (double)rows;
     double var = sumsq / (double)rows - mean * mean;
-    if (var < 0.0) var = 0.0;
+    if (var < 0.0)
+        var = 0.0;
     double invstd = 1.0 / sqrt(var + (double)eps);
     save_mean[c] = (float)mean;
     save_invstd[c] = (float)invstd;
@@ -926,10 +989,11 @@ __global__ void bn_train_finalize_kernel(int C, int chunks, int64_t rows,
 
 // coef = [running_mean, invstd·gamma, beta] (3, C)
 __global__ void bn_eval_coef_kernel(int C, const float *gamma, const float *beta,
-                                    const float *running_mean, const float *running_var,
-                                    float eps, float *coef) {
+                                    const float *running_mean, const float *running_var, float eps,
+                                    float *coef) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    if (c >= C)
+        return;
     float invstd = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
     coef[c] = running_mean[c];
     coef[C + c] = __fmul_rn(invstd, gamma[c]);
@@ -943,7 +1007,8 @@ __global__ void bn_apply_kernel(int C, int64_t rows, int per_row, float *y, cons
                                 const float *residual, const float *coef, int relu) {
     const int cv_count = C / V, rows_per_block = blockDim.x / per_row;
     const int row_off = threadIdx.x / per_row, lane = threadIdx.x % per_row;
-    if (row_off >= rows_per_block) return;
+    if (row_off >= rows_per_block)
+        return;
     for (int64_t r = (int64_t)blockIdx.x * rows_per_block + row_off; r < rows;
          r += (int64_t)gridDim.x * rows_per_block)
         for (int j = lane; j < cv_count; j += per_row) {
@@ -954,12 +1019,15 @@ __global__ void bn_apply_kernel(int C, int64_t rows, int per_row, float *y, cons
             load_vec<V>(m, coef + c);
             load_vec<V>(s, coef + C + c);
             load_vec<V>(t, coef + 2 * C + c);
-            if (residual) load_vec<V>(rv, residual + i);
+            if (residual)
+                load_vec<V>(rv, residual + i);
 #pragma unroll
             for (int k = 0; k < V; k++) {
                 float v = __fadd_rn(__fmul_rn(__fsub_rn(xv[k], m[k]), s[k]), t[k]);
-                if (residual) v = __fadd_rn(v, rv[k]);
-                if (relu && !(v > 0.0f)) v = isnan(v) ? v : 0.0f;
+                if (residual)
+                    v = __fadd_rn(v, rv[k]);
+                if (relu && !(v > 0.0f))
+                    v = isnan(v) ? v : 0.0f;
                 out[k] = v;
             }
             store_vec<V>(y + i, out);
@@ -967,8 +1035,7 @@ __global__ void bn_apply_kernel(int C, int64_t rows, int per_row, float *y, cons
 }
 
 static int launch_bn_apply(wsml_backend *be, const char *op, int C, int64_t rows, float *y,
-                           const float *x, const float *residual, const float *coef,
-                           int relu) {
+                           const float *x, const float *residual, const float *coef, int relu) {
     int V = (C % 4 == 0 && aligned16(y) && aligned16(x) && aligned16(coef) &&
              (!residual || aligned16(residual)))
                 ? 4
@@ -977,21 +1044,20 @@ static int launch_bn_apply(wsml_backend *be, const char *op, int C, int64_t rows
     row_tiling(be, C, rows, V, &per_row, &blocks);
     cudaStream_t st = impl_of(be)->stream;
     if (V == 4)
-        bn_apply_kernel<4><<<blocks, THREADS, 0, st>>>(C, rows, per_row, y, x, residual, coef,
-                                                       relu);
+        bn_apply_kernel<4>
+            <<<blocks, THREADS, 0, st>>>(C, rows, per_row, y, x, residual, coef, relu);
     else
-        bn_apply_kernel<1><<<blocks, THREADS, 0, st>>>(C, rows, per_row, y, x, residual, coef,
-                                                       relu);
+        bn_apply_kernel<1>
+            <<<blocks, THREADS, 0, st>>>(C, rows, per_row, y, x, residual, coef, relu);
     LAUNCH_TRY(op, "bn_apply_kernel");
     return 0;
 }
 
 // y: (rows, C) = act(BN_batch(x: (rows, C)) + residual)
-static int cuda_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y,
-                                 const float *x, const float *gamma, const float *beta,
-                                 const float *residual, int relu, float *running_mean,
-                                 float *running_var, float *save_mean, float *save_invstd,
-                                 float momentum, float eps) {
+static int cuda_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y, const float *x,
+                                 const float *gamma, const float *beta, const float *residual,
+                                 int relu, float *running_mean, float *running_var,
+                                 float *save_mean, float *save_invstd, float momentum, float eps) {
     const char *op = "bn_forward_train";
     if (rows < 2)
         return wsml_errf(&be->err, WSML_EARG,
@@ -999,9 +1065,11 @@ static int cuda_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y
                          (long long)rows);
     sums_plan sp;
     int rc = plan_sums(be, C, rows, 3, &sp);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = launch_sums<SUMS_STATS>(be, op, &sp, C, rows, x, NULL, NULL, 0, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bn_train_finalize_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, impl_of(be)->stream>>>(
         C, sp.chunks, rows, sp.partials, gamma, beta, running_mean, running_var, save_mean,
         save_invstd, momentum, eps, sp.coef);
@@ -1017,7 +1085,8 @@ static int cuda_bn_forward_eval(wsml_backend *be, int C, int64_t rows, float *y,
     const char *op = "bn_forward_eval";
     sums_plan sp;
     int rc = plan_sums(be, C, 1, 3, &sp);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bn_eval_coef_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, impl_of(be)->stream>>>(
         C, gamma, beta, running_mean, running_var, eps, sp.coef);
     LAUNCH_TRY(op, "bn_eval_coef_kernel");
@@ -1027,12 +1096,13 @@ static int cuda_bn_forward_eval(wsml_backend *be, int C, int64_t rows, float *y,
 // dx = gamma·invstd·(dz − mean(dz) − (x − mean)·invstd²·mean(dz·(x − mean))) as
 // dx = dz·k_dz + (x − mean)·k_xc + k_bias; coef = [mean, k_dz, k_xc, k_bias] (4, C);
 // dgamma += Σ dz·(x − mean)·invstd, dbeta += Σ dz.
-__global__ void bn_backward_finalize_kernel(int C, int chunks, int64_t rows,
-                                            const double *partials, const float *gamma,
-                                            const float *save_mean, const float *save_invstd,
-                                            float *dgamma, float *dbeta, float *coef) {
+__global__ void bn_backward_finalize_kernel(int C, int chunks, int64_t rows, const double *partials,
+                                            const float *gamma, const float *save_mean,
+                                            const float *save_invstd, float *dgamma, float *dbeta,
+                                            float *coef) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    if (c >= C)
+        return;
     double sdz = 0.0, sdzx = 0.0;
     for (int k = 0; k < chunks; k++) {
         sdz += partials[(size_t)2 * k * C + c];
@@ -1055,7 +1125,8 @@ __global__ void bn_backward_apply_kernel(int C, int64_t rows, int per_row, float
                                          int relu, const float *x, const float *coef) {
     const int cv_count = C / V, rows_per_block = blockDim.x / per_row;
     const int row_off = threadIdx.x / per_row, lane = threadIdx.x % per_row;
-    if (row_off >= rows_per_block) return;
+    if (row_off >= rows_per_block)
+        return;
     for (int64_t r = (int64_t)blockIdx.x * rows_per_block + row_off; r < rows;
          r += (int64_t)gridDim.x * rows_per_block)
         for (int j = lane; j < cv_count; j += per_row) {
@@ -1064,7 +1135,8 @@ __global__ void bn_backward_apply_kernel(int C, int64_t rows, int per_row, float
             float dyv[V], yv[V] = {}, xv[V], m[V], kdz[V], kxc[V], kb[V], dz[V], out[V];
             load_vec<V>(dyv, dy + i);
             load_vec<V>(xv, x + i);
-            if (relu) load_vec<V>(yv, y + i);
+            if (relu)
+                load_vec<V>(yv, y + i);
             load_vec<V>(m, coef + c);
             load_vec<V>(kdz, coef + C + c);
             load_vec<V>(kxc, coef + 2 * C + c);
@@ -1072,26 +1144,30 @@ __global__ void bn_backward_apply_kernel(int C, int64_t rows, int per_row, float
 #pragma unroll
             for (int k = 0; k < V; k++) {
                 dz[k] = (relu && !(yv[k] > 0.0f)) ? 0.0f : dyv[k];
-                out[k] = __fadd_rn(__fadd_rn(__fmul_rn(dz[k], kdz[k]),
-                                             __fmul_rn(__fsub_rn(xv[k], m[k]), kxc[k])),
-                                   kb[k]);
+                out[k] = __fadd_rn(
+                    __fadd_rn(__fmul_rn(dz[k], kdz[k]), __fmul_rn(__fsub_rn(xv[k], m[k]), kxc[k])),
+                    kb[k]);
             }
-            if (dresidual) store_vec<V>(dresidual + i, dz);
+            if (dresidual)
+                store_vec<V>(dresidual + i, dz);
             store_vec<V>(dx + i, out);
         }
 }
 
 static int cuda_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, float *dresidual,
                             const float *dy, const float *y, int relu, const float *x,
-                            const float *gamma, const float *save_mean,
-                            const float *save_invstd, float *dgamma, float *dbeta) {
+                            const float *gamma, const float *save_mean, const float *save_invstd,
+                            float *dgamma, float *dbeta) {
     const char *op = "bn_backward";
-    if (!y) y = dy; // as the cpu backend: without the output, dy's own sign masks
+    if (!y)
+        y = dy; // as the cpu backend: without the output, dy's own sign masks
     sums_plan sp;
     int rc = plan_sums(be, C, rows, 4, &sp);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = launch_sums<SUMS_BN_BACKWARD>(be, op, &sp, C, rows, dy, x, y, relu, save_mean);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     cudaStream_t st = impl_of(be)->stream;
     bn_backward_finalize_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, st>>>(
         C, sp.chunks, rows, sp.partials, gamma, save_mean, save_invstd, dgamma, dbeta, sp.coef);
@@ -1103,11 +1179,11 @@ static int cuda_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, fl
     int per_row, blocks;
     row_tiling(be, C, rows, V, &per_row, &blocks);
     if (V == 4)
-        bn_backward_apply_kernel<4><<<blocks, THREADS, 0, st>>>(C, rows, per_row, dx, dresidual,
-                                                                dy, y, relu, x, sp.coef);
+        bn_backward_apply_kernel<4>
+            <<<blocks, THREADS, 0, st>>>(C, rows, per_row, dx, dresidual, dy, y, relu, x, sp.coef);
     else
-        bn_backward_apply_kernel<1><<<blocks, THREADS, 0, st>>>(C, rows, per_row, dx, dresidual,
-                                                                dy, y, relu, x, sp.coef);
+        bn_backward_apply_kernel<1>
+            <<<blocks, THREADS, 0, st>>>(C, rows, per_row, dx, dresidual, dy, y, relu, x, sp.coef);
     LAUNCH_TRY(op, "bn_backward_apply_kernel");
     return 0;
 }
@@ -1118,8 +1194,8 @@ static int cuda_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, fl
 // One thread per output element. PyTorch's rule: the first maximum in row-major window
 // order wins, and a NaN always wins (the last NaN, as the cpu backend's loop).
 // y, argmax: (n, out_h, out_w, C)  x: (n, in_h, in_w, C)
-__global__ void maxpool_forward_kernel(wsml_pool_desc d, int64_t total, float *y,
-                                       const float *x, int32_t *argmax) {
+__global__ void maxpool_forward_kernel(wsml_pool_desc d, int64_t total, float *y, const float *x,
+                                       int32_t *argmax) {
     const int C = d.channels, H = d.in_h, W = d.in_w, Ho = d.out_h, Wo = d.out_w;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -1131,10 +1207,14 @@ __global__ void maxpool_forward_kernel(wsml_pool_desc d, int64_t total, float *y
         const int64_t b = t / Ho;
         int h0 = oh * d.stride - d.pad, h1 = h0 + d.kernel;
         int w0 = ow * d.stride - d.pad, w1 = w0 + d.kernel;
-        if (h0 < 0) h0 = 0;
-        if (h1 > H) h1 = H;
-        if (w0 < 0) w0 = 0;
-        if (w1 > W) w1 = W;
+        if (h0 < 0)
+            h0 = 0;
+        if (h1 > H)
+            h1 = H;
+        if (w0 < 0)
+            w0 = 0;
+        if (w1 > W)
+            w1 = W;
         const float *xb = x + (size_t)b * H * W * C + c;
         float best = -INFINITY;
         int32_t pos = h0 * W + w0;
@@ -1154,9 +1234,10 @@ __global__ void maxpool_forward_kernel(wsml_pool_desc d, int64_t total, float *y
 static int cuda_maxpool_forward(wsml_backend *be, const wsml_pool_desc *d, int n, float *y,
                                 const float *x, int32_t *argmax) {
     int64_t total = (int64_t)n * d->out_h * d->out_w * d->channels;
-    if (total <= 0) return 0;
-    maxpool_forward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(
-        *d, total, y, x, argmax);
+    if (total <= 0)
+        return 0;
+    maxpool_forward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(*d, total, y,
+                                                                                     x, argmax);
     LAUNCH_TRY("maxpool_forward", "maxpool_forward_kernel");
     return 0;
 }
@@ -1164,8 +1245,8 @@ static int cuda_maxpool_forward(wsml_backend *be, const wsml_pool_desc *d, int n
 // Gather form (no atomics, deterministic): each input element sums the dy of the windows
 // that contain it and chose it, in row-major window order (the cpu backend's order).
 // dx: (n, in_h, in_w, C)  dy, argmax: (n, out_h, out_w, C)
-__global__ void maxpool_backward_kernel(wsml_pool_desc d, int64_t total, float *dx,
-                                        const float *dy, const int32_t *argmax) {
+__global__ void maxpool_backward_kernel(wsml_pool_desc d, int64_t total, float *dx, const float *dy,
+                                        const int32_t *argmax) {
     const int C = d.channels, H = d.in_h, W = d.in_w, Ho = d.out_h, Wo = d.out_w;
     const int S = d.stride, P = d.pad, K = d.kernel;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -1179,16 +1260,19 @@ __global__ void maxpool_backward_kernel(wsml_pool_desc d, int64_t total, float *
         // windows oh with oh·S − P <= ih <= oh·S − P + K − 1
         int oh0 = ih + P - K + 1, oh1 = (ih + P) / S;
         oh0 = oh0 <= 0 ? 0 : (oh0 + S - 1) / S;
-        if (oh1 > Ho - 1) oh1 = Ho - 1;
+        if (oh1 > Ho - 1)
+            oh1 = Ho - 1;
         int ow0 = iw + P - K + 1, ow1 = (iw + P) / S;
         ow0 = ow0 <= 0 ? 0 : (ow0 + S - 1) / S;
-        if (ow1 > Wo - 1) ow1 = Wo - 1;
+        if (ow1 > Wo - 1)
+            ow1 = Wo - 1;
         const int32_t pos = ih * W + iw;
         float acc = 0.0f;
         for (int oh = oh0; oh <= oh1; oh++)
             for (int ow = ow0; ow <= ow1; ow++) {
                 size_t o = (((size_t)b * Ho + oh) * Wo + ow) * C + c;
-                if (argmax[o] == pos) acc = __fadd_rn(acc, dy[o]);
+                if (argmax[o] == pos)
+                    acc = __fadd_rn(acc, dy[o]);
             }
         dx[i] = acc;
     }
@@ -1200,9 +1284,10 @@ static int cuda_maxpool_backward(wsml_backend *be, const wsml_pool_desc *d, int 
     (void)x;
     (void)y;
     int64_t total = (int64_t)n * d->in_h * d->in_w * d->channels;
-    if (total <= 0) return 0;
-    maxpool_backward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(
-        *d, total, dx, dy, argmax);
+    if (total <= 0)
+        return 0;
+    maxpool_backward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(*d, total, dx,
+                                                                                      dy, argmax);
     LAUNCH_TRY("maxpool_backward", "maxpool_backward_kernel");
     return 0;
 }
@@ -1217,17 +1302,18 @@ __global__ void avgpool_forward_kernel(int n, int hw, int C, float *y, const flo
         const int c = (int)(i % C);
         const float *xb = x + (size_t)b * hw * C + c;
         double s = 0.0;
-        for (int p = 0; p < hw; p++) s += xb[(size_t)p * C];
+        for (int p = 0; p < hw; p++)
+            s += xb[(size_t)p * C];
         y[i] = (float)(s / hw);
     }
 }
 
-static int cuda_avgpool_forward(wsml_backend *be, int n, int hw, int C, float *y,
-                                const float *x) {
+static int cuda_avgpool_forward(wsml_backend *be, int n, int hw, int C, float *y, const float *x) {
     int64_t total = (int64_t)n * C;
-    if (total <= 0) return 0;
-    avgpool_forward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(n, hw, C,
-                                                                                      y, x);
+    if (total <= 0)
+        return 0;
+    avgpool_forward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(n, hw, C, y,
+                                                                                     x);
     LAUNCH_TRY("avgpool_forward", "avgpool_forward_kernel");
     return 0;
 }
@@ -1247,9 +1333,10 @@ __global__ void avgpool_backward_kernel(int n, int hw, int C, float *dx, const f
 static int cuda_avgpool_backward(wsml_backend *be, int n, int hw, int C, float *dx,
                                  const float *dy) {
     int64_t total = (int64_t)n * hw * C;
-    if (total <= 0) return 0;
-    avgpool_backward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(n, hw, C,
-                                                                                       dx, dy);
+    if (total <= 0)
+        return 0;
+    avgpool_backward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(n, hw, C, dx,
+                                                                                      dy);
     LAUNCH_TRY("avgpool_backward", "avgpool_backward_kernel");
     return 0;
 }
@@ -1260,13 +1347,14 @@ static int cuda_avgpool_backward(wsml_backend *be, int n, int hw, int C, float *
 // Row-major C (M, N) = alpha·op(A)·op(B) + beta·C. A row-major matrix with row stride ld
 // is its transpose in column-major order with leading dimension ld, so cuBLAS computes
 // C^T (N, M) = op(B)^T · op(A)^T: the operands swap, the transpose flags stay.
-static int cuda_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K,
-                     float alpha, const float *A, int lda, const float *B, int ldb, float beta,
-                     float *C, int ldc) {
-    if (M <= 0 || N <= 0) return 0;
+static int cuda_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
+                     const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                     int ldc) {
+    if (M <= 0 || N <= 0)
+        return 0;
     CUBLAS_TRY("gemm", cublasSgemm(impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb,
-                                   A, lda, &beta, C, ldc));
+                                   trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb, A,
+                                   lda, &beta, C, ldc));
     return 0;
 }
 
@@ -1280,9 +1368,9 @@ __global__ void bias_add_kernel(int64_t rows, int cols, float *y, const float *b
 
 static int cuda_bias_add(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias) {
     int64_t total = rows * cols;
-    if (total <= 0) return 0;
-    bias_add_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(rows, cols, y,
-                                                                               bias);
+    if (total <= 0)
+        return 0;
+    bias_add_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(rows, cols, y, bias);
     LAUNCH_TRY("bias_add", "bias_add_kernel");
     return 0;
 }
@@ -1291,9 +1379,11 @@ static int cuda_bias_add(wsml_backend *be, int64_t rows, int cols, float *y, con
 __global__ void bias_backward_finalize_kernel(int C, int chunks, const double *partials,
                                               float *dbias) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    if (c >= C)
+        return;
     double s = 0.0;
-    for (int k = 0; k < chunks; k++) s += partials[(size_t)2 * k * C + c];
+    for (int k = 0; k < chunks; k++)
+        s += partials[(size_t)2 * k * C + c];
     dbias[c] = __fadd_rn(dbias[c], (float)s);
 }
 
@@ -1301,12 +1391,15 @@ __global__ void bias_backward_finalize_kernel(int C, int chunks, const double *p
 static int cuda_bias_backward(wsml_backend *be, int64_t rows, int cols, float *dbias,
                               const float *dy) {
     const char *op = "bias_backward";
-    if (rows <= 0 || cols <= 0) return 0;
+    if (rows <= 0 || cols <= 0)
+        return 0;
     sums_plan sp;
     int rc = plan_sums(be, cols, rows, 0, &sp);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = launch_sums<SUMS_PLAIN>(be, op, &sp, cols, rows, dy, NULL, NULL, 0, NULL);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     bias_backward_finalize_kernel<<<(unsigned)ceil_div(cols, THREADS), THREADS, 0,
                                     impl_of(be)->stream>>>(cols, sp.chunks, sp.partials, dbias);
     LAUNCH_TRY(op, "bias_backward_finalize_kernel");
@@ -1332,10 +1425,11 @@ __global__ void boostlu_forward_kernel(int n, int hw, int C, float alpha, float 
     }
 }
 
-static int cuda_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alpha,
-                                float *logits, const float *cam) {
+static int cuda_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
+                                const float *cam) {
     int64_t total = (int64_t)n * C;
-    if (total <= 0) return 0;
+    if (total <= 0)
+        return 0;
     boostlu_forward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(
         n, hw, C, alpha, logits, cam);
     LAUNCH_TRY("boostlu_forward", "boostlu_forward_kernel");
@@ -1356,13 +1450,85 @@ __global__ void boostlu_backward_kernel(int n, int hw, int C, float alpha, float
     }
 }
 
-static int cuda_boostlu_backward(wsml_backend *be, int n, int hw, int C, float alpha,
-                                 float *dcam, const float *dlogits, const float *cam) {
+static int cuda_boostlu_backward(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
+                                 const float *dlogits, const float *cam) {
     int64_t total = (int64_t)n * hw * C;
-    if (total <= 0) return 0;
+    if (total <= 0)
+        return 0;
     boostlu_backward_kernel<<<grid_for(be, total), THREADS, 0, impl_of(be)->stream>>>(
         n, hw, C, alpha, dcam, dlogits, cam);
     LAUNCH_TRY("boostlu_backward", "boostlu_backward_kernel");
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// optimiser (train/optim.h's rules on device arrays)
+
+// params, grads, m, v: (n,). adam_update of train/optim.c: every rounding as there.
+__global__ void adam_kernel(int64_t n, float *params, const float *grads, float *m, float *v,
+                            float beta1, float beta2, float one_minus_beta1, float one_minus_beta2,
+                            float weight_decay, int decay, float neg_step_size,
+                            float bias_correction2_sqrt, float eps) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float p = params[i];
+        float g = decay ? fmaf(p, weight_decay, grads[i]) : grads[i];
+        float mi = fmaf(g, one_minus_beta1, __fmul_rn(m[i], beta1));
+        float vi = fmaf(__fmul_rn(one_minus_beta2, g), g, __fmul_rn(v[i], beta2));
+        m[i] = mi;
+        v[i] = vi;
+        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias_correction2_sqrt), eps);
+        params[i] = __fadd_rn(p, __fdiv_rn(__fmul_rn(neg_step_size, mi), denom));
+    }
+}
+
+// params, grads, buf: (n,). sgd_update of train/optim.c (dampening 0, no Nesterov).
+__global__ void sgd_kernel(int64_t n, float *params, const float *grads, float *buf, float momentum,
+                           float weight_decay, int decay, float neg_lr, int first_step) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float p = params[i];
+        float d = decay ? fmaf(p, weight_decay, grads[i]) : grads[i];
+        if (buf) {
+            float b = first_step ? d : __fadd_rn(__fmul_rn(buf[i], momentum), d);
+            buf[i] = b;
+            d = b;
+        }
+        params[i] = fmaf(d, neg_lr, p);
+    }
+}
+
+extern "C" int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
+                                    const float *grads, float *exp_avg, float *exp_avg_sq) {
+    const char *op = "optimizer";
+    if (g < 0 || g >= o->num_groups)
+        return wsml_errf(&be->err, WSML_EARG, "optimizer: no parameter group %d", g);
+    wsml_optim_group *grp = &o->group[g];
+    const wsml_optim_config *cfg = &o->cfg;
+    const int64_t n = (int64_t)grp->count;
+    const int adam = cfg->kind == WSML_OPTIM_ADAM;
+    if ((adam && (!exp_avg || !exp_avg_sq)) || (!adam && cfg->momentum != 0 && !exp_avg))
+        return wsml_errf(&be->err, WSML_EARG, "optimizer: group '%s' needs its state arrays",
+                         grp->name);
+    grp->step++;
+    if (n == 0)
+        return 0;
+    cudaStream_t st = impl_of(be)->stream;
+    if (adam) {
+        // host-side scalars exactly as adam_update computes them
+        const double bc1 = 1 - pow(cfg->beta1, (double)grp->step);
+        const double bc2 = 1 - pow(cfg->beta2, (double)grp->step);
+        adam_kernel<<<grid_for(be, n), THREADS, 0, st>>>(
+            n, params, grads, exp_avg, exp_avg_sq, (float)cfg->beta1, (float)cfg->beta2,
+            (float)(1 - cfg->beta1), (float)(1 - cfg->beta2), (float)cfg->weight_decay,
+            cfg->weight_decay != 0, (float)(-(grp->lr / bc1)), (float)sqrt(bc2), (float)cfg->eps);
+        LAUNCH_TRY(op, "adam_kernel");
+    } else {
+        sgd_kernel<<<grid_for(be, n), THREADS, 0, st>>>(
+            n, params, grads, cfg->momentum != 0 ? exp_avg : NULL, (float)cfg->momentum,
+            (float)cfg->weight_decay, cfg->weight_decay != 0, (float)(-grp->lr), grp->step == 1);
+        LAUNCH_TRY(op, "sgd_kernel");
+    }
     return 0;
 }
 
@@ -1372,15 +1538,23 @@ static int cuda_boostlu_backward(wsml_backend *be, int n, int hw, int C, float a
 static void cuda_destroy(wsml_backend *be) {
     cuda_impl *im = impl_of(be);
     if (im) {
-        if (im->stream) cudaStreamSynchronize(im->stream);
-        for (size_t i = 0; i < im->num_allocs; i++) cudaFree(im->allocs[i].ptr);
+        if (im->stream)
+            cudaStreamSynchronize(im->stream);
+        for (size_t i = 0; i < im->num_allocs; i++)
+            cudaFree(im->allocs[i].ptr);
         free(im->allocs);
-        if (im->workspace) cudaFree(im->workspace);
-        if (im->scratch) cudaFree(im->scratch);
-        if (im->cublas) cublasDestroy(im->cublas);
-        if (im->cublas_workspace) cudaFree(im->cublas_workspace);
-        if (im->cudnn) cudnnDestroy(im->cudnn);
-        if (im->stream) cudaStreamDestroy(im->stream);
+        if (im->workspace)
+            cudaFree(im->workspace);
+        if (im->scratch)
+            cudaFree(im->scratch);
+        if (im->cublas)
+            cublasDestroy(im->cublas);
+        if (im->cublas_workspace)
+            cudaFree(im->cublas_workspace);
+        if (im->cudnn)
+            cudnnDestroy(im->cudnn);
+        if (im->stream)
+            cudaStreamDestroy(im->stream);
         free(im->cache);
         free(im);
     }
@@ -1416,10 +1590,15 @@ static int cuda_init(wsml_backend *be, const wsml_backend_options *opt) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count < 1) {
-        if (e != cudaSuccess) cudaGetLastError();
+        if (e != cudaSuccess)
+            cudaGetLastError();
+        int no_driver = e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice;
         return wsml_errf(&be->err, WSML_EDEVICE,
-                         "--backend cuda: no usable CUDA device (cudaGetDeviceCount: %s)",
-                         e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+                         "--backend cuda: no usable CUDA device (cudaGetDeviceCount: %s)%s",
+                         e != cudaSuccess ? cudaGetErrorString(e) : "0 devices",
+                         no_driver ? "; this machine has no NVIDIA driver or GPU: use --backend "
+                                     "cpu"
+                                   : "");
     }
     im->device = opt ? opt->device : 0;
     if (im->device < 0 || im->device >= count)
@@ -1441,15 +1620,17 @@ static int cuda_init(wsml_backend *be, const wsml_backend_options *opt) {
     CUDNN_TRY(op, cudnnSetStream(im->cudnn, im->stream));
     CUBLAS_TRY(op, cublasCreate(&im->cublas));
     CUBLAS_TRY(op, cublasSetStream(im->cublas, im->stream));
-    CUBLAS_TRY(op, cublasSetMathMode(im->cublas, im->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                           : CUBLAS_DEFAULT_MATH));
+    CUBLAS_TRY(op, cublasSetMathMode(im->cublas,
+                                     im->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     // cuBLAS's workspace is ours too, so that it never allocates during a step.
     int rc = device_malloc(be, "cuda backend: cuBLAS workspace", &im->cublas_workspace,
                            CUBLAS_WORKSPACE_BYTES);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     CUBLAS_TRY(op, cublasSetWorkspace(im->cublas, im->cublas_workspace, CUBLAS_WORKSPACE_BYTES));
     rc = device_malloc(be, "cuda backend: scratch", &im->scratch, SCRATCH_INITIAL_BYTES);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     im->scratch_bytes = SCRATCH_INITIAL_BYTES;
     im->workspace_cap = opt && opt->workspace_bytes ? opt->workspace_bytes : WORKSPACE_CAP_DEFAULT;
     return 0;
@@ -1471,7 +1652,8 @@ extern "C" int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_ba
     be->num_threads = 1;
     int rc = cuda_init(be, opt);
     if (rc) {
-        if (err) *err = be->err;
+        if (err)
+            *err = be->err;
         cuda_destroy(be);
         return rc;
     }
@@ -1539,17 +1721,16 @@ extern "C" int wsml_cuda_describe(int device, char *buf, size_t cap) {
              "%s (sm_%d%d, %d SMs, %.1f GiB), driver %d.%d, runtime %d.%d, cuDNN %zu.%zu.%zu "
              "(built with %d.%d.%d), cuBLAS %d.%d.%d",
              prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-             prop.totalGlobalMem / 1073741824.0, driver / 1000, driver % 1000 / 10,
-             runtime / 1000, runtime % 1000 / 10, v / 10000, v / 100 % 100, v % 100,
-             CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL, cb_major, cb_minor, cb_patch);
+             prop.totalGlobalMem / 1073741824.0, driver / 1000, driver % 1000 / 10, runtime / 1000,
+             runtime % 1000 / 10, v / 10000, v / 100 % 100, v % 100, CUDNN_MAJOR, CUDNN_MINOR,
+             CUDNN_PATCHLEVEL, cb_major, cb_minor, cb_patch);
     return 0;
 }
 
 extern "C" int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
     memset(out, 0, sizeof(*out));
     if (!be || !be->name || strcmp(be->name, "cuda") != 0)
-        return be ? wsml_errf(&be->err, WSML_EARG, "memory_info: not a cuda backend")
-                  : WSML_EARG;
+        return be ? wsml_errf(&be->err, WSML_EARG, "memory_info: not a cuda backend") : WSML_EARG;
     cuda_impl *im = impl_of(be);
     out->allocated_bytes = im->allocated;
     out->peak_allocated_bytes = im->peak;

@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 #include "train/backend.h"
+#include "train/optim.h"
 
 // Number of CUDA devices this process can use; 0 when there is no driver, no device or
 // any error (never fails otherwise, never prints). Initialises the CUDA runtime.
@@ -46,13 +47,24 @@ typedef struct {
     size_t device_used_bytes;    // total − free of the whole device now (cudaMemGetInfo):
                                  // includes the CUDA context and library allocations
     size_t device_total_bytes;
-    const char *precision;       // "tf32" or "fp32"
-    const char *algo_search;     // "heuristic" or "find"
+    const char *precision;   // "tf32" or "fp32"
+    const char *algo_search; // "heuristic" or "find"
 } wsml_cuda_memory;
 
 // Memory figures of a backend made by wsml_backend_cuda_create (be->name "cuda").
 // Returns 0 or a negative wsml_code (message in be->err).
 int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out);
+
+// One optimiser update of group g of `o` (train/optim.h) on the GPU: params and grads are
+// device arrays of o->group[g].count floats, exp_avg / exp_avg_sq device copies of the
+// group's state (exp_avg: Adam's m or SGD's momentum buffer, NULL for SGD without
+// momentum; exp_avg_sq: Adam's v, NULL for SGD), initially zero like wsml_optim's. The
+// float32 arithmetic is wsml_optim_step's, fmaf for fmaf (PyTorch's order), so that the
+// results equal the host optimizer's bit for bit; increments o->group[g].step as
+// wsml_optim_step does. (wsml-train still runs the optimizer on the host: wiring this
+// in saves the per-step parameter/gradient copies.) Returns 0 or a negative wsml_code.
+int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params, const float *grads,
+                         float *exp_avg, float *exp_avg_sq);
 
 #ifdef __cplusplus
 }

@@ -25,20 +25,20 @@ struct shim_test_options {
 
 void shim_register(const char *suite, const char *name, void (*fn)(void),
                    struct shim_test_options opts);
-void shim_check(int ok, int fatal, const char *file, int line, const char *expr,
-                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void shim_check(int ok, int fatal, const char *file, int line, const char *expr, const char *fmt,
+                ...) __attribute__((format(printf, 6, 7)));
 void shim_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-#define Test(suite, name, ...)                                                                 \
-    static void shim_fn_##suite##_##name(void);                                                \
-    __attribute__((constructor)) static void shim_reg_##suite##_##name(void) {                 \
-        shim_register(#suite, #name, shim_fn_##suite##_##name,                                 \
-                      (struct shim_test_options){__VA_ARGS__});                        \
-    }                                                                                          \
+#define Test(suite, name, ...)                                                                     \
+    static void shim_fn_##suite##_##name(void);                                                    \
+    __attribute__((constructor)) static void shim_reg_##suite##_##name(void) {                     \
+        shim_register(#suite, #name, shim_fn_##suite##_##name,                                     \
+                      (struct shim_test_options){__VA_ARGS__});                                    \
+    }                                                                                              \
     static void shim_fn_##suite##_##name(void)
 
 // The optional message is a format plus arguments; "" __VA_ARGS__ turns "no message" into "".
-#define SHIM_CHECK(ok, fatal, expr, ...)                                                       \
+#define SHIM_CHECK(ok, fatal, expr, ...)                                                           \
     shim_check(!!(ok), fatal, __FILE__, __LINE__, expr, "" __VA_ARGS__)
 #define cr_assert(cond, ...) SHIM_CHECK(cond, 1, #cond, __VA_ARGS__)
 #define cr_expect(cond, ...) SHIM_CHECK(cond, 0, #cond, __VA_ARGS__)

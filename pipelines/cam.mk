@@ -1,0 +1,58 @@
+# make cam-figure DATA=DIR — the supplement's Figure 1 (supp. §C, SPEC §5): class
+# activation maps of COCO test images, one row per ground-truth class of each image,
+# columns image | Naive AN | ROLE | LL-Ct, each column the run of its method on COCO that
+# the validation split picks (best mean val mAP, `wsml-eval table`'s rule). Writes
+# results/cam-figure.png.
+#
+# Runs: Naive AN and LL-Ct (relative threshold) are Table 1's runs on COCO
+# (pipelines/table1.mk, runs/table1/coco/); ROLE is not in Table 1, so its runs are
+# defined here, with the same recipe and lr grid, beside them (runs/table1/coco/role-*).
+# Knobs: CAM_COUNT=N (the first N test images with a positive; default 8) or
+# CAM_IDS=ID,ID,... (ids as `wsml-store export --what ids` prints them), CAM_SIZE=PX
+# (tile width, default 224), CAM_THREADS=N (cpu threads, default 0 = all), plus the
+# knobs of pipelines/runs.mk and table1.mk (DATA, PRETRAINED, LR_GRID, BACKEND, ...).
+
+CAM_COUNT ?= 8
+CAM_IDS ?=
+CAM_SIZE ?= 224
+CAM_THREADS ?= 0
+CAM_FIGURE ?= results/cam-figure.png
+CAM_RUNDIR := $(RUNS)/table1/coco
+CAM_PICKS := $(RUNS)/cam-figure/picks
+
+# $$(TABLE1_FLAGS): expanded when the recipe runs, as table1.mk (read after this file)
+# defines it.
+$(foreach lr,$(call lr_values,1e-5),\
+  $(eval $(call WSML_RUN,$(CAM_RUNDIR)/role-lr$(lr),$(STORES)/coco,--loss role --lr $(lr) $$(TABLE1_FLAGS))))
+
+CAM_AN_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/an-lr$(lr))
+CAM_ROLE_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/role-lr$(lr))
+CAM_LLCT_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach d,$(DELTA_REL_GRID),\
+  $(CAM_RUNDIR)/ll-ct-rel$(d)-lr$(lr)))
+CAM_RUNS = $(CAM_AN_RUNS) $(CAM_ROLE_RUNS) $(CAM_LLCT_RUNS)
+
+# The picked run of method $(1) (a row of PREFIX.picks.csv: method,dataset,picked,...,dirs;
+# several seeds are ';'-separated: the first one's checkpoint is drawn).
+cam_pick = $$(awk -F, -v m='$(1)' '$$1 == m { split($$NF, d, ";"); print d[1] }' $(CAM_PICKS).picks.csv)
+cam_images = $(if $(CAM_IDS),--ids $(CAM_IDS),--count $(CAM_COUNT))
+
+.PHONY: cam-figure cam-figure-check
+cam-figure-check:
+	@test -n "$(DATA)" || { echo "make cam-figure: set DATA=DIR (the raw releases; see README)" >&2; exit 2; }
+	@test -f "$(PRETRAINED)" || { echo "make cam-figure: ImageNet weights not found: $(PRETRAINED) (see README, PRETRAINED=FILE)" >&2; exit 2; }
+
+cam-figure: cam-figure-check $(CAM_FIGURE)
+
+$(CAM_FIGURE): $(addsuffix /done,$(CAM_RUNS)) $(STORES)/coco.ok | $(WSML)/wsml-eval $(WSML)/wsml-cam
+	@mkdir -p $(dir $@) $(dir $(CAM_PICKS))
+	$(WSML)/wsml-eval table $(CAM_RUNS) --by dataset --out $(CAM_PICKS) --quiet
+	an=$(call cam_pick,Naive AN); role=$(call cam_pick,ROLE); llct=$(call cam_pick,LL-Ct); \
+	for r in "$$an" "$$role" "$$llct"; do \
+	  test -n "$$r" || { echo "make cam-figure: a method has no finished run (see $(CAM_PICKS).md)" >&2; exit 1; }; \
+	done; \
+	$(WSML)/wsml-cam --store $(STORES)/coco --split test $(cam_images) --size $(CAM_SIZE) \
+	  --model $$an/best.safetensors --name "Naive AN" \
+	  --model $$role/best.safetensors --name ROLE \
+	  --model $$llct/best.safetensors --name LL-Ct \
+	  --backend $(BACKEND) --threads $(CAM_THREADS) --out $@
+	@echo "CAM figure: $@ (runs picked: $(CAM_PICKS).md)"

@@ -1,0 +1,55 @@
+# make cam-figure end to end on the COCO fixture (a few images): ingest, the AN, ROLE and
+# LL-Ct run grids (tiny: ResNet-18 x0.25, 64 px, one epoch, two delta-rel values), the
+# validation picks and the figure image | Naive AN | ROLE | LL-Ct. A second make does
+# nothing; make -n prints the plan and runs nothing.
+
+repo=$(cd "$WSML_TESTS/.." && pwd)
+"$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx coco
+touch none.safetensors # PRETRAINED must exist; the tiny flags below do not use it
+knobs=(BUILD="$WSML_BUILD" DATA="$PWD/fx" STORES="$PWD/stores" RUNS="$PWD/runs"
+  CAM_FIGURE="$PWD/fig.png" PRETRAINED="$PWD/none.safetensors"
+  TABLE1_FLAGS="--arch resnet18 --width-mult 0.25 --epochs 1 --batch 4 --threads 2 --quiet"
+  INGEST_FLAGS="--size 64 --encoding raw --quiet" DELTA_REL_GRID="0.1 0.2"
+  CAM_COUNT=2 CAM_SIZE=64 CAM_THREADS=2)
+
+# the plan, before anything exists: ingest, the runs, the picks, the figure
+make -s -n -C "$repo" cam-figure "${knobs[@]}" > plan.txt
+grep -q "wsml-ingest --format coco" plan.txt
+for r in an-lr1e-5 role-lr1e-5 ll-ct-rel0.1-lr1e-5 ll-ct-rel0.2-lr1e-5; do
+  grep -q -- "--out $PWD/runs/table1/coco/$r " plan.txt
+done
+grep -q -- "--loss role" plan.txt
+grep -q "wsml-eval table" plan.txt
+grep -q "wsml-cam --store $PWD/stores/coco --split test --count 2" plan.txt
+[ ! -e stores ] && [ ! -e runs ] && [ ! -e fig.png ]
+
+make -s -C "$repo" cam-figure "${knobs[@]}" > make1.txt 2>&1 || { cat make1.txt; exit 1; }
+[ -f fig.png ]
+grep -q "^Naive AN,coco," runs/cam-figure/picks.picks.csv
+grep -q "^ROLE,coco," runs/cam-figure/picks.picks.csv
+grep -q "^LL-Ct,coco,delta_rel=" runs/cam-figure/picks.picks.csv
+# rows = the positives of the first two test images (every COCO test image has one)
+wsml-store export stores/coco --split test --what labels --range 0:2 --out l.npy --quiet
+"$PYTHON" - <<'EOF'
+import numpy as np
+from PIL import Image
+rows = int((np.load("l.npy") == 1).sum())
+fig = Image.open("fig.png")
+assert fig.size == (4 * 64, 2 * 10 + rows * 64), (fig.size, rows)
+print("cam_pipeline: figure %dx%d, %d rows, 4 columns" % (fig.size + (rows,)))
+EOF
+
+# nothing left to do: no run, no figure redone
+before=$(stat -c %Y fig.png)
+make -s -C "$repo" cam-figure "${knobs[@]}" > make2.txt 2>&1 || { cat make2.txt; exit 1; }
+! grep -q "wsml-train\|wsml-cam\|wsml-ingest" make2.txt
+[ "$(stat -c %Y fig.png)" = "$before" ]
+make -s -n -C "$repo" cam-figure "${knobs[@]}" > plan2.txt
+! grep -q "wsml-train\|wsml-cam" plan2.txt
+
+# without DATA: a usage error naming the knob
+set +e
+make -s -j1 -C "$repo" cam-figure BUILD="$WSML_BUILD" STORES="$PWD/stores2" RUNS="$PWD/runs2" \
+  CAM_FIGURE="$PWD/fig2.png" DATA= 2> err.txt; s=$?
+set -e
+[ "$s" -ne 0 ] && grep -q "set DATA=DIR" err.txt && [ ! -e stores2 ] && [ ! -e runs2 ]
