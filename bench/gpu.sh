@@ -140,6 +140,15 @@ for batch in 16 64; do
     fi
 done
 
+# memory checker over the small-operation tests (they never ran on a GPU before), if the
+# machine has it and time is left; its output goes to this log only
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$SAN" ] && [ "$(left)" -gt 100 ]; then
+    echo "== compute-sanitizer memcheck ($(left) s left)"
+    timeout 90 "$SAN" --tool memcheck --target-processes all --error-exitcode 9 \
+        "$G/wsml-cudatest" 'cuda/[gmd]*' 2>&1 | tail -25 || echo "   (memcheck: exit status $?)"
+fi
+
 # ---- summary -----------------------------------------------------------------------------------
 echo "== summary ($((SECONDS - T0)) s)"
 sum_rc=0

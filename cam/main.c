@@ -99,7 +99,7 @@ typedef struct {
     const char *models[MAX_MODELS];
     const char *names[MAX_MODELS];
     int num_models, num_names;
-    char *ids[MAX_IDS]; // pointers into ids_buf
+    char *ids[MAX_IDS]; // pointers into argv (split at the commas)
     int num_ids;
     int count; // 0 when --ids
     int size, threads;
@@ -533,8 +533,7 @@ int main(int argc, char **argv) {
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};
     cam_args a = {.split = "test", .backend = "cpu", .size = 224};
-    char *id_lists[MAX_IDS];
-    int num_id_lists = 0, opt, status;
+    int opt, status;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
         switch (opt) {
         case 'S':
@@ -554,21 +553,20 @@ int main(int argc, char **argv) {
             a.names[a.num_names++] = optarg;
             break;
         case 'i': {
-            if (num_id_lists == MAX_IDS || !(id_lists[num_id_lists] = strdup(optarg)))
-                return usage_error("%s", "too many --ids");
-            char *save = NULL, *list = id_lists[num_id_lists++];
-            // strsep-like split that keeps empty entries, so "a,,b" is an error
-            for (char *p = list;; p = save + 1) {
-                save = strchr(p, ',');
-                if (save)
-                    *save = 0;
-                if (!*p)
-                    return usage_error("--ids '%s': an empty id (ids are comma-separated)", optarg);
+            size_t len = strlen(optarg);
+            if (!len || optarg[0] == ',' || optarg[len - 1] == ',' || strstr(optarg, ",,"))
+                return usage_error("--ids '%s': an empty id (ids are comma-separated)", optarg);
+            // split in place: argv's strings are the program's to modify
+            for (char *p = optarg;;) {
+                char *comma = strchr(p, ',');
+                if (comma)
+                    *comma = 0;
                 if (a.num_ids == MAX_IDS)
                     return usage_error("at most %s ids", "4096");
                 a.ids[a.num_ids++] = p;
-                if (!save)
+                if (!comma)
                     break;
+                p = comma + 1;
             }
             break;
         }
@@ -622,7 +620,5 @@ int main(int argc, char **argv) {
         status = usage_error("%s", "give one --name per --model, or none");
     else
         status = run(&a);
-    for (int k = 0; k < num_id_lists; k++)
-        free(id_lists[k]);
     return status;
 }

@@ -15,7 +15,8 @@ int wsml_read_file(const char *path, char **buf, size_t *len, wsml_err *err) {
     *buf = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f)
+        return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -57,18 +58,23 @@ int wsml_atomic_open(wsml_atomic_file *af, const char *path, wsml_err *err) {
     snprintf(af->path, sizeof af->path, "%s", path);
     snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
-    if (!af->f) return wsml_errf(err, WSML_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    if (!af->f)
+        return wsml_errf(err, WSML_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
     return 0;
 }
 
 int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err) {
-    if (!af->f) return wsml_errf(err, WSML_ESTATE, "%s: not open", af->path);
+    if (!af->f)
+        return wsml_errf(err, WSML_ESTATE, "%s: not open", af->path);
     int e = 0;
     // errno still holds the failed write's reason (ENOSPC, EFBIG, EDQUOT, EIO) when the
     // error flag was set by an earlier fwrite/fprintf on af->f.
-    if (fflush(af->f) != 0 || ferror(af->f)) e = errno ? errno : EIO;
-    if (!e && fsync(fileno(af->f)) != 0) e = errno;
-    if (fclose(af->f) != 0 && !e) e = errno;
+    if (fflush(af->f) != 0 || ferror(af->f))
+        e = errno ? errno : EIO;
+    if (!e && fsync(fileno(af->f)) != 0)
+        e = errno;
+    if (fclose(af->f) != 0 && !e)
+        e = errno;
     af->f = NULL;
     if (e) {
         unlink(af->tmp);
@@ -88,13 +94,15 @@ void wsml_atomic_abort(wsml_atomic_file *af) {
         fclose(af->f);
         af->f = NULL;
     }
-    if (af->tmp[0]) unlink(af->tmp);
+    if (af->tmp[0])
+        unlink(af->tmp);
 }
 
 int wsml_write_file_atomic(const char *path, const void *data, size_t len, wsml_err *err) {
     wsml_atomic_file af;
     int rc = wsml_atomic_open(&af, path, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     if (len && fwrite(data, 1, len, af.f) != len) {
         int e = errno;
         wsml_atomic_abort(&af);
@@ -105,7 +113,8 @@ int wsml_write_file_atomic(const char *path, const void *data, size_t len, wsml_
 
 int wsml_mkdirs(const char *path, wsml_err *err) {
     char buf[4096];
-    if (!path || !*path) return wsml_errf(err, WSML_EARG, "mkdir: empty directory name");
+    if (!path || !*path)
+        return wsml_errf(err, WSML_EARG, "mkdir: empty directory name");
     if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
         return wsml_errf(err, WSML_EARG, "%s: path too long", path);
     for (char *p = buf + 1;; p++) {
@@ -113,9 +122,11 @@ int wsml_mkdirs(const char *path, wsml_err *err) {
             char c = *p;
             *p = '\0';
             if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return wsml_errf(err, WSML_EIO, "%s: cannot create directory: %s", buf, strerror(errno));
+                return wsml_errf(err, WSML_EIO, "%s: cannot create directory: %s", buf,
+                                 strerror(errno));
             *p = c;
-            if (c == '\0') break;
+            if (c == '\0')
+                break;
         }
     }
     struct stat st;

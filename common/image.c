@@ -24,7 +24,8 @@ static void no_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, 
 }
 
 static void vips_start(void) {
-    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, no_log, NULL);
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO, no_log,
+                      NULL);
     if (VIPS_INIT("wsml") == 0) {
         vips_concurrency_set(1);
         vips_cache_set_max(0);
@@ -35,7 +36,8 @@ static void vips_start(void) {
 
 int wsml_image_init(wsml_err *err) {
     pthread_once(&vips_once, vips_start);
-    if (!vips_ok) return wsml_errf(err, WSML_EIO, "libvips failed to initialise: %s", vips_error_buffer());
+    if (!vips_ok)
+        return wsml_errf(err, WSML_EIO, "libvips failed to initialise: %s", vips_error_buffer());
     return 0;
 }
 
@@ -46,9 +48,11 @@ static void vips_msg(char *buf, size_t cap) {
     snprintf(buf, cap, "%s", vips_error_buffer());
     vips_error_clear();
     size_t n = strlen(buf);
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
     for (char *p = buf; *p; p++)
-        if (*p == '\n') *p = ' ';
+        if (*p == '\n')
+            *p = ' ';
 }
 
 // CMYK (8-bit, uninverted) to RGB the way PIL's convert('RGB') does it, without a
@@ -96,29 +100,34 @@ static int to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *e
     // PIL refuses images above 2 * Image.MAX_IMAGE_PIXELS as decompression bombs; so do
     // we, before any pixel is decoded (the header alone gave the size).
     if ((uint64_t)in->Xsize * (uint64_t)in->Ysize > WSML_IMAGE_MAX_PIXELS) {
-        rc = wsml_errf(err, WSML_EFORMAT, "%s: image of %dx%d pixels exceeds the limit of %llu pixels", what,
+        rc = wsml_errf(err, WSML_EFORMAT,
+                       "%s: image of %dx%d pixels exceeds the limit of %llu pixels", what,
                        in->Xsize, in->Ysize, (unsigned long long)WSML_IMAGE_MAX_PIXELS);
         g_object_unref(in);
         return rc;
     }
-    if (in->Type == VIPS_INTERPRETATION_CMYK && in->BandFmt == VIPS_FORMAT_UCHAR && in->Bands >= 4) {
+    if (in->Type == VIPS_INTERPRETATION_CMYK && in->BandFmt == VIPS_FORMAT_UCHAR &&
+        in->Bands >= 4) {
         rc = cmyk_to_rgb8(in, out, what, err);
         g_object_unref(in);
         return rc;
     }
     if (vips_image_hasalpha(in) || in->Bands == 2 || in->Bands > 4) {
         int keep = in->Bands >= 3 ? 3 : 1;
-        if (vips_extract_band(in, &a, 0, "n", keep, NULL)) goto fail;
+        if (vips_extract_band(in, &a, 0, "n", keep, NULL))
+            goto fail;
     } else {
         a = in;
         g_object_ref(a);
     }
-    if (vips_colourspace(a, &b, VIPS_INTERPRETATION_sRGB, NULL)) goto fail;
+    if (vips_colourspace(a, &b, VIPS_INTERPRETATION_sRGB, NULL))
+        goto fail;
     g_object_unref(a);
     a = b;
     b = NULL;
     if (a->BandFmt != VIPS_FORMAT_UCHAR) {
-        if (vips_cast_uchar(a, &b, NULL)) goto fail;
+        if (vips_cast_uchar(a, &b, NULL))
+            goto fail;
         g_object_unref(a);
         a = b;
         b = NULL;
@@ -129,7 +138,8 @@ static int to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *e
     }
     size_t len;
     void *mem = vips_image_write_to_memory(a, &len);
-    if (!mem) goto fail;
+    if (!mem)
+        goto fail;
     out->height = a->Ysize;
     out->width = a->Xsize;
     out->channels = 3;
@@ -144,10 +154,13 @@ static int to_rgb8(VipsImage *in, wsml_image *out, const char *what, wsml_err *e
     goto done;
 fail:
     vips_msg(msg, sizeof msg);
-    rc = wsml_errf(err, WSML_EFORMAT, "%s: cannot decode image: %s", what, msg[0] ? msg : "unknown libvips error");
+    rc = wsml_errf(err, WSML_EFORMAT, "%s: cannot decode image: %s", what,
+                   msg[0] ? msg : "unknown libvips error");
 done:
-    if (a) g_object_unref(a);
-    if (b) g_object_unref(b);
+    if (a)
+        g_object_unref(a);
+    if (b)
+        g_object_unref(b);
     g_object_unref(in);
     return rc;
 }
@@ -155,13 +168,15 @@ done:
 int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     int rc = wsml_image_init(err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     // Read the bytes ourselves: one code path for files and buffers, and libvips never
     // keeps a file open behind our back.
     char *buf;
     size_t len;
     rc = wsml_read_file(path, &buf, &len, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     rc = wsml_image_decode_buffer(buf, len, out, err);
     free(buf);
     if (rc) {
@@ -179,10 +194,12 @@ int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err) {
 int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     int rc = wsml_image_init(err);
-    if (rc) return rc;
-    if (len == 0) return wsml_errf(err, WSML_EFORMAT, "image buffer: empty");
-    VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR, "access",
-                                               VIPS_ACCESS_SEQUENTIAL, NULL);
+    if (rc)
+        return rc;
+    if (len == 0)
+        return wsml_errf(err, WSML_EFORMAT, "image buffer: empty");
+    VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR,
+                                               "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!in) {
         char msg[512];
         vips_msg(msg, sizeof msg);
@@ -191,7 +208,8 @@ int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_
     rc = to_rgb8(in, out, "image buffer", err);
     // libvips also appends decoder warnings to its (process-wide) error buffer; drop
     // them so that they do not end up in the next failure's message.
-    if (rc == 0) vips_error_clear();
+    if (rc == 0)
+        vips_error_clear();
     return rc;
 }
 
@@ -208,7 +226,8 @@ static VipsImage *wrap(const wsml_image *img) {
 #define RESAMPLE_BITS 22
 
 static double triangle(double x) {
-    if (x < 0.0) x = -x;
+    if (x < 0.0)
+        x = -x;
     return x < 1.0 ? 1.0 - x : 0.0;
 }
 
@@ -228,8 +247,10 @@ static int resample_coeffs(int in_size, int out_size, int **bounds_out, int32_t 
     for (int xx = 0; xx < out_size; xx++) {
         double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
         int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
-        if (xmin < 0) xmin = 0;
-        if (xmax > in_size) xmax = in_size;
+        if (xmin < 0)
+            xmin = 0;
+        if (xmax > in_size)
+            xmax = in_size;
         xmax -= xmin;
         for (int x = 0; x < xmax; x++) {
             k[x] = triangle((x + xmin - center + 0.5) * ss);
@@ -250,7 +271,8 @@ static int resample_coeffs(int in_size, int out_size, int **bounds_out, int32_t 
 }
 
 static uint8_t clip8(int32_t v) {
-    if (v <= 0) return 0;
+    if (v <= 0)
+        return 0;
     v >>= RESAMPLE_BITS;
     return v > 255 ? 255 : (uint8_t)v;
 }
@@ -259,8 +281,8 @@ static uint8_t clip8(int32_t v) {
 // below 255 * 2^22 + 2^21 < 2^31.
 
 // One row [W, C] -> [out_w, C] through the horizontal coefficients.
-static void resample_row(const uint8_t *row, int C, int out_w, const int *bounds, const int32_t *weights, int ksize,
-                         uint8_t *o) {
+static void resample_row(const uint8_t *row, int C, int out_w, const int *bounds,
+                         const int32_t *weights, int ksize, uint8_t *o) {
     for (int xx = 0; xx < out_w; xx++) {
         const int32_t *k = weights + (size_t)xx * ksize;
         const uint8_t *p = row + (size_t)bounds[2 * xx] * C;
@@ -276,7 +298,8 @@ static void resample_row(const uint8_t *row, int C, int out_w, const int *bounds
         } else {
             for (int c = 0; c < C; c++) {
                 int32_t s = 1 << (RESAMPLE_BITS - 1);
-                for (int x = 0; x < n; x++) s += p[(size_t)x * C + c] * k[x];
+                for (int x = 0; x < n; x++)
+                    s += p[(size_t)x * C + c] * k[x];
                 o[(size_t)xx * C + c] = clip8(s);
             }
         }
@@ -285,29 +308,35 @@ static void resample_row(const uint8_t *row, int C, int out_w, const int *bounds
 
 int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
-    if (out_h <= 0 || out_w <= 0 || in->height <= 0 || in->width <= 0 || in->channels <= 0 || !in->pixels)
-        return wsml_errf(err, WSML_EARG, "resize: bad size %dx%d -> %dx%d", in->width, in->height, out_w, out_h);
+    if (out_h <= 0 || out_w <= 0 || in->height <= 0 || in->width <= 0 || in->channels <= 0 ||
+        !in->pixels)
+        return wsml_errf(err, WSML_EARG, "resize: bad size %dx%d -> %dx%d", in->width, in->height,
+                         out_w, out_h);
     const int C = in->channels, H = in->height, W = in->width;
     int *hb = NULL, *vb = NULL;
     int32_t *hk = NULL, *vk = NULL;
-    int hks = resample_coeffs(W, out_w, &hb, &hk), vks = hks ? resample_coeffs(H, out_h, &vb, &vk) : 0;
+    int hks = resample_coeffs(W, out_w, &hb, &hk),
+        vks = hks ? resample_coeffs(H, out_h, &vb, &vk) : 0;
     // Rows of the input the vertical pass reads; the horizontal pass only produces those.
     int y_first = vks ? vb[0] : 0, y_last = vks ? vb[2 * (out_h - 1)] + vb[2 * out_h - 1] : 0;
     int rows = y_last - y_first;
     size_t stride = (size_t)out_w * C;
     uint8_t *tmp = NULL, *dst = malloc((size_t)out_h * stride);
     int32_t *acc = malloc(stride * sizeof *acc);
-    if (W != out_w) tmp = malloc((size_t)(rows > 0 ? rows : 1) * stride);
+    if (W != out_w)
+        tmp = malloc((size_t)(rows > 0 ? rows : 1) * stride);
     if (!hks || !vks || !dst || !acc || (W != out_w && !tmp)) {
         free(hb), free(hk), free(vb), free(vk), free(tmp), free(dst), free(acc);
-        return wsml_errf(err, WSML_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", W, H, out_w, out_h);
+        return wsml_errf(err, WSML_ENOMEM, "resize: out of memory (%dx%d -> %dx%d)", W, H, out_w,
+                         out_h);
     }
     // Horizontal pass: input rows y_first..y_last [W, C] -> tmp [rows, out_w, C].
     const uint8_t *src = in->pixels;
     int src_y0 = 0;
     if (W != out_w) {
         for (int y = 0; y < rows; y++)
-            resample_row(in->pixels + (size_t)(y + y_first) * W * C, C, out_w, hb, hk, hks, tmp + (size_t)y * stride);
+            resample_row(in->pixels + (size_t)(y + y_first) * W * C, C, out_w, hb, hk, hks,
+                         tmp + (size_t)y * stride);
         src = tmp, src_y0 = y_first;
     }
     // Vertical pass: src [*, out_w, C] -> dst [out_h, out_w, C], a row of taps at a time
@@ -320,13 +349,16 @@ int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *ou
         }
         const int32_t *k = vk + (size_t)yy * vks;
         int ymin = vb[2 * yy] - src_y0, n = vb[2 * yy + 1];
-        for (size_t i = 0; i < stride; i++) acc[i] = 1 << (RESAMPLE_BITS - 1);
+        for (size_t i = 0; i < stride; i++)
+            acc[i] = 1 << (RESAMPLE_BITS - 1);
         for (int y = 0; y < n; y++) {
             const uint8_t *row = src + (size_t)(y + ymin) * stride;
             int32_t w = k[y];
-            for (size_t i = 0; i < stride; i++) acc[i] += row[i] * w;
+            for (size_t i = 0; i < stride; i++)
+                acc[i] += row[i] * w;
         }
-        for (size_t i = 0; i < stride; i++) o[i] = clip8(acc[i]);
+        for (size_t i = 0; i < stride; i++)
+            o[i] = clip8(acc[i]);
     }
     free(hb), free(hk), free(vb), free(vk), free(tmp), free(acc);
     out->pixels = dst;
@@ -334,19 +366,25 @@ int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *ou
     return 0;
 }
 
-static int encode(const wsml_image *img, int png, int quality, void **buf, size_t *len, wsml_err *err) {
+static int encode(const wsml_image *img, int png, int quality, void **buf, size_t *len,
+                  wsml_err *err) {
     *buf = NULL;
     *len = 0;
     int rc = wsml_image_init(err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     VipsImage *src = wrap(img);
-    if (!src) return wsml_errf(err, WSML_EIO, "encode: libvips could not wrap the image");
-    if (img->channels == 3) src->Type = VIPS_INTERPRETATION_sRGB;
-    else if (img->channels == 1) src->Type = VIPS_INTERPRETATION_B_W;
+    if (!src)
+        return wsml_errf(err, WSML_EIO, "encode: libvips could not wrap the image");
+    if (img->channels == 3)
+        src->Type = VIPS_INTERPRETATION_sRGB;
+    else if (img->channels == 1)
+        src->Type = VIPS_INTERPRETATION_B_W;
     void *vbuf = NULL;
     size_t vlen = 0;
     int bad = png ? vips_pngsave_buffer(src, &vbuf, &vlen, "compression", 6, "strip", TRUE, NULL)
-                  : vips_jpegsave_buffer(src, &vbuf, &vlen, "Q", quality, "strip", TRUE, "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON, NULL);
+                  : vips_jpegsave_buffer(src, &vbuf, &vlen, "Q", quality, "strip", TRUE,
+                                         "subsample_mode", VIPS_FOREIGN_SUBSAMPLE_ON, NULL);
     g_object_unref(src);
     if (bad) {
         char msg[512];
@@ -364,8 +402,10 @@ static int encode(const wsml_image *img, int png, int quality, void **buf, size_
     return 0;
 }
 
-int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len, wsml_err *err) {
-    if (quality < 1 || quality > 100) return wsml_errf(err, WSML_EARG, "--quality %d: must be 1..100", quality);
+int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len,
+                           wsml_err *err) {
+    if (quality < 1 || quality > 100)
+        return wsml_errf(err, WSML_EARG, "--quality %d: must be 1..100", quality);
     return encode(img, 0, quality, buf, len, err);
 }
 
@@ -377,14 +417,16 @@ int wsml_image_write_png(const char *path, const wsml_image *img, wsml_err *err)
     void *buf;
     size_t len;
     int rc = wsml_image_encode_png(img, &buf, &len, err);
-    if (rc) return wsml_err_prefix(err, "%s", path);
+    if (rc)
+        return wsml_err_prefix(err, "%s", path);
     rc = wsml_write_file_atomic(path, buf, len, err);
     free(buf);
     return rc;
 }
 
 void wsml_image_free(wsml_image *img) {
-    if (!img) return;
+    if (!img)
+        return;
     free(img->pixels);
     img->pixels = NULL;
 }
@@ -415,15 +457,18 @@ static int fonts_render(const char *font, wsml_err *err) {
     int ok = text_probe > 0;
     pthread_mutex_unlock(&text_probe_mu);
     if (!ok)
-        return wsml_errf(err, WSML_EIO, "cannot render text: no usable font (fontconfig finds none)");
+        return wsml_errf(err, WSML_EIO,
+                         "cannot render text: no usable font (fontconfig finds none)");
     return 0;
 }
 
 int wsml_image_text(const char *text, const char *font, wsml_image *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     int rc = wsml_image_init(err);
-    if (rc) return rc;
-    if ((rc = fonts_render(font, err))) return rc;
+    if (rc)
+        return rc;
+    if ((rc = fonts_render(font, err)))
+        return rc;
     return render_text(text, font, out, err);
 }
 
@@ -441,7 +486,9 @@ static int render_text(const char *text, const char *font, wsml_image *out, wsml
                          msg[0] ? msg : "unknown libvips error");
     }
     size_t len = 0;
-    void *mem = mask->Bands == 1 && mask->BandFmt == VIPS_FORMAT_UCHAR ? vips_image_write_to_memory(mask, &len) : NULL;
+    void *mem = mask->Bands == 1 && mask->BandFmt == VIPS_FORMAT_UCHAR
+                    ? vips_image_write_to_memory(mask, &len)
+                    : NULL;
     int w = mask->Xsize, h = mask->Ysize;
     g_object_unref(mask);
     if (!mem || (size_t)w * h != len || w < 1 || h < 1) {

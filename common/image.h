@@ -27,7 +27,8 @@ int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_
 int wsml_image_resize(const wsml_image *in, int out_h, int out_w, wsml_image *out, wsml_err *err);
 // Encodes to a malloc'd JPEG (quality 1..100, 4:2:0 chroma like PIL's save(quality=q):
 // the decoded pixels equal PIL's) or PNG buffer (lossless, no metadata).
-int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len, wsml_err *err);
+int wsml_image_encode_jpeg(const wsml_image *img, int quality, void **buf, size_t *len,
+                           wsml_err *err);
 int wsml_image_encode_png(const wsml_image *img, void **buf, size_t *len, wsml_err *err);
 // Writes PNG atomically.
 int wsml_image_write_png(const char *path, const wsml_image *img, wsml_err *err);

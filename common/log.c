@@ -16,11 +16,17 @@
 static _Atomic int g_quiet;
 static const char *_Atomic g_prog = "wsml";
 static pthread_mutex_t g_out = PTHREAD_MUTEX_INITIALIZER; // serialises stderr output
-static int g_bar_on_screen;                               // a bar line is drawn, no newline yet (under g_out)
+static int g_bar_on_screen; // a bar line is drawn, no newline yet (under g_out)
 
-void wsml_set_quiet(int quiet) { g_quiet = quiet ? 1 : 0; }
-int wsml_is_quiet(void) { return g_quiet; }
-void wsml_set_prog(const char *prog) { g_prog = prog ? prog : "wsml"; }
+void wsml_set_quiet(int quiet) {
+    g_quiet = quiet ? 1 : 0;
+}
+int wsml_is_quiet(void) {
+    return g_quiet;
+}
+void wsml_set_prog(const char *prog) {
+    g_prog = prog ? prog : "wsml";
+}
 
 static void vlog(const char *fmt, va_list ap) {
     char line[2048];
@@ -36,7 +42,8 @@ static void vlog(const char *fmt, va_list ap) {
 }
 
 void wsml_info(const char *fmt, ...) {
-    if (g_quiet) return;
+    if (g_quiet)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vlog(fmt, ap);
@@ -82,15 +89,20 @@ static void fmt_time(double s, char *buf, size_t cap) {
         return;
     }
     long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else
+        snprintf(buf, cap, "%02ld:%02ld", t / 60, t % 60);
 }
 
 // Human-readable count rate: 12.3, 1.2k, 3.4M.
 static void fmt_rate(double r, char *buf, size_t cap) {
-    if (r >= 1e6) snprintf(buf, cap, "%.1fM", r / 1e6);
-    else if (r >= 1e4) snprintf(buf, cap, "%.1fk", r / 1e3);
-    else snprintf(buf, cap, "%.1f", r);
+    if (r >= 1e6)
+        snprintf(buf, cap, "%.1fM", r / 1e6);
+    else if (r >= 1e4)
+        snprintf(buf, cap, "%.1fk", r / 1e3);
+    else
+        snprintf(buf, cap, "%.1f", r);
 }
 
 // Draws the bar line (p->lock held). final: full elapsed time, no ETA, newline.
@@ -105,11 +117,15 @@ static void draw(wsml_progress *p, int final) {
     int n;
     if (p->total) {
         double frac = (double)done / (double)p->total;
-        if (frac > 1) frac = 1;
+        if (frac > 1)
+            frac = 1;
         if (!final) {
             char t[16];
-            if (rate > 0) fmt_time((double)(p->total - (done < p->total ? done : p->total)) / rate, t, sizeof t);
-            else snprintf(t, sizeof t, "--:--");
+            if (rate > 0)
+                fmt_time((double)(p->total - (done < p->total ? done : p->total)) / rate, t,
+                         sizeof t);
+            else
+                snprintf(t, sizeof t, "--:--");
             snprintf(eta, sizeof eta, " ETA %s", t);
         }
         // "label [####------]  56% 112001/200000 345.7k img/s 00:01 ETA 00:02 status":
@@ -117,21 +133,26 @@ static void draw(wsml_progress *p, int final) {
         // that it does not jitter; a long status is cut at the terminal's edge.
         char rest[320];
         snprintf(rest, sizeof rest, " %3d%% %llu/%llu %s %s/s %s%s %s", (int)(frac * 100),
-                          (unsigned long long)done, (unsigned long long)p->total, r, p->unit, elapsed, eta, p->status);
+                 (unsigned long long)done, (unsigned long long)p->total, r, p->unit, elapsed, eta,
+                 p->status);
         int bw = p->bar_width;
         char bar[31];
         int fill = (int)(frac * bw);
-        for (int i = 0; i < bw; i++) bar[i] = i < fill ? '#' : '-';
+        for (int i = 0; i < bw; i++)
+            bar[i] = i < fill ? '#' : '-';
         bar[bw] = '\0';
         n = snprintf(line, sizeof line, "%s [%s]%s", p->label, bar, rest);
     } else {
-        n = snprintf(line, sizeof line, "%s %llu %s %s %s/s %s %s", p->label, (unsigned long long)done, p->unit, r,
-                     p->unit, elapsed, p->status);
+        n = snprintf(line, sizeof line, "%s %llu %s %s %s/s %s %s", p->label,
+                     (unsigned long long)done, p->unit, r, p->unit, elapsed, p->status);
     }
     // Never wrap: a wrapped line breaks the carriage-return redraw.
-    if (n >= p->width) n = p->width - 1;
-    if (n >= (int)sizeof line) n = (int)sizeof line - 1;
-    while (n > 0 && line[n - 1] == ' ') n--;
+    if (n >= p->width)
+        n = p->width - 1;
+    if (n >= (int)sizeof line)
+        n = (int)sizeof line - 1;
+    while (n > 0 && line[n - 1] == ' ')
+        n--;
     line[n < 0 ? 0 : n] = '\0';
     pthread_mutex_lock(&g_out);
     fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
@@ -143,7 +164,8 @@ static void draw(wsml_progress *p, int final) {
 
 wsml_progress *wsml_progress_start(const char *label, uint64_t total, const char *unit) {
     wsml_progress *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     snprintf(p->label, sizeof p->label, "%s", label ? label : "");
     snprintf(p->unit, sizeof p->unit, "%s", unit ? unit : "it");
     p->total = total;
@@ -151,7 +173,8 @@ wsml_progress *wsml_progress_start(const char *label, uint64_t total, const char
     p->active = !g_quiet && isatty(STDERR_FILENO);
     struct winsize ws;
     p->width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20 ? ws.ws_col : 80;
-    // Room left by the rest of a typical line: " 100% N/N 123.4k unit/s 00:00 ETA 00:00 " + a short status.
+    // Room left by the rest of a typical line: " 100% N/N 123.4k unit/s 00:00 ETA 00:00 " + a short
+    // status.
     int digits = snprintf(NULL, 0, "%llu", (unsigned long long)total);
     p->bar_width = p->width - (int)strlen(p->label) - 2 * digits - 2 * (int)strlen(p->unit) - 44;
     p->bar_width = p->bar_width < 5 ? 5 : p->bar_width > 30 ? 30 : p->bar_width;
@@ -160,36 +183,44 @@ wsml_progress *wsml_progress_start(const char *label, uint64_t total, const char
 }
 
 static void maybe_draw(wsml_progress *p) {
-    if (!p->active) return;
+    if (!p->active)
+        return;
     int64_t now = now_ns(), last = atomic_load(&p->last_draw_ns);
-    if (last && now - last < REDRAW_NS) return; // the common case: one clock read, no lock
-    if (pthread_mutex_trylock(&p->lock) != 0) return; // another thread is drawing
+    if (last && now - last < REDRAW_NS)
+        return; // the common case: one clock read, no lock
+    if (pthread_mutex_trylock(&p->lock) != 0)
+        return; // another thread is drawing
     last = atomic_load(&p->last_draw_ns);
-    if (!last || now - last >= REDRAW_NS) draw(p, 0);
+    if (!last || now - last >= REDRAW_NS)
+        draw(p, 0);
     pthread_mutex_unlock(&p->lock);
 }
 
 void wsml_progress_add(wsml_progress *p, uint64_t n) {
-    if (!p) return;
+    if (!p)
+        return;
     atomic_fetch_add(&p->done, n);
     maybe_draw(p);
 }
 
 void wsml_progress_set(wsml_progress *p, uint64_t done) {
-    if (!p) return;
+    if (!p)
+        return;
     atomic_store(&p->done, done);
     maybe_draw(p);
 }
 
 void wsml_progress_status(wsml_progress *p, const char *status) {
-    if (!p || !p->active) return;
+    if (!p || !p->active)
+        return;
     pthread_mutex_lock(&p->lock);
     snprintf(p->status, sizeof p->status, "%s", status ? status : "");
     pthread_mutex_unlock(&p->lock);
 }
 
 void wsml_progress_end(wsml_progress *p) {
-    if (!p) return;
+    if (!p)
+        return;
     if (p->active) {
         pthread_mutex_lock(&p->lock);
         draw(p, 1);

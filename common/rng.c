@@ -35,7 +35,8 @@ static void mt_generate(wsml_rng *r) {
 }
 
 uint32_t wsml_rng_u32(wsml_rng *r) {
-    if (r->pos >= MT_N) mt_generate(r);
+    if (r->pos >= MT_N)
+        mt_generate(r);
     uint32_t y = r->mt[r->pos++];
     y ^= (y >> 11);
     y ^= (y << 7) & 0x9d2c5680u;
@@ -55,7 +56,8 @@ double wsml_rng_double(wsml_rng *r) {
 }
 
 uint64_t wsml_rng_interval(wsml_rng *r, uint64_t max) {
-    if (max == 0) return 0;
+    if (max == 0)
+        return 0;
     uint64_t mask = max, value;
     mask |= mask >> 1;
     mask |= mask >> 2;
@@ -77,10 +79,12 @@ uint64_t wsml_rng_interval(wsml_rng *r, uint64_t max) {
 // to 1, j = random_interval(i), swap a[i] and a[j]. Elements of any size.
 void wsml_rng_shuffle(wsml_rng *r, void *a, size_t n, size_t size) {
     unsigned char *base = a;
-    if (n < 2 || size == 0) return;
+    if (n < 2 || size == 0)
+        return;
     for (size_t i = n - 1; i > 0; i--) {
         size_t j = (size_t)wsml_rng_interval(r, i);
-        if (j == i) continue;
+        if (j == i)
+            continue;
         unsigned char *x = base + i * size, *y = base + j * size;
         for (size_t o = 0; o < size; o += 64) { // swap through a small buffer
             unsigned char tmp[64];
@@ -93,7 +97,8 @@ void wsml_rng_shuffle(wsml_rng *r, void *a, size_t n, size_t size) {
 }
 
 void wsml_rng_permutation(wsml_rng *r, int64_t *out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = (int64_t)i;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int64_t)i;
     wsml_rng_shuffle(r, out, n, sizeof *out);
 }
 
@@ -101,11 +106,15 @@ int64_t wsml_rng_randint(wsml_rng *r, int64_t low, int64_t high) {
     // Legacy randint (int64): off + a masked-rejection draw over [0, high-1-low]; a range
     // of exactly 2^32 values takes one raw 32-bit draw and no rejection (numpy's
     // random_bounded_uint64_fill). Sums are done in uint64 (wrapping), as numpy does.
-    if (high <= low) return low; // numpy raises ValueError("low >= high")
+    if (high <= low)
+        return low; // numpy raises ValueError("low >= high")
     uint64_t range = (uint64_t)high - 1u - (uint64_t)low, v;
-    if (range == 0xffffffffu) v = wsml_rng_u32(r);
-    else if (range == UINT64_MAX) v = rng_u64(r);
-    else v = wsml_rng_interval(r, range);
+    if (range == 0xffffffffu)
+        v = wsml_rng_u32(r);
+    else if (range == UINT64_MAX)
+        v = rng_u64(r);
+    else
+        v = wsml_rng_interval(r, range);
     return (int64_t)((uint64_t)low + v);
 }
 

@@ -1,29 +1,33 @@
-# make cam-figure DATA=DIR — the supplement's Figure 1 (supp. §C, SPEC §5): class
-# activation maps of COCO test images, one row per ground-truth class of each image,
-# columns image | Naive AN | ROLE | LL-Ct, each column the run of its method on COCO that
-# the validation split picks (best mean val mAP, `wsml-eval table`'s rule). Writes
-# results/cam-figure.png.
+# make cam-figure DATA=DIR PRETRAINED=FILE — the supplement's Figure 1 (supp. §C,
+# SPEC §5): class activation maps of COCO test images, one row per ground-truth class of
+# each image, columns image | Naive AN | ROLE | LL-Ct, each column the run of its method
+# on COCO that the validation split picks (best mean val mAP: `wsml-eval table`'s rule).
+# Writes $(RESULTS)/cam-figure.png.
 #
 # Runs: Naive AN and LL-Ct (relative threshold) are Table 1's runs on COCO
-# (pipelines/table1.mk, runs/table1/coco/); ROLE is not in Table 1, so its runs are
-# defined here, with the same recipe and lr grid, beside them (runs/table1/coco/role-*).
-# Knobs: CAM_COUNT=N (the first N test images with a positive; default 8) or
+# (pipelines/table1.mk: RUNS/table1/coco/), so `make table1` and `make cam-figure` share
+# them; ROLE is not in Table 1, so its runs are defined here, with Table 1's recipe and
+# lr grid, beside them (RUNS/table1/coco/role-lr*).
+# Knobs: CAM_COUNT=N (the first N test images with a positive label; default 8) or
 # CAM_IDS=ID,ID,... (ids as `wsml-store export --what ids` prints them), CAM_SIZE=PX
-# (tile width, default 224), CAM_THREADS=N (cpu threads, default 0 = all), plus the
-# knobs of pipelines/runs.mk and table1.mk (DATA, PRETRAINED, LR_GRID, BACKEND, ...).
+# (tile width, default 224), CAM_THREADS=N (cpu threads, default 0 = all),
+# CAM_FIGURE=FILE, and the knobs of runs.mk and table1.mk (DATA, PRETRAINED,
+# TABLE1_FLAGS, LR_GRID, DELTA_REL_GRID, BACKEND, ...).
 
 CAM_COUNT ?= 8
 CAM_IDS ?=
 CAM_SIZE ?= 224
 CAM_THREADS ?= 0
-CAM_FIGURE ?= results/cam-figure.png
-CAM_RUNDIR := $(RUNS)/table1/coco
-CAM_PICKS := $(RUNS)/cam-figure/picks
+CAM_FIGURE ?= $(RESULTS)/cam-figure.png
+CAM_RUNDIR = $(RUNS)/table1/coco
+CAM_PICKS = $(RUNS)/cam-figure/picks
+# table1.mk's default, needed here already: this file is read before table1.mk
+PRETRAINED ?= data/resnet50-imagenet.safetensors
 
-# $$(TABLE1_FLAGS): expanded when the recipe runs, as table1.mk (read after this file)
-# defines it.
+# $$(TABLE1_FLAGS) stays a reference until the recipe runs: table1.mk, read after this
+# file, defines it.
 $(foreach lr,$(call lr_values,1e-5),\
-  $(eval $(call WSML_RUN,$(CAM_RUNDIR)/role-lr$(lr),$(STORES)/coco,--loss role --lr $(lr) $$(TABLE1_FLAGS))))
+  $(eval $(call WSML_RUN,$(CAM_RUNDIR)/role-lr$(lr),$(STORES)/coco,--loss role --lr $(lr) $$(TABLE1_FLAGS) --pretrained $(PRETRAINED))))
 
 CAM_AN_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/an-lr$(lr))
 CAM_ROLE_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/role-lr$(lr))
@@ -31,19 +35,18 @@ CAM_LLCT_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach d,$(DELTA_REL_GRID
   $(CAM_RUNDIR)/ll-ct-rel$(d)-lr$(lr)))
 CAM_RUNS = $(CAM_AN_RUNS) $(CAM_ROLE_RUNS) $(CAM_LLCT_RUNS)
 
-# The picked run of method $(1) (a row of PREFIX.picks.csv: method,dataset,picked,...,dirs;
-# several seeds are ';'-separated: the first one's checkpoint is drawn).
+# The picked run dir of method $(1): its row of PREFIX.picks.csv
+# (method,dataset,picked,...,run_dirs; several seeds are ';'-separated: the first seed's
+# checkpoint is drawn).
 cam_pick = $$(awk -F, -v m='$(1)' '$$1 == m { split($$NF, d, ";"); print d[1] }' $(CAM_PICKS).picks.csv)
 cam_images = $(if $(CAM_IDS),--ids $(CAM_IDS),--count $(CAM_COUNT))
 
-.PHONY: cam-figure cam-figure-check
-cam-figure-check:
-	@test -n "$(DATA)" || { echo "make cam-figure: set DATA=DIR (the raw releases; see README)" >&2; exit 2; }
-	@test -f "$(PRETRAINED)" || { echo "make cam-figure: ImageNet weights not found: $(PRETRAINED) (see README, PRETRAINED=FILE)" >&2; exit 2; }
+$(eval $(call WSML_TABLE_CHECK,cam-figure))
 
-cam-figure: cam-figure-check $(CAM_FIGURE)
+.PHONY: cam-figure
+cam-figure: $(CAM_FIGURE)
 
-$(CAM_FIGURE): $(addsuffix /done,$(CAM_RUNS)) $(STORES)/coco.ok | $(WSML)/wsml-eval $(WSML)/wsml-cam
+$(CAM_FIGURE): $(addsuffix /done,$(CAM_RUNS)) | $(STORES)/coco.ok $(BUILD)/wsml-eval $(BUILD)/wsml-cam
 	@mkdir -p $(dir $@) $(dir $(CAM_PICKS))
 	$(WSML)/wsml-eval table $(CAM_RUNS) --by dataset --out $(CAM_PICKS) --quiet
 	an=$(call cam_pick,Naive AN); role=$(call cam_pick,ROLE); llct=$(call cam_pick,LL-Ct); \

@@ -5,9 +5,11 @@
 #      safetensors backbone (cached, like downloaded ImageNet weights);
 #   3. fine-tune full, an, ll-r, ll-ct, ll-cp from it with --pretrained (backbone lr
 #      10x below the head's, as the paper), DEMO_SEEDS seeds each;
-#   4. print the Table-1-style result (validation-picked epoch, test mAP) and the
-#      per-epoch val mAP; draw a CAM figure comparing AN with the best LL model.
-# Everything is a file under DEMO_DIR: a rerun only does what is missing.
+#   4. print the Table-1-style result (validation-picked epoch, test mAP, ± std over
+#      seeds) and the per-epoch val mAP; draw a CAM figure comparing AN with the best
+#      LL model (by val mAP).
+# Everything is a file under DEMO_DIR: a rerun only does what is missing (the backbone
+# and the stores are kept by `make demo-clean`; remove DEMO_DIR to start over).
 #
 # Knobs (defaults sized for ~15 minutes on 2 cores; see README "make demo"):
 DEMO_DIR ?= build/demo
@@ -16,6 +18,8 @@ DEMO_ARCH ?= resnet18
 DEMO_WIDTH ?= 0.25
 DEMO_BATCH ?= 64
 DEMO_THREADS ?= $(shell nproc)
+DEMO_ITEMS_TRAIN ?= 60000
+DEMO_ITEMS_TEST ?= 10000
 DEMO_PRE_EPOCHS ?= 2
 DEMO_PRE_LR ?= 2e-3
 DEMO_EPOCHS ?= 5
@@ -28,16 +32,19 @@ DEMO_MOSAIC_TRAIN ?= 12500
 DEMO_MOSAIC_TEST ?= 5000
 DEMO_SEEDS ?= 1 2
 DEMO_METHODS ?= full an ll-r ll-ct ll-cp
+DEMO_CAM_COUNT ?= 4
 
 DEMO_STORES := $(DEMO_DIR)/stores
 DEMO_NET := --arch $(DEMO_ARCH) --width-mult $(DEMO_WIDTH) --batch $(DEMO_BATCH) --threads $(DEMO_THREADS) --quiet
+DEMO_SEED1 := $(firstword $(DEMO_SEEDS))
 
-$(DEMO_STORES)/items.ok: | $(WSML)/wsml-ingest
+$(DEMO_STORES)/items.ok: | $(BUILD)/wsml-ingest
 	@mkdir -p $(DEMO_STORES)
-	$(WSML)/wsml-ingest --format fashion-items --size $(DEMO_SIZE) --val-frac 0.1 --out $(DEMO_STORES)/items --force --quiet
+	$(WSML)/wsml-ingest --format fashion-items --size $(DEMO_SIZE) --train-count $(DEMO_ITEMS_TRAIN) \
+	  --test-count $(DEMO_ITEMS_TEST) --val-frac 0.1 --out $(DEMO_STORES)/items --force --quiet
 	touch $@
 
-$(DEMO_STORES)/mosaic.ok: | $(WSML)/wsml-ingest
+$(DEMO_STORES)/mosaic.ok: | $(BUILD)/wsml-ingest
 	@mkdir -p $(DEMO_STORES)
 	$(WSML)/wsml-ingest --format fashion-mosaic --size $(DEMO_SIZE) --train-count $(DEMO_MOSAIC_TRAIN) \
 	  --test-count $(DEMO_MOSAIC_TEST) --out $(DEMO_STORES)/mosaic --force --quiet
@@ -45,34 +52,38 @@ $(DEMO_STORES)/mosaic.ok: | $(WSML)/wsml-ingest
 
 # The pretrained backbone: like ImageNet weights, made once and kept.
 $(eval $(call WSML_RUN,$(DEMO_DIR)/pretrain,$(DEMO_STORES)/items,--loss full $(DEMO_NET) --epochs $(DEMO_PRE_EPOCHS) --lr $(DEMO_PRE_LR) --lr-mult 1 --seed 1))
-$(DEMO_DIR)/backbone.safetensors: $(DEMO_DIR)/pretrain/done
-	cp $(DEMO_DIR)/pretrain/best.safetensors $@
+$(DEMO_DIR)/backbone.safetensors: | $(DEMO_DIR)/pretrain/done
+	cp $(DEMO_DIR)/pretrain/best.safetensors $@.tmp && mv $@.tmp $@
 
+# $(1) = method, $(2) = seed
 demo_flags = --loss $(1) $(if $(filter ll-%,$(1)),--delta-rel $(DEMO_DELTA_REL)) \
   --pretrained $(DEMO_DIR)/backbone.safetensors $(DEMO_NET) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) --lr-mult 10 --seed $(2)
 DEMO_RUNS :=
 $(foreach m,$(DEMO_METHODS),$(foreach s,$(DEMO_SEEDS),\
-  $(eval $(call WSML_RUN,$(DEMO_DIR)/runs/$(m)-s$(s),$(DEMO_STORES)/mosaic,$(call demo_flags,$(m),$(s))))\
-  $(eval $(DEMO_DIR)/runs/$(m)-s$(s)/done: $(DEMO_DIR)/backbone.safetensors)\
+  $(eval $(call WSML_RUN,$(DEMO_DIR)/runs/$(m)-s$(s),$(DEMO_STORES)/mosaic,$(call demo_flags,$(m),$(s)),$(DEMO_DIR)/backbone.safetensors))\
   $(eval DEMO_RUNS += $(DEMO_DIR)/runs/$(m)-s$(s)/done)))
 
-# The LL run (of seed 1) with the best validation mAP, for the CAM figure.
-demo_best_ll = $$(for r in $(DEMO_DIR)/runs/ll-*-s$(firstword $(DEMO_SEEDS)); do \
+# The LL run of the first seed with the best validation mAP, for the CAM figure.
+demo_best_ll = $$(for r in $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1); do \
   printf '%s %s\n' "$$(grep '"event": *"final"' $$r/run.jsonl | sed 's/.*"best_val_map": *\([0-9.eE+-]*\).*/\1/')" $$r; \
   done | sort -g | tail -1 | cut -d' ' -f2)
+DEMO_CAM := $(if $(wildcard cam/main.c),$(BUILD)/wsml-cam)
 
 .PHONY: demo demo-clean
-demo: $(DEMO_RUNS) | $(WSML)/wsml-eval
+demo: $(DEMO_RUNS) | $(BUILD)/wsml-eval $(DEMO_CAM)
 	@echo
-	@echo "== wsml demo: Fashion-MNIST mosaics, single positive label, ResNet-18 x$(DEMO_WIDTH) pretrained on single items"
-	$(WSML)/wsml-eval table $(dir $(DEMO_RUNS)) --by dataset --epochs --out $(DEMO_DIR)/table
+	@echo "== wsml demo: Fashion-MNIST mosaics $(DEMO_SIZE)x$(DEMO_SIZE), single positive label observed;"
+	@echo "   ResNet-18 x$(DEMO_WIDTH) pretrained on single items, fine-tuned $(DEMO_EPOCHS) epochs, seeds $(DEMO_SEEDS)"
+	@$(WSML)/wsml-eval table $(dir $(DEMO_RUNS)) --by dataset --epochs --out $(DEMO_DIR)/table --quiet
 	@cat $(DEMO_DIR)/table.md
-	@if [ -x $(WSML)/wsml-cam ]; then \
+	@echo "(tables: $(DEMO_DIR)/table.md, .csv, .picks.csv)"
+	@if [ -x $(WSML)/wsml-cam ] && [ -d $(DEMO_DIR)/runs/an-s$(DEMO_SEED1) ] && ls -d $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1) >/dev/null 2>&1; then \
 	  best=$(demo_best_ll); \
-	  $(WSML)/wsml-cam --store $(DEMO_STORES)/mosaic --split test --count 4 \
-	    --model $(DEMO_DIR)/runs/an-s$(firstword $(DEMO_SEEDS))/best.safetensors --name "Naive AN" \
+	  $(WSML)/wsml-cam --store $(DEMO_STORES)/mosaic --split test --count $(DEMO_CAM_COUNT) \
+	    --model $(DEMO_DIR)/runs/an-s$(DEMO_SEED1)/best.safetensors --name "Naive AN" \
 	    --model $$best/best.safetensors --name "$$(basename $$best)" \
-	    --out $(DEMO_DIR)/cam.png --quiet && echo "CAM figure (AN vs $$(basename $$best)): $(DEMO_DIR)/cam.png"; \
+	    --out $(DEMO_DIR)/cam.png --threads $(DEMO_THREADS) --quiet && \
+	  echo "CAM figure (Naive AN vs $$(basename $$best), $(DEMO_CAM_COUNT) test mosaics): $(DEMO_DIR)/cam.png"; \
 	fi
 
 demo-clean:

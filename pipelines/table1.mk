@@ -1,25 +1,33 @@
-# make table1 DATA=DIR — Table 1 of the supplement: VOC, COCO, NUS-WIDE, CUB with
-# single positive labels, End-to-end, ResNet-50 ImageNet weights (PRETRAINED=FILE),
-# AN and LL-R/Ct/Cp with relative and absolute thresholds over the supplement's grids,
-# each picked on the validation split; the table shows the test mAP of the pick.
+# make table1 DATA=DIR PRETRAINED=FILE — Table 1 of the supplement: VOC, COCO, NUS-WIDE,
+# CUB with single positive labels, End-to-end, ResNet-50 ImageNet weights, AN and
+# LL-R/Ct/Cp with relative and absolute thresholds over the supplement's grids, each
+# picked on the validation split; the table shows the test mAP of the pick.
+#
+# DATA layout (README "make table1 / make table2"):
+#   DATA/VOCdevkit/VOC2012/   PASCAL VOC 2012 (ImageSets/Main, JPEGImages)
+#   DATA/coco/                COCO 2014 (annotations/, train2014/, val2014/)
+#   DATA/nuswide/             the benchmark's formatted_*.npy + Flickr/ images
+#                             (+ Concepts81.txt for class names, if present)
+#   DATA/cub/                 CUB-200-2011 (CUB_200_2011/, attributes.txt)
+#   DATA/openimages/          OpenImages V3 (2017_11/, images_*/), make table2 only
+# Knobs: TABLE1_DATASETS (subset, e.g. "voc coco"), TABLE1_FLAGS (wsml-train flags of
+# every run, default the paper's recipe), LR_GRID, the grids of runs.mk.
 
 TABLE1_DATASETS ?= voc coco nuswide cub
 PRETRAINED ?= data/resnet50-imagenet.safetensors
-TABLE1_FLAGS ?= --recipe paper --pretrained $(PRETRAINED)
+TABLE1_FLAGS ?= --recipe paper
 
 $(eval $(call WSML_STORE,voc,--format voc --root $(DATA)/VOCdevkit/VOC2012))
 $(eval $(call WSML_STORE,coco,--format coco --root $(DATA)/coco))
-$(eval $(call WSML_STORE,nuswide,--format npy --root $(DATA)/nuswide))
+$(eval $(call WSML_STORE,nuswide,--format npy --root $(DATA)/nuswide --name nuswide $(if $(wildcard $(DATA)/nuswide/Concepts81.txt),--classes $(DATA)/nuswide/Concepts81.txt)))
 $(eval $(call WSML_STORE,cub,--format cub --root $(DATA)/cub))
 
-$(foreach ds,$(TABLE1_DATASETS),$(eval $(call WSML_METHOD_GRID,table1,$(ds),$(call lr_values,1e-5),$(DELTA_REL_GRID),$(TABLE1_FLAGS))))
+$(foreach ds,$(TABLE1_DATASETS),$(eval $(call WSML_METHOD_GRID,table1,$(ds),$(call lr_values,1e-5),$(DELTA_REL_GRID),$(TABLE1_FLAGS) --pretrained $(PRETRAINED))))
 
-.PHONY: table1 table1-check
-table1-check:
-	@test -n "$(DATA)" || { echo "make table1: set DATA=DIR (the raw releases; see README)" >&2; exit 2; }
-	@test -f "$(PRETRAINED)" || { echo "make table1: ImageNet weights not found: $(PRETRAINED) (see README, PRETRAINED=FILE)" >&2; exit 2; }
+$(eval $(call WSML_TABLE_CHECK,table1))
 
-table1: table1-check $(RUNS_table1) | $(WSML)/wsml-eval
-	@mkdir -p results
-	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --out results/table1
-	@cat results/table1.md
+.PHONY: table1
+table1: $(RUNS_table1) | $(BUILD)/wsml-eval
+	@mkdir -p $(RESULTS)
+	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --out $(RESULTS)/table1
+	@cat $(RESULTS)/table1.md

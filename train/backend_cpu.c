@@ -27,9 +27,14 @@
 // chosen at load time (GNU ifunc): the build flags target baseline x86-64 only.
 // optimize("O3") turns on loop vectorisation with a cost model that accepts remainders;
 // no-trapping-math lets the masks (ReLU, max) become vector selects (we never trap).
+// (clang, used only for the fuzz build, has no optimize attribute.)
+#ifdef __clang__
+#define SIMD_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
 #define SIMD_KERNEL                                                                                \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),                   \
                    optimize("O3", "no-trapping-math")))
+#endif
 
 // Default largest im2col chunk (floats): 32 Mi floats = 128 MiB, at least one image.
 #define WORKSPACE_CAP_FLOATS ((size_t)32 << 20)

@@ -1,14 +1,30 @@
 # make cam-figure end to end on the COCO fixture (a few images): ingest, the AN, ROLE and
-# LL-Ct run grids (tiny: ResNet-18 x0.25, 64 px, one epoch, two delta-rel values), the
+# LL-Ct run grids (tiny: ResNet-18, 64 px, one epoch, two delta-rel values), the
 # validation picks and the figure image | Naive AN | ROLE | LL-Ct. A second make does
 # nothing; make -n prints the plan and runs nothing.
 
 repo=$(cd "$WSML_TESTS/.." && pwd)
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx coco
-touch none.safetensors # PRETRAINED must exist; the tiny flags below do not use it
+# "ImageNet weights": a torchvision ResNet-18 with random weights, as safetensors
+"$PYTHON" - <<'EOF'
+import json, struct
+import numpy as np, torch, torchvision
+torch.manual_seed(0)
+header, blobs, offset = {}, [], 0
+for name, t in torchvision.models.resnet18().state_dict().items():
+    a = t.numpy()
+    header[name] = {"dtype": {np.float32: "F32", np.int64: "I64"}[a.dtype.type],
+                    "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+    blobs.append(a.tobytes())
+    offset += a.nbytes
+h = json.dumps(header).encode()
+h += b" " * (-len(h) % 8)
+with open("resnet18.safetensors", "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+EOF
 knobs=(BUILD="$WSML_BUILD" DATA="$PWD/fx" STORES="$PWD/stores" RUNS="$PWD/runs"
-  CAM_FIGURE="$PWD/fig.png" PRETRAINED="$PWD/none.safetensors"
-  TABLE1_FLAGS="--arch resnet18 --width-mult 0.25 --epochs 1 --batch 4 --threads 2 --quiet"
+  CAM_FIGURE="$PWD/fig.png" PRETRAINED="$PWD/resnet18.safetensors"
+  TABLE1_FLAGS="--arch resnet18 --epochs 1 --batch 4 --threads 2 --quiet"
   INGEST_FLAGS="--size 64 --encoding raw --quiet" DELTA_REL_GRID="0.1 0.2"
   CAM_COUNT=2 CAM_SIZE=64 CAM_THREADS=2)
 
@@ -18,7 +34,7 @@ grep -q "wsml-ingest --format coco" plan.txt
 for r in an-lr1e-5 role-lr1e-5 ll-ct-rel0.1-lr1e-5 ll-ct-rel0.2-lr1e-5; do
   grep -q -- "--out $PWD/runs/table1/coco/$r " plan.txt
 done
-grep -q -- "--loss role" plan.txt
+grep -q -- "--loss role --lr 1e-5 --arch resnet18 .* --pretrained $PWD/resnet18.safetensors" plan.txt
 grep -q "wsml-eval table" plan.txt
 grep -q "wsml-cam --store $PWD/stores/coco --split test --count 2" plan.txt
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e fig.png ]

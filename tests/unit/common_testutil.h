@@ -31,13 +31,15 @@ static inline char *ct_python(const char *code, const char *args, size_t *len) {
     char *out = malloc(cap);
     while ((got = fread(out + n, 1, cap - n - 1, p)) > 0) {
         n += got;
-        if (n + 1 == cap) out = realloc(out, cap *= 2);
+        if (n + 1 == cap)
+            out = realloc(out, cap *= 2);
     }
     out[n] = '\0';
     int st = pclose(p);
     unlink(path);
     cr_assert_eq(st, 0, "the Python oracle failed (status %d) running:\n%s", st, code);
-    if (len) *len = n;
+    if (len)
+        *len = n;
     return out;
 }
 

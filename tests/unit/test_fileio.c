@@ -20,7 +20,8 @@ static int count_entries(const char *dir) {
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
     closedir(d);
     return n;
 }
@@ -40,7 +41,8 @@ Test(fileio, read_file_whole_and_errors) {
     ct_tmpdir(dir, sizeof dir, "fio");
     snprintf(path, sizeof path, "%s/a.bin", dir);
     unsigned char bytes[3000];
-    for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (unsigned char)(i * 7);
+    for (size_t i = 0; i < sizeof bytes; i++)
+        bytes[i] = (unsigned char)(i * 7);
     bytes[10] = 0;
     ct_write_bytes(path, bytes, sizeof bytes);
     char *b;
@@ -139,10 +141,12 @@ Test(fileio, failed_write_is_reported_at_commit) {
         setrlimit(RLIMIT_FSIZE, &rl);
         wsml_err err = {0};
         wsml_atomic_file af;
-        if (wsml_atomic_open(&af, path, &err) != 0) _exit(10);
+        if (wsml_atomic_open(&af, path, &err) != 0)
+            _exit(10);
         char chunk[1000];
         memset(chunk, 'x', sizeof chunk);
-        for (int i = 0; i < 200; i++) fwrite(chunk, 1, sizeof chunk, af.f); // ignores errors, as callers may
+        for (int i = 0; i < 200; i++)
+            fwrite(chunk, 1, sizeof chunk, af.f); // ignores errors, as callers may
         int rc = wsml_atomic_commit(&af, &err);
         // the convenience function fails the same way
         wsml_err err2 = {0};

@@ -36,7 +36,8 @@ Test(log, info_warn_and_quiet, .init = cr_redirect_stderr) {
 Test(log, progress_is_silent_when_not_a_tty, .init = cr_redirect_stderr) {
     wsml_progress *p = wsml_progress_start("ingest", 100, "img");
     cr_assert(p);
-    for (int i = 0; i < 100; i++) wsml_progress_add(p, 1);
+    for (int i = 0; i < 100; i++)
+        wsml_progress_add(p, 1);
     wsml_progress_status(p, "loss 0.5");
     wsml_progress_set(p, 100);
     wsml_progress_end(p);
@@ -60,7 +61,8 @@ static wsml_progress *shared_bar;
 static void *worker(void *arg) {
     (void)arg;
     for (int i = 0; i < 50; i++) {
-        for (int k = 0; k < 1000; k++) wsml_progress_add(shared_bar, 1);
+        for (int k = 0; k < 1000; k++)
+            wsml_progress_add(shared_bar, 1);
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -83,8 +85,10 @@ static char *run_on_pty(int quiet, int columns, double *seconds) {
         shared_bar = wsml_progress_start("train epoch 1", 200000, "img");
         wsml_progress_status(shared_bar, "loss 0.123");
         pthread_t th[4];
-        for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, worker, NULL);
-        for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+        for (int i = 0; i < 4; i++)
+            pthread_create(&th[i], NULL, worker, NULL);
+        for (int i = 0; i < 4; i++)
+            pthread_join(th[i], NULL);
         wsml_info("an info line between bars");
         wsml_progress_end(shared_bar);
         _exit(0);
@@ -94,9 +98,11 @@ static char *run_on_pty(int quiet, int columns, double *seconds) {
     char *out = malloc(cap);
     for (;;) {
         struct pollfd pfd = {master, POLLIN, 0};
-        if (poll(&pfd, 1, 5000) <= 0) break;
+        if (poll(&pfd, 1, 5000) <= 0)
+            break;
         ssize_t got = read(master, out + n, cap - n - 1);
-        if (got <= 0) break; // EIO once the child has exited and closed the pty
+        if (got <= 0)
+            break; // EIO once the child has exited and closed the pty
         n += (size_t)got;
     }
     int st;
@@ -113,7 +119,8 @@ Test(log, progress_bar_on_a_terminal) {
     char *out = run_on_pty(0, 100, &secs);
     int redraws = 0;
     for (char *p = out; (p = strchr(p, '\r')); p++)
-        if (p[1] != '\n') redraws++; // the pty turns "\n" into "\r\n"
+        if (p[1] != '\n')
+            redraws++; // the pty turns "\n" into "\r\n"
     cr_assert_geq(redraws, 2, "the bar must be drawn: %s", out);
     // ~10 redraws per second at most, plus the final one and the info line's clear
     cr_assert_leq(redraws, (int)(secs * 10) + 4, "%d redraws in %.2f s", redraws, secs);
@@ -132,8 +139,10 @@ Test(log, progress_bar_on_a_terminal) {
         size_t w = strcspn(p, "\r\n\033");
         cr_assert_lt(w, 100, "line of %zu columns: %.*s", w, (int)w, p);
         p += w;
-        if (*p == '\033') p += 3; // ESC [ K
-        else if (*p) p++;
+        if (*p == '\033')
+            p += 3; // ESC [ K
+        else if (*p)
+            p++;
     }
     free(out);
 }
@@ -145,8 +154,10 @@ Test(log, progress_bar_fits_a_narrow_terminal) {
         size_t w = strcspn(p, "\r\n\033");
         cr_assert_lt(w, 50, "line of %zu columns: %.*s", w, (int)w, p);
         p += w;
-        if (*p == '\033') p += 3;
-        else if (*p) p++;
+        if (*p == '\033')
+            p += 3;
+        else if (*p)
+            p++;
     }
     free(out);
 }

@@ -27,37 +27,41 @@ static const struct {
     {"i4", WSML_DT_I32, "np.array([-2**31, 2**31 - 1, 7], dtype=np.int32)", "None"},
     {"i8", WSML_DT_I64, "np.array([-(2**62), 3, 2**53 + 1], dtype=np.int64)", "None"},
     {"b1", WSML_DT_BOOL, "np.array([[True, False], [False, True], [True, True]])", "None"},
-    {"u", WSML_DT_STR, "np.array(['COCO_val2014_000000000042.jpg', 'x/\\u00e9\\u6f22 b.jpg', '', '\\U0001F600'])",
+    {"u", WSML_DT_STR,
+     "np.array(['COCO_val2014_000000000042.jpg', 'x/\\u00e9\\u6f22 b.jpg', '', '\\U0001F600'])",
      "None"},
     {"scalar", WSML_DT_F64, "np.array(2.5)", "None"},
     {"empty", WSML_DT_F32, "np.zeros((0, 5), dtype=np.float32)", "None"},
     {"empty1", WSML_DT_I64, "np.zeros((0,), dtype=np.int64)", "None"},
     {"v2", WSML_DT_F32, "np.arange(6, dtype='<f4').reshape(2, 3)", "(2, 0)"},
     {"v3", WSML_DT_STR, "np.array(['\\u00fcber', 'na\\u00efve'])", "(3, 0)"},
-    {"big", WSML_DT_I8, "np.random.RandomState(0).randint(-1, 2, size=(3000, 80)).astype(np.int8)", "None"},
-    {"noncontig", WSML_DT_F32, "np.asfortranarray(np.arange(6, dtype='<f4').reshape(2, 3)).T.copy(order='C')",
+    {"big", WSML_DT_I8, "np.random.RandomState(0).randint(-1, 2, size=(3000, 80)).astype(np.int8)",
      "None"},
+    {"noncontig", WSML_DT_F32,
+     "np.asfortranarray(np.arange(6, dtype='<f4').reshape(2, 3)).T.copy(order='C')", "None"},
 };
 #define NCASES (sizeof np_cases / sizeof *np_cases)
 
 Test(npy, reads_what_numpy_writes) {
     char dir[128], code[8192];
     ct_tmpdir(dir, sizeof dir, "npy");
-    size_t o = (size_t)snprintf(code, sizeof code,
-                                "import sys, numpy as np\n"
-                                "from numpy.lib import format as F\n"
-                                "d = sys.argv[1]\n"
-                                "def save(name, a, version):\n"
-                                "    with open(d + '/' + name + '.npy', 'wb') as f: F.write_array(f, a, version)\n"
-                                "    open(d + '/' + name + '.raw', 'wb').write(np.ascontiguousarray(a).tobytes())\n"
-                                "    if a.dtype.kind == 'U':\n"
-                                "        open(d + '/' + name + '.txt', 'wb').write('\\n'.join(a.ravel().tolist()).encode())\n"
-                                "    else:\n"
-                                "        open(d + '/' + name + '.f64', 'wb').write(a.astype('<f8').tobytes())\n"
-                                "    print(name, a.dtype.itemsize, a.ndim, *a.shape)\n");
+    size_t o = (size_t)snprintf(
+        code, sizeof code,
+        "import sys, numpy as np\n"
+        "from numpy.lib import format as F\n"
+        "d = sys.argv[1]\n"
+        "def save(name, a, version):\n"
+        "    with open(d + '/' + name + '.npy', 'wb') as f: F.write_array(f, a, version)\n"
+        "    open(d + '/' + name + '.raw', 'wb').write(np.ascontiguousarray(a).tobytes())\n"
+        "    if a.dtype.kind == 'U':\n"
+        "        open(d + '/' + name + '.txt', "
+        "'wb').write('\\n'.join(a.ravel().tolist()).encode())\n"
+        "    else:\n"
+        "        open(d + '/' + name + '.f64', 'wb').write(a.astype('<f8').tobytes())\n"
+        "    print(name, a.dtype.itemsize, a.ndim, *a.shape)\n");
     for (size_t i = 0; i < NCASES; i++)
-        o += (size_t)snprintf(code + o, sizeof code - o, "save('%s', %s, %s)\n", np_cases[i].name, np_cases[i].expr,
-                              np_cases[i].version);
+        o += (size_t)snprintf(code + o, sizeof code - o, "save('%s', %s, %s)\n", np_cases[i].name,
+                              np_cases[i].expr, np_cases[i].version);
     char *manifest = ct_python(code, dir, NULL), *line = manifest;
     for (size_t i = 0; i < NCASES; i++) {
         char name[32], path[256];
@@ -94,7 +98,8 @@ Test(npy, reads_what_numpy_writes) {
         snprintf(path, sizeof path, "%s/%s.raw", dir, name);
         cr_assert_eq(wsml_read_file(path, &raw, &rawlen, &err), 0, "%s", err.msg);
         cr_assert_eq(rawlen, a.count * a.itemsize, "%s: data size", name);
-        cr_assert(rawlen == 0 || memcmp(raw, a.data, rawlen) == 0, "%s: data differs from numpy's", name);
+        cr_assert(rawlen == 0 || memcmp(raw, a.data, rawlen) == 0, "%s: data differs from numpy's",
+                  name);
         free(raw);
         if (a.dtype == WSML_DT_STR) {
             char *txt;
@@ -104,11 +109,12 @@ Test(npy, reads_what_numpy_writes) {
             char *want = txt;
             for (size_t e = 0; e < a.count; e++) {
                 char *nl = strchr(want, '\n');
-                if (nl) *nl = '\0';
+                if (nl)
+                    *nl = '\0';
                 char s[256];
                 int n = wsml_npy_string(&a, e, s, sizeof s);
-                cr_assert_eq(n, (int)strlen(want), "%s[%zu]: length %d, numpy's UTF-8 has %zu", name, e, n,
-                             strlen(want));
+                cr_assert_eq(n, (int)strlen(want), "%s[%zu]: length %d, numpy's UTF-8 has %zu",
+                             name, e, n, strlen(want));
                 cr_assert_str_eq(s, want, "%s[%zu]", name, e);
                 want = nl ? nl + 1 : want + strlen(want);
             }
@@ -123,7 +129,8 @@ Test(npy, reads_what_numpy_writes) {
             double *d;
             cr_assert_eq(wsml_npy_as_f64(&a, &d, &err), 0, "%s", err.msg);
             cr_assert_eq(fl, a.count * 8);
-            cr_assert(fl == 0 || memcmp(d, f64, fl) == 0, "%s: as_f64 differs from numpy's astype(float64)", name);
+            cr_assert(fl == 0 || memcmp(d, f64, fl) == 0,
+                      "%s: as_f64 differs from numpy's astype(float64)", name);
             free(d);
             free(f64);
         }
@@ -139,11 +146,14 @@ Test(npy, numpy_loads_what_we_write) {
     wsml_err err = {0};
     // float32 3-D, int8 labels, uint8 image, int64, bool, float64 0-d, empty, strings
     float f4[2 * 3 * 4];
-    for (int i = 0; i < 24; i++) f4[i] = (float)i / 3.0f - 2.0f;
+    for (int i = 0; i < 24; i++)
+        f4[i] = (float)i / 3.0f - 2.0f;
     int8_t i1[5 * 7];
-    for (int i = 0; i < 35; i++) i1[i] = (int8_t)(i % 3 - 1);
+    for (int i = 0; i < 35; i++)
+        i1[i] = (int8_t)(i % 3 - 1);
     uint8_t u1[4 * 5 * 3];
-    for (int i = 0; i < 60; i++) u1[i] = (uint8_t)(i * 17);
+    for (int i = 0; i < 60; i++)
+        u1[i] = (uint8_t)(i * 17);
     int64_t i8[3] = {INT64_MIN, 0, INT64_MAX};
     int32_t i4[2] = {-5, 1 << 30};
     uint8_t b1[4] = {1, 0, 0, 1};
@@ -160,33 +170,86 @@ Test(npy, numpy_loads_what_we_write) {
         const void *data;
         const char *check; // python expression that must be True for array `a`
     } w[] = {
-        {"f4", WSML_DT_F32, 4, 3, {2, 3, 4}, f4, "a.dtype == '<f4' and (a == (np.arange(24, dtype='<f4') / np.float32(3) - 2).reshape(2, 3, 4)).all()"},
-        {"i1", WSML_DT_I8, 1, 2, {5, 7}, i1, "a.dtype == np.int8 and (a.ravel() == np.arange(35) % 3 - 1).all()"},
-        {"u1", WSML_DT_U8, 1, 3, {4, 5, 3}, u1, "a.dtype == np.uint8 and (a.ravel() == (np.arange(60) * 17) % 256).all()"},
-        {"i8", WSML_DT_I64, 8, 1, {3}, i8, "a.dtype == np.int64 and a.tolist() == [-2**63, 0, 2**63 - 1]"},
+        {"f4",
+         WSML_DT_F32,
+         4,
+         3,
+         {2, 3, 4},
+         f4,
+         "a.dtype == '<f4' and (a == (np.arange(24, dtype='<f4') / np.float32(3) - 2).reshape(2, "
+         "3, 4)).all()"},
+        {"i1",
+         WSML_DT_I8,
+         1,
+         2,
+         {5, 7},
+         i1,
+         "a.dtype == np.int8 and (a.ravel() == np.arange(35) % 3 - 1).all()"},
+        {"u1",
+         WSML_DT_U8,
+         1,
+         3,
+         {4, 5, 3},
+         u1,
+         "a.dtype == np.uint8 and (a.ravel() == (np.arange(60) * 17) % 256).all()"},
+        {"i8",
+         WSML_DT_I64,
+         8,
+         1,
+         {3},
+         i8,
+         "a.dtype == np.int64 and a.tolist() == [-2**63, 0, 2**63 - 1]"},
         {"i4", WSML_DT_I32, 4, 1, {2}, i4, "a.dtype == np.int32 and a.tolist() == [-5, 2**30]"},
-        {"b1", WSML_DT_BOOL, 1, 2, {2, 2}, b1, "a.dtype == bool and a.tolist() == [[True, False], [False, True]]"},
-        {"f8", WSML_DT_F64, 8, 0, {0}, &f8, "a.dtype == np.float64 and a.shape == () and a == -0.1"},
-        {"f2", WSML_DT_F16, 2, 1, {2}, f2, "a.dtype == np.float16 and a.tolist() == [1.0, -65504.0]"},
+        {"b1",
+         WSML_DT_BOOL,
+         1,
+         2,
+         {2, 2},
+         b1,
+         "a.dtype == bool and a.tolist() == [[True, False], [False, True]]"},
+        {"f8",
+         WSML_DT_F64,
+         8,
+         0,
+         {0},
+         &f8,
+         "a.dtype == np.float64 and a.shape == () and a == -0.1"},
+        {"f2",
+         WSML_DT_F16,
+         2,
+         1,
+         {2},
+         f2,
+         "a.dtype == np.float16 and a.tolist() == [1.0, -65504.0]"},
         {"empty", WSML_DT_F32, 4, 2, {0, 3}, NULL, "a.dtype == '<f4' and a.shape == (0, 3)"},
-        {"u", WSML_DT_STR, 24, 1, {3}, u, "a.dtype == '<U6' and a.tolist() == ['a.jpg', '\\u00e9\\u6f22\\U0001F600', '']"},
+        {"u",
+         WSML_DT_STR,
+         24,
+         1,
+         {3},
+         u,
+         "a.dtype == '<U6' and a.tolist() == ['a.jpg', '\\u00e9\\u6f22\\U0001F600', '']"},
     };
     char code[8192];
-    size_t o = (size_t)snprintf(code, sizeof code,
-                                "import sys, numpy as np\n"
-                                "d = sys.argv[1]\n"
-                                "def check(name, ok):\n"
-                                "    raw = open(d + '/' + name + '.npy', 'rb').read()\n"
-                                "    hlen = int.from_bytes(raw[8:10], 'little')\n"
-                                "    assert raw[6:8] == b'\\x01\\x00' and (10 + hlen) %% 64 == 0 and raw[9 + hlen:10 + hlen] == b'\\n', name\n"
-                                "    a = np.load(d + '/' + name + '.npy')\n"
-                                "    assert np.load(d + '/' + name + '.npy', mmap_mode='r').shape == a.shape\n"
-                                "    assert ok(a), (name, a)\n");
+    size_t o = (size_t)snprintf(
+        code, sizeof code,
+        "import sys, numpy as np\n"
+        "d = sys.argv[1]\n"
+        "def check(name, ok):\n"
+        "    raw = open(d + '/' + name + '.npy', 'rb').read()\n"
+        "    hlen = int.from_bytes(raw[8:10], 'little')\n"
+        "    assert raw[6:8] == b'\\x01\\x00' and (10 + hlen) %% 64 == 0 and raw[9 + hlen:10 + "
+        "hlen] == b'\\n', name\n"
+        "    a = np.load(d + '/' + name + '.npy')\n"
+        "    assert np.load(d + '/' + name + '.npy', mmap_mode='r').shape == a.shape\n"
+        "    assert ok(a), (name, a)\n");
     for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
         snprintf(path, sizeof path, "%s/%s.npy", dir, w[i].name);
-        cr_assert_eq(wsml_npy_write(path, w[i].dt, w[i].itemsize, w[i].ndim, w[i].shape, w[i].data, &err), 0,
-                     "%s: %s", w[i].name, err.msg);
-        o += (size_t)snprintf(code + o, sizeof code - o, "check('%s', lambda a: %s)\n", w[i].name, w[i].check);
+        cr_assert_eq(
+            wsml_npy_write(path, w[i].dt, w[i].itemsize, w[i].ndim, w[i].shape, w[i].data, &err), 0,
+            "%s: %s", w[i].name, err.msg);
+        o += (size_t)snprintf(code + o, sizeof code - o, "check('%s', lambda a: %s)\n", w[i].name,
+                              w[i].check);
         // and we read back what we wrote, byte for byte
         wsml_npy b;
         cr_assert_eq(wsml_npy_read(path, &b, &err), 0, "%s", err.msg);
@@ -200,7 +263,8 @@ Test(npy, numpy_loads_what_we_write) {
     ct_rmdir(dir);
 }
 
-static void expect_reject(const char *path, const void *bytes, size_t n, const char *substr, const char *what) {
+static void expect_reject(const char *path, const void *bytes, size_t n, const char *substr,
+                          const char *what) {
     ct_write_bytes(path, bytes, n);
     wsml_npy a;
     wsml_err err = {0};
@@ -209,7 +273,8 @@ static void expect_reject(const char *path, const void *bytes, size_t n, const c
     cr_assert_eq(err.code, rc);
     cr_assert(strstr(err.msg, path), "%s: error must name the file: %s", what, err.msg);
     cr_assert(!strchr(err.msg, '\n'), "%s: one line", what);
-    if (substr) cr_assert(strstr(err.msg, substr), "%s: '%s' does not mention '%s'", what, err.msg, substr);
+    if (substr)
+        cr_assert(strstr(err.msg, substr), "%s: '%s' does not mention '%s'", what, err.msg, substr);
 }
 
 // A v1.0 file with the given dict text (padded to 64) and data bytes of zeros.
@@ -250,14 +315,19 @@ Test(npy, malformed_headers_are_errors) {
         {"{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", 8, "shape"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2 3,), }", 8, "shape"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,,), }", 8, "shape"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,), }", 4, "dimensions"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,), }", 4,
+         "dimensions"},
         {"{'descr': '<f4', 'shape': (2,), }", 8, "fortran_order"},
         {"{'fortran_order': False, 'shape': (2,), }", 8, "descr"},
         {"{'descr': '<f4', 'fortran_order': False, }", 8, "shape"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1, }", 8, "'extra'"},
-        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8, "repeated"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 8, "too large"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }", 8, "too large"},
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8,
+         "repeated"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 8,
+         "too large"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), "
+         "}",
+         8, "too large"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,) }junk", 8, "dict"},
         {"{'descr': '<f4' 'fortran_order': False, 'shape': (2,), }", 8, "dict"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), ", 8, "dict"},
@@ -271,7 +341,8 @@ Test(npy, malformed_headers_are_errors) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char what[64];
         snprintf(what, sizeof what, "case %zu", i);
-        expect_reject(path, buf, make_npy(buf, cases[i].dict, cases[i].data), cases[i].expect, what);
+        expect_reject(path, buf, make_npy(buf, cases[i].dict, cases[i].data), cases[i].expect,
+                      what);
     }
     // The well-formed neighbour of those cases is accepted (so the cases test what they say).
     size_t n = make_npy(buf, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8);
@@ -345,12 +416,13 @@ Test(npy, corrupted_headers_never_crash) {
 
 Test(npy, string_conversion_edges) {
     uint32_t cells[4][3] = {
-        {'a', 'b', 'c'},      // full width, no NUL
-        {0x10ffff, 0, 0},     // largest code point: 4 UTF-8 bytes
-        {0xd800, 0, 0},       // a surrogate is not a character
-        {0x110000, 0, 0},     // beyond Unicode
+        {'a', 'b', 'c'},  // full width, no NUL
+        {0x10ffff, 0, 0}, // largest code point: 4 UTF-8 bytes
+        {0xd800, 0, 0},   // a surrogate is not a character
+        {0x110000, 0, 0}, // beyond Unicode
     };
-    wsml_npy a = {.dtype = WSML_DT_STR, .itemsize = 12, .ndim = 1, .shape = {4}, .count = 4, .data = cells};
+    wsml_npy a = {
+        .dtype = WSML_DT_STR, .itemsize = 12, .ndim = 1, .shape = {4}, .count = 4, .data = cells};
     char buf[16];
     cr_assert_eq(wsml_npy_string(&a, 0, buf, sizeof buf), 3);
     cr_assert_str_eq(buf, "abc");
@@ -373,8 +445,10 @@ Test(npy, write_rejects_bad_arguments_and_leaves_nothing) {
     int64_t neg[1] = {-1}, two[1] = {2};
     float d[2] = {1, 2};
     cr_assert_eq(wsml_npy_write(path, WSML_DT_F32, 4, 1, neg, d, &err), WSML_EARG);
-    cr_assert_eq(wsml_npy_write(path, WSML_DT_BF16, 2, 1, two, d, &err), WSML_EARG, "no bf16 in numpy");
-    cr_assert_eq(wsml_npy_write(path, WSML_DT_STR, 6, 1, two, d, &err), WSML_EARG, "itemsize not 4*n");
+    cr_assert_eq(wsml_npy_write(path, WSML_DT_BF16, 2, 1, two, d, &err), WSML_EARG,
+                 "no bf16 in numpy");
+    cr_assert_eq(wsml_npy_write(path, WSML_DT_STR, 6, 1, two, d, &err), WSML_EARG,
+                 "itemsize not 4*n");
     cr_assert_eq(wsml_npy_write(path, WSML_DT_F32, 4, 9, two, d, &err), WSML_EARG);
     cr_assert_eq(wsml_npy_write(path, WSML_DT_F32, 4, 1, two, NULL, &err), WSML_EARG);
     struct stat st;

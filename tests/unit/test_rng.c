@@ -32,7 +32,8 @@ struct oracle {
 
 static char *section(struct oracle *o, const char *code, size_t *len) {
     if (o->collect) {
-        int n = snprintf(o->code + o->code_len, sizeof o->code - o->code_len, "buf = []\nW = buf.append\n%send()\n", code);
+        int n = snprintf(o->code + o->code_len, sizeof o->code - o->code_len,
+                         "buf = []\nW = buf.append\n%send()\n", code);
         cr_assert_lt((size_t)n, sizeof o->code - o->code_len, "oracle script too long");
         o->code_len += (size_t)n;
         longjmp(o->jb, 1);
@@ -52,40 +53,45 @@ typedef void (*check_fn)(struct oracle *);
 static void run_checks(const check_fn *checks, size_t n) {
     struct oracle *o = calloc(1, sizeof *o);
     o->collect = 1;
-    o->code_len = (size_t)snprintf(o->code, sizeof o->code,
-                                   "import sys\n"
-                                   "def end():\n"
-                                   "    b = b''.join(buf); sys.stdout.buffer.write(len(b).to_bytes(8, 'little') + b)\n");
+    o->code_len = (size_t)snprintf(
+        o->code, sizeof o->code,
+        "import sys\n"
+        "def end():\n"
+        "    b = b''.join(buf); sys.stdout.buffer.write(len(b).to_bytes(8, 'little') + b)\n");
     for (size_t i = 0; i < n; i++)
-        if (!setjmp(o->jb)) checks[i](o);
+        if (!setjmp(o->jb))
+            checks[i](o);
     o->out = ct_python(o->code, NULL, &o->out_len);
     o->collect = 0;
-    for (size_t i = 0; i < n; i++) checks[i](o);
+    for (size_t i = 0; i < n; i++)
+        checks[i](o);
     cr_assert_eq(o->pos, o->out_len, "every section consumed");
     free(o->out);
     free(o);
 }
 
 // Compares n values of `size` bytes and names the first difference.
-static void expect_same(const void *ours, const void *numpy, size_t n, size_t size, const char *what,
-                        uint32_t seed, size_t count) {
+static void expect_same(const void *ours, const void *numpy, size_t n, size_t size,
+                        const char *what, uint32_t seed, size_t count) {
     const unsigned char *a = ours, *b = numpy;
     for (size_t i = 0; i < n; i++)
         if (memcmp(a + i * size, b + i * size, size) != 0) {
             long long x = 0, y = 0;
             memcpy(&x, a + i * size, size < 8 ? size : 8);
             memcpy(&y, b + i * size, size < 8 ? size : 8);
-            cr_assert_fail("%s, seed %u, size %zu: element %zu differs (ours 0x%llx, numpy 0x%llx)", what, seed, count, i,
-                    x, y);
+            cr_assert_fail("%s, seed %u, size %zu: element %zu differs (ours 0x%llx, numpy 0x%llx)",
+                           what, seed, count, i, x, y);
         }
 }
 
 static void seeding_equals_numpy_state(struct oracle *orc) {
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    k = np.random.RandomState(s).get_state()[1]\n"
-                           "    W(k.astype('<u4').tobytes())\n", &len);
+    char *want = section(orc,
+                         "import sys, numpy as np\n"
+                         "for s in " SEED_LIST ":\n"
+                         "    k = np.random.RandomState(s).get_state()[1]\n"
+                         "    W(k.astype('<u4').tobytes())\n",
+                         &len);
     cr_assert_eq(len, NSEEDS * 624 * 4);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
@@ -100,29 +106,36 @@ static void u32_stream_equals_numpy(struct oracle *orc) {
     // randint(0, 2**32, dtype=uint32) is the raw 32-bit output (no masking needed).
     enum { N = 2000 }; // crosses three state regenerations
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    v = np.random.RandomState(s).randint(0, 2**32, size=2000, dtype=np.uint32)\n"
-                           "    W(v.astype('<u4').tobytes())\n", &len);
+    char *want =
+        section(orc,
+                "import sys, numpy as np\n"
+                "for s in " SEED_LIST ":\n"
+                "    v = np.random.RandomState(s).randint(0, 2**32, size=2000, dtype=np.uint32)\n"
+                "    W(v.astype('<u4').tobytes())\n",
+                &len);
     cr_assert_eq(len, NSEEDS * N * 4);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
         wsml_rng_seed(&r, seeds[s]);
         uint32_t v[N];
-        for (int i = 0; i < N; i++) v[i] = wsml_rng_u32(&r);
+        for (int i = 0; i < N; i++)
+            v[i] = wsml_rng_u32(&r);
         expect_same(v, want + s * N * 4, N, 4, "u32", seeds[s], N);
     }
 }
 
 static void random_sample_equals_numpy(struct oracle *orc) {
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    for n in " SIZE_LIST ":\n"
-                           "        v = np.random.RandomState(s).random_sample(n)\n"
-                           "        W(v.astype('<f8').tobytes())\n", &len);
+    char *want = section(orc,
+                         "import sys, numpy as np\n"
+                         "for s in " SEED_LIST ":\n"
+                         "    for n in " SIZE_LIST ":\n"
+                         "        v = np.random.RandomState(s).random_sample(n)\n"
+                         "        W(v.astype('<f8').tobytes())\n",
+                         &len);
     size_t total = 0;
-    for (size_t k = 0; k < NSIZES; k++) total += sizes[k];
+    for (size_t k = 0; k < NSIZES; k++)
+        total += sizes[k];
     cr_assert_eq(len, NSEEDS * total * 8);
     const char *p = want;
     double *v = malloc(100000 * sizeof *v);
@@ -142,15 +155,18 @@ static void random_sample_equals_numpy(struct oracle *orc) {
 
 static void permutation_equals_numpy(struct oracle *orc) {
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    for n in " SIZE_LIST ":\n"
-                           "        v = np.random.RandomState(s).permutation(n)\n"
-                           "        W(v.astype('<i8').tobytes())\n", &len);
+    char *want = section(orc,
+                         "import sys, numpy as np\n"
+                         "for s in " SEED_LIST ":\n"
+                         "    for n in " SIZE_LIST ":\n"
+                         "        v = np.random.RandomState(s).permutation(n)\n"
+                         "        W(v.astype('<i8').tobytes())\n",
+                         &len);
     const char *p = want;
     int64_t *v = malloc(100000 * sizeof *v);
     size_t total = 0;
-    for (size_t k = 0; k < NSIZES; k++) total += sizes[k];
+    for (size_t k = 0; k < NSIZES; k++)
+        total += sizes[k];
     cr_assert_eq(len, NSEEDS * total * 8);
     for (size_t s = 0; s < NSEEDS; s++)
         for (size_t k = 0; k < NSIZES; k++) {
@@ -168,18 +184,22 @@ static void permutation_equals_numpy(struct oracle *orc) {
 static void shuffle_any_element_size_equals_numpy(struct oracle *orc) {
     enum { N = 1000, REC = 100 };
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    a = np.arange(1000, dtype='<i4') * 3\n"
-                           "    np.random.RandomState(s).shuffle(a)\n"
-                           "    rec = np.zeros(1000, dtype=[('i', '<i8'), ('pad', 'V92')]); rec['i'] = np.arange(1000)\n"
-                           "    np.random.RandomState(s).shuffle(rec)\n"
-                           "    W(a.tobytes() + rec['i'].astype('<i8').tobytes())\n", &len);
+    char *want = section(orc,
+                         "import sys, numpy as np\n"
+                         "for s in " SEED_LIST ":\n"
+                         "    a = np.arange(1000, dtype='<i4') * 3\n"
+                         "    np.random.RandomState(s).shuffle(a)\n"
+                         "    rec = np.zeros(1000, dtype=[('i', '<i8'), ('pad', 'V92')]); rec['i'] "
+                         "= np.arange(1000)\n"
+                         "    np.random.RandomState(s).shuffle(rec)\n"
+                         "    W(a.tobytes() + rec['i'].astype('<i8').tobytes())\n",
+                         &len);
     cr_assert_eq(len, NSEEDS * N * 12);
     for (size_t s = 0; s < NSEEDS; s++) {
         const char *w = want + s * N * 12;
         int32_t a[N];
-        for (int i = 0; i < N; i++) a[i] = 3 * i;
+        for (int i = 0; i < N; i++)
+            a[i] = 3 * i;
         wsml_rng r;
         wsml_rng_seed(&r, seeds[s]);
         wsml_rng_shuffle(&r, a, N, sizeof *a);
@@ -196,9 +216,11 @@ static void shuffle_any_element_size_equals_numpy(struct oracle *orc) {
             int64_t id, expect;
             memcpy(&id, rec + (size_t)i * REC, 8);
             memcpy(&expect, w + N * 4 + (size_t)i * 8, 8);
-            cr_assert_eq(id, expect, "shuffle of 100-byte records, seed %u: position %d holds %lld, numpy %lld",
+            cr_assert_eq(id, expect,
+                         "shuffle of 100-byte records, seed %u: position %d holds %lld, numpy %lld",
                          seeds[s], i, (long long)id, (long long)expect);
-            for (int b = 8; b < REC; b++) cr_assert_eq(rec[(size_t)i * REC + b], (unsigned char)(id & 0xff));
+            for (int b = 8; b < REC; b++)
+                cr_assert_eq(rec[(size_t)i * REC + b], (unsigned char)(id & 0xff));
         }
         free(rec);
     }
@@ -208,10 +230,19 @@ static void shuffle_any_element_size_equals_numpy(struct oracle *orc) {
 // path (rng <= 0xffffffff uses 32-bit draws, rng == 0xffffffff no masking at all), the
 // 64-bit masked path, and rng == 0 (no draw). Draws come one after another from one state.
 static const int64_t ranges[][2] = {
-    {0, 1},          {0, 2},           {0, 10},           {-5, 5},
-    {0, 80},         {7, 1000003},     {0, 2147483648LL}, {-2147483648LL, 2147483648LL},
-    {0, 4294967296LL}, {0, 4294967297LL}, {-4611686018427387904LL, 4611686018427387904LL},
-    {INT64_MIN, INT64_MAX},            {5, 6},
+    {0, 1},
+    {0, 2},
+    {0, 10},
+    {-5, 5},
+    {0, 80},
+    {7, 1000003},
+    {0, 2147483648LL},
+    {-2147483648LL, 2147483648LL},
+    {0, 4294967296LL},
+    {0, 4294967297LL},
+    {-4611686018427387904LL, 4611686018427387904LL},
+    {INT64_MIN, INT64_MAX},
+    {5, 6},
 };
 #define NRANGES (sizeof ranges / sizeof *ranges)
 
@@ -221,7 +252,8 @@ static void randint_equals_numpy(struct oracle *orc) {
                       "R = [";
     for (size_t k = 0; k < NRANGES; k++) {
         size_t o = strlen(code);
-        snprintf(code + o, sizeof code - o, "(%lld, %lld), ", (long long)ranges[k][0], (long long)ranges[k][1]);
+        snprintf(code + o, sizeof code - o, "(%lld, %lld), ", (long long)ranges[k][0],
+                 (long long)ranges[k][1]);
     }
     strcat(code, "]\n"
                  "for s in " SEED_LIST ":\n"
@@ -245,7 +277,8 @@ static void randint_equals_numpy(struct oracle *orc) {
                 cr_assert(v[i] >= ranges[k][0] && v[i] < ranges[k][1]);
             }
             char what[96];
-            snprintf(what, sizeof what, "randint(%lld, %lld)", (long long)ranges[k][0], (long long)ranges[k][1]);
+            snprintf(what, sizeof what, "randint(%lld, %lld)", (long long)ranges[k][0],
+                     (long long)ranges[k][1]);
             expect_same(v, p, N + 1, 8, what, seeds[s], N + 1);
             p += (N + 1) * 8;
         }
@@ -254,8 +287,20 @@ static void randint_equals_numpy(struct oracle *orc) {
 
 static void interval_equals_numpy_randint_closed(struct oracle *orc) {
     // random_interval(max) is what randint(0, max + 1) draws, masked rejection included.
-    static const uint64_t maxes[] = {0, 1, 2, 3, 6, 7, 8, 1000, 65535, 4294967294ull, 4294967295ull, 4294967296ull,
-                                     (1ull << 40) + 12345, 9223372036854775806ull};
+    static const uint64_t maxes[] = {0,
+                                     1,
+                                     2,
+                                     3,
+                                     6,
+                                     7,
+                                     8,
+                                     1000,
+                                     65535,
+                                     4294967294ull,
+                                     4294967295ull,
+                                     4294967296ull,
+                                     (1ull << 40) + 12345,
+                                     9223372036854775806ull};
     enum { N = 200 };
     char code[2048] = "import sys, numpy as np\nM = [";
     for (size_t k = 0; k < sizeof maxes / sizeof *maxes; k++) {
@@ -289,38 +334,46 @@ static void interval_equals_numpy_randint_closed(struct oracle *orc) {
 static void uniform_and_normal_equal_numpy(struct oracle *orc) {
     enum { N = 1001 }; // odd: the cached second Gaussian is carried across calls
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    r = np.random.RandomState(s)\n"
-                           "    u = r.uniform(-3.5, 2.25, size=1001)\n"
-                           "    g = r.standard_normal(1001)\n"
-                           "    g2 = np.array([r.standard_normal() for _ in range(1001)])\n"
-                           "    W(np.concatenate([u, g, g2]).astype('<f8').tobytes())\n", &len);
+    char *want = section(orc,
+                         "import sys, numpy as np\n"
+                         "for s in " SEED_LIST ":\n"
+                         "    r = np.random.RandomState(s)\n"
+                         "    u = r.uniform(-3.5, 2.25, size=1001)\n"
+                         "    g = r.standard_normal(1001)\n"
+                         "    g2 = np.array([r.standard_normal() for _ in range(1001)])\n"
+                         "    W(np.concatenate([u, g, g2]).astype('<f8').tobytes())\n",
+                         &len);
     cr_assert_eq(len, NSEEDS * 3 * N * 8);
     for (size_t s = 0; s < NSEEDS; s++) {
         wsml_rng r;
         wsml_rng_seed(&r, seeds[s]);
         double v[3 * N];
-        for (int i = 0; i < N; i++) v[i] = wsml_rng_uniform(&r, -3.5, 2.25);
-        for (int i = N; i < 3 * N; i++) v[i] = wsml_rng_normal(&r);
+        for (int i = 0; i < N; i++)
+            v[i] = wsml_rng_uniform(&r, -3.5, 2.25);
+        for (int i = N; i < 3 * N; i++)
+            v[i] = wsml_rng_normal(&r);
         expect_same(v, want + s * 3 * N * 8, N, 8, "uniform(-3.5, 2.25)", seeds[s], N);
-        expect_same(v + N, want + s * 3 * N * 8 + N * 8, 2 * N, 8, "standard_normal", seeds[s], 2 * N);
+        expect_same(v + N, want + s * 3 * N * 8 + N * 8, 2 * N, 8, "standard_normal", seeds[s],
+                    2 * N);
     }
 }
 
 // Every call interleaved on one state, the way the label simulation and splits use it.
 static void interleaved_calls_equal_numpy(struct oracle *orc) {
     size_t len;
-    char *want = section(orc, "import sys, numpy as np\n"
-                           "out = []\n"
-                           "for s in " SEED_LIST ":\n"
-                           "    r = np.random.RandomState(s)\n"
-                           "    for it in range(50):\n"
-                           "        out += [float(r.randint(0, 10)), r.random_sample(), r.standard_normal()]\n"
-                           "        out += [float(x) for x in r.permutation(7)]\n"
-                           "        a = np.arange(5, dtype=np.float64); r.shuffle(a); out += a.tolist()\n"
-                           "        out += [r.uniform(1, 2), float(r.randint(-3, 3))]\n"
-                           "W(np.array(out, '<f8').tobytes())\n", &len);
+    char *want =
+        section(orc,
+                "import sys, numpy as np\n"
+                "out = []\n"
+                "for s in " SEED_LIST ":\n"
+                "    r = np.random.RandomState(s)\n"
+                "    for it in range(50):\n"
+                "        out += [float(r.randint(0, 10)), r.random_sample(), r.standard_normal()]\n"
+                "        out += [float(x) for x in r.permutation(7)]\n"
+                "        a = np.arange(5, dtype=np.float64); r.shuffle(a); out += a.tolist()\n"
+                "        out += [r.uniform(1, 2), float(r.randint(-3, 3))]\n"
+                "W(np.array(out, '<f8').tobytes())\n",
+                &len);
     size_t per = 50 * (3 + 7 + 5 + 2);
     cr_assert_eq(len, NSEEDS * per * 8);
     double *got = malloc(NSEEDS * per * sizeof *got);
@@ -334,10 +387,12 @@ static void interleaved_calls_equal_numpy(struct oracle *orc) {
             got[o++] = wsml_rng_normal(&r);
             int64_t p[7];
             wsml_rng_permutation(&r, p, 7);
-            for (int i = 0; i < 7; i++) got[o++] = (double)p[i];
+            for (int i = 0; i < 7; i++)
+                got[o++] = (double)p[i];
             double a[5] = {0, 1, 2, 3, 4};
             wsml_rng_shuffle(&r, a, 5, sizeof *a);
-            for (int i = 0; i < 5; i++) got[o++] = a[i];
+            for (int i = 0; i < 5; i++)
+                got[o++] = a[i];
             got[o++] = wsml_rng_uniform(&r, 1, 2);
             got[o++] = (double)wsml_rng_randint(&r, -3, 3);
         }
@@ -357,15 +412,18 @@ Test(rng, streams_equal_numpy) {
 // randint, random_interval, uniform, standard_normal, and all of them interleaved.
 Test(rng, draws_equal_numpy) {
     static const check_fn checks[] = {randint_equals_numpy, interval_equals_numpy_randint_closed,
-                                      uniform_and_normal_equal_numpy, interleaved_calls_equal_numpy};
+                                      uniform_and_normal_equal_numpy,
+                                      interleaved_calls_equal_numpy};
     run_checks(checks, sizeof checks / sizeof *checks);
 }
 
 Test(rng, state_bytes_resume_the_stream) {
     wsml_rng a, b;
     wsml_rng_seed(&a, 1200);
-    for (int i = 0; i < 1001; i++) wsml_rng_normal(&a); // leaves a cached Gaussian
-    for (int i = 0; i < 777; i++) wsml_rng_u32(&a);
+    for (int i = 0; i < 1001; i++)
+        wsml_rng_normal(&a); // leaves a cached Gaussian
+    for (int i = 0; i < 777; i++)
+        wsml_rng_u32(&a);
     unsigned char saved[WSML_RNG_STATE_BYTES];
     memcpy(saved, &a, sizeof saved);
     memcpy(&b, saved, sizeof b);

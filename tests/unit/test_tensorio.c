@@ -34,18 +34,19 @@ static uint32_t bits(float f) {
 
 // float32 bit patterns: a stride over all 2^32 (every exponent, NaNs and subnormals),
 // every float16 rounding tie and its neighbours (both signs), every bfloat16 tie.
-#define PATTERNS                                                                                                  \
-    "import sys, numpy as np, warnings\n"                                                                         \
-    "warnings.simplefilter('ignore')\n"                                                                           \
-    "u = [np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)]\n"                                        \
-    "h = np.arange(0, 0x7c00, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)\n"           \
-    "mid = ((h[:-1] + h[1:]) / 2).astype(np.float32).view(np.uint32)\n"                                           \
-    "mid = np.concatenate([mid, [np.float32(65520).view(np.uint32)]]).astype(np.uint32)\n"                        \
-    "for d in (-1, 0, 1):\n"                                                                                     \
-    "    m = (mid.astype(np.int64) + d * (mid > 0)).astype(np.uint32)\n"                                          \
-    "    u += [m, m | np.uint32(1 << 31)]\n"                                                                       \
-    "hi = np.arange(65536, dtype=np.uint32) << 16\n"                                                              \
-    "u += [hi | 0x8000, hi | 0x7fff, hi | 0x8001, hi]\n"                                                          \
+#define PATTERNS                                                                                   \
+    "import sys, numpy as np, warnings\n"                                                          \
+    "warnings.simplefilter('ignore')\n"                                                            \
+    "u = [np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)]\n"                         \
+    "h = np.arange(0, 0x7c00, "                                                                    \
+    "dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)\n"                     \
+    "mid = ((h[:-1] + h[1:]) / 2).astype(np.float32).view(np.uint32)\n"                            \
+    "mid = np.concatenate([mid, [np.float32(65520).view(np.uint32)]]).astype(np.uint32)\n"         \
+    "for d in (-1, 0, 1):\n"                                                                       \
+    "    m = (mid.astype(np.int64) + d * (mid > 0)).astype(np.uint32)\n"                           \
+    "    u += [m, m | np.uint32(1 << 31)]\n"                                                       \
+    "hi = np.arange(65536, dtype=np.uint32) << 16\n"                                               \
+    "u += [hi | 0x8000, hi | 0x7fff, hi | 0x8001, hi]\n"                                           \
     "u = np.concatenate(u).astype('<u4')\n"
 
 // One Python run (numpy's import dominates the cost) gives: every half as float32, and
@@ -56,24 +57,27 @@ static uint32_t bits(float f) {
 // ~5 s of test time for the same answer.
 Test(tensorio, conversions_equal_numpy) {
     size_t len;
-    char *out = ct_python(PATTERNS "f = u.view(np.float32).astype(np.float16).view('<u2')\n"
-                                   "x = u.view(np.float32).astype(np.float64)\n"
-                                   "fin = np.isfinite(x)\n"
-                                   "m, e = np.frexp(np.where(fin, x, 0))\n"
-                                   "q = np.ldexp(1.0, np.maximum(e - 8, -133))  # quantum; bf16 subnormals below 2**-126\n"
-                                   "r = np.rint(np.where(fin, x, 0) / q) * q\n"
-                                   "r = np.where(fin, r, x).astype(np.float32)  # overflow past 2**128 becomes inf here\n"
-                                   "b = (r.view('<u4') >> 16).astype('<u2')\n"
-                                   "back = (b.astype('<u4') << 16)\n"
-                                   "halves = np.arange(65536, dtype=np.uint32).astype('<u2').view(np.float16).astype('<f4')\n"
-                                   "sys.stdout.buffer.write(halves.tobytes() + np.uint64(len(u)).tobytes() + u.tobytes()\n"
-                                   "                        + f.tobytes() + b.tobytes() + back.tobytes())\n",
-                          NULL, &len);
+    char *out = ct_python(
+        PATTERNS
+        "f = u.view(np.float32).astype(np.float16).view('<u2')\n"
+        "x = u.view(np.float32).astype(np.float64)\n"
+        "fin = np.isfinite(x)\n"
+        "m, e = np.frexp(np.where(fin, x, 0))\n"
+        "q = np.ldexp(1.0, np.maximum(e - 8, -133))  # quantum; bf16 subnormals below 2**-126\n"
+        "r = np.rint(np.where(fin, x, 0) / q) * q\n"
+        "r = np.where(fin, r, x).astype(np.float32)  # overflow past 2**128 becomes inf here\n"
+        "b = (r.view('<u4') >> 16).astype('<u2')\n"
+        "back = (b.astype('<u4') << 16)\n"
+        "halves = np.arange(65536, dtype=np.uint32).astype('<u2').view(np.float16).astype('<f4')\n"
+        "sys.stdout.buffer.write(halves.tobytes() + np.uint64(len(u)).tobytes() + u.tobytes()\n"
+        "                        + f.tobytes() + b.tobytes() + back.tobytes())\n",
+        NULL, &len);
     // every half -> float32, NaN payloads included
     for (uint32_t h = 0; h < 65536; h++) {
         uint32_t w, got = bits(wsml_f16_to_f32((uint16_t)h));
         memcpy(&w, out + 4 * h, 4);
-        if (got != w) cr_assert_fail("half 0x%04x: ours 0x%08x, numpy 0x%08x", h, got, w);
+        if (got != w)
+            cr_assert_fail("half 0x%04x: ours 0x%08x, numpy 0x%08x", h, got, w);
     }
     const char *p = out + 65536 * 4;
     uint64_t n;
@@ -92,16 +96,24 @@ Test(tensorio, conversions_equal_numpy) {
         float f;
         memcpy(&f, &u, 4);
         uint16_t got = wsml_f32_to_f16(f);
-        if (got != want16) cr_assert_fail("float32 0x%08x (%g) to float16: ours 0x%04x, numpy 0x%04x", u, (double)f, got, want16);
-        if ((u & 0x1fff) == 0x1000) ties16++;
+        if (got != want16)
+            cr_assert_fail("float32 0x%08x (%g) to float16: ours 0x%04x, numpy 0x%04x", u,
+                           (double)f, got, want16);
+        if ((u & 0x1fff) == 0x1000)
+            ties16++;
         got = wsml_f32_to_bf16(f);
         if (isnan(f)) { // NaN payloads are not specified for bfloat16; NaN must stay NaN
-            if (!isnan(wsml_bf16_to_f32(got))) cr_assert_fail("0x%08x: NaN became bfloat16 0x%04x", u, got);
+            if (!isnan(wsml_bf16_to_f32(got)))
+                cr_assert_fail("0x%08x: NaN became bfloat16 0x%04x", u, got);
             continue;
         }
-        if (got != want_bf) cr_assert_fail("float32 0x%08x (%g) to bfloat16: ours 0x%04x, oracle 0x%04x", u, (double)f, got, want_bf);
-        if (bits(wsml_bf16_to_f32(got)) != back) cr_assert_fail("bf16 0x%04x back to float32", got);
-        if ((u & 0xffff) == 0x8000) ties_bf++;
+        if (got != want_bf)
+            cr_assert_fail("float32 0x%08x (%g) to bfloat16: ours 0x%04x, oracle 0x%04x", u,
+                           (double)f, got, want_bf);
+        if (bits(wsml_bf16_to_f32(got)) != back)
+            cr_assert_fail("bf16 0x%04x back to float32", got);
+        if ((u & 0xffff) == 0x8000)
+            ties_bf++;
     }
     cr_assert_gt(ties16, 10000, "the patterns must include float16 rounding ties");
     cr_assert_gt(ties_bf, 10000, "the patterns must include bfloat16 rounding ties");
@@ -111,9 +123,12 @@ Test(tensorio, conversions_equal_numpy) {
 Test(tensorio, half_round_trips_and_specials) {
     for (uint32_t h = 0; h < 65536; h++) {
         float f = wsml_f16_to_f32((uint16_t)h);
-        if (isnan(f)) cr_assert(isnan(wsml_f16_to_f32(wsml_f32_to_f16(f))));
-        else cr_assert_eq(wsml_f32_to_f16(f), h, "half 0x%04x does not round-trip", h);
-        cr_assert_eq(wsml_f32_to_bf16(wsml_bf16_to_f32((uint16_t)h)), isnan(wsml_bf16_to_f32((uint16_t)h)) ? (h | 0x40) : h);
+        if (isnan(f))
+            cr_assert(isnan(wsml_f16_to_f32(wsml_f32_to_f16(f))));
+        else
+            cr_assert_eq(wsml_f32_to_f16(f), h, "half 0x%04x does not round-trip", h);
+        cr_assert_eq(wsml_f32_to_bf16(wsml_bf16_to_f32((uint16_t)h)),
+                     isnan(wsml_bf16_to_f32((uint16_t)h)) ? (h | 0x40) : h);
     }
     cr_assert_eq(wsml_f32_to_f16(65504.0f), 0x7bff);
     cr_assert_eq(wsml_f32_to_f16(65520.0f), 0x7c00); // the tie above the largest half goes to inf
