@@ -62,12 +62,33 @@ EOF
 
 flags=(--store $store --arch resnet18 --width-mult 0.25 --loss ll-cp --delta-rel 2 --epochs 5
        --batch 16 --lr 1e-3 --save-every 3 --no-early-stop --threads 2 --trace)
+t0=$(date +%s%N)
 wsml-train "${flags[@]}" --out ref --quiet
+ref_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 
 # SIGKILL trials. A trial passes --resume always (the first one starts a new run).
+# Trial 1 kills right after a checkpoint, trials 2 and 3 while a checkpoint is being
+# written (its temp file exists: the rename has not happened), the others at a random
+# moment within a third of the uninterrupted run's time.
 steps_seen() { local n; n=$(grep -c '"step"' kill/run.jsonl 2>/dev/null) || true; echo "${n:-0}"; }
+exec 9<> <(:) # read -t on it is a sleep without a fork
+saves_killed=0
+kill_during_save() { # PID
+  local f waited=0
+  while kill -0 "$1" 2>/dev/null && [ $waited -lt 20000 ]; do
+    for f in kill/*.safetensors.tmp."$1"; do # this run's temp file, not a stale one
+      if [ -e "$f" ]; then
+        kill -9 "$1" 2>/dev/null && saves_killed=$((saves_killed + 1))
+        echo "killed while writing $f"
+        return
+      fi
+    done
+    read -r -t 0.001 -u 9 || true
+    waited=$((waited + 1))
+  done
+}
 mid_epoch_resumes=0
-for trial in 1 2 3 4 5 6; do
+for trial in 1 2 3 4 5 6 7; do
   if [ -f kill/last.safetensors ]; then
     read -r epoch batch step < <($PYTHON state.py kill/last.safetensors)
     echo "trial $trial resumes at epoch $epoch batch $batch step $step"
@@ -78,14 +99,18 @@ for trial in 1 2 3 4 5 6; do
   if [ $trial -eq 1 ]; then
     # right after the checkpoint of step 3 (its trace line 4 follows the save)
     for _ in $(seq 1 2000); do [ "$(steps_seen)" -ge 5 ] && break; sleep 0.005; done
+  elif [ $trial -le 3 ]; then
+    kill_during_save $pid
   else
-    sleep "0.$(( RANDOM % 9 + 1 ))"
+    ms=$(( 200 + RANDOM % (ref_ms / 3 > 800 ? ref_ms / 3 : 800) ))
+    sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
   fi
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
   if grep -q '"event":"final"' kill/run.jsonl 2>/dev/null; then break; fi
 done
 [ $mid_epoch_resumes -ge 1 ] || { echo "no trial resumed mid-epoch after a checkpoint"; exit 1; }
+[ $saves_killed -ge 1 ] || { echo "no trial was killed during a checkpoint save"; exit 1; }
 wsml-train "${flags[@]}" --out kill --resume --quiet
 ls kill | grep -v -E '^(best|last)\.safetensors$|^run\.jsonl$|^config\.json$' && \
   { echo "temporary files left in the run directory"; exit 1; }

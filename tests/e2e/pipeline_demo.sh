@@ -1,0 +1,80 @@
+# make demo end to end at toy size (a few hundred 32x32 mosaics, a 1/8-width ResNet-18,
+# 1 pretraining epoch, 2 fine-tuning epochs, 2 seeds): ingest both fashion stores,
+# pretrain the backbone, fine-tune the five methods from it, print the table with the
+# per-epoch val mAP, draw the CAM figure; then check that the table's cells are the
+# seeds' mean test mAP read from run.jsonl, that LL runs did modify labels, that a second
+# make does nothing and that `make demo-clean` keeps the stores and the backbone.
+repo=$(cd "$WSML_TESTS/.." && pwd)
+B=$WSML_BUILD
+
+# $(WSML)/wsml-* wrappers that log each call, so the test sees what make really ran.
+mkdir bin
+for x in ingest train; do
+  printf '#!/bin/bash\necho "wsml-%s $*" >> %s/calls.txt\nexec %s/wsml-%s "$@"\n' \
+      $x "$PWD" "$B" $x > bin/wsml-$x
+  chmod +x bin/wsml-$x
+done
+for x in eval cam; do [ -x "$B/wsml-$x" ] && ln -s "$B/wsml-$x" bin/wsml-$x; done
+calls() { grep -c "^wsml-$1 " calls.txt 2>/dev/null || true; }
+
+MAKE_ARGS=(-C "$repo" --no-print-directory BUILD="$B" WSML="$PWD/bin" -o "$B/config.mk")
+for x in ingest train eval cam store; do MAKE_ARGS+=(-o "$B/wsml-$x"); done
+MAKE_ARGS+=(DEMO_DIR="$PWD/demo" DEMO_SIZE=32 DEMO_WIDTH=0.125 DEMO_BATCH=25 DEMO_THREADS=1
+    DEMO_ITEMS_TRAIN=400 DEMO_ITEMS_TEST=100 DEMO_MOSAIC_TRAIN=250 DEMO_MOSAIC_TEST=100
+    DEMO_PRE_EPOCHS=1 DEMO_EPOCHS=2 DEMO_SEEDS="1 2" DEMO_CAM_COUNT=2)
+M() { make "${MAKE_ARGS[@]}" "$@"; }
+
+M demo > demo1.txt 2>&1 || { cat demo1.txt; exit 1; }
+cat demo1.txt
+[ "$(calls ingest)" = 2 ] && [ "$(calls train)" = 11 ] || {
+  echo "FAIL: expected 2 ingests and 11 trainings (pretrain + 5 methods x 2 seeds)"; cat calls.txt; exit 1; }
+for row in "Full labels" "Naive AN" "LL-R" "LL-Ct" "LL-Cp" "LL-relative (best of R/Ct/Cp)"; do
+  grep -q "^| $row |" demo1.txt || { echo "FAIL: no row '$row' in the demo's table"; exit 1; }
+done
+grep -q "Validation mAP per epoch" demo1.txt
+grep -q "^| method | 1 | 2 |" demo1.txt || { echo "FAIL: no per-epoch table with epochs 1 and 2"; exit 1; }
+
+"$PYTHON" - demo <<'EOF'
+import csv, json, os, statistics, sys
+d = sys.argv[1]
+def lines(r):
+    return [json.loads(l) for l in open(os.path.join(d, "runs", r, "run.jsonl"))]
+rows = {r["method"]: r for r in csv.DictReader(open(os.path.join(d, "table.csv")))}
+col = [c for c in next(iter(rows.values())) if c != "method"]
+assert col == ["fashion-mosaic"], col
+names = {"full": "Full labels", "an": "Naive AN", "ll-r": "LL-R", "ll-ct": "LL-Ct", "ll-cp": "LL-Cp"}
+for m, row in names.items():
+    test = [lines("%s-s%d" % (m, s))[-1]["test_map"] for s in (1, 2)]
+    got = float(rows[row]["fashion-mosaic"])
+    assert abs(got - statistics.mean(test)) < 1e-4, (m, got, test)
+    cfg = json.load(open(os.path.join(d, "runs", m + "-s1", "config.json")))
+    assert cfg["pretrained"].endswith("demo/backbone.safetensors"), cfg["pretrained"]
+    assert cfg["loss"] == m and cfg["lr_mult"] == 10 and cfg["width_mult"] == 0.125
+    if m.startswith("ll-"):
+        ep = lines(m + "-s1")
+        assert ep[0]["modified"] == 0 and ep[1]["modified"] > 0, ep  # epoch 2 rejects
+print("ok: table cells = mean test mAP of 2 seeds; LL runs modified labels in epoch 2")
+EOF
+
+if [ -x "$B/wsml-cam" ]; then
+  grep -q "CAM figure (Naive AN vs ll-" demo1.txt
+  "$PYTHON" -c "
+from PIL import Image
+im = Image.open('demo/cam.png'); im.load()
+assert im.format == 'PNG' and im.width == 3 * 224 and im.height > 2 * 224, (im.format, im.size)  # input, AN, LL columns
+print('ok: CAM figure', im.size)"
+fi
+
+# a second make does nothing but print the table
+rm -f calls.txt
+M demo > demo2.txt 2>&1 || { cat demo2.txt; exit 1; }
+[ ! -e calls.txt ] || { echo "FAIL: the second make demo ran:"; cat calls.txt; exit 1; }
+grep -q "^| Naive AN |" demo2.txt
+
+# demo-clean keeps the stores and the backbone: only the fine-tuning runs again
+M demo-clean > /dev/null
+[ -f demo/backbone.safetensors ] && [ -f demo/stores/mosaic.ok ] && [ ! -e demo/runs ]
+M demo DEMO_METHODS="an ll-r" DEMO_SEEDS=3 > demo3.txt 2>&1 || { cat demo3.txt; exit 1; }
+[ "$(calls ingest)" = 0 ] && [ "$(calls train)" = 2 ] || { echo "FAIL: after demo-clean:"; cat calls.txt; exit 1; }
+grep -q -- "--seed 3" calls.txt
+echo "pipeline_demo: all ok"
