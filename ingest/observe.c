@@ -83,7 +83,8 @@ int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint3
                 ds->obs_pool = p;
                 ds->obs_cap = cap;
             }
-            memcpy(ds->obs_pool + ds->obs_len, entries, n * sizeof(uint32_t));
+            if (n) // obs_pool is still NULL while no image had an entry (UBSan, fuzzing)
+                memcpy(ds->obs_pool + ds->obs_len, entries, n * sizeof(uint32_t));
             it->obs_off = ds->obs_len;
             it->n_obs = n;
             ds->obs_len += n;

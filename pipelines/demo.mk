@@ -17,7 +17,12 @@ DEMO_SIZE ?= 64
 DEMO_ARCH ?= resnet18
 DEMO_WIDTH ?= 0.25
 DEMO_BATCH ?= 64
-DEMO_THREADS ?= $(shell nproc)
+# The fine-tuning runs go DEMO_JOBS at a time with DEMO_THREADS threads each (single-
+# threaded runs side by side keep every core busy with no synchronisation between
+# threads); the pretraining (one run) and the CAM figure use DEMO_PRE_THREADS threads.
+DEMO_JOBS ?= $(shell nproc)
+DEMO_THREADS ?= 1
+DEMO_PRE_THREADS ?= $(shell nproc)
 DEMO_ITEMS_TRAIN ?= 60000
 DEMO_ITEMS_TEST ?= 10000
 DEMO_PRE_EPOCHS ?= 2
@@ -35,7 +40,7 @@ DEMO_METHODS ?= full an ll-r ll-ct ll-cp
 DEMO_CAM_COUNT ?= 4
 
 DEMO_STORES := $(DEMO_DIR)/stores
-DEMO_NET := --arch $(DEMO_ARCH) --width-mult $(DEMO_WIDTH) --batch $(DEMO_BATCH) --threads $(DEMO_THREADS) --quiet
+DEMO_NET := --arch $(DEMO_ARCH) --width-mult $(DEMO_WIDTH) --batch $(DEMO_BATCH) --quiet
 DEMO_SEED1 := $(firstword $(DEMO_SEEDS))
 
 $(DEMO_STORES)/items.ok: | $(BUILD)/wsml-ingest
@@ -51,13 +56,13 @@ $(DEMO_STORES)/mosaic.ok: | $(BUILD)/wsml-ingest
 	touch $@
 
 # The pretrained backbone: like ImageNet weights, made once and kept.
-$(eval $(call WSML_RUN,$(DEMO_DIR)/pretrain,$(DEMO_STORES)/items,--loss full $(DEMO_NET) --epochs $(DEMO_PRE_EPOCHS) --lr $(DEMO_PRE_LR) --lr-mult 1 --seed 1))
+$(eval $(call WSML_RUN,$(DEMO_DIR)/pretrain,$(DEMO_STORES)/items,--loss full $(DEMO_NET) --threads $(DEMO_PRE_THREADS) --epochs $(DEMO_PRE_EPOCHS) --lr $(DEMO_PRE_LR) --lr-mult 1 --seed 1))
 $(DEMO_DIR)/backbone.safetensors: | $(DEMO_DIR)/pretrain/done
 	cp $(DEMO_DIR)/pretrain/best.safetensors $@.tmp && mv $@.tmp $@
 
 # $(1) = method, $(2) = seed
 demo_flags = --loss $(1) $(if $(filter ll-%,$(1)),--delta-rel $(DEMO_DELTA_REL)) \
-  --pretrained $(DEMO_DIR)/backbone.safetensors $(DEMO_NET) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) --lr-mult 10 --seed $(2)
+  --pretrained $(DEMO_DIR)/backbone.safetensors $(DEMO_NET) --threads $(DEMO_THREADS) --epochs $(DEMO_EPOCHS) --lr $(DEMO_LR) --lr-mult 10 --seed $(2)
 DEMO_RUNS :=
 $(foreach m,$(DEMO_METHODS),$(foreach s,$(DEMO_SEEDS),\
   $(eval $(call WSML_RUN,$(DEMO_DIR)/runs/$(m)-s$(s),$(DEMO_STORES)/mosaic,$(call demo_flags,$(m),$(s)),$(DEMO_DIR)/backbone.safetensors))\
@@ -69,8 +74,13 @@ demo_best_ll = $$(for r in $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1); do \
   done | sort -g | tail -1 | cut -d' ' -f2)
 DEMO_CAM := $(if $(wildcard cam/main.c),$(BUILD)/wsml-cam)
 
-.PHONY: demo demo-clean
-demo: $(DEMO_RUNS) | $(BUILD)/wsml-eval $(DEMO_CAM)
+.PHONY: demo demo-runs demo-clean
+demo-runs: $(DEMO_RUNS)
+
+# The executables are built first (here, one make), then a make with DEMO_JOBS jobs does
+# the stores, the backbone and the runs, using those executables as they are (-o).
+demo: | $(BUILD)/wsml-ingest $(BUILD)/wsml-train $(BUILD)/wsml-eval $(DEMO_CAM)
+	@$(MAKE) --no-print-directory -j$(DEMO_JOBS) $(foreach x,config.mk wsml-ingest wsml-train,-o $(BUILD)/$(x)) demo-runs
 	@echo
 	@echo "== wsml demo: Fashion-MNIST mosaics $(DEMO_SIZE)x$(DEMO_SIZE), single positive label observed;"
 	@echo "   ResNet-18 x$(DEMO_WIDTH) pretrained on single items, fine-tuned $(DEMO_EPOCHS) epochs, seeds $(DEMO_SEEDS)"
@@ -82,7 +92,7 @@ demo: $(DEMO_RUNS) | $(BUILD)/wsml-eval $(DEMO_CAM)
 	  $(WSML)/wsml-cam --store $(DEMO_STORES)/mosaic --split test --count $(DEMO_CAM_COUNT) \
 	    --model $(DEMO_DIR)/runs/an-s$(DEMO_SEED1)/best.safetensors --name "Naive AN" \
 	    --model $$best/best.safetensors --name "$$(basename $$best)" \
-	    --out $(DEMO_DIR)/cam.png --threads $(DEMO_THREADS) --quiet && \
+	    --out $(DEMO_DIR)/cam.png --threads $(DEMO_PRE_THREADS) --quiet && \
 	  echo "CAM figure (Naive AN vs $$(basename $$best), $(DEMO_CAM_COUNT) test mosaics): $(DEMO_DIR)/cam.png"; \
 	fi
 

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <dirent.h>
 #include <libgen.h>
@@ -489,6 +490,16 @@ static int mdb_code(int rc) {
     return rc == ENOMEM ? WSML_ENOMEM : WSML_EIO;
 }
 
+// The cause of a failed LMDB write: LMDB reports a short write (the disk filled up in
+// the middle of it) as EIO, so a full disk is named as such (issue 7: "a clear error").
+static const char *write_strerror(const char *dir, int rc) {
+    struct statvfs fs;
+    if ((rc == EIO || rc == ENOSPC) && statvfs(dir, &fs) == 0 &&
+        (unsigned long long)fs.f_bavail * fs.f_frsize < (1ull << 20))
+        return "No space left on device";
+    return mdb_strerror(rc);
+}
+
 // Writes the pending batch in one transaction; when the map is full, grows it and
 // replays the whole batch (a failed LMDB txn must be aborted as a whole).
 static int batch_commit(wsml_store_writer *w, wsml_err *err) {
@@ -509,7 +520,7 @@ static int batch_commit(wsml_store_writer *w, wsml_err *err) {
         }
         if (rc)
             return wsml_errf(err, mdb_code(rc), "%s: writing records failed: %s", w->dir,
-                             mdb_strerror(rc));
+                             write_strerror(w->dir, rc));
         batch_clear(w);
         return 0;
     }
@@ -533,7 +544,7 @@ static int meta_put(wsml_store_writer *w, int n, const char **keys, const char *
         }
         if (rc)
             return wsml_errf(err, mdb_code(rc), "%s: writing meta failed: %s", w->dir,
-                             mdb_strerror(rc));
+                             write_strerror(w->dir, rc));
         return 0;
     }
 }
@@ -635,7 +646,7 @@ wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) 
     if (rc) mdb_txn_abort(txn);
     else rc = mdb_txn_commit(txn);
     if (rc) {
-        wsml_errf(err, mdb_code(rc), "%s: cannot initialise the store: %s", dir, mdb_strerror(rc));
+        wsml_errf(err, mdb_code(rc), "%s: cannot initialise the store: %s", dir, write_strerror(dir, rc));
         goto fail;
     }
     return w;
@@ -725,7 +736,7 @@ int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_e
     if ((rc = meta_put(w, 2, keys, vals, err)) < 0) goto done;
     // Everything before "complete" is durable before "complete" exists.
     if ((rc = mdb_env_sync(w->env, 1))) {
-        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
+        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, write_strerror(w->dir, rc));
         goto done;
     }
     if ((rc = mdb_env_set_flags(w->env, MDB_NOSYNC, 0))) {
@@ -735,7 +746,7 @@ int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_e
     const char *ckey[] = {"complete"}, *cval[] = {"1"};
     if ((rc = meta_put(w, 1, ckey, cval, err)) < 0) goto done; // synced commit
     if ((rc = mdb_env_sync(w->env, 1))) {
-        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, mdb_strerror(rc));
+        rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, write_strerror(w->dir, rc));
         goto done;
     }
     rc = fsync_path(w->dir, err); // the directory entries of data.mdb and wsml.lock

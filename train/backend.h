@@ -4,7 +4,9 @@
 // allocated ("device pointers") and passes them back to these operations.
 //
 //   cpu  (train/backend_cpu.c): OpenBLAS sgemm (im2col + sgemm, direct GEMM for 1x1
-//        convolutions), a small pthread pool for everything else. Device memory is
+//        convolutions) and a small pthread pool: each pool thread runs sgemm on its
+//        share of a layer, with OpenBLAS itself set to ONE thread (process-wide, so
+//        other OpenBLAS callers in the process get one thread too). Device memory is
 //        host memory. The reference: tested against PyTorch (tests/unit/test_net.c).
 //   cuda (train/cuda/*.cu, later): cuDNN convolution/batchnorm/pooling, cuBLAS GEMM,
 //        own kernels for the rest; tested against the cpu backend.
