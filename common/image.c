@@ -191,6 +191,25 @@ int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err) {
     return rc;
 }
 
+// The image formats wsml reads: libvips' own loaders for JPEG, PNG, WebP, GIF, TIFF and
+// HEIF, and ImageMagick (libvips' fallback) for BMP only. Any other data would reach
+// ImageMagick's long tail of loaders: fuzzing found 27 bytes that its TGA reader took
+// for a huge image (1 s and 400 MB each), and it can "decode" a damaged file into
+// garbage pixels where it should be skipped as corrupt. Returns the loader or NULL.
+static const char *accepted_loader(const void *buf, size_t len) {
+    static const char *const native[] = {"VipsForeignLoadJpegBuffer", "VipsForeignLoadPngBuffer",
+                                         "VipsForeignLoadWebpBuffer", "VipsForeignLoadNsgifBuffer",
+                                         "VipsForeignLoadGifBuffer",  "VipsForeignLoadTiffBuffer",
+                                         "VipsForeignLoadHeifBuffer"};
+    const char *l = vips_foreign_find_load_buffer(buf, len);
+    vips_error_clear();
+    if (!l) return NULL;
+    for (size_t i = 0; i < sizeof native / sizeof *native; i++)
+        if (!strcmp(l, native[i])) return l;
+    if (!strcmp(l, "VipsForeignLoadMagickBuffer") && len >= 14 && !memcmp(buf, "BM", 2)) return l;
+    return NULL;
+}
+
 int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     int rc = wsml_image_init(err);
@@ -198,6 +217,10 @@ int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_
         return rc;
     if (len == 0)
         return wsml_errf(err, WSML_EFORMAT, "image buffer: empty");
+    const char *loader = accepted_loader(buf, len);
+    if (!loader)
+        return wsml_errf(err, WSML_EFORMAT, "image buffer: cannot decode image: not JPEG, PNG, "
+                         "WebP, GIF, TIFF, HEIF or BMP data");
     VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR,
                                                "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     if (!in) {

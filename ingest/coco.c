@@ -161,12 +161,12 @@ static int build_split(ingest_dataset *ds, const coco_file *f, const char *split
         labels[(size_t)rank[p - ids] * C + c] = 1;
     }
     // images[] sorted by id to find file names
-    coco_img *imgs = f->imgs;
-    qsort(imgs, f->n_imgs, sizeof *imgs, cmp_img);
+    coco_img *imgs = f->imgs; // NULL when the file lists no images (UBSan, fuzzing)
+    if (f->n_imgs) qsort(imgs, f->n_imgs, sizeof *imgs, cmp_img);
     for (size_t row = 0; row < n && rc == 0; row++) {
         char rel[1024];
         coco_img key = {.id = order[row].id};
-        coco_img *im = bsearch(&key, imgs, f->n_imgs, sizeof *imgs, cmp_img);
+        coco_img *im = f->n_imgs ? bsearch(&key, imgs, f->n_imgs, sizeof *imgs, cmp_img) : NULL;
         int len;
         if (im)
             len = snprintf(rel, sizeof rel, "%s2014/%s", split, f->names + im->name);

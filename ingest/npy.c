@@ -13,6 +13,8 @@
 #include "common/npy.h"
 #include "ingest/ingest.h"
 
+#define NPY_MAX_CLASSES (1 << 20) // the store's limit (store/store.c MAX_CLASSES)
+
 typedef struct {
     wsml_npy images, labels, obs;
     double *lab, *ob;
@@ -60,6 +62,11 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
                              "...)",
                              s->paths[1 + k], n, s->paths[0], m->ndim,
                              m->ndim ? (long long)m->shape[0] : 0LL);
+        // A (0, 2^30) array is a valid 128-byte file; C that large would allocate
+        // gigabytes of class names (found by fuzzing). The store holds at most 2^20.
+        if (m->shape[1] > NPY_MAX_CLASSES)
+            return wsml_errf(err, WSML_EFORMAT, "%s: %lld classes (columns), at most %d supported",
+                             s->paths[1 + k], (long long)m->shape[1], NPY_MAX_CLASSES);
     }
     if (s->has_obs && s->obs.shape[1] != s->labels.shape[1])
         return wsml_errf(err, WSML_EFORMAT, "%s has %lld classes but %s has %lld", s->paths[2],

@@ -25,10 +25,29 @@ with open('data/test.csv', 'w') as f:
 PYEOF
 fmt=(--format csv --root data --size 32 --jobs 2 --quiet)
 
-t0=$(date +%s%N)
-wsml-ingest "${fmt[@]}" --out ref
-ref_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-echo "uninterrupted ingest: ${ref_ms} ms"
+exec 9<> <(:) # read -t on it is a sleep without a fork
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# wait_new_store PID: returns once kill/data.mdb exists and is not old.mdb (the killed
+# store of the previous trial, hard-linked), i.e. the writer has started the new store
+wait_new_store() {
+  local i
+  for i in $(seq 1 20000); do
+    if [ -e kill/data.mdb ] && ! [ kill/data.mdb -ef old.mdb ]; then return 0; fi
+    kill -0 "$1" 2>/dev/null || return 0
+    read -r -t 0.001 -u 9 || true
+  done
+}
+
+# The uninterrupted ingest, timed: start-up (listing, until data.mdb exists) and writing.
+t0=$(now_ms)
+wsml-ingest "${fmt[@]}" --out ref &
+pid=$!
+for _ in $(seq 1 20000); do [ -e ref/data.mdb ] && break; kill -0 $pid 2>/dev/null || break; read -r -t 0.001 -u 9 || true; done
+t1=$(now_ms)
+wait $pid
+t2=$(now_ms)
+start_ms=$((t1 - t0)) write_ms=$((t2 - t1))
+echo "uninterrupted ingest: ${start_ms} ms start-up, ${write_ms} ms writing the store"
 
 cat > same.py <<'PYEOF'
 import sys
@@ -71,25 +90,33 @@ refused() { # CMD...: must exit 1 with one error line naming the store
 
 RANDOM=7
 interrupted=0 finished=0 early=0 trials=0
-while [ $interrupted -lt 20 ] && [ $trials -lt 36 ]; do
+while [ $interrupted -lt 20 ] && [ $trials -lt 40 ]; do
   trials=$((trials + 1))
-  # a random moment in the uninterrupted run's duration
-  delay_ms=$(( RANDOM % (ref_ms > 1 ? ref_ms : 1) ))
+  rm -f old.mdb
+  [ -e kill/data.mdb ] && ln kill/data.mdb old.mdb
   wsml-ingest "${fmt[@]}" --out kill --force 2>/dev/null &
   pid=$!
+  if [ $((trials % 5)) -eq 0 ]; then
+    # every fifth kill lands at a random moment of the start-up
+    delay_ms=$(( RANDOM % (start_ms > 1 ? start_ms : 1) )) when="of the start-up"
+  else
+    # the others at a random moment in the first 3/4 of the time the store takes to write
+    wait_new_store $pid
+    delay_ms=$(( RANDOM % (write_ms * 3 / 4 > 1 ? write_ms * 3 / 4 : 1) )) when="into writing"
+  fi
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
   if [ ! -d kill ]; then
     early=$((early + 1))
-    echo "trial $trials: killed at ${delay_ms} ms, before the store was created"
+    echo "trial $trials: killed at ${delay_ms} ms $when, before the store was created"
     continue
   fi
   if wsml-store info kill >/dev/null 2>&1; then
     # the kill came after the ingest had finished: then it must be the whole store
     finished=$((finished + 1))
     $PYTHON same.py ref kill >/dev/null
-    echo "trial $trials: killed at ${delay_ms} ms: ingest had finished (store complete and equal)"
+    echo "trial $trials: killed at ${delay_ms} ms $when: ingest had finished (store complete and equal)"
     rm -rf kill # so that the next trial's early kill cannot find a complete store
     continue
   fi
@@ -98,7 +125,7 @@ while [ $interrupted -lt 20 ] && [ $trials -lt 36 ]; do
   refused wsml-store verify kill
   refused wsml-store export kill --split train --what labels --out x.npy
   test ! -e x.npy
-  echo "trial $trials: killed at ${delay_ms} ms: store refused: $(cat err.txt)"
+  echo "trial $trials: killed at ${delay_ms} ms $when: store refused: $(cat err.txt)"
 done
 [ $interrupted -ge 20 ] || { echo "FAIL: only $interrupted of $trials kills interrupted the ingest"; exit 1; }
 
@@ -118,5 +145,6 @@ for s in train val test; do
     cmp ref.$s.$w kill.$s.$w || { echo "FAIL: $s $w differs after the rerun"; exit 1; }
   done
 done
+rm -f old.mdb
 $PYTHON same.py ref kill
 echo "ingest kill: $trials trials: $interrupted interrupted (store refused every time), $finished after the end, $early before the store existed; rerun identical"

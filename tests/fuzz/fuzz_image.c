@@ -31,7 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wsml_err err;
     wsml_err_clear(&err);
     if (wsml_image_init(&err) != 0) abort();
-    if (size) { // header only: libvips loads pixels lazily
+    const char *loader = size ? vips_foreign_find_load_buffer(data, size) : NULL;
+    vips_error_clear();
+    // header only (libvips loads pixels lazily); not through ImageMagick, which wsml
+    // refuses for anything but BMP before it reads a byte
+    if (loader && strcmp(loader, "VipsForeignLoadMagickBuffer")) {
         VipsImage *head = vips_image_new_from_buffer(data, size, "", NULL);
         vips_error_clear();
         if (head) {

@@ -1,7 +1,8 @@
 // libFuzzer target: the store record codec (wsml_record_parse, store/record.c) on
 // arbitrary bytes, with and without the CRC check. A record that parses must have every
-// view inside the value, its label lists decodable, and must re-encode to the same bytes
-// when its labels are in range (the encoder is the only writer of records).
+// view inside the value and its label lists decodable; when its labels are in range and
+// it passes the CRC, re-encoding it (store/record.c's encoder, the only writer of
+// records) must give a record that decodes to the same id, labels and image.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         wsml_record_observed_labels(&rec, FUZZ_CLASSES, obs);
         if (wsml_record_check_labels(&rec, FUZZ_CLASSES, &err) != 0) continue;
         if (!check) continue;
-        // Re-encode: only records whose lists are canonical (sorted, no repeats, no class
-        // in two lists, id without NUL) can round-trip; compare those.
+        // Re-encode from the decoded dense labels (an id with a NUL cannot be re-encoded:
+        // the encoder takes a C string) and compare what decodes.
         char *id = malloc(rec.id_len + 1);
         if (!id) break;
         memcpy(id, rec.id, rec.id_len);

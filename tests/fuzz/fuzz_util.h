@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -44,9 +45,28 @@ static inline void fuzz_cleanup(void) {
     if (fuzz_dir_path[0]) fuzz_rm_rf(fuzz_dir_path);
 }
 
+// Removes the scratch dirs of fuzz processes that died without running atexit (a crash
+// or timeout ends libFuzzer with _exit).
+static inline void fuzz_remove_stale(const char *base) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long pid;
+        char tail;
+        if (sscanf(e->d_name, "wsml-fuzz-%ld%c", &pid, &tail) != 1 || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; // alive (or not ours)
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", base, e->d_name);
+        fuzz_rm_rf(path);
+    }
+    closedir(d);
+}
+
 static inline const char *fuzz_dir(void) {
     if (!fuzz_dir_path[0]) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        fuzz_remove_stale(base);
         snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/wsml-fuzz-%ld", base, (long)getpid());
         fuzz_rm_rf(fuzz_dir_path);
         if (mkdir(fuzz_dir_path, 0700) != 0) abort();
