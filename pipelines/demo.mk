@@ -74,8 +74,26 @@ demo_best_ll = $$(for r in $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1); do \
   done | sort -g | tail -1 | cut -d' ' -f2)
 DEMO_CAM := $(if $(wildcard cam/main.c),$(BUILD)/wsml-cam)
 
-.PHONY: demo demo-runs demo-clean
+# make demo-sweep: how DEMO_DELTA_REL was chosen. LL-R with each of DEMO_SWEEP_DELTAS,
+# seed DEMO_SEED1, everything else as the demo; the table's pick is by validation mAP
+# (wsml-eval table picks hyper-parameters on val, never on test).
+DEMO_SWEEP_DELTAS ?= 1 2 4 6 8
+DEMO_SWEEP_RUNS :=
+$(foreach d,$(DEMO_SWEEP_DELTAS),\
+  $(eval $(call WSML_RUN,$(DEMO_DIR)/sweep/ll-r-rel$(d),$(DEMO_STORES)/mosaic,$(call demo_flags,ll-r,$(DEMO_SEED1)) --delta-rel $(d),$(DEMO_DIR)/backbone.safetensors))\
+  $(eval DEMO_SWEEP_RUNS += $(DEMO_DIR)/sweep/ll-r-rel$(d)/done))
+
+.PHONY: demo demo-runs demo-clean demo-sweep demo-sweep-runs
 demo-runs: $(DEMO_RUNS)
+demo-sweep-runs: $(DEMO_SWEEP_RUNS)
+demo-sweep: | $(BUILD)/wsml-ingest $(BUILD)/wsml-train $(BUILD)/wsml-eval
+	@$(MAKE) --no-print-directory -j$(DEMO_JOBS) $(foreach x,config.mk wsml-ingest wsml-train,-o $(BUILD)/$(x)) demo-sweep-runs
+	@echo "== LL-R delta-rel sweep on the validation split (seed $(DEMO_SEED1)): final val mAP per run"
+	@for r in $(dir $(DEMO_SWEEP_RUNS)); do \
+	  printf '%-28s best val mAP %s\n' "$$(basename $$r)" "$$(grep '"event": *"final"' $$r/run.jsonl | sed 's/.*"best_val_map": *\([0-9.]*\).*/\1/')"; done
+	@$(WSML)/wsml-eval table $(dir $(DEMO_SWEEP_RUNS)) --by dataset --epochs --out $(DEMO_DIR)/sweep-table --quiet
+	@cat $(DEMO_DIR)/sweep-table.md
+	@echo "(picks: $(DEMO_DIR)/sweep-table.picks.csv)"
 
 # The executables are built first (here, one make), then a make with DEMO_JOBS jobs does
 # the stores, the backbone and the runs, using those executables as they are (-o).
