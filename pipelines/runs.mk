@@ -89,15 +89,20 @@ $(foreach lr,$(3),\
 endef
 
 # Checks made when make reads the makefiles, only if one of the goals is a table: a
-# missing DATA or PRETRAINED stops make before anything runs (also under -n and -j).
+# missing DATA or PRETRAINED stops make before anything runs (also under -j). Under -n
+# they are warnings, so that `make -n table1` shows the plan before anything is
+# downloaded.
+comma := ,
+WSML_DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+wsml_check_fail = $(if $(WSML_DRY_RUN),$$(warning $(1) (make -n: the plan is shown anyway)),$$(error $(1)))
 # $(1) = the goal
 define WSML_TABLE_CHECK
 ifneq ($(filter $(1),$(MAKECMDGOALS)),)
 ifeq ($(strip $(DATA)),)
-$$(error make $(1): set DATA=DIR, the folder holding the raw releases (README "make table1 / make table2"))
+$(call wsml_check_fail,make $(1): set DATA=DIR$(comma) the folder holding the raw releases (README "make table1 / make table2"))
 endif
 ifeq ($(wildcard $(PRETRAINED)),)
-$$(error make $(1): ImageNet weights not found: PRETRAINED=$(PRETRAINED) (README "make table1 / make table2"))
+$(call wsml_check_fail,make $(1): ImageNet weights not found: PRETRAINED=$(PRETRAINED) (README "make table1 / make table2"))
 endif
 endif
 endef

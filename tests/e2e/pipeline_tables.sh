@@ -58,6 +58,18 @@ done
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e results ] || { echo "FAIL: make -n wrote files"; exit 1; }
 echo "ok: make -n table1 prints 4 ingests and 28 runs and runs nothing"
 
+# 1b. missing ImageNet weights: make table1 stops before anything runs; make -n warns
+# and still shows the plan
+if M "${A[@]}" table1 PRETRAINED="$PWD/none.safetensors" > nopre.txt 2>&1; then
+  echo "FAIL: make table1 ran without PRETRAINED"; exit 1
+fi
+grep -q "ImageNet weights not found: PRETRAINED=$PWD/none.safetensors" nopre.txt || { cat nopre.txt; exit 1; }
+M "${A[@]}" -n table1 PRETRAINED="$PWD/none.safetensors" > nopre-plan.txt 2>&1
+grep -q "ImageNet weights not found.*the plan is shown anyway" nopre-plan.txt
+[ "$(grep -c 'wsml-train --store' nopre-plan.txt)" = 28 ]
+[ ! -e stores ] && [ ! -e runs ] && [ ! -e results ] || { echo "FAIL: a refused make wrote files"; exit 1; }
+echo "ok: without ImageNet weights make table1 stops at once, make -n warns and shows the plan"
+
 # 2. runs stopped early (--max-steps 1 of 2): make fails, nothing is marked done...
 if M "${A[@]}" -k table1 TABLE1_DATASETS=voc TRAIN_FLAGS="--max-steps 1" > stop.txt 2>&1; then
   echo "FAIL: make succeeded with runs stopped by --max-steps"; exit 1
