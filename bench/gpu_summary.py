@@ -84,6 +84,7 @@ def main():
         ("tf32", "host", "heuristic", "tf32", "tf32, wsml-train's host Adam, vs PyTorch tf32"),
         ("tf32", "device", "heuristic", "bf16-cl",
          "ours tf32 vs PyTorch channels_last+bf16 autocast (not equal precision)"),
+        ("bf16", "device", "heuristic", "bf16-cl", "bf16 vs PyTorch channels_last+bf16 autocast"),
     ]
     for batch in batches:
         for prec, optim, algo, mode, what in pairs:

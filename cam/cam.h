@@ -3,7 +3,7 @@
 // then one CAM overlay per model.
 //
 // A CAM, for image x and class c, as the reference's get_cam computes it:
-//   cam = Σ_k fc.weight[c, k] · F_k          over the last feature map F (h, w), h = H/32
+//   cam = Σ_k fc.weight[c, k] · F_k          over the last feature map F (h, w), h = ceil(H/32)
 //         (fc applied per position = a 1x1 convolution; the same tensor for the BoostLU
 //          head; NO bias: a constant shift would move the ReLU cut-off, and the
 //          reference leaves it out too)

@@ -149,6 +149,7 @@ int wsml_infer_split(wsml_store *store, wsml_split split, const char *model_path
     cfg.max_batch = batch;
 
     wsml_backend_options bopt = {.num_threads = opts->threads, .device = 0};
+    if (opts->precision) bopt.precision = (wsml_precision)wsml_precision_parse(opts->precision);
     if ((rc = wsml_backend_create(opts->backend ? opts->backend : "cpu", &bopt, &be, err)))
         goto done;
     if ((rc = wsml_infer_build_net(&st, model_path, &cfg, be, &net, err)))

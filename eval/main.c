@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "  " PROG " --scores S.npy --labels L.npy [--groups G.json] [--classes FILE]\n"
             "            [--out DIR] [--json] [--quiet]\n"
             "  " PROG " --store STORE --model CKPT [--split test] [--out DIR] [--json]\n"
-            "            [--backend cpu|cuda] [--batch N] [--threads N] [--workers N]\n"
+            "            [--backend cpu|cuda] [--precision tf32|fp32|bf16] [--batch N]\n"
+            "            [--threads N] [--workers N]\n"
             "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
             "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--out PREFIX] [--quiet]\n"
             "\n"
@@ -52,6 +53,8 @@ static void usage(FILE *f) {
             "  --head NAME      linear or boostlu (default: the checkpoint's metadata or the\n"
             "                   run's config.json beside it, else linear); --alpha A likewise\n"
             "  --backend NAME   cpu (default) or cuda; --threads N compute threads (0 = all)\n"
+            "  --precision P    tf32 (default), fp32 or bf16 (cuda only): what convolutions\n"
+            "                   and GEMMs compute in; the cpu backend computes in fp32\n"
             "  --batch N        images per forward (default 32); --workers N loader threads\n"
             "  --out DIR        also writes DIR/scores.npy: (N, C) float32 sigmoid(logits)\n"
             "\n"
@@ -68,6 +71,8 @@ static void usage(FILE *f) {
             "  " PROG " --scores scores.npy --labels labels.npy --out results/\n"
             "  " PROG " --scores s.npy --labels l.npy --groups groups.json --json\n"
             "  " PROG " --store data/stores/voc --model runs/voc-an/best.safetensors --out ev/\n"
+            "  " PROG " --store data/stores/voc --model best.safetensors --backend cuda \\\n"
+            "            --precision bf16\n"
             "  " PROG " table runs/table1/*/*/ --by dataset --out results/table1\n"
             "\n"
             "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
@@ -464,7 +469,8 @@ int main(int argc, char **argv) {
         {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
         {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
         {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          {"precision", required_argument, 0, 'R'},
+        {0, 0, 0, 0}};
     const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
     int as_json = 0, opt;
     store_args st = {.split = "test"};
@@ -483,6 +489,11 @@ int main(int argc, char **argv) {
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
                 return usage_error("--backend must be cpu or cuda, not '%s'", optarg);
             st.infer.backend = optarg;
+            break;
+        case 'R':
+            if (wsml_precision_parse(optarg) < 0)
+                return usage_error("--precision must be tf32, fp32 or bf16, not '%s'", optarg);
+            st.infer.precision = optarg;
             break;
         case 'b':
             if (parse_int(optarg, 1, 65536, &st.infer.batch))
@@ -541,6 +552,10 @@ int main(int argc, char **argv) {
     if (st.store || st.model) {
         if (!st.store || !st.model)
             return usage_error("%s", "--store needs --model (and back)");
+        if (st.infer.precision && !strcmp(st.infer.precision, "bf16") &&
+            (!st.infer.backend || strcmp(st.infer.backend, "cuda")))
+            return usage_error("%s", "--precision bf16 needs --backend cuda (the cpu backend "
+                                     "computes in fp32; tf32 runs as fp32 there)");
         if (scores || labels || groups || classes)
             return usage_error("%s", "--store takes its labels, groups and class names from the "
                                      "store: drop --scores/--labels/--groups/--classes");

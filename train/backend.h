@@ -60,12 +60,14 @@ typedef struct {
 typedef struct wsml_backend wsml_backend;
 
 struct wsml_backend {
-    const char *name; // "cpu" or "cuda"
-    int host_memory;  // 1: device pointers are ordinary host pointers (cpu), so host
-                      // code (e.g. train/optim.h) may read and write them directly
-    int num_threads;  // cpu: worker threads for GEMM and the other operations
-    wsml_err err;     // the last failure's message
-    void *impl;       // backend-private state (thread pool, handles, workspace)
+    const char *name;      // "cpu" or "cuda"
+    int host_memory;       // 1: device pointers are ordinary host pointers (cpu), so host
+                           // code (e.g. train/optim.h) may read and write them directly
+    int num_threads;       // cpu: worker threads for GEMM and the other operations
+    const char *precision; // "fp32", "tf32" or "bf16": what convolutions and GEMMs
+                           // compute in (wsml_precision_name); the cpu backend is fp32
+    wsml_err err;          // the last failure's message
+    void *impl;            // backend-private state (thread pool, handles, workspace)
 
     void (*destroy)(wsml_backend *be);
 
@@ -155,15 +157,47 @@ struct wsml_backend {
     // dcam: (n, hw, C) = dlogits[b, c] / hw * (cam > 0 ? alpha : 1); overwritten.
     int (*boostlu_backward)(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
                             const float *dlogits, const float *cam);
+
+    // ---- optional (NULL where a backend has no use for them: cpu) -------------------
+    // Page-locked host memory for buffers that are copied to the device every step
+    // (the loader's batches): faster copies, and copies that do not block the host.
+    void *(*host_alloc)(wsml_backend *be, size_t bytes); // NULL (be->err set) on failure
+    void (*host_free)(wsml_backend *be, void *ptr);      // NULL is a no-op
+    // Copies `bytes` of host_src (from host_alloc) to a device buffer of the backend on a
+    // copy stream of its own, beside the compute, and returns when the copy is done (call
+    // it from a loader thread). A later copy_to_device(dst, host_src, bytes) with the same pointer
+    // and size then becomes a device-to-device copy. bytes == 0 forgets host_src (its
+    // contents are about to change). Thread-safe against the other operations; failures
+    // go to *err (be->err belongs to the thread that drives the network).
+    int (*stage_input)(wsml_backend *be, const void *host_src, size_t bytes, wsml_err *err);
+    // Seconds the device has been busy since the backend was made: the sum, over the
+    // bursts of work between two synchronize()s, of the device time from the burst's
+    // first operation to its last. Up to date after synchronize().
+    int (*busy_seconds)(wsml_backend *be, double *seconds);
 };
 
 // ---- creating backends ------------------------------------------------------------------
 
+// What convolutions and GEMMs compute in (--precision of wsml-train and wsml-eval).
+// Parameters, their gradients, optimiser state, activations and BN statistics are float32
+// in every mode (bf16 keeps fp32 master weights).
+typedef enum {
+    WSML_PRECISION_DEFAULT = 0, // cuda: $WSML_PRECISION if set, else tf32; cpu: fp32
+    WSML_PRECISION_FP32,        // IEEE float32 throughout
+    WSML_PRECISION_TF32,        // cuda: TF32 tensor cores (PyTorch's allow_tf32); cpu: fp32
+    WSML_PRECISION_BF16,        // cuda: bfloat16 inputs, fp32 accumulation; cpu: refused
+} wsml_precision;
+
+// "fp32" / "tf32" / "bf16" -> precision; -1 if unknown.
+int wsml_precision_parse(const char *name);
+const char *wsml_precision_name(wsml_precision p); // "default" for WSML_PRECISION_DEFAULT
+
 typedef struct {
-    int num_threads;        // cpu: threads for GEMM and the other work; <= 0: all online CPUs
-    int device;             // cuda: device ordinal
-    size_t workspace_bytes; // cpu: cap of the im2col buffer (0: 128 MiB); convolutions
-                            // whose batch does not fit run in chunks of whole images
+    int num_threads;          // cpu: threads for GEMM and the other work; <= 0: all online CPUs
+    int device;               // cuda: device ordinal
+    size_t workspace_bytes;   // cpu: cap of the im2col buffer (0: 128 MiB); convolutions
+                              // whose batch does not fit run in chunks of whole images
+    wsml_precision precision; // cpu: bf16 is an error (WSML_EARG naming --precision)
 } wsml_backend_options;
 
 // "cpu" (always) or "cuda" (only in builds with WSML_HAVE_CUDA); WSML_EARG naming

@@ -187,6 +187,15 @@ static void *worker_main(void *arg) {
                 l->job_err = err;
             }
             l->job_done_rows++;
+            if (l->job_done_rows == l->job_rows && !l->job_failed && l->cfg.on_filled) {
+                wsml_batch *x = &l->buf[b];
+                wsml_err_clear(&err);
+                if (l->cfg.on_filled(x->images, (size_t)x->size * l->image_floats * sizeof(float),
+                                     l->cfg.filled_ctx, &err) < 0) {
+                    l->job_failed = 1;
+                    l->job_err = err;
+                }
+            }
             // A failed job stops handing out rows; it is done when the rows handed out
             // so far have come back.
             if (l->job_done_rows == (l->job_failed ? l->job_next_row : l->job_rows)) {
@@ -228,6 +237,10 @@ static void post_job_locked(wsml_loader *l, int b, int64_t batch) {
     l->buf[b].size = (int)rows;
     l->buf[b].batch_index = batch;
     l->buf[b].first_pos = first;
+    if (l->cfg.on_filled) {
+        wsml_err ignored; // forgetting cannot fail
+        l->cfg.on_filled(l->buf[b].images, 0, l->cfg.filled_ctx, &ignored);
+    }
     pthread_cond_broadcast(&l->work_cv);
 }
 

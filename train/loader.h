@@ -44,6 +44,13 @@ typedef struct {
     void *(*alloc)(size_t bytes, void *ctx);
     void (*free)(void *p, void *ctx);
     void *alloc_ctx;
+    // Optional: told about an image buffer's contents (e.g. to copy them to a GPU beside
+    // the compute, train/backend.h's stage_input). Called with the loader's lock held:
+    // with bytes = 0 when a batch starts filling `images` (the old contents are gone),
+    // and with the batch's image bytes by the worker that finished it, before
+    // wsml_loader_next hands it out. A negative return fails the batch (err says why).
+    int (*on_filled)(const float *images, size_t bytes, void *ctx, wsml_err *err);
+    void *filled_ctx;
 } wsml_loader_config;
 
 // Defaults: train split, B 16, 2 workers, shuffle and flip on, seed 0, 224x224,

@@ -10,6 +10,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "eval/metrics.h"
+#include "train/backend.h"
 #include "train/trainer.h"
 
 #define PROG "wsml-train"
@@ -65,6 +66,11 @@ static void usage(FILE *f) {
 "  --max-steps N          stop after N steps in total (saves last.safetensors)\n"
 "Execution:\n"
 "  --backend B            cpu | cuda (cuda needs a build with CUDA; default cpu)\n"
+"  --precision P          what convolutions and GEMMs compute in: tf32 (default;\n"
+"                         TF32 tensor cores, as PyTorch's allow_tf32) | fp32 | bf16\n"
+"                         (bfloat16 inputs, fp32 accumulation; weights, optimiser\n"
+"                         state and BN statistics stay fp32; cuda only). The cpu\n"
+"                         backend computes in fp32 (tf32 runs as fp32 there)\n"
 "  --threads N            compute threads (default: all CPUs); a resumed run keeps it\n"
 "  --workers N            loader threads (default 2; never changes the numbers)\n"
 "  --save-every N         also save last.safetensors every N steps (default 200;\n"
@@ -82,6 +88,9 @@ static void usage(FILE *f) {
 "  wsml-ingest --format fashion-mosaic --size 64 --out stores/mosaic\n"
 "  wsml-train --store stores/mosaic --out runs/mosaic-llcp --arch resnet18 \\\n"
 "             --width-mult 0.25 --loss ll-cp --delta-rel 1 --lr 1e-3 --epochs 8\n"
+"  # the same on a GPU in bf16\n"
+"  wsml-train --store stores/mosaic --out runs/mosaic-bf16 --arch resnet18 \\\n"
+"             --width-mult 0.25 --loss ll-cp --backend cuda --precision bf16\n"
 "  # continue a run that was killed\n"
 "  wsml-train --out runs/mosaic-llcp --resume\n"
 "\n"
@@ -119,8 +128,8 @@ enum {
     OPT_R0, OPT_DELTA_ABS, OPT_LS, OPT_EPR_K, OPT_QUIRKS, OPT_ARCH, OPT_WIDTH, OPT_HEAD,
     OPT_ALPHA, OPT_PRETRAINED, OPT_INIT, OPT_FREEZE, OPT_RECIPE, OPT_OPTIMIZER, OPT_LR,
     OPT_LR_MULT, OPT_EPOCHS, OPT_BATCH, OPT_SEED, OPT_NO_FLIP, OPT_NO_SHUFFLE, OPT_EARLY_STOP,
-    OPT_NO_EARLY_STOP, OPT_MAX_STEPS, OPT_BACKEND, OPT_THREADS, OPT_WORKERS, OPT_SAVE_EVERY,
-    OPT_TRACE, OPT_VERSION,
+    OPT_NO_EARLY_STOP, OPT_MAX_STEPS, OPT_BACKEND, OPT_PRECISION, OPT_THREADS, OPT_WORKERS,
+    OPT_SAVE_EVERY, OPT_TRACE, OPT_VERSION,
 };
 
 static const struct option LONG_OPTS[] = {
@@ -156,6 +165,7 @@ static const struct option LONG_OPTS[] = {
     {"no-early-stop", no_argument, 0, OPT_NO_EARLY_STOP},
     {"max-steps", required_argument, 0, OPT_MAX_STEPS},
     {"backend", required_argument, 0, OPT_BACKEND},
+    {"precision", required_argument, 0, OPT_PRECISION},
     {"threads", required_argument, 0, OPT_THREADS},
     {"workers", required_argument, 0, OPT_WORKERS},
     {"save-every", required_argument, 0, OPT_SAVE_EVERY},
@@ -312,6 +322,11 @@ static int parse_args(int argc, char **argv, wsml_train_opts *o, int apply_recip
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
                 return usage_error("--backend '%s': expected cpu or cuda", optarg);
             snprintf(o->backend, sizeof o->backend, "%s", optarg);
+            break;
+        case OPT_PRECISION:
+            if (wsml_precision_parse(optarg) < 0)
+                return usage_error("--precision '%s': expected tf32, fp32 or bf16", optarg);
+            snprintf(o->precision, sizeof o->precision, "%s", optarg);
             break;
         case OPT_THREADS:
             if (parse_long(optarg, 0, 1024, &n) < 0)

@@ -49,7 +49,7 @@ typedef struct {
     int num_classes; // C >= 1
     wsml_head_kind head;
     float alpha;       // BoostLU's boost factor (default 5); ignored by "linear"
-    int height, width; // input size, each a positive multiple of 32
+    int height, width; // input size, each in [32, 8192] (any value, as torchvision)
     int max_batch;     // the largest batch forward() will be given
 } wsml_net_config;
 
@@ -67,8 +67,14 @@ typedef struct wsml_net wsml_net;
 
 // Builds the network on `be` (allocating parameters, gradients and activations).
 // Parameters are uninitialised until wsml_net_init or wsml_net_load. Errors:
-// WSML_EARG naming the bad field (--arch, --width-mult, --num-classes, input size not a
-// multiple of 32, --batch), WSML_ENOMEM/WSML_EDEVICE with the bytes asked.
+// WSML_EARG naming the bad field (--arch, --width-mult, --num-classes, input size outside
+// [32, 8192], --batch), WSML_ENOMEM/WSML_EDEVICE with the bytes asked.
+//
+// Spatial sizes are torchvision's for any input: each conv/pool output side is
+// floor((in + 2·pad − kernel)/stride) + 1, which for every stride-2 layer of ResNet
+// (7x7 stem conv pad 3, 3x3 max pool pad 1, 3x3 convs pad 1, 1x1 downsample pad 0) is
+// ceil(in/2), so a block's two branches always agree; the heads average over whatever
+// is left, ceil(H/32) x ceil(W/32) positions.
 int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out, wsml_err *err);
 void wsml_net_free(wsml_net *net); // NULL is a no-op
 const wsml_net_config *wsml_net_get_config(const wsml_net *net);
@@ -185,9 +191,14 @@ int wsml_net_frozen_backbone(const wsml_net *net);
 
 // ---- class activation maps ---------------------------------------------------------------
 
-// The last feature map of the last forward: (n, h, w, F) NHWC, h = H/32, w = W/32,
-// F = 512·base/64 (18/34) or 2048·base/64 (50/101). Copied to host memory.
+// The last feature map of the last forward: (n, h, w, F) NHWC, h = ceil(H/32),
+// w = ceil(W/32) (wsml_net_feature_side), F = 512·base/64 (18/34) or 2048·base/64
+// (50/101). Copied to host memory.
 void wsml_net_feature_shape(const wsml_net *net, int *h, int *w, int *F);
+// The side of the last feature map for an input side (>= 1): ceil(side/32), the five
+// stride-2 reductions of ResNet. E.g. BatchNorm in train mode needs
+// batch · feature_side(H) · feature_side(W) >= 2.
+int wsml_net_feature_side(int input_side);
 int wsml_net_read_features(wsml_net *net, float *host_dst, wsml_err *err);
 // CAM of SPEC §5 before upsampling: cam[b, c, y, x] = Σ_k fc.weight[c, k] · F[b, y, x, k]
 // (no bias, no boost, as the reference's get_cam), host (n, C, h, w).
@@ -204,6 +215,10 @@ int wsml_net_cam(wsml_net *net, float *host_dst, wsml_err *err);
 // unknown name or cap too small.
 int wsml_net_read_activation(wsml_net *net, const char *name, float *host_dst, size_t cap,
                              size_t *count, wsml_err *err);
+// The per-image shape (h, w, C) of wsml_net_read_activation's `name` (available right
+// after wsml_net_create). WSML_EARG for an unknown name.
+int wsml_net_activation_shape(const wsml_net *net, const char *name, int *h, int *w, int *C,
+                              wsml_err *err);
 // The stem max pool's argmax of the last forward, (n, h, w, C) int32 flat positions
 // ih·in_w + iw (backend.h); only meaningful on backends that fill it (cpu).
 int wsml_net_read_maxpool_argmax(wsml_net *net, int32_t *host_dst, size_t cap, size_t *count,

@@ -392,11 +392,10 @@ int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out
         return wsml_errf(err, WSML_EARG, "--num-classes %d: expected at least 1", cfg->num_classes);
     if ((unsigned)cfg->head > WSML_HEAD_BOOSTLU)
         return wsml_errf(err, WSML_EARG, "--head: unknown head %d", (int)cfg->head);
-    if (cfg->height < 32 || cfg->width < 32 || cfg->height % 32 || cfg->width % 32 ||
-        cfg->height > 8192 || cfg->width > 8192)
-        return wsml_errf(err, WSML_EARG,
-                         "input size %dx%d: height and width must be multiples of 32 in "
-                         "[32, 8192]",
+    // Any size, as torchvision: every layer's output is floor((in + 2·pad − k)/stride) + 1
+    // and the global average pool takes whatever is left (ceil(side/32) per side).
+    if (cfg->height < 32 || cfg->width < 32 || cfg->height > 8192 || cfg->width > 8192)
+        return wsml_errf(err, WSML_EARG, "input size %dx%d: height and width must be in [32, 8192]",
                          cfg->height, cfg->width);
     if (cfg->max_batch < 1 || cfg->max_batch > 65536)
         return wsml_errf(err, WSML_EARG, "--batch %d: expected 1..65536", cfg->max_batch);
@@ -1029,6 +1028,10 @@ void wsml_net_feature_shape(const wsml_net *net, int *h, int *w, int *F) {
         *F = net->feat_dim;
 }
 
+int wsml_net_feature_side(int input_side) {
+    return (input_side + 31) / 32; // ceil(in/2), five times
+}
+
 int wsml_net_read_features(wsml_net *net, float *host_dst, wsml_err *err) {
     if (net->last_n < 1)
         return wsml_errf(err, WSML_ESTATE, "features: no forward yet");
@@ -1081,27 +1084,44 @@ static int copy_out(wsml_net *net, const char *what, const void *src, size_t cou
     return 0;
 }
 
+// The buffer behind an activation name and its per-image shape; NULL if unknown.
+static const float *find_activation(const wsml_net *net, const char *name, int *h, int *w, int *C) {
+    if (strcmp(name, "maxpool") == 0) {
+        *h = net->pool.out_h, *w = net->pool.out_w, *C = net->pool.channels;
+        return net->pool_out;
+    }
+    if (strcmp(name, "cam") == 0) {
+        *h = net->feat_h, *w = net->feat_w, *C = net->cfg.num_classes;
+        return net->cfg.head == WSML_HEAD_BOOSTLU ? net->cam : NULL;
+    }
+    for (int i = 0; i < net->num_units; i++)
+        if (strcmp(net->units[i].bn_name, name) == 0) {
+            const wsml_conv_desc *d = &net->units[i].conv;
+            *h = d->out_h, *w = d->out_w, *C = d->out_channels;
+            return net->units[i].a;
+        }
+    return NULL;
+}
+
+int wsml_net_activation_shape(const wsml_net *net, const char *name, int *h, int *w, int *C,
+                              wsml_err *err) {
+    if (!find_activation(net, name, h, w, C))
+        return wsml_errf(err, WSML_EARG, "%s: no such layer%s", name,
+                         strcmp(name, "cam") == 0 ? " (only the boostlu head keeps a CAM)" : "");
+    return 0;
+}
+
 int wsml_net_read_activation(wsml_net *net, const char *name, float *host_dst, size_t cap,
                              size_t *count, wsml_err *err) {
     const int n = net->last_n;
     if (n < 1)
         return wsml_errf(err, WSML_ESTATE, "%s: no forward yet", name);
-    if (strcmp(name, "maxpool") == 0)
-        return copy_out(net, name, net->pool_out,
-                        (size_t)n * net->pool.out_h * net->pool.out_w * net->pool.channels,
-                        sizeof(float), host_dst, cap, count, err);
-    if (strcmp(name, "cam") == 0) {
-        if (net->cfg.head != WSML_HEAD_BOOSTLU)
-            return wsml_errf(err, WSML_EARG, "cam: only the boostlu head keeps a CAM");
-        return copy_out(net, name, net->cam,
-                        (size_t)n * net->feat_h * net->feat_w * net->cfg.num_classes, sizeof(float),
-                        host_dst, cap, count, err);
-    }
-    for (int i = 0; i < net->num_units; i++)
-        if (strcmp(net->units[i].bn_name, name) == 0)
-            return copy_out(net, name, net->units[i].a, act_size(&net->units[i], n), sizeof(float),
-                            host_dst, cap, count, err);
-    return wsml_errf(err, WSML_EARG, "%s: no such layer", name);
+    int h, w, C;
+    const float *src = find_activation(net, name, &h, &w, &C);
+    if (!src)
+        return wsml_net_activation_shape(net, name, &h, &w, &C, err);
+    return copy_out(net, name, src, (size_t)n * h * w * C, sizeof(float), host_dst, cap, count,
+                    err);
 }
 
 int wsml_net_read_maxpool_argmax(wsml_net *net, int32_t *host_dst, size_t cap, size_t *count,

@@ -30,6 +30,7 @@
 #include "common/safetensors.h"
 #include "store/store.h"
 #include "train/backend.h"
+#include "train/cuda/backend_cuda.h"
 #include "train/loader.h"
 #include "train/net.h"
 
@@ -79,6 +80,9 @@ typedef struct {
     FILE *jsonl;
     train_state st;
     int64_t saved_step;            // global step of the last checkpoint (-1: none)
+    // The epoch's training time in this process and the device's busy time within it
+    // (gpu_idle_frac; busy_mark < 0: the backend does not measure it)
+    double idle_wall, idle_busy, busy_mark, wall_mark;
     int saved_epoch;
 
     // per-step scratch (B = --batch)
@@ -86,7 +90,12 @@ typedef struct {
     float *dlogits;                // (B, C)
     int32_t *flips;                // (2·B·C)
     float *G_rows, *dG_rows;       // (B, C) ROLE
-    float *host_params, *host_grads; // (P) for backends without host memory
+    float *host_params, *host_grads; // (P) for a host optimizer over device memory
+    // --backend cuda: the optimizer of the network's groups runs on the device
+    // (wsml_cuda_optim_step) over device copies of their state; the host's wsml_optim
+    // keeps the step counts and receives the state only for checkpoints.
+    int device_optim;
+    float *dev_state[WSML_OPTIM_MAX_GROUPS][2]; // exp_avg, exp_avg_sq (NULL: none)
     double step_loss;
 } trainer;
 
@@ -242,6 +251,26 @@ static int save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
 
 #define MAX_EXTRA (3 * WSML_OPTIM_MAX_GROUPS + 4)
 
+// With the optimizer on the device: copies the state of the device-stepped groups to the
+// host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a load).
+static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
+    if (!t->device_optim) return 0;
+    for (int g = 0; g < t->optim.num_groups; g++) {
+        wsml_optim_group *grp = &t->optim.group[g];
+        float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
+        for (int k = 0; k < 2; k++) {
+            if (!t->dev_state[g][k] || !host[k]) continue;
+            size_t bytes = grp->count * sizeof(float);
+            int rc = to_device ? t->be->copy_to_device(t->be, t->dev_state[g][k], host[k], bytes)
+                               : t->be->copy_to_host(t->be, host[k], t->dev_state[g][k], bytes);
+            if (rc < 0)
+                return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
+                                 grp->name, t->be->err.msg);
+        }
+    }
+    return 0;
+}
+
 // last.safetensors: weights + optimizer + label state + ROLE's G + train_state.
 static int save_last(trainer *t, wsml_err *err) {
     int rc = check_finite_weights(t, err);
@@ -252,6 +281,8 @@ static int save_last(trainer *t, wsml_err *err) {
     if (bytes < 0) return wsml_errf(err, WSML_EIO, "%s: %s", t->path_jsonl, strerror(errno));
     t->st.jsonl_bytes = bytes;
 
+    rc = optim_state_copy(t, 0, err);
+    if (rc < 0) return rc;
     wsml_tensor_view extra[MAX_EXTRA];
     size_t n = 0;
     rc = wsml_optim_state_views(&t->optim, extra, MAX_EXTRA - 2, &n, err);
@@ -318,6 +349,7 @@ static int load_last(trainer *t, wsml_err *err) {
     if (rc == 0) {
         rc = wsml_optim_state_load(&t->optim, st.tensors, st.n, err);
         if (rc < 0) wsml_err_prefix(err, "%s", path);
+        if (rc == 0) rc = optim_state_copy(t, 1, err);
     }
     if (rc == 0 && t->has_labels) {
         const wsml_tensor_view *v = wsml_st_find(&st, WSML_LABEL_STATE_TENSOR);
@@ -382,6 +414,21 @@ static int load_last(trainer *t, wsml_err *err) {
 static int optimizer_step(trainer *t, wsml_err *err) {
     size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
     float *params = wsml_net_params(t->net), *grads = wsml_net_grads(t->net);
+    if (t->device_optim) {
+        // The same float32 arithmetic as wsml_optim_step (train/cuda/backend_cuda.h), in
+        // the device's queue: no parameter or gradient crosses the bus.
+        int gs[2] = {t->g_backbone, t->g_head};
+        size_t offset[2] = {0, nbb};
+        for (int k = 0; k < 2; k++) {
+            int g = gs[k];
+            if (g < 0) continue;
+            if (wsml_cuda_optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
+                                     t->dev_state[g][0], t->dev_state[g][1]) < 0)
+                return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
+        }
+        if (t->G) wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
+        return 0;
+    }
     if (!t->be->host_memory) {
         // The optimizer runs on the host: copy there and back (a device optimizer can
         // replace this without changing the numbers' definition).
@@ -444,6 +491,83 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     return 0;
 }
 
+// ---- out of device memory --------------------------------------------------------------------
+
+// After the network did not fit on the GPU: appends to err the largest --batch that
+// should, measured by building the network for batches 1 and 2 (its memory grows
+// linearly with the batch) against the memory free now.
+static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) {
+    wsml_cuda_memory m0, m;
+    if (strcmp(t->be->name, "cuda") || wsml_cuda_memory_info(t->be, &m0) < 0) return;
+    char old[sizeof err->msg];
+    snprintf(old, sizeof old, "%s", err->msg);
+    size_t free_now = m0.device_total_bytes - m0.device_used_bytes, used[3] = {0, 0, 0};
+    for (int b = 1; b <= 2; b++) {
+        wsml_net_config c = *nc;
+        c.max_batch = b;
+        wsml_net *net = NULL;
+        wsml_err ignored;
+        if (wsml_net_create(&c, t->be, &net, &ignored) < 0) {
+            if (b == 1)
+                wsml_errf(err, err->code, "%s; not even --batch 1 fits (%.0f MiB free)", old,
+                          free_now / 1048576.0);
+            return;
+        }
+        if (wsml_cuda_memory_info(t->be, &m) == 0 && m.allocated_bytes > m0.allocated_bytes)
+            used[b] = m.allocated_bytes - m0.allocated_bytes;
+        wsml_net_free(net);
+    }
+    if (used[2] <= used[1] || used[1] > free_now) return;
+    size_t per_image = used[2] - used[1];
+    long long fits = 1 + (long long)((free_now - used[1]) / per_image);
+    if (fits >= nc->max_batch) return; // not the activations: say nothing misleading
+    wsml_errf(err, err->code,
+              "%s; about --batch %lld fits on this GPU (measured: %.0f MiB at batch 1, %.1f MiB "
+              "more per image, %.0f MiB free)",
+              old, fits, used[1] / 1048576.0, per_image / 1048576.0, free_now / 1048576.0);
+}
+
+// ---- the loader on a device --------------------------------------------------------------------
+
+// Pinned host buffers and a copy beside the compute (train/backend.h) where the backend
+// offers them; a cpu run's loader is left as it is (malloc, no hook).
+static void *pinned_alloc(size_t bytes, void *ctx) {
+    wsml_backend *be = ctx;
+    return be->host_alloc(be, bytes);
+}
+
+static void pinned_free(void *p, void *ctx) {
+    wsml_backend *be = ctx;
+    be->host_free(be, p);
+}
+
+static int stage_batch(const float *images, size_t bytes, void *ctx, wsml_err *err) {
+    wsml_backend *be = ctx;
+    return be->stage_input(be, images, bytes, err);
+}
+
+static void loader_use_device(trainer *t, wsml_loader_config *lc) {
+    if (t->be->host_alloc && t->be->host_free) {
+        lc->alloc = pinned_alloc;
+        lc->free = pinned_free;
+        lc->alloc_ctx = t->be;
+    }
+    if (t->be->stage_input) {
+        lc->on_filled = stage_batch;
+        lc->filled_ctx = t->be;
+    }
+}
+
+// The device's busy seconds so far (waiting for its queue first), or -1 where the backend
+// does not measure them (cpu: nothing is waited for).
+static double device_busy(trainer *t) {
+    double busy;
+    if (!t->be->busy_seconds || t->be->synchronize(t->be) < 0 ||
+        t->be->busy_seconds(t->be, &busy) < 0)
+        return -1;
+    return busy;
+}
+
 // ---- evaluation -----------------------------------------------------------------------------
 
 // Scores (sigmoid of the logits, float32 as torch.sigmoid) of a whole split in eval mode,
@@ -460,6 +584,7 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
     lc.height = t->H;
     lc.width = t->W;
     lc.nhwc = 1;
+    loader_use_device(t, &lc);
     wsml_loader *l = wsml_loader_open(t->store, &lc, err);
     if (!l) return err->code < 0 ? err->code : WSML_EIO;
     int64_t n = wsml_loader_num_images(l);
@@ -664,10 +789,10 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     t->n_train = t->meta->count[WSML_SPLIT_TRAIN];
     if (t->n_train < 1)
         return wsml_errf(err, WSML_ESTATE, "--store %s: the train split is empty", o->store);
-    if (t->H % 32 || t->W % 32 || t->H < 32 || t->W < 32)
+    if (t->H < 32 || t->W < 32 || t->H > 8192 || t->W > 8192)
         return wsml_errf(err, WSML_ESTATE,
-                         "--store %s holds %dx%d images; the ResNet needs sides that are a "
-                         "multiple of 32 (re-ingest with --size 32, 64, ...)",
+                         "--store %s holds %dx%d images; the ResNet needs sides in [32, 8192] "
+                         "(re-ingest with --size 32 or more)",
                          o->store, t->H, t->W);
     if (t->meta->count[WSML_SPLIT_VAL] < 1)
         return wsml_errf(err, WSML_ESTATE,
@@ -681,10 +806,10 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     // BatchNorm in train mode needs two values per channel (PyTorch refuses one too):
     // the smallest batch times the last feature map's positions.
     int64_t smallest = t->n_train % o->batch ? t->n_train % o->batch : o->batch;
-    if (smallest * (t->H / 32) * (t->W / 32) < 2)
+    if (smallest * wsml_net_feature_side(t->H) * wsml_net_feature_side(t->W) < 2)
         return wsml_errf(err, WSML_EARG,
                          "--batch %d: the last batch of an epoch would hold %lld image(s) of "
-                         "%dx%d, whose last 1x1 feature map gives BatchNorm a single value per "
+                         "%dx%d, whose 1x1 last feature map gives BatchNorm a single value per "
                          "channel; pick a batch size that does not leave %lld train image(s) over",
                          o->batch, (long long)smallest, t->H, t->W, (long long)smallest);
 
@@ -693,7 +818,8 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     if (rc == 0) rc = wsml_loss_config_check(&t->loss, t->C, err);
     if (rc < 0) return rc;
 
-    wsml_backend_options bo = {.num_threads = o->threads};
+    wsml_backend_options bo = {.num_threads = o->threads,
+                               .precision = (wsml_precision)wsml_precision_parse(o->precision)};
     rc = wsml_backend_create(o->backend, &bo, &t->be, err);
     if (rc < 0) return rc;
     wsml_net_config nc;
@@ -707,6 +833,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     nc.width = t->W;
     nc.max_batch = o->batch;
     rc = wsml_net_create(&nc, t->be, &t->net, err);
+    if (rc == WSML_ENOMEM) suggest_batch(t, &nc, err);
     if (rc < 0) return rc;
     // Initial weights (a resumed run overwrites them from last.safetensors).
     wsml_net_init(t->net, o->seed);
@@ -775,7 +902,25 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     t->observed = malloc(BC + 1);
     t->dlogits = malloc(BC * sizeof(float));
     if (!t->observed || !t->dlogits) return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    if (!t->be->host_memory) {
+    t->device_optim = !t->be->host_memory && !strcmp(t->be->name, "cuda");
+    if (t->device_optim) {
+        int gs[2] = {t->g_backbone, t->g_head};
+        for (int k = 0; k < 2; k++) {
+            int g = gs[k];
+            if (g < 0) continue;
+            const wsml_optim_group *grp = &t->optim.group[g];
+            const float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
+            for (int j = 0; j < 2; j++) {
+                if (!host[j]) continue;
+                t->dev_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
+                if (!t->dev_state[g][j])
+                    return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
+                                     grp->name, t->be->err.msg);
+            }
+        }
+        rc = optim_state_copy(t, 1, err); // zeros, as wsml_optim's (a resume loads later)
+        if (rc < 0) return rc;
+    } else if (!t->be->host_memory) {
         t->host_params = malloc(np * sizeof(float));
         t->host_grads = malloc(np * sizeof(float));
         if (!t->host_params || !t->host_grads)
@@ -794,6 +939,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     lc.height = t->H;
     lc.width = t->W;
     lc.nhwc = 1;
+    loader_use_device(t, &lc);
     t->loader = wsml_loader_open(t->store, &lc, err);
     if (!t->loader) return err->code < 0 ? err->code : WSML_EIO;
 
@@ -827,6 +973,8 @@ static void teardown(trainer *t) {
     if (t->jsonl) fclose(t->jsonl);
     wsml_loader_close(t->loader);
     wsml_net_free(t->net);
+    for (int g = 0; g < WSML_OPTIM_MAX_GROUPS; g++)
+        for (int k = 0; k < 2 && t->be; k++) t->be->free(t->be, t->dev_state[g][k]);
     wsml_backend_destroy(t->be);
     wsml_optim_free(&t->optim);
     if (t->has_labels) wsml_label_state_free(&t->labels);
@@ -880,6 +1028,21 @@ static int interrupted(trainer *t, wsml_train_result *res, wsml_err *err) {
                      t->st.epoch, (long long)t->st.global_step, t->path_last);
 }
 
+// A stretch of training steps (between checkpoints) for gpu_idle_frac: start marks the
+// device's busy time and the wall clock, end adds both differences to the epoch's.
+static void busy_interval_start(trainer *t) {
+    t->busy_mark = device_busy(t);
+    t->wall_mark = wsml_now();
+}
+
+static void busy_interval_end(trainer *t) {
+    if (t->busy_mark < 0) return;
+    double busy = device_busy(t);
+    if (busy < 0) return;
+    t->idle_wall += wsml_now() - t->wall_mark;
+    t->idle_busy += busy - t->busy_mark;
+}
+
 static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     train_state *s = &t->st;
@@ -905,6 +1068,8 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         wsml_progress *p = wsml_progress_start(label, (uint64_t)nb, "batch");
         wsml_progress_set(p, (uint64_t)s->batches_done);
         wsml_batch *b;
+        t->idle_wall = t->idle_busy = 0;
+        busy_interval_start(t);
         double t0 = wsml_now();
         while ((rc = wsml_loader_next(t->loader, &b, err)) == 1) {
             wsml_loss_stats ls;
@@ -956,6 +1121,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
             int max_hit = o->max_steps > 0 && s->global_step >= o->max_steps;
             int periodic = o->save_every > 0 && s->global_step % o->save_every == 0;
             if (stop || max_hit || periodic) {
+                busy_interval_end(t);
                 s->train_seconds += wsml_now() - t0;
                 t0 = wsml_now();
                 wsml_progress_end(p);
@@ -974,10 +1140,12 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                 }
                 p = wsml_progress_start(label, (uint64_t)nb, "batch");
                 wsml_progress_set(p, (uint64_t)s->batches_done);
+                busy_interval_start(t);
             }
         }
         wsml_progress_end(p);
         if (rc < 0) return wsml_err_prefix(err, "epoch %d", e);
+        busy_interval_end(t);
         s->train_seconds += wsml_now() - t0;
 
         double val_map = 0, groups[WSML_TRAIN_MAX_GROUPS];
@@ -1029,6 +1197,12 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         json_object_set_new(j, "time_s", json_real(elapsed));
         json_object_set_new(j, "images_per_s",
                             json_real(s->train_seconds > 0 ? s->images / s->train_seconds : 0));
+        if (t->busy_mark >= 0 && t->idle_wall > 0) {
+            // The share of this epoch's training time (in this process) in which the GPU
+            // had nothing queued: waiting for data, the host's loss, launches.
+            double idle = 1 - t->idle_busy / t->idle_wall;
+            json_object_set_new(j, "gpu_idle_frac", json_real(idle < 0 ? 0 : idle));
+        }
         wsml_info("epoch %d/%d: loss %.4f, modified %lld, val mAP %.2f (best %.2f @ %d)%s, "
                   "%.1f img/s",
                   e, o->epochs, s->images ? s->loss_sum / s->images : 0, (long long)s->modified,

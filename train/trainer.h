@@ -56,6 +56,7 @@ typedef struct {
     int64_t max_steps;              // stop after this many steps in total (0 = no limit)
     // execution
     char backend[8];                // cpu | cuda
+    char precision[8];              // fp32 | tf32 | bf16 (train/backend.h; cpu: tf32 = fp32)
     int threads;                    // compute threads (numerics may depend on it)
     int workers;                    // loader threads (never change numerics)
     int save_every;                 // steps between mid-epoch checkpoints (0 = only epochs)
@@ -66,7 +67,8 @@ typedef struct {
 
 // Defaults (README/--help): resnet18, width 1, linear head, alpha 5, loss an, relative
 // threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4, lr_mult 10, 10 epochs, batch 16,
-// seed 1, flip and shuffle on, early stop on, cpu, threads 1, workers 2, save every 200.
+// seed 1, flip and shuffle on, early stop on, cpu, tf32, threads 1, workers 2, save every
+// 200.
 void wsml_train_opts_default(wsml_train_opts *o);
 // The paper's recipe (SPEC §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
 // epochs, flip, early stop. Applied before the other flags, so flags override it.

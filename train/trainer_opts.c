@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "train/backend.h"
 #include "train/trainer.h"
 
 void wsml_train_opts_default(wsml_train_opts *o) {
@@ -24,6 +25,7 @@ void wsml_train_opts_default(wsml_train_opts *o) {
     o->shuffle = 1;
     o->early_stop = 1;
     snprintf(o->backend, sizeof o->backend, "cpu");
+    snprintf(o->precision, sizeof o->precision, "tf32");
     o->threads = 0; // resolved to the online CPUs at the start of a run
     o->workers = 2;
     o->save_every = 200;
@@ -83,6 +85,13 @@ int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err) {
                          (long long)o->max_steps);
     if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
         return wsml_errf(err, WSML_EARG, "--backend %s: expected cpu or cuda", o->backend);
+    if (wsml_precision_parse(o->precision) < 0)
+        return wsml_errf(err, WSML_EARG, "--precision %s: expected fp32, tf32 or bf16",
+                         o->precision);
+    if (!strcmp(o->precision, "bf16") && strcmp(o->backend, "cuda"))
+        return wsml_errf(err, WSML_EARG,
+                         "--precision bf16 needs --backend cuda (the cpu backend computes in "
+                         "fp32; tf32 runs as fp32 there)");
     if (o->threads < 0 || o->threads > 1024)
         return wsml_errf(err, WSML_EARG, "--threads %d: expected 1..1024 (0 = all CPUs)",
                          o->threads);
@@ -139,6 +148,7 @@ char *wsml_train_opts_to_json(const wsml_train_opts *o) {
     json_object_set_new(j, "early_stop", json_boolean(o->early_stop));
     json_object_set_new(j, "max_steps", json_integer(o->max_steps));
     json_object_set_new(j, "backend", json_string(o->backend));
+    json_object_set_new(j, "precision", json_string(o->precision));
     json_object_set_new(j, "threads", json_integer(o->threads));
     json_object_set_new(j, "workers", json_integer(o->workers));
     json_object_set_new(j, "save_every", json_integer(o->save_every));
@@ -229,6 +239,7 @@ int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_er
     TRY(get_bool(j, "early_stop", &o->early_stop, err));
     TRY(get_int(j, "max_steps", &max_steps, err));
     TRY(get_str(j, "backend", o->backend, sizeof o->backend, err));
+    TRY(get_str(j, "precision", o->precision, sizeof o->precision, err));
     TRY(get_int(j, "threads", &threads, err));
     TRY(get_int(j, "workers", &workers, err));
     TRY(get_int(j, "save_every", &save_every, err));
@@ -309,6 +320,7 @@ int wsml_train_opts_same_run(const wsml_train_opts *a, const wsml_train_opts *b,
     SAME_NUM(shuffle, "--shuffle");
     SAME_NUM(early_stop, "--early-stop");
     SAME_STR(backend, "--backend");
+    SAME_STR(precision, "--precision");
     SAME_NUM(threads, "--threads");
 #undef SAME_STR
 #undef SAME_NUM

@@ -61,8 +61,8 @@ test ! -e u/last.safetensors
 
 # ---- runtime errors: exit 1, one line naming the file
 expect_fail 1 "no-such-store" -- "${base[@]}" --out u --store no-such-store
-wsml-ingest --format fashion-mosaic --train-count 20 --test-count 4 --out store56 --quiet
-expect_fail 1 "56x56 images.*multiple of 32" -- "${base[@]}" --out u --store store56
+wsml-ingest --format fashion-mosaic --size 16 --train-count 20 --test-count 4 --out store16 --quiet
+expect_fail 1 "16x16 images.*\[32, 8192\]" -- "${base[@]}" --out u --store store16
 wsml-train "${base[@]}" --out done --epochs 1
 expect_fail 1 "finished run.*--force" -- "${base[@]}" --out done --epochs 1
 wsml-train "${base[@]}" --out done --epochs 1 --force

@@ -17,7 +17,9 @@
       The train-mode forward and backward again, in float64, but with every decision of
       the network taken from wsml's own forward (DIR/decisions.safetensors: the unit
       outputs act.<bn name> (NHWC) whose sign is each ReLU's mask, the stem max pool's
-      argmax, BoostLU's CAM whose sign picks the boost). Writes DIR/replay.safetensors
+      argmax, BoostLU's CAM whose sign picks the boost; each must have torchvision's
+      shape, which for odd input sizes checks the floor rule layer by layer, else exit
+      status 1 naming the layer). Writes DIR/replay.safetensors
       (logits_train, grad.*, after.*) and, as metadata, how many decisions differ from
       float64's own and the largest margin |v| / max|v| among those (near-ties only
       when wsml's forward is right to float32 rounding), and torch32_err.<tensor>:
@@ -215,6 +217,13 @@ def cmd_forward(args):
     write_safetensors(args.out + "/expected.safetensors", expected)
 
 
+def check_shape(name, ours, ref):
+    """wsml's activation shapes must be torchvision's for any input size (floor rule)."""
+    if tuple(ours.shape) != tuple(ref.shape):
+        sys.exit("net_ref.py: %s has shape %s in wsml, %s in torchvision (NCHW)"
+                 % (name, tuple(ours.shape), tuple(ref.shape)))
+
+
 class Decisions:
     """Forward hooks that replace each ReLU by multiplication with wsml's mask, the stem
     max pool by a gather at wsml's argmax, and count disagreements with float64."""
@@ -250,6 +259,7 @@ class Decisions:
             calls[0] += 1
             x = inp[0]
             mask = self.nchw("act." + name) > 0
+            check_shape(name, mask, x)
             self.note(x > 0, mask, x.detach(), x.detach().abs().max())
             return x * mask.to(x.dtype)
 
@@ -259,6 +269,7 @@ class Decisions:
         x = inp[0]
         n, c, h, w = out.shape
         ours = self.nchw("maxpool.argmax").long()
+        check_shape("maxpool", ours, out)
         natural = F.max_pool2d(x.detach(), 3, 2, 1, return_indices=True)[1]
         picked = x.flatten(2).gather(2, ours.flatten(2)).view(n, c, h, w)
         gap = out.detach() - picked.detach()  # >= 0; > 0 only where ours is not the max
@@ -267,6 +278,7 @@ class Decisions:
 
     def boost(self, cam, alpha):
         mask = self.nchw("cam") > 0
+        check_shape("cam", mask, cam)
         self.note(cam > 0, mask, cam.detach(), cam.detach().abs().max())
         return torch.where(mask, cam * alpha, cam)
 

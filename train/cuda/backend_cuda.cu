@@ -19,14 +19,19 @@
 // per-channel coefficients, both backends round the same way; ReLU decisions then
 // agree, which keeps the two backends comparable tensor by tensor (tests/unit/test_cuda.c).
 //
-// Precision (WSML_PRECISION, train/cuda/backend_cuda.h): tf32 (default) lets cuDNN and
-// cuBLAS use TF32 tensor cores for convolutions and GEMMs; fp32 forbids it. bf16 is not
-// implemented (activations are float32 buffers owned by train/net.h).
+// Precision (--precision / WSML_PRECISION, train/cuda/backend_cuda.h): tf32 (default) lets
+// cuDNN and cuBLAS use TF32 tensor cores for convolutions and GEMMs; fp32 forbids it; bf16
+// runs convolutions on bfloat16 copies of their operands and GEMMs with bf16 products,
+// accumulating in float32, while every buffer the network owns stays float32.
 //
-// Everything runs in order on one stream; copy_to_host, copy_to_device and synchronize
-// wait for it. Every CUDA/cuDNN/cuBLAS status is checked; be->err gets
-// "op: call: status" (the network prefixes the layer).
+// Everything runs in order on one compute stream; copy_to_host, copy_to_device and
+// synchronize wait for it. A second stream copies the loader's next batch (pinned host
+// memory, stage_input) while the compute stream works; copy_to_device of a staged batch
+// is then a device-to-device copy. Busy time for the trainer's gpu_idle_frac is measured
+// with events around each burst of work between two waits. Every CUDA/cuDNN/cuBLAS status is
+// checked; be->err gets "op: call: status" (the network prefixes the layer).
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <dlfcn.h>
@@ -97,6 +102,13 @@
 CUDNN_FUNCS(DECLARE_POINTER)
 CUBLAS_FUNCS(DECLARE_POINTER)
 #undef DECLARE_POINTER
+// cublasGemmEx is overloaded in C++ (cublas_api.h adds a cudaDataType compute-type form):
+// the C entry point's own signature.
+typedef cublasStatus_t (*gemm_ex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                                     int, const void *, const void *, cudaDataType, int,
+                                     const void *, cudaDataType, int, const void *, void *,
+                                     cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+static gemm_ex_fn dl_cublasGemmEx;
 
 static pthread_once_t libs_once = PTHREAD_ONCE_INIT;
 static char libs_error[512]; // empty when both libraries and every symbol were found
@@ -126,6 +138,7 @@ static void load_libraries_once(void) {
 #define RESOLVE_CUBLAS(name) RESOLVE(cublas, CUBLAS_SONAME, name)
     CUDNN_FUNCS(RESOLVE_CUDNN)
     CUBLAS_FUNCS(RESOLVE_CUBLAS)
+    RESOLVE_CUBLAS(cublasGemmEx)
 #undef RESOLVE_CUDNN
 #undef RESOLVE_CUBLAS
 #undef RESOLVE
@@ -174,6 +187,7 @@ static int load_libraries(void) {
 #define cublasSetMathMode dl_cublasSetMathMode
 #define cublasSetWorkspace_v2 dl_cublasSetWorkspace_v2
 #define cublasSgemm_v2 dl_cublasSgemm_v2
+#define cublasGemmEx dl_cublasGemmEx
 #define cublasGetStatusString dl_cublasGetStatusString
 #define cublasGetStatusName dl_cublasGetStatusName
 #define cublasGetProperty dl_cublasGetProperty
@@ -207,6 +221,7 @@ typedef struct {
     cudnnConvolutionDescriptor_t fwd_conv, data_conv, filter_conv;
     conv_algos slot[2]; // [0]: max_batch, [1]: the last other batch size seen
     int active;         // slot the descriptors are set for, -1 none
+    int bf16;           // operands in bfloat16 (--precision bf16 and cuDNN has algorithms)
 } conv_plan;
 
 // Shape cache: layers of the same shape (ResNet repeats blocks) share one search.
@@ -220,13 +235,33 @@ typedef struct {
     size_t bytes;
 } alloc_record;
 
+// One staged input: the device copy of a pinned host buffer of the loader.
+#define STAGE_SLOTS 4 // the loader double-buffers; two loaders (train, val) may be open
+typedef struct {
+    const void *host; // NULL: free slot
+    size_t bytes;     // bytes staged
+    void *dev;        // device buffer of cap bytes (allocated on first use, then kept)
+    size_t cap;
+    int valid;            // dev holds host's current contents
+    int in_use;           // a copy into dev is running (another thread)
+    cudaEvent_t consumed; // recorded on the compute stream after dev was read
+    unsigned long long last_used;
+} stage_slot;
+
 typedef struct {
     int device, sm_count;
     cudaStream_t stream;
     cudnnHandle_t cudnn;
     cublasHandle_t cublas;
-    int tf32; // 1: TF32 tensor cores allowed
-    int find; // 1: cudnnFind instead of heuristics
+    wsml_precision precision; // FP32, TF32 or BF16
+    int tf32;                 // 1: TF32 tensor cores allowed
+    int tensor_ops;           // 1: tf32 or bf16 (cuDNN may pick tensor-core math)
+    // bf16: convolution operands converted from the float32 buffers, per call: three
+    // regions (input side, filter, output side) sized in conv_prepare for the largest layer
+    void *bf16_buf;
+    size_t bf16_bytes;
+    int bf16_fallback_layers; // layers prepared in float32 for want of a bf16 algorithm
+    int find;                 // 1: cudnnFind instead of heuristics
     void *workspace;
     size_t workspace_bytes, workspace_cap;
     void *cublas_workspace;
@@ -237,10 +272,38 @@ typedef struct {
     size_t allocated, peak; // bytes: be->alloc + workspace + scratch + cuBLAS workspace
     algo_cache_entry *cache;
     size_t cache_len, cache_cap;
+    // Input staging (stage_input): the loader's pinned batches are copied on copy_stream
+    // into these device buffers while the compute stream works on the previous batch.
+    cudaStream_t copy_stream;
+    pthread_mutex_t stage_mu;
+    int stage_mu_ready;
+    stage_slot stage[STAGE_SLOTS];
+    unsigned long long stage_clock;
+    // Busy time (busy_seconds): a burst opens with the first operation queued after the
+    // stream was drained and closes when it is drained again.
+    cudaEvent_t burst_start, burst_end;
+    int burst_open;
+    double busy_seconds;
 } cuda_impl;
 
 static cuda_impl *impl_of(wsml_backend *be) {
     return (cuda_impl *)be->impl;
+}
+
+// train/backend.c's wsml_precision_parse/_name: this library links only libwsml-common
+// (the executables that dlopen it do not export libwsml-train's symbols).
+static int precision_parse(const char *name) {
+    if (!strcmp(name, "fp32"))
+        return WSML_PRECISION_FP32;
+    if (!strcmp(name, "tf32"))
+        return WSML_PRECISION_TF32;
+    if (!strcmp(name, "bf16"))
+        return WSML_PRECISION_BF16;
+    return -1;
+}
+
+static const char *precision_name(wsml_precision p) {
+    return p == WSML_PRECISION_BF16 ? "bf16" : p == WSML_PRECISION_TF32 ? "tf32" : "fp32";
 }
 
 // ----------------------------------------------------------------------------
@@ -324,6 +387,35 @@ static int grid_for(wsml_backend *be, int64_t work) {
 }
 
 // ----------------------------------------------------------------------------
+// busy time: every operation that queues work calls burst_begin first
+
+static void burst_begin(wsml_backend *be) {
+    cuda_impl *im = impl_of(be);
+    if (im->burst_open || !im->burst_start)
+        return;
+    if (cudaEventRecord(im->burst_start, im->stream) == cudaSuccess)
+        im->burst_open = 1;
+    else
+        cudaGetLastError(); // timing only: a failure here must not fail the operation
+}
+
+// Waits until the compute stream is empty and closes the burst in flight.
+static int stream_drain(wsml_backend *be, const char *op) {
+    cuda_impl *im = impl_of(be);
+    int timed = im->burst_open && cudaEventRecord(im->burst_end, im->stream) == cudaSuccess;
+    CUDA_TRY(op, cudaStreamSynchronize(im->stream));
+    if (im->burst_open) {
+        float ms = 0;
+        if (timed && cudaEventElapsedTime(&ms, im->burst_start, im->burst_end) == cudaSuccess)
+            im->busy_seconds += ms / 1000.0;
+        else
+            cudaGetLastError();
+        im->burst_open = 0;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // device memory
 
 static void track(cuda_impl *im, size_t bytes, int add) {
@@ -400,15 +492,139 @@ static void cuda_free(wsml_backend *be, void *ptr) {
     cudaFree(ptr); // not ours: let CUDA decide (an invalid pointer is a programmer error)
 }
 
+// The staged slot holding host_src's current bytes, or -1. Caller holds stage_mu.
+static int stage_find(cuda_impl *im, const void *host_src, size_t bytes) {
+    for (int i = 0; i < STAGE_SLOTS; i++)
+        if (im->stage[i].host == host_src && im->stage[i].valid && im->stage[i].bytes == bytes)
+            return i;
+    return -1;
+}
+
 static int cuda_copy_to_device(wsml_backend *be, void *dst, const void *host_src, size_t bytes) {
     cuda_impl *im = impl_of(be);
     if (!bytes)
         return 0;
+    burst_begin(be);
+    int slot = -1;
+    if (im->stage_mu_ready) {
+        pthread_mutex_lock(&im->stage_mu);
+        slot = stage_find(im, host_src, bytes);
+        if (slot >= 0) {
+            im->stage[slot].valid = 0;  // consumed: the loader refills and restages host_src
+            im->stage[slot].in_use = 1; // no stage_input may reuse it before `consumed`
+        }
+        pthread_mutex_unlock(&im->stage_mu);
+    }
+    if (slot >= 0) {
+        // Already on the device (stage_input): a device-to-device copy, no host wait.
+        stage_slot *s = &im->stage[slot];
+        cudaError_t e = cudaMemcpyAsync(dst, s->dev, bytes, cudaMemcpyDeviceToDevice, im->stream);
+        if (e == cudaSuccess)
+            e = cudaEventRecord(s->consumed, im->stream);
+        pthread_mutex_lock(&im->stage_mu);
+        s->in_use = 0;
+        pthread_mutex_unlock(&im->stage_mu);
+        if (e != cudaSuccess)
+            return cuda_fail(be, "copy_to_device (staged input)", "cudaMemcpyAsync", e);
+        return 0;
+    }
     CUDA_TRY("copy_to_device",
              cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, im->stream));
     // Wait: the caller may reuse host_src at once (it may be pinned memory, for which
     // the copy would otherwise still be in flight).
-    CUDA_TRY("copy_to_device", cudaStreamSynchronize(im->stream));
+    return stream_drain(be, "copy_to_device");
+}
+
+// stage_input (train/backend.h), called by loader threads: the copy runs on copy_stream,
+// beside whatever the compute stream is doing.
+// Failures go to *err, not be->err, which belongs to the thread driving the network.
+static int stage_fail(wsml_err *err, const char *call, cudaError_t e) {
+    cudaGetLastError();
+    return wsml_errf(err, e == cudaErrorMemoryAllocation ? WSML_ENOMEM : WSML_EDEVICE,
+                     "stage_input: %s: %s (%s)", call, cudaGetErrorString(e), cudaGetErrorName(e));
+}
+
+static int cuda_stage_input(wsml_backend *be, const void *host_src, size_t bytes, wsml_err *err) {
+    cuda_impl *im = impl_of(be);
+    pthread_mutex_lock(&im->stage_mu);
+    int slot = -1;
+    for (int i = 0; i < STAGE_SLOTS && slot < 0; i++)
+        if (im->stage[i].host == host_src)
+            slot = i;
+    if (bytes == 0) { // forget: host_src is about to be refilled
+        if (slot >= 0)
+            im->stage[slot].valid = 0;
+        pthread_mutex_unlock(&im->stage_mu);
+        return 0;
+    }
+    for (int i = 0; i < STAGE_SLOTS && slot < 0; i++) // else the least recently used idle slot
+        if (!im->stage[i].in_use &&
+            (slot < 0 || im->stage[i].last_used < im->stage[slot].last_used))
+            slot = i;
+    if (slot < 0 || im->stage[slot].in_use) {
+        pthread_mutex_unlock(&im->stage_mu);
+        return 0; // no slot free: copy_to_device will copy from the host instead
+    }
+    stage_slot *s = &im->stage[slot];
+    s->host = host_src;
+    s->valid = 0;
+    s->in_use = 1;
+    s->last_used = ++im->stage_clock;
+    pthread_mutex_unlock(&im->stage_mu);
+
+    int rc = 0;
+    cudaError_t e = cudaSetDevice(im->device); // the current device is per thread
+    if (e != cudaSuccess) {
+        rc = stage_fail(err, "cudaSetDevice", e);
+    } else if (s->cap < bytes) {
+        // Once per slot for a given batch size: the first batches, not every step.
+        if (s->dev) {
+            cudaStreamWaitEvent(im->copy_stream, s->consumed, 0);
+            cudaStreamSynchronize(im->copy_stream);
+            cudaFree(s->dev);
+            s->dev = NULL;
+            s->cap = 0;
+        }
+        e = cudaMalloc(&s->dev, bytes);
+        if (e != cudaSuccess)
+            rc = stage_fail(err, "cudaMalloc", e);
+        else
+            s->cap = bytes;
+    }
+    // A compute-stream copy out of this slot (the batch before) must be done first.
+    if (rc == 0 && (e = cudaStreamWaitEvent(im->copy_stream, s->consumed, 0)) != cudaSuccess)
+        rc = stage_fail(err, "cudaStreamWaitEvent", e);
+    if (rc == 0 && (e = cudaMemcpyAsync(s->dev, host_src, bytes, cudaMemcpyHostToDevice,
+                                        im->copy_stream)) != cudaSuccess)
+        rc = stage_fail(err, "cudaMemcpyAsync", e);
+    if (rc == 0 && (e = cudaStreamSynchronize(im->copy_stream)) != cudaSuccess)
+        rc = stage_fail(err, "cudaStreamSynchronize", e);
+    pthread_mutex_lock(&im->stage_mu);
+    s->in_use = 0;
+    s->bytes = bytes;
+    s->valid = rc == 0;
+    pthread_mutex_unlock(&im->stage_mu);
+    return rc;
+}
+
+static void *cuda_host_alloc(wsml_backend *be, size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocPortable);
+    if (e != cudaSuccess) {
+        cuda_fail(be, "host_alloc", "cudaHostAlloc", e);
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_host_free(wsml_backend *be, void *ptr) {
+    (void)be;
+    if (ptr)
+        cudaFreeHost(ptr);
+}
+
+static int cuda_busy_seconds(wsml_backend *be, double *seconds) {
+    *seconds = impl_of(be)->busy_seconds;
     return 0;
 }
 
@@ -416,13 +632,14 @@ static int cuda_copy_to_host(wsml_backend *be, void *host_dst, const void *src, 
     cuda_impl *im = impl_of(be);
     if (!bytes)
         return 0;
+    burst_begin(be);
     CUDA_TRY("copy_to_host",
              cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, im->stream));
-    CUDA_TRY("copy_to_host", cudaStreamSynchronize(im->stream));
-    return 0;
+    return stream_drain(be, "copy_to_host");
 }
 
 static int cuda_copy(wsml_backend *be, void *dst, const void *src, size_t bytes) {
+    burst_begin(be);
     if (!bytes)
         return 0;
     CUDA_TRY("copy",
@@ -431,6 +648,7 @@ static int cuda_copy(wsml_backend *be, void *dst, const void *src, size_t bytes)
 }
 
 static int cuda_zero(wsml_backend *be, void *dst, size_t bytes) {
+    burst_begin(be);
     if (!bytes)
         return 0;
     CUDA_TRY("zero", cudaMemsetAsync(dst, 0, bytes, impl_of(be)->stream));
@@ -438,7 +656,9 @@ static int cuda_zero(wsml_backend *be, void *dst, size_t bytes) {
 }
 
 static int cuda_synchronize(wsml_backend *be) {
-    CUDA_TRY("synchronize", cudaStreamSynchronize(impl_of(be)->stream));
+    int rc = stream_drain(be, "synchronize");
+    if (rc)
+        return rc;
     CUDA_TRY("synchronize", cudaGetLastError());
     return 0;
 }
@@ -450,7 +670,9 @@ static int ensure_scratch(wsml_backend *be, size_t bytes) {
     if (im->scratch_bytes >= bytes)
         return 0;
     size_t want = im->scratch_bytes * 2 > bytes ? im->scratch_bytes * 2 : bytes;
-    CUDA_TRY("scratch", cudaStreamSynchronize(im->stream));
+    int drc = stream_drain(be, "scratch");
+    if (drc)
+        return drc;
     device_free(im, im->scratch, im->scratch_bytes);
     im->scratch = NULL;
     im->scratch_bytes = 0;
@@ -464,17 +686,103 @@ static int ensure_scratch(wsml_backend *be, size_t bytes) {
 // ----------------------------------------------------------------------------
 // convolution (cuDNN)
 
+// bf16 operands. dst: (n,) bfloat16 = round-to-nearest-even of src: (n,) float32
+__global__ void to_bf16_kernel(int64_t n, __nv_bfloat16 *dst, const float *src) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+// dst: (n,) float32 = src (bfloat16, exact), or += src when accumulate
+__global__ void from_bf16_kernel(int64_t n, float *dst, const __nv_bfloat16 *src, int accumulate) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        float v = __bfloat162float(src[i]);
+        dst[i] = accumulate ? __fadd_rn(dst[i], v) : v;
+    }
+}
+
+static int to_bf16(wsml_backend *be, const char *op, void *dst, const float *src, int64_t n) {
+    to_bf16_kernel<<<grid_for(be, n), THREADS, 0, impl_of(be)->stream>>>(n, (__nv_bfloat16 *)dst,
+                                                                         src);
+    LAUNCH_TRY(op, "to_bf16_kernel");
+    return 0;
+}
+
+static int from_bf16(wsml_backend *be, const char *op, float *dst, const void *src, int64_t n,
+                     int accumulate) {
+    from_bf16_kernel<<<grid_for(be, n), THREADS, 0, impl_of(be)->stream>>>(
+        n, dst, (const __nv_bfloat16 *)src, accumulate);
+    LAUNCH_TRY(op, "from_bf16_kernel");
+    return 0;
+}
+
+// The three bf16 regions of a layer for batch n: input side (x or dx), filter (w or dw),
+// output side (y or dy), each 256-byte aligned.
+typedef struct {
+    void *in, *filter, *out;
+    int64_t in_elems, filter_elems, out_elems;
+} bf16_regions;
+
+static size_t round256(size_t bytes) {
+    return (bytes + 255) & ~(size_t)255;
+}
+
+static bf16_regions bf16_layout(cuda_impl *im, const wsml_conv_desc *d, int n) {
+    bf16_regions r;
+    r.in_elems = (int64_t)n * d->in_h * d->in_w * d->in_channels;
+    r.filter_elems = (int64_t)d->out_channels * d->kernel_h * d->kernel_w * d->in_channels;
+    r.out_elems = (int64_t)n * d->out_h * d->out_w * d->out_channels;
+    char *base = (char *)im->bf16_buf;
+    r.in = base;
+    r.filter = base + round256((size_t)r.in_elems * 2);
+    r.out = (char *)r.filter + round256((size_t)r.filter_elems * 2);
+    return r;
+}
+
+static size_t bf16_bytes_for(const wsml_conv_desc *d) {
+    size_t in = (size_t)d->max_batch * d->in_h * d->in_w * d->in_channels;
+    size_t filter = (size_t)d->out_channels * d->kernel_h * d->kernel_w * d->in_channels;
+    size_t out = (size_t)d->max_batch * d->out_h * d->out_w * d->out_channels;
+    return round256(in * 2) + round256(filter * 2) + round256(out * 2);
+}
+
+// Grows the bf16 operand buffer (conv_prepare only, never during a step).
+static int grow_bf16(wsml_backend *be, size_t bytes) {
+    cuda_impl *im = impl_of(be);
+    if (bytes <= im->bf16_bytes)
+        return 0;
+    int rc = stream_drain(be, "conv_prepare");
+    if (rc)
+        return rc;
+    void *p = NULL;
+    rc = device_malloc(be, "conv_prepare: bf16 operands", &p, bytes);
+    if (rc)
+        return rc;
+    device_free(im, im->bf16_buf, im->bf16_bytes);
+    im->bf16_buf = p;
+    im->bf16_bytes = bytes;
+    return 0;
+}
+
 static int is_fp32_only(cudnnMathType_t m) {
     return m == CUDNN_DEFAULT_MATH || m == CUDNN_FMA_MATH;
 }
 
 // Sets x/y descriptors for a batch of n (the filter and convolutions do not depend on n).
+// The data type of a layer's operands: bf16 plans store them as bfloat16 (converted per
+// call), accumulating in float32 (cuDNN's PSEUDO_BFLOAT16 configuration).
+static cudnnDataType_t conv_data_type(const conv_plan *p) {
+    return p->bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
 static int set_tensor_descs(wsml_backend *be, conv_plan *p, const wsml_conv_desc *d, int n,
                             const char *op) {
-    CUDNN_TRY(op, cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n,
-                                             d->in_channels, d->in_h, d->in_w));
-    CUDNN_TRY(op, cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, n,
-                                             d->out_channels, d->out_h, d->out_w));
+    cudnnDataType_t dt = conv_data_type(p);
+    CUDNN_TRY(op, cudnnSetTensor4dDescriptor(p->x_desc, CUDNN_TENSOR_NHWC, dt, n, d->in_channels,
+                                             d->in_h, d->in_w));
+    CUDNN_TRY(op, cudnnSetTensor4dDescriptor(p->y_desc, CUDNN_TENSOR_NHWC, dt, n, d->out_channels,
+                                             d->out_h, d->out_w));
     return 0;
 }
 
@@ -520,7 +828,7 @@ static void cache_add(cuda_impl *im, const int key[10], const conv_algos *a) {
     do {                                                                                           \
         PERF_T perf[COUNT];                                                                        \
         int returned = 0;                                                                          \
-        cudnnMathType_t query_math = im->tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;             \
+        cudnnMathType_t query_math = im->tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;       \
         CUDNN_TRY(op, cudnnSetConvolutionMathType(conv, query_math));                              \
         cudnnStatus_t find_status = CUDNN_STATUS_NOT_SUPPORTED;                                    \
         if (im->find)                                                                              \
@@ -530,13 +838,13 @@ static void cache_add(cuda_impl *im, const int key[10], const conv_algos *a) {
         int found = 0;                                                                             \
         /* fp32: first the candidates cuDNN itself lists as plain fp32, then any other */          \
         /* under the forced FMA math type (the workspace query rejects what cannot run) */         \
-        for (int pass = im->tf32 ? 1 : 0; pass < 2 && !found; pass++)                              \
+        for (int pass = im->tensor_ops ? 1 : 0; pass < 2 && !found; pass++)                        \
             for (int i = 0; i < returned && !found; i++) {                                         \
                 if (perf[i].status != CUDNN_STATUS_SUCCESS)                                        \
                     continue;                                                                      \
                 if (pass == 0 && !is_fp32_only(perf[i].mathType))                                  \
                     continue;                                                                      \
-                cudnnMathType_t m = im->tf32 ? perf[i].mathType : CUDNN_FMA_MATH;                  \
+                cudnnMathType_t m = im->tensor_ops ? perf[i].mathType : CUDNN_FMA_MATH;            \
                 if (cudnnSetConvolutionMathType(conv, m) != CUDNN_STATUS_SUCCESS)                  \
                     continue;                                                                      \
                 size_t bytes = 0;                                                                  \
@@ -551,7 +859,7 @@ static void cache_add(cuda_impl *im, const int key[10], const conv_algos *a) {
             return wsml_errf(&be->err, WSML_EDEVICE,                                               \
                              "%s: cuDNN offers no %s algorithm for this layer (batch %d, "         \
                              "%s) within a %zu-byte workspace",                                    \
-                             op, what, n, im->tf32 ? "tf32" : "fp32", limit);                      \
+                             op, what, n, precision_name(im->precision), limit);                   \
     } while (0)
 
 // Chooses the three algorithms for batch n with workspaces of at most `limit` bytes;
@@ -564,6 +872,7 @@ static int choose_algos(wsml_backend *be, conv_plan *p, const wsml_conv_desc *d,
         return rc;
     int key[10];
     cache_key(d, n, key);
+    key[9] = p->bf16;
     const conv_algos *hit = cache_find(im, key);
     if (hit && hit->fwd_bytes <= limit && hit->data_bytes <= limit && hit->filter_bytes <= limit) {
         *out = *hit;
@@ -628,7 +937,9 @@ static int grow_workspace(wsml_backend *be, size_t bytes) {
     cuda_impl *im = impl_of(be);
     if (bytes <= im->workspace_bytes)
         return 0;
-    CUDA_TRY("conv_prepare", cudaStreamSynchronize(im->stream));
+    int drc = stream_drain(be, "conv_prepare");
+    if (drc)
+        return drc;
     void *p = NULL;
     int rc = device_malloc(be, "conv_prepare: cuDNN workspace", &p, bytes);
     if (rc)
@@ -662,7 +973,7 @@ static int plan_create(wsml_backend *be, const wsml_conv_desc *d, conv_plan *p) 
     CUDNN_TRY(op, cudnnCreateTensorDescriptor(&p->x_desc));
     CUDNN_TRY(op, cudnnCreateTensorDescriptor(&p->y_desc));
     CUDNN_TRY(op, cudnnCreateFilterDescriptor(&p->w_desc));
-    CUDNN_TRY(op, cudnnSetFilter4dDescriptor(p->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
+    CUDNN_TRY(op, cudnnSetFilter4dDescriptor(p->w_desc, conv_data_type(p), CUDNN_TENSOR_NHWC,
                                              d->out_channels, d->in_channels, d->kernel_h,
                                              d->kernel_w));
     cudnnConvolutionDescriptor_t *convs[3] = {&p->fwd_conv, &p->data_conv, &p->filter_conv};
@@ -694,22 +1005,36 @@ static int cuda_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
                          "conv_prepare: a batch of %d images makes a %.0f-element tensor, over "
                          "cuDNN's 2^31 limit; try a smaller --batch",
                          d->max_batch, in_elems > out_elems ? in_elems : out_elems);
-    conv_plan *p = (conv_plan *)calloc(1, sizeof(*p));
-    if (!p)
-        return wsml_errf(&be->err, WSML_ENOMEM, "conv_prepare: out of host memory");
-    int rc = plan_create(be, d, p);
-    if (rc == 0) {
-        // Workspace limit: the cap, and never more than a quarter of what is free now
-        // (the activations are already allocated when the network prepares its layers).
-        size_t free_b = 0, total_b = 0, limit = im->workspace_cap;
-        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < limit)
-            limit = free_b / 4 > im->workspace_bytes ? free_b / 4 : im->workspace_bytes;
-        rc = choose_algos(be, p, d, d->max_batch, limit, &p->slot[0], op);
-        if (rc == 0)
-            rc = grow_workspace(be, algos_bytes(&p->slot[0]));
-        if (rc == WSML_ENOMEM) // fall back to algorithms that fit the workspace we have
-            rc = choose_algos(be, p, d, d->max_batch, im->workspace_bytes, &p->slot[0], op);
-        p->active = 0;
+    conv_plan *p = NULL;
+    int rc = 0;
+    // bf16: a layer for which cuDNN offers no bf16 algorithm (e.g. a 3-channel stem on
+    // some versions) runs in float32 with TF32 instead, rather than failing the run.
+    for (int bf16 = im->precision == WSML_PRECISION_BF16; bf16 >= 0; bf16--) {
+        p = (conv_plan *)calloc(1, sizeof(*p));
+        if (!p)
+            return wsml_errf(&be->err, WSML_ENOMEM, "conv_prepare: out of host memory");
+        p->bf16 = bf16;
+        rc = plan_create(be, d, p);
+        if (rc == 0) {
+            // Workspace limit: the cap, and never more than a quarter of what is free now
+            // (the activations are already allocated when the network prepares its layers).
+            size_t free_b = 0, total_b = 0, limit = im->workspace_cap;
+            if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && free_b / 4 < limit)
+                limit = free_b / 4 > im->workspace_bytes ? free_b / 4 : im->workspace_bytes;
+            rc = choose_algos(be, p, d, d->max_batch, limit, &p->slot[0], op);
+            if (rc == 0)
+                rc = grow_workspace(be, algos_bytes(&p->slot[0]));
+            if (rc == WSML_ENOMEM) // fall back to algorithms that fit the workspace we have
+                rc = choose_algos(be, p, d, d->max_batch, im->workspace_bytes, &p->slot[0], op);
+            p->active = 0;
+            if (rc == 0 && bf16)
+                rc = grow_bf16(be, bf16_bytes_for(d));
+        }
+        if (rc == 0 || !bf16 || rc != WSML_EDEVICE)
+            break;
+        plan_destroy(p); // no bf16 algorithm: once more in float32
+        p = NULL;
+        im->bf16_fallback_layers++;
     }
     if (rc) {
         plan_destroy(p);
@@ -759,6 +1084,7 @@ static int plan_for_batch(wsml_backend *be, const wsml_conv_desc *d, int n, cons
 // y: (n, out_h, out_w, O) = conv(x: (n, in_h, in_w, I), w: (O, KH, KW, I))
 static int cuda_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, float *y,
                              const float *x, const float *w) {
+    burst_begin(be);
     const char *op = "conv_forward";
     conv_plan *p;
     const conv_algos *a;
@@ -767,6 +1093,16 @@ static int cuda_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, f
         return rc;
     cuda_impl *im = impl_of(be);
     const float one = 1.0f, zero = 0.0f;
+    if (p->bf16) {
+        bf16_regions r = bf16_layout(im, d, n);
+        if ((rc = to_bf16(be, op, r.in, x, r.in_elems)) ||
+            (rc = to_bf16(be, op, r.filter, w, r.filter_elems)))
+            return rc;
+        CUDNN_TRY(op, cudnnConvolutionForward(im->cudnn, &one, p->x_desc, r.in, p->w_desc, r.filter,
+                                              p->fwd_conv, a->fwd, im->workspace,
+                                              im->workspace_bytes, &zero, p->y_desc, r.out));
+        return from_bf16(be, op, y, r.out, r.out_elems, 0);
+    }
     CUDNN_TRY(op, cudnnConvolutionForward(im->cudnn, &one, p->x_desc, x, p->w_desc, w, p->fwd_conv,
                                           a->fwd, im->workspace, im->workspace_bytes, &zero,
                                           p->y_desc, y));
@@ -776,6 +1112,7 @@ static int cuda_conv_forward(wsml_backend *be, const wsml_conv_desc *d, int n, f
 // dx: (n, in_h, in_w, I) (+)= conv_transpose(dy: (n, out_h, out_w, O), w)
 static int cuda_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, int n, float *dx,
                                    const float *dy, const float *w, int accumulate) {
+    burst_begin(be);
     const char *op = "conv_backward_data";
     conv_plan *p;
     const conv_algos *a;
@@ -783,6 +1120,17 @@ static int cuda_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, in
     if (rc)
         return rc;
     cuda_impl *im = impl_of(be);
+    if (p->bf16) {
+        const float one = 1.0f, zero = 0.0f;
+        bf16_regions r = bf16_layout(im, d, n);
+        if ((rc = to_bf16(be, op, r.out, dy, r.out_elems)) ||
+            (rc = to_bf16(be, op, r.filter, w, r.filter_elems)))
+            return rc;
+        CUDNN_TRY(op, cudnnConvolutionBackwardData(im->cudnn, &one, p->w_desc, r.filter, p->y_desc,
+                                                   r.out, p->data_conv, a->bwd_data, im->workspace,
+                                                   im->workspace_bytes, &zero, p->x_desc, r.in));
+        return from_bf16(be, op, dx, r.in, r.in_elems, accumulate);
+    }
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
     CUDNN_TRY(op, cudnnConvolutionBackwardData(im->cudnn, &one, p->w_desc, w, p->y_desc, dy,
                                                p->data_conv, a->bwd_data, im->workspace,
@@ -793,6 +1141,7 @@ static int cuda_conv_backward_data(wsml_backend *be, const wsml_conv_desc *d, in
 // dw: (O, KH, KW, I) += Σ over the batch of dy ⊗ x patches
 static int cuda_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, int n, float *dw,
                                      const float *dy, const float *x) {
+    burst_begin(be);
     const char *op = "conv_backward_filter";
     conv_plan *p;
     const conv_algos *a;
@@ -801,6 +1150,19 @@ static int cuda_conv_backward_filter(wsml_backend *be, const wsml_conv_desc *d, 
         return rc;
     cuda_impl *im = impl_of(be);
     const float one = 1.0f;
+    if (p->bf16) {
+        // dw in bf16 (as autocast's gradient of the bf16 weight copy), then += into fp32
+        const float zero = 0.0f;
+        bf16_regions r = bf16_layout(im, d, n);
+        if ((rc = to_bf16(be, op, r.out, dy, r.out_elems)) ||
+            (rc = to_bf16(be, op, r.in, x, r.in_elems)))
+            return rc;
+        CUDNN_TRY(op,
+                  cudnnConvolutionBackwardFilter(im->cudnn, &one, p->x_desc, r.in, p->y_desc, r.out,
+                                                 p->filter_conv, a->bwd_filter, im->workspace,
+                                                 im->workspace_bytes, &zero, p->w_desc, r.filter));
+        return from_bf16(be, op, dw, r.filter, r.filter_elems, 1);
+    }
     CUDNN_TRY(op, cudnnConvolutionBackwardFilter(im->cudnn, &one, p->x_desc, x, p->y_desc, dy,
                                                  p->filter_conv, a->bwd_filter, im->workspace,
                                                  im->workspace_bytes, &one, p->w_desc, dw));
@@ -1058,6 +1420,7 @@ static int cuda_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y
                                  const float *gamma, const float *beta, const float *residual,
                                  int relu, float *running_mean, float *running_var,
                                  float *save_mean, float *save_invstd, float momentum, float eps) {
+    burst_begin(be);
     const char *op = "bn_forward_train";
     if (rows < 2)
         return wsml_errf(&be->err, WSML_EARG,
@@ -1082,6 +1445,7 @@ static int cuda_bn_forward_eval(wsml_backend *be, int C, int64_t rows, float *y,
                                 const float *gamma, const float *beta, const float *residual,
                                 int relu, const float *running_mean, const float *running_var,
                                 float eps) {
+    burst_begin(be);
     const char *op = "bn_forward_eval";
     sums_plan sp;
     int rc = plan_sums(be, C, 1, 3, &sp);
@@ -1158,6 +1522,7 @@ static int cuda_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, fl
                             const float *dy, const float *y, int relu, const float *x,
                             const float *gamma, const float *save_mean, const float *save_invstd,
                             float *dgamma, float *dbeta) {
+    burst_begin(be);
     const char *op = "bn_backward";
     if (!y)
         y = dy; // as the cpu backend: without the output, dy's own sign masks
@@ -1233,6 +1598,7 @@ __global__ void maxpool_forward_kernel(wsml_pool_desc d, int64_t total, float *y
 
 static int cuda_maxpool_forward(wsml_backend *be, const wsml_pool_desc *d, int n, float *y,
                                 const float *x, int32_t *argmax) {
+    burst_begin(be);
     int64_t total = (int64_t)n * d->out_h * d->out_w * d->channels;
     if (total <= 0)
         return 0;
@@ -1281,6 +1647,7 @@ __global__ void maxpool_backward_kernel(wsml_pool_desc d, int64_t total, float *
 static int cuda_maxpool_backward(wsml_backend *be, const wsml_pool_desc *d, int n, float *dx,
                                  const float *dy, const float *x, const float *y,
                                  const int32_t *argmax) {
+    burst_begin(be);
     (void)x;
     (void)y;
     int64_t total = (int64_t)n * d->in_h * d->in_w * d->channels;
@@ -1309,6 +1676,7 @@ __global__ void avgpool_forward_kernel(int n, int hw, int C, float *y, const flo
 }
 
 static int cuda_avgpool_forward(wsml_backend *be, int n, int hw, int C, float *y, const float *x) {
+    burst_begin(be);
     int64_t total = (int64_t)n * C;
     if (total <= 0)
         return 0;
@@ -1332,6 +1700,7 @@ __global__ void avgpool_backward_kernel(int n, int hw, int C, float *dx, const f
 
 static int cuda_avgpool_backward(wsml_backend *be, int n, int hw, int C, float *dx,
                                  const float *dy) {
+    burst_begin(be);
     int64_t total = (int64_t)n * hw * C;
     if (total <= 0)
         return 0;
@@ -1350,8 +1719,17 @@ static int cuda_avgpool_backward(wsml_backend *be, int n, int hw, int C, float *
 static int cuda_gemm(wsml_backend *be, int trans_a, int trans_b, int M, int N, int K, float alpha,
                      const float *A, int lda, const float *B, int ldb, float beta, float *C,
                      int ldc) {
+    burst_begin(be);
     if (M <= 0 || N <= 0)
         return 0;
+    if (impl_of(be)->precision == WSML_PRECISION_BF16) {
+        // float32 in and out, bf16 tensor-core products with float32 accumulation
+        CUBLAS_TRY("gemm", cublasGemmEx(impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                        trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B,
+                                        CUDA_R_32F, ldb, A, CUDA_R_32F, lda, &beta, C, CUDA_R_32F,
+                                        ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT));
+        return 0;
+    }
     CUBLAS_TRY("gemm", cublasSgemm(impl_of(be)->cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                    trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb, A,
                                    lda, &beta, C, ldc));
@@ -1367,6 +1745,7 @@ __global__ void bias_add_kernel(int64_t rows, int cols, float *y, const float *b
 }
 
 static int cuda_bias_add(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias) {
+    burst_begin(be);
     int64_t total = rows * cols;
     if (total <= 0)
         return 0;
@@ -1390,6 +1769,7 @@ __global__ void bias_backward_finalize_kernel(int C, int chunks, const double *p
 // dbias: (cols) += column sums of dy: (rows, cols)
 static int cuda_bias_backward(wsml_backend *be, int64_t rows, int cols, float *dbias,
                               const float *dy) {
+    burst_begin(be);
     const char *op = "bias_backward";
     if (rows <= 0 || cols <= 0)
         return 0;
@@ -1427,6 +1807,7 @@ __global__ void boostlu_forward_kernel(int n, int hw, int C, float alpha, float 
 
 static int cuda_boostlu_forward(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
                                 const float *cam) {
+    burst_begin(be);
     int64_t total = (int64_t)n * C;
     if (total <= 0)
         return 0;
@@ -1452,6 +1833,7 @@ __global__ void boostlu_backward_kernel(int n, int hw, int C, float alpha, float
 
 static int cuda_boostlu_backward(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
                                  const float *dlogits, const float *cam) {
+    burst_begin(be);
     int64_t total = (int64_t)n * hw * C;
     if (total <= 0)
         return 0;
@@ -1500,6 +1882,7 @@ __global__ void sgd_kernel(int64_t n, float *params, const float *grads, float *
 
 extern "C" int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
                                     const float *grads, float *exp_avg, float *exp_avg_sq) {
+    burst_begin(be);
     const char *op = "optimizer";
     if (g < 0 || g >= o->num_groups)
         return wsml_errf(&be->err, WSML_EARG, "optimizer: no parameter group %d", g);
@@ -1540,6 +1923,22 @@ static void cuda_destroy(wsml_backend *be) {
     if (im) {
         if (im->stream)
             cudaStreamSynchronize(im->stream);
+        if (im->copy_stream)
+            cudaStreamSynchronize(im->copy_stream);
+        for (int i = 0; i < STAGE_SLOTS; i++) {
+            if (im->stage[i].dev)
+                cudaFree(im->stage[i].dev);
+            if (im->stage[i].consumed)
+                cudaEventDestroy(im->stage[i].consumed);
+        }
+        if (im->burst_start)
+            cudaEventDestroy(im->burst_start);
+        if (im->burst_end)
+            cudaEventDestroy(im->burst_end);
+        if (im->copy_stream)
+            cudaStreamDestroy(im->copy_stream);
+        if (im->stage_mu_ready)
+            pthread_mutex_destroy(&im->stage_mu);
         for (size_t i = 0; i < im->num_allocs; i++)
             cudaFree(im->allocs[i].ptr);
         free(im->allocs);
@@ -1547,6 +1946,8 @@ static void cuda_destroy(wsml_backend *be) {
             cudaFree(im->workspace);
         if (im->scratch)
             cudaFree(im->scratch);
+        if (im->bf16_buf)
+            cudaFree(im->bf16_buf);
         if (im->cublas)
             cublasDestroy(im->cublas);
         if (im->cublas_workspace)
@@ -1565,17 +1966,24 @@ static void cuda_destroy(wsml_backend *be) {
 static int cuda_init(wsml_backend *be, const wsml_backend_options *opt) {
     cuda_impl *im = impl_of(be);
     const char *op = "cuda backend";
-    const char *prec = getenv("WSML_PRECISION");
-    if (!prec || !*prec || !strcmp(prec, "tf32"))
-        im->tf32 = 1;
-    else if (!strcmp(prec, "fp32"))
-        im->tf32 = 0;
-    else if (!strcmp(prec, "bf16"))
-        return wsml_errf(&be->err, WSML_EARG,
-                         "WSML_PRECISION=bf16: not implemented by the cuda backend yet (the "
-                         "network's activations are float32); use tf32 or fp32");
-    else
-        return wsml_errf(&be->err, WSML_EARG, "WSML_PRECISION=%s: expected tf32 or fp32", prec);
+    // --precision (options) wins; WSML_PRECISION is the default's default (benchmarks).
+    wsml_precision prec = opt ? opt->precision : WSML_PRECISION_DEFAULT;
+    if (prec == WSML_PRECISION_DEFAULT) {
+        const char *env = getenv("WSML_PRECISION");
+        if (!env || !*env)
+            prec = WSML_PRECISION_TF32;
+        else if (precision_parse(env) < 0)
+            return wsml_errf(&be->err, WSML_EARG, "WSML_PRECISION=%s: expected tf32, fp32 or bf16",
+                             env);
+        else
+            prec = (wsml_precision)precision_parse(env);
+    }
+    if (prec != WSML_PRECISION_FP32 && prec != WSML_PRECISION_TF32 && prec != WSML_PRECISION_BF16)
+        return wsml_errf(&be->err, WSML_EARG, "--precision: unknown value %d", (int)prec);
+    im->precision = prec;
+    im->tf32 = prec == WSML_PRECISION_TF32;
+    im->tensor_ops = prec != WSML_PRECISION_FP32;
+    be->precision = precision_name(prec);
     const char *algo = getenv("WSML_CUDNN_ALGO");
     if (!algo || !*algo || !strcmp(algo, "heuristic"))
         im->find = 0;
@@ -1616,6 +2024,14 @@ static int cuda_init(wsml_backend *be, const wsml_backend_options *opt) {
                          cudnn_version / 10000, cudnn_version / 100 % 100, cudnn_version % 100,
                          CUDNN_MAJOR);
     CUDA_TRY(op, cudaStreamCreateWithFlags(&im->stream, cudaStreamNonBlocking));
+    CUDA_TRY(op, cudaStreamCreateWithFlags(&im->copy_stream, cudaStreamNonBlocking));
+    CUDA_TRY(op, cudaEventCreate(&im->burst_start));
+    CUDA_TRY(op, cudaEventCreate(&im->burst_end));
+    for (int i = 0; i < STAGE_SLOTS; i++)
+        CUDA_TRY(op, cudaEventCreateWithFlags(&im->stage[i].consumed, cudaEventDisableTiming));
+    if (pthread_mutex_init(&im->stage_mu, NULL) != 0)
+        return wsml_errf(&be->err, WSML_ENOMEM, "cuda backend: pthread_mutex_init failed");
+    im->stage_mu_ready = 1;
     CUDNN_TRY(op, cudnnCreate(&im->cudnn));
     CUDNN_TRY(op, cudnnSetStream(im->cudnn, im->stream));
     CUBLAS_TRY(op, cublasCreate(&im->cublas));
@@ -1682,6 +2098,10 @@ extern "C" int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_ba
     be->bias_backward = cuda_bias_backward;
     be->boostlu_forward = cuda_boostlu_forward;
     be->boostlu_backward = cuda_boostlu_backward;
+    be->host_alloc = cuda_host_alloc;
+    be->host_free = cuda_host_free;
+    be->stage_input = cuda_stage_input;
+    be->busy_seconds = cuda_busy_seconds;
     *out = be;
     return 0;
 }
@@ -1735,7 +2155,8 @@ extern "C" int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
     out->allocated_bytes = im->allocated;
     out->peak_allocated_bytes = im->peak;
     out->workspace_bytes = im->workspace_bytes;
-    out->precision = im->tf32 ? "tf32" : "fp32";
+    out->precision = precision_name(im->precision);
+    out->bf16_fallback_layers = im->bf16_fallback_layers;
     out->algo_search = im->find ? "find" : "heuristic";
     size_t free_b = 0, total_b = 0;
     CUDA_TRY("memory_info", cudaMemGetInfo(&free_b, &total_b));
