@@ -17,7 +17,7 @@
 #       - .devlibs/: the .deb files of the run-time libraries they need (DEVICE.md step 1:
 #           echo /.devlibs/ >> .git/info/exclude; mkdir -p .devlibs
 #           (cd .devlibs && apt-get download liblmdb0 libopenblas0-pthread libgfortran5 \
-#                                             libjansson4 libquadmath0)
+#                                             libjansson4 libquadmath0 libjpeg62-turbo)
 #         done here only for packages not yet downloaded; ~8 MB).
 #   there (device tool: carry [".devlibs", "build/gpu"], one call, timeout ~560 s):
 #     set -o pipefail; bash bench/gpu.sh 2>&1 | tee $OUT/gpu.log
@@ -52,7 +52,7 @@ prepare() {
     mkdir -p .devlibs
     grep -qx '/.devlibs/' .git/info/exclude 2>/dev/null || echo /.devlibs/ >> .git/info/exclude
     local p
-    for p in liblmdb0 libopenblas0-pthread libgfortran5 libjansson4 libquadmath0; do
+    for p in liblmdb0 libopenblas0-pthread libgfortran5 libjansson4 libquadmath0 libjpeg62-turbo; do
         ls .devlibs/"${p}"_*.deb >/dev/null 2>&1 || (cd .devlibs && apt-get download "$p" >/dev/null)
     done
     echo "ready: $(du -sh "$G" | cut -f1) in $G, $(du -sh .devlibs | cut -f1) in .devlibs"

@@ -144,6 +144,8 @@ print("ingest-jpeg: ours=%.1f img/s (--encoding jpeg, quality 95) peer(raw)=%.1f
       % (oj, p, oj / p))
 print("ingest peak RSS: ours=%.0f MiB peer=%.0f MiB (max over runs; peer = main process only)"
       % (max(r for _, r in ours) / 1024, max(r for _, r in peer) / 1024))
+load = os.getloadavg()  # other work on the machine slows both sides, not always alike
+print("ingest load average at the end: %.2f %.2f %.2f on %d cores" % (load + (os.cpu_count(),)))
 cpu = "unknown"
 try:
     cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
@@ -162,7 +164,8 @@ json.dump({
     "ours_cmd": "wsml-ingest --format csv --size 448 --encoding raw --jobs %d" % threads,
     "peer_cmd": "PIL open/convert/resize((448,448), BILINEAR) in multiprocessing.Pool(%d) + "
                 "python3-lmdb puts, 64 per transaction" % threads,
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+                "load_average_1_5_15_min": list(load)},
     "versions": {"python": platform.python_version(), "PIL": PIL.__version__,
                  "numpy": np.__version__},
     "note": "peak RSS of the peer is its main process (pool workers are children)",

@@ -1,5 +1,8 @@
 // The one image codec path (libvips): decode any format libvips reads, resize,
 // encode JPEG/PNG. Images in memory are HWC uint8, 3 channels (RGB) unless stated.
+// wsml_image_decode_jpeg, wsml_image_encode_jpeg, wsml_image_resize and wsml_image_free
+// need no libvips (common/image_core.c, libjpeg; linked alone by wsml-train and
+// wsml-eval); the rest is common/image.c.
 #ifndef WSML_IMAGE_H
 #define WSML_IMAGE_H
 
@@ -7,6 +10,10 @@
 #include <stdint.h>
 
 #include "common/err.h"
+
+// Larger images are refused before decoding: 2 * PIL's Image.MAX_IMAGE_PIXELS, where PIL
+// raises DecompressionBombError.
+#define WSML_IMAGE_MAX_PIXELS (2ull * 89478485ull)
 
 typedef struct {
     int height, width, channels;
@@ -21,6 +28,11 @@ int wsml_image_init(wsml_err *err);
 // 8-bit JPEG/PNG/GIF/BMP/WebP and CMYK JPEG give exactly PIL's .convert('RGB') pixels.
 int wsml_image_decode_file(const char *path, wsml_image *out, wsml_err *err);
 int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_err *err);
+// Decodes 8-bit greyscale, RGB or YCbCr JPEG data with libjpeg alone (no libvips) to the
+// same pixels as wsml_image_decode_buffer. Anything else (CMYK, 12-bit, not JPEG) and any
+// data libjpeg warns about (corrupt, truncated) is WSML_EFORMAT; out of memory WSML_ENOMEM.
+// Used for the JPEG records of a store (wsml-ingest writes them) by wsml-train/-eval.
+int wsml_image_decode_jpeg(const void *buf, size_t len, wsml_image *out, wsml_err *err);
 // Resizes to exactly out_h x out_w (aspect not kept) with PIL's Image.resize((w, h),
 // BILINEAR) algorithm (antialiased when reducing), bit-identical to PIL and hence to
 // torchvision's Resize((h, w)) on PIL images; any channel count.

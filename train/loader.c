@@ -153,7 +153,7 @@ static int fill_row(wsml_loader *l, loader_worker *w, int b, int64_t batch, int 
         return 0;
     }
     wsml_image img = {0};
-    rc = wsml_image_decode_buffer(rec.image, rec.image_len, &img, err);
+    rc = wsml_image_decode_jpeg(rec.image, rec.image_len, &img, err);
     if (rc < 0) return wsml_err_prefix(err, "%s record %lld", split, (long long)index);
     if (img.height != l->height || img.width != l->width || img.channels != 3) {
         rc = wsml_errf(err, WSML_ECORRUPT, "%s record %lld: JPEG image is %dx%dx%d, expected %dx%dx3",

@@ -1,6 +1,6 @@
 # Reliability (issue 7): wsml-ingest killed with SIGKILL at random moments (a small CSV
-# dataset of 200 generated JPEGs, so that most of the run is decoding and writing
-# records rather than start-up). After every
+# dataset of 800 generated JPEGs resized to 160, so that most of the run is decoding and
+# writing records rather than start-up). After every
 # kill the store must not open as complete (info, verify and export refuse it, exit 1,
 # one error line); an ingest into the remains without --force is refused; a rerun with
 # --force gives a store equal to an uninterrupted ingest's: exported full labels,
@@ -14,16 +14,16 @@ r = np.random.RandomState(3)
 os.makedirs('data/img')
 classes = ['cat', 'dog', 'car', 'sky', 'tree', 'boat']
 rows = []
-for i in range(200):
+for i in range(800):
     Image.fromarray(r.randint(0, 255, (24, 32, 3)).astype(np.uint8)).save(
         'data/img/%04d.jpg' % i, quality=80)
     rows.append('img/%04d.jpg,%s' % (i, '|'.join(c for c in classes if r.rand() < 0.3)))
 with open('data/train.csv', 'w') as f:
-    f.write('path,labels\n' + '\n'.join(rows[:160]) + '\n')
+    f.write('path,labels\n' + '\n'.join(rows[:640]) + '\n')
 with open('data/test.csv', 'w') as f:
-    f.write('path,labels\n' + '\n'.join(rows[160:]) + '\n')
+    f.write('path,labels\n' + '\n'.join(rows[640:]) + '\n')
 PYEOF
-fmt=(--format csv --root data --size 32 --jobs 2 --quiet)
+fmt=(--format csv --root data --size 160 --jobs 2 --quiet)
 
 exec 9<> <(:) # read -t on it is a sleep without a fork
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

@@ -79,6 +79,23 @@ Test(image, decode_equals_pil) {
                      err.msg);
         cr_assert_eq(memcmp(im2.pixels, im.pixels, n), 0, "%s: buffer and file decode alike",
                      formats[i]);
+        // libjpeg alone (what wsml-train uses for store records): PIL's pixels for plain
+        // JPEGs; CMYK and data libjpeg warns about are errors (libvips takes those).
+        if (strstr(formats[i], ".jpg")) {
+            wsml_image im3;
+            int rc = wsml_image_decode_jpeg(file, fl, &im3, &err);
+            if (!strcmp(formats[i], "cmyk.jpg") || !strcmp(formats[i], "extra.jpg")) {
+                cr_assert_eq(rc, WSML_EFORMAT, "%s: libjpeg alone must refuse it", formats[i]);
+                cr_assert_null(im3.pixels);
+                cr_assert(strstr(err.msg, "JPEG data: "), "%s", err.msg);
+            } else {
+                cr_assert_eq(rc, 0, "%s: %s", formats[i], err.msg);
+                cr_assert(im3.width == 101 && im3.height == 75 && im3.channels == 3);
+                cr_assert_eq(memcmp(im3.pixels, ref, n), 0, "%s: libjpeg differs from PIL",
+                             formats[i]);
+                wsml_image_free(&im3);
+            }
+        }
         free(file);
         free(ref);
         wsml_image_free(&im);
@@ -128,6 +145,15 @@ Test(image, broken_files_are_errors_naming_them) {
         cr_assert_null(im.pixels);
         if (!strcmp(bad[i], "bomb.png"))
             cr_assert(strstr(err.msg, "20000x10000"), "%s", err.msg);
+        // libjpeg alone refuses the same data, with one line.
+        char *data;
+        size_t len;
+        if (strstr(bad[i], ".jpg") && wsml_read_file(path, &data, &len, &err) == 0) {
+            cr_assert_eq(wsml_image_decode_jpeg(data, len, &im, &err), WSML_EFORMAT, "%s", bad[i]);
+            cr_assert_null(im.pixels);
+            cr_assert(strstr(err.msg, "JPEG data: ") && !strchr(err.msg, '\n'), "%s", err.msg);
+            free(data);
+        }
     }
     // A failure does not leak into the next decode, and a later failure's message is its own.
     wsml_image im;
@@ -209,13 +235,55 @@ Test(image, resize_equals_pil_bilinear_exactly) {
     ct_rmdir(dir);
 }
 
+// A photo-sized picture to the sizes training uses (upsampled one way, reduced the other,
+// reduced both ways): byte-equal to PIL, which is what torchvision's Resize gives.
+Test(image, resize_photo_equals_pil_bilinear_exactly) {
+    char dir[128], path[256];
+    ct_tmpdir(dir, sizeof dir, "imgrs2");
+    free(ct_python("import sys, numpy as np\n"
+                   "from PIL import Image\n"
+                   "d = sys.argv[1]\n"
+                   "rng = np.random.RandomState(1)\n"
+                   "y, x = np.mgrid[0:375, 0:500]\n"
+                   "a = np.stack([128 + 120 * np.sin(x / 9.0) * np.cos(y / 4.0), (x ^ y) % 256,"
+                   " (x * 3 + y) % 256], -1)\n"
+                   "a = np.clip(a + rng.randint(-40, 40, a.shape), 0, 255).astype(np.uint8)\n"
+                   "open(d + '/src.raw', 'wb').write(a.tobytes())\n"
+                   "for s in (448, 224, 96):\n"
+                   "    r = Image.fromarray(a).resize((s, s), Image.BILINEAR)\n"
+                   "    open('%s/%d.raw' % (d, s), 'wb').write(np.asarray(r).tobytes())\n",
+                   dir, NULL));
+    size_t n;
+    snprintf(path, sizeof path, "%s/src.raw", dir);
+    wsml_image in = {375, 500, 3, read_all(path, &n)};
+    cr_assert_eq(n, (size_t)375 * 500 * 3);
+    static const int sides[] = {448, 224, 96};
+    for (size_t i = 0; i < sizeof sides / sizeof *sides; i++) {
+        wsml_image out;
+        wsml_err err = {0};
+        cr_assert_eq(wsml_image_resize(&in, sides[i], sides[i], &out, &err), 0, "%s", err.msg);
+        snprintf(path, sizeof path, "%s/%d.raw", dir, sides[i]);
+        unsigned char *ref = read_all(path, &n);
+        cr_assert_eq(n, (size_t)sides[i] * sides[i] * 3);
+        size_t diff = 0;
+        for (size_t k = 0; k < n; k++)
+            diff += ref[k] != out.pixels[k];
+        cr_assert_eq(diff, 0, "500x375 -> %d: %zu of %zu values differ from PIL", sides[i], diff,
+                     n);
+        free(ref);
+        wsml_image_free(&out);
+    }
+    free(in.pixels);
+    ct_rmdir(dir);
+}
+
 Test(image, encode_matches_pil_and_png_is_lossless) {
     char dir[128], path[256];
     ct_tmpdir(dir, sizeof dir, "imgenc");
     free(ct_python(
         PY_PICTURE
         "im.save(d + '/src.png')\n"
-        "for q in (50, 95):\n"
+        "for q in (10, 50, 95):\n"
         "    b = io.BytesIO(); im.save(b, 'JPEG', quality=q)\n"
         "    open(d + '/pil%d.rgb' % q, 'wb').write(np.asarray(Image.open(b)).tobytes())\n",
         dir, NULL));
@@ -223,7 +291,9 @@ Test(image, encode_matches_pil_and_png_is_lossless) {
     wsml_err err = {0};
     snprintf(path, sizeof path, "%s/src.png", dir);
     cr_assert_eq(wsml_image_decode_file(path, &im, &err), 0, "%s", err.msg);
-    for (int q = 50; q <= 95; q += 45) {
+    static const int qualities[] = {10, 50, 95}; // 10: tables clamped to baseline
+    for (size_t qi = 0; qi < sizeof qualities / sizeof *qualities; qi++) {
+        int q = qualities[qi];
         void *buf;
         size_t len, n;
         cr_assert_eq(wsml_image_encode_jpeg(&im, q, &buf, &len, &err), 0, "%s", err.msg);
