@@ -16,11 +16,12 @@ mkdir -p "$out/eval-data"
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 WSML_EVAL="$WSML_BUILD/wsml-eval" DATA="$out/eval-data" JSON_OUT="$out/eval.json" REPS="$REPS" \
-"$PYTHON" - <<'PYEOF'
+PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - <<'PYEOF'
 import json, os, platform, statistics, subprocess, sys, time
 import numpy as np
 import sklearn
 from sklearn.metrics import average_precision_score
+from machine import machine
 
 N, C = 40000, 80
 data, exe, reps = os.environ["DATA"], os.environ["WSML_EVAL"], int(os.environ["REPS"])
@@ -57,18 +58,13 @@ if abs(ours_map - peer_map) > 1e-9:
 o, p = statistics.median(ours_t), statistics.median(peer_t)
 start = statistics.median([startup() for _ in range(reps)])
 print("eval: ours=%.4fs peer=%.4fs ratio=%.2fx (higher is better)" % (o, p, p / o))
-cpu = "unknown"
-try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-except Exception:
-    pass
 json.dump({
     "name": "eval", "unit": "seconds", "ours_s": o, "peer_s": p, "ratio": p / o,
     "higher_is_better": "ratio", "ours_all_s": ours_t, "ours_startup_s": start, "peer_all_s": peer_t, "reps": reps,
     "shape": [N, C], "positive_rate": 0.05, "map_ours": ours_map, "map_sklearn": peer_map,
     "ours": "wsml-eval --scores --labels (whole process incl. .npy reading), 1 thread",
     "peer": "sklearn.metrics.average_precision_score loop over classes, in-process, 1 thread",
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+    "machine": machine(),
     "backend": "cpu", "precision": "float32 scores, float64 accumulation",
     "versions": {"python": platform.python_version(), "numpy": np.__version__,
                  "sklearn": sklearn.__version__},

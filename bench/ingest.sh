@@ -128,9 +128,11 @@ peer_bytes=$(du -sb "$work/peer.lmdb" | cut -f1)
 rm -rf "$work/ours.store" "$work/peer.lmdb"
 
 OURS="${ours[*]}" PEER="${peer[*]}" OURS_JPEG="${ours_jpeg[*]}" N="$N" THREADS="$THREADS" \
-JSON_OUT="$out/ingest.json" STORE_BYTES="$store_bytes" PEER_BYTES="$peer_bytes" "$PYTHON" - <<'PYEOF'
+JSON_OUT="$out/ingest.json" STORE_BYTES="$store_bytes" PEER_BYTES="$peer_bytes" \
+PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - <<'PYEOF'
 import json, os, platform, statistics
 import PIL, numpy as np
+from machine import machine
 n, threads = int(os.environ["N"]), int(os.environ["THREADS"])
 def parse(s):
     v = s.split()
@@ -146,11 +148,6 @@ print("ingest peak RSS: ours=%.0f MiB peer=%.0f MiB (max over runs; peer = main 
       % (max(r for _, r in ours) / 1024, max(r for _, r in peer) / 1024))
 load = os.getloadavg()  # other work on the machine slows both sides, not always alike
 print("ingest load average at the end: %.2f %.2f %.2f on %d cores" % (load + (os.cpu_count(),)))
-cpu = "unknown"
-try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-except Exception:
-    pass
 json.dump({
     "name": "ingest", "unit": "images/s", "ours": o, "peer": p, "ratio": o / p,
     "higher_is_better": "ratio", "ours_jpeg": oj,
@@ -164,8 +161,7 @@ json.dump({
     "ours_cmd": "wsml-ingest --format csv --size 448 --encoding raw --jobs %d" % threads,
     "peer_cmd": "PIL open/convert/resize((448,448), BILINEAR) in multiprocessing.Pool(%d) + "
                 "python3-lmdb puts, 64 per transaction" % threads,
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-                "load_average_1_5_15_min": list(load)},
+    "machine": dict(machine(), load_average_1_5_15_min=list(load)),
     "versions": {"python": platform.python_version(), "PIL": PIL.__version__,
                  "numpy": np.__version__},
     "note": "peak RSS of the peer is its main process (pool workers are children)",

@@ -1,6 +1,5 @@
 // wsml-cam: class activation maps of one or more checkpoints over chosen images of a
 // store split, as one figure grid like the supplement's Figure 1 (SPEC §5, cam/cam.h).
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +7,7 @@
 #include <string.h>
 
 #include "cam/cam.h"
+#include "common/cli.h"
 #include "common/fileio.h"
 #include "common/image.h"
 #include "common/log.h"
@@ -75,23 +75,6 @@ static void usage(FILE *f) {
             "           --ids 2008_000123,2008_000456 --out cam.png --each cam-tiles/\n"
             "\n"
             "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
 }
 
 typedef struct {
@@ -339,7 +322,7 @@ static int run(const cam_args *a) {
     int num_images = 0, num_rows = 0, status = 1;
     int split = wsml_split_parse(a->split);
     if (split < 0)
-        return usage_error("--split must be train, val or test, not '%s'", a->split);
+        return wsml_usage_error("--split must be train, val or test, not '%s'", a->split);
 
     if (!(store = wsml_store_open(a->store, 1, &err)))
         goto done;
@@ -544,25 +527,26 @@ int main(int argc, char **argv) {
             break;
         case 'M':
             if (a.num_models == MAX_MODELS)
-                return usage_error("at most %s --model options", "32");
+                return wsml_usage_error("at most %d --model options", MAX_MODELS);
             a.models[a.num_models++] = optarg;
             break;
         case 'n':
             if (a.num_names == MAX_MODELS)
-                return usage_error("at most %s --name options", "32");
+                return wsml_usage_error("at most %d --name options", MAX_MODELS);
             a.names[a.num_names++] = optarg;
             break;
         case 'i': {
             size_t len = strlen(optarg);
             if (!len || optarg[0] == ',' || optarg[len - 1] == ',' || strstr(optarg, ",,"))
-                return usage_error("--ids '%s': an empty id (ids are comma-separated)", optarg);
+                return wsml_usage_error("--ids '%s': an empty id (ids are comma-separated)",
+                                        optarg);
             // split in place: argv's strings are the program's to modify
             for (char *p = optarg;;) {
                 char *comma = strchr(p, ',');
                 if (comma)
                     *comma = 0;
                 if (a.num_ids == MAX_IDS)
-                    return usage_error("at most %s ids", "4096");
+                    return wsml_usage_error("at most %d ids", MAX_IDS);
                 a.ids[a.num_ids++] = p;
                 if (!comma)
                     break;
@@ -571,8 +555,9 @@ int main(int argc, char **argv) {
             break;
         }
         case 'c':
-            if (parse_int(optarg, 1, 100000, &a.count))
-                return usage_error("--count expects an integer in 1..100000, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 1, 100000, &a.count))
+                return wsml_usage_error("--count expects an integer in 1..100000, not '%s'",
+                                        optarg);
             break;
         case 'o':
             a.out = optarg;
@@ -581,43 +566,41 @@ int main(int argc, char **argv) {
             a.each = optarg;
             break;
         case 's':
-            if (parse_int(optarg, 16, 4096, &a.size))
-                return usage_error("--size expects pixels in 16..4096, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 16, 4096, &a.size))
+                return wsml_usage_error("--size expects pixels in 16..4096, not '%s'", optarg);
             break;
         case 'C':
             a.cams = optarg;
             break;
         case 'B':
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return usage_error("--backend must be cpu or cuda, not '%s'", optarg);
+                return wsml_usage_error("--backend must be cpu or cuda, not '%s'", optarg);
             a.backend = optarg;
             break;
         case 't':
-            if (parse_int(optarg, 0, 1024, &a.threads))
-                return usage_error("--threads expects an integer in 0..1024, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 0, 1024, &a.threads))
+                return wsml_usage_error("--threads expects an integer in 0..1024, not '%s'",
+                                        optarg);
             break;
-        case 'q':
-            wsml_set_quiet(1);
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            return usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
+        default: {
+            int exit_status = wsml_shared_option(opt, usage, "", argv[optind - 1]);
+            if (exit_status >= 0)
+                return exit_status;
+        }
         }
     }
     if (optind < argc)
-        status = usage_error("unexpected argument '%s'", argv[optind]);
+        status = wsml_usage_error("unexpected argument '%s'", argv[optind]);
     else if (!a.store)
-        status = usage_error("%s", "--store is required");
+        status = wsml_usage_error("%s", "--store is required");
     else if (a.num_models == 0)
-        status = usage_error("%s", "at least one --model is required");
+        status = wsml_usage_error("%s", "at least one --model is required");
     else if (!a.out)
-        status = usage_error("%s", "--out FIG.png is required");
+        status = wsml_usage_error("%s", "--out FIG.png is required");
     else if (!a.count == !a.num_ids)
-        status = usage_error("%s", "give either --ids or --count");
+        status = wsml_usage_error("%s", "give either --ids or --count");
     else if (a.num_names && a.num_names != a.num_models)
-        status = usage_error("%s", "give one --name per --model, or none");
+        status = wsml_usage_error("%s", "give one --name per --model, or none");
     else
         status = run(&a);
     return status;

@@ -11,18 +11,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int wsml_open_regular(const char *path, FILE **f, size_t *size, wsml_err *err) {
+    *f = fopen(path, "rb");
+    if (!*f)
+        return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(*f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(*f);
+        *f = NULL;
+        return wsml_errf(err, WSML_EIO, "%s: not a regular file", path);
+    }
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
 int wsml_read_file(const char *path, char **buf, size_t *len, wsml_err *err) {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return wsml_errf(err, WSML_EIO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
+    FILE *f;
+    size_t n;
+    int rc = wsml_open_regular(path, &f, &n, err);
+    if (rc)
+        return rc;
     char *b = malloc(n + 1);
     if (!b) {
         fclose(f);

@@ -6,6 +6,10 @@
 
 #include "common/err.h"
 
+// Opens a regular file for reading ("rb"): *f and its size in bytes, or a negative
+// wsml_code with err set ("cannot open: ...", "not a regular file") and *f NULL.
+int wsml_open_regular(const char *path, FILE **f, size_t *size, wsml_err *err);
+
 // Reads a whole file into a malloc'd buffer (NUL-terminated, len excludes the NUL).
 int wsml_read_file(const char *path, char **buf, size_t *len, wsml_err *err);
 

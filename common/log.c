@@ -27,6 +27,9 @@ int wsml_is_quiet(void) {
 void wsml_set_prog(const char *prog) {
     g_prog = prog ? prog : "wsml";
 }
+const char *wsml_prog(void) {
+    return g_prog;
+}
 
 static void vlog(const char *fmt, va_list ap) {
     char line[2048];

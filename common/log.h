@@ -13,6 +13,7 @@ void wsml_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void wsml_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Sets the program name used as prefix (default "wsml").
 void wsml_set_prog(const char *prog);
+const char *wsml_prog(void);
 
 // Progress bar on stderr with count, rate and ETA. Drawn only when stderr is a
 // TTY and not quiet; otherwise every call is a cheap no-op. Thread-safe: any

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common/fileio.h"
 
@@ -209,15 +208,11 @@ int wsml_npy_read(const char *path, wsml_npy *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     // Streamed (header, then the data straight into the array): no second copy of a
     // large label matrix in memory.
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return wsml_errf(err, WSML_EIO, "%s: not a regular file", path);
-    }
-    size_t len = (size_t)st.st_size;
+    FILE *f;
+    size_t len;
+    int rc = wsml_open_regular(path, &f, &len, err);
+    if (rc)
+        return rc;
     unsigned char pre[12];
     if (len < 10 || read_exact(f, pre, 10) != 0 || memcmp(pre, "\x93NUMPY", 6) != 0) {
         fclose(f);
@@ -253,7 +248,6 @@ int wsml_npy_read(const char *path, wsml_npy *out, wsml_err *err) {
         fclose(f);
         return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
     }
-    int rc;
     if (read_exact(f, text, hlen) != 0)
         rc = wsml_errf(err, WSML_EIO, "%s: short read of the .npy header", path);
     else if (memchr(text, '\0', hlen))

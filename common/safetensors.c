@@ -7,8 +7,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "common/checksum.h"
 #include "common/fileio.h"
 
 static const struct {
@@ -41,17 +41,6 @@ static const char *st_dtype_name(wsml_dtype dt) {
 // layout and whitespace, so a file re-saved by another tool with the same content still
 // checks; files without the key (other tools' files) are validated structurally only.
 
-static uLong crc_bytes(uLong crc, const void *p, size_t n) {
-    const Bytef *b = p;
-    while (n > 0) { // zlib's length is uInt
-        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
-        crc = crc32(crc, b, k);
-        b += k;
-        n -= k;
-    }
-    return crc;
-}
-
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -72,20 +61,20 @@ static int st_checksum(const wsml_tensor_view *tensors, size_t n, json_t *meta, 
     }
     for (size_t i = 0; i < n; i++) byname[i] = &tensors[i];
     qsort(byname, n, sizeof *byname, cmp_view_name);
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uint32_t crc = 0;
     for (size_t i = 0; i < n; i++) {
         const wsml_tensor_view *t = byname[i];
-        crc = crc_bytes(crc, t->name, strlen(t->name) + 1);
+        crc = wsml_crc32(crc, t->name, strlen(t->name) + 1);
         const char *dn = st_dtype_name(t->dtype);
-        crc = crc_bytes(crc, dn, strlen(dn) + 1);
+        crc = wsml_crc32(crc, dn, strlen(dn) + 1);
         unsigned char dims[8 * (WSML_MAX_DIMS + 1)];
         uint64_t v[WSML_MAX_DIMS + 1];
         v[0] = (uint64_t)t->ndim;
         for (int d = 0; d < t->ndim; d++) v[d + 1] = (uint64_t)t->shape[d];
         for (int d = 0; d <= t->ndim; d++)
             for (int k = 0; k < 8; k++) dims[8 * d + k] = (unsigned char)(v[d] >> (8 * k));
-        crc = crc_bytes(crc, dims, 8 * ((size_t)t->ndim + 1));
-        if (t->nbytes) crc = crc_bytes(crc, t->data, t->nbytes);
+        crc = wsml_crc32(crc, dims, 8 * ((size_t)t->ndim + 1));
+        if (t->nbytes) crc = wsml_crc32(crc, t->data, t->nbytes);
     }
     size_t m = 0;
     const char *key;
@@ -94,12 +83,12 @@ static int st_checksum(const wsml_tensor_view *tensors, size_t n, json_t *meta, 
     qsort(keys, m, sizeof *keys, cmp_str_ptr);
     for (size_t i = 0; i < m; i++) {
         const char *v = json_string_value(json_object_get(meta, keys[i]));
-        crc = crc_bytes(crc, keys[i], strlen(keys[i]) + 1);
-        crc = crc_bytes(crc, v ? v : "", strlen(v ? v : "") + 1);
+        crc = wsml_crc32(crc, keys[i], strlen(keys[i]) + 1);
+        crc = wsml_crc32(crc, v ? v : "", strlen(v ? v : "") + 1);
     }
     free(byname);
     free(keys);
-    *out = (uint32_t)crc;
+    *out = crc;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/npy.h"
@@ -76,24 +77,6 @@ static void usage(FILE *f) {
             "  " PROG " table runs/table1/*/*/ --by dataset --out results/table1\n"
             "\n"
             "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
-}
-
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (see --help)\n");
-    return 2;
-}
-
-// Parses a decimal integer in [lo, hi]; 0 on success.
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
 }
 
 static int fail(const wsml_err *err) {
@@ -333,7 +316,7 @@ static int run_store(const store_args *a) {
     int status = 1;
     int split = wsml_split_parse(a->split);
     if (split < 0)
-        return usage_error("--split must be train, val or test, not '%s'", a->split);
+        return wsml_usage_error("--split must be train, val or test, not '%s'", a->split);
     if (!(store = wsml_store_open(a->store, 1, &err)))
         goto done;
     const wsml_store_meta *meta = wsml_store_meta_get(store);
@@ -404,7 +387,7 @@ static int run_table(int argc, char **argv) {
             else if (!strcmp(optarg, "group"))
                 by = WSML_TABLE_BY_GROUP;
             else
-                return usage_error("--by must be dataset or group, not '%s'", optarg);
+                return wsml_usage_error("--by must be dataset or group, not '%s'", optarg);
             break;
         case 'o':
             out_prefix = optarg;
@@ -412,18 +395,15 @@ static int run_table(int argc, char **argv) {
         case 'e':
             with_epochs = 1;
             break;
-        case 'q':
-            wsml_set_quiet(1);
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            return usage_error("table: unknown option or missing value: '%s'", argv[optind - 1]);
+        default: {
+            int exit_status = wsml_shared_option(opt, usage, "table: ", argv[optind - 1]);
+            if (exit_status >= 0)
+                return exit_status;
+        }
         }
     }
     if (optind >= argc)
-        return usage_error("%s", "table: give at least one RUNDIR");
+        return wsml_usage_error("%s", "table: give at least one RUNDIR");
     wsml_table table;
     wsml_err err = {0};
     if (wsml_table_build((const char *const *)argv + optind, argc - optind, by, with_epochs, &table,
@@ -487,36 +467,37 @@ int main(int argc, char **argv) {
             break;
         case 'B':
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return usage_error("--backend must be cpu or cuda, not '%s'", optarg);
+                return wsml_usage_error("--backend must be cpu or cuda, not '%s'", optarg);
             st.infer.backend = optarg;
             break;
         case 'R':
             if (wsml_precision_parse(optarg) < 0)
-                return usage_error("--precision must be tf32, fp32 or bf16, not '%s'", optarg);
+                return wsml_usage_error("--precision must be tf32, fp32 or bf16, not '%s'", optarg);
             st.infer.precision = optarg;
             break;
         case 'b':
-            if (parse_int(optarg, 1, 65536, &st.infer.batch))
-                return usage_error("--batch expects an integer in 1..65536, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 1, 65536, &st.infer.batch))
+                return wsml_usage_error("--batch expects an integer in 1..65536, not '%s'", optarg);
             break;
         case 't':
-            if (parse_int(optarg, 0, 1024, &st.infer.threads))
-                return usage_error("--threads expects an integer in 0..1024, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 0, 1024, &st.infer.threads))
+                return wsml_usage_error("--threads expects an integer in 0..1024, not '%s'",
+                                        optarg);
             break;
         case 'w':
-            if (parse_int(optarg, 1, 256, &st.infer.workers))
-                return usage_error("--workers expects an integer in 1..256, not '%s'", optarg);
+            if (wsml_parse_int(optarg, 1, 256, &st.infer.workers))
+                return wsml_usage_error("--workers expects an integer in 1..256, not '%s'", optarg);
             break;
         case 'H':
             if (strcmp(optarg, "linear") && strcmp(optarg, "boostlu"))
-                return usage_error("--head must be linear or boostlu, not '%s'", optarg);
+                return wsml_usage_error("--head must be linear or boostlu, not '%s'", optarg);
             st.infer.head = optarg;
             break;
         case 'A': {
             char *end;
             st.infer.alpha = strtod(optarg, &end);
             if (*end || end == optarg || !(st.infer.alpha > 0))
-                return usage_error("--alpha expects a positive number, not '%s'", optarg);
+                return wsml_usage_error("--alpha expects a positive number, not '%s'", optarg);
             break;
         }
         case 's':
@@ -537,33 +518,31 @@ int main(int argc, char **argv) {
         case 'j':
             as_json = 1;
             break;
-        case 'q':
-            wsml_set_quiet(1);
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            return usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
+        default: {
+            int exit_status = wsml_shared_option(opt, usage, "", argv[optind - 1]);
+            if (exit_status >= 0)
+                return exit_status;
+        }
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return wsml_usage_error("unexpected argument '%s'", argv[optind]);
     if (st.store || st.model) {
         if (!st.store || !st.model)
-            return usage_error("%s", "--store needs --model (and back)");
+            return wsml_usage_error("%s", "--store needs --model (and back)");
         if (st.infer.precision && !strcmp(st.infer.precision, "bf16") &&
             (!st.infer.backend || strcmp(st.infer.backend, "cuda")))
-            return usage_error("%s", "--precision bf16 needs --backend cuda (the cpu backend "
-                                     "computes in fp32; tf32 runs as fp32 there)");
+            return wsml_usage_error("%s", "--precision bf16 needs --backend cuda (the cpu backend "
+                                          "computes in fp32; tf32 runs as fp32 there)");
         if (scores || labels || groups || classes)
-            return usage_error("%s", "--store takes its labels, groups and class names from the "
-                                     "store: drop --scores/--labels/--groups/--classes");
+            return wsml_usage_error("%s",
+                                    "--store takes its labels, groups and class names from the "
+                                    "store: drop --scores/--labels/--groups/--classes");
         st.out = out;
         st.as_json = as_json;
         return run_store(&st);
     }
     if (!scores || !labels)
-        return usage_error("%s", "give --scores and --labels, or --store and --model");
+        return wsml_usage_error("%s", "give --scores and --labels, or --store and --model");
     return run_scores(scores, labels, groups, classes, out, as_json);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "eval/csv.h"
 #include "eval/metrics.h"
 
 static json_t *json_number_or_null(double v) {
@@ -55,21 +56,6 @@ done:
     return text;
 }
 
-// A CSV field: quoted when it holds a comma, quote or line break.
-static void csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 int wsml_metrics_write(const char *dir, const wsml_metrics *m, const char *const *class_names,
                        const char *source_json, wsml_err *err) {
     int rc = wsml_mkdirs(dir, err);
@@ -89,7 +75,7 @@ int wsml_metrics_write(const char *dir, const wsml_metrics *m, const char *const
     fprintf(af.f, "class,name,num_pos,num_known,ap\n");
     for (int c = 0; c < m->num_classes; c++) {
         fprintf(af.f, "%d,", c);
-        csv_field(af.f, class_names && class_names[c] ? class_names[c] : "");
+        wsml_csv_field(af.f, class_names && class_names[c] ? class_names[c] : "");
         fprintf(af.f, ",%lld,%lld,", (long long)m->num_pos[c], (long long)m->num_known[c]);
         if (m->included[c])
             fprintf(af.f, "%.17g", m->ap[c]);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "eval/csv.h"
 
 #define MAX_GROUPS 16
 #define MAX_EPOCHS 200 // per-epoch val mAP kept for the --epochs table
@@ -368,20 +369,6 @@ static void md_number(FILE *f, int available, double mean, double std, int seeds
     fprintf(f, "%s |", incomplete ? "*" : "");
 }
 
-static void csv_text(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\n")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void csv_number(FILE *f, double v) {
     if (!isnan(v))
         fprintf(f, "%.4f", v);
@@ -565,7 +552,7 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
         for (int c = 0; c < num_datasets; c++) {
             fprintf(md, " %s |", datasets[c]);
             fputc(',', csv);
-            csv_text(csv, datasets[c]);
+            wsml_csv_field(csv, datasets[c]);
         }
         fprintf(md, "\n|---|");
         fprintf(csv, "\n");
@@ -584,12 +571,12 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
             fprintf(md, "| %s: %s |", dataset, row);
         else
             fprintf(md, "| %s |", row);
-        csv_text(csv, row);
+        wsml_csv_field(csv, row);
         if (by == WSML_TABLE_BY_GROUP) {
             const cell *x = &cells[l];
             if (multi) {
                 fputc(',', csv);
-                csv_text(csv, dataset);
+                wsml_csv_field(csv, dataset);
             }
             for (int g = 0; g < max_groups; g++) {
                 int have = x->available && g < x->num_groups;
@@ -631,14 +618,14 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
                 continue;
             fprintf(md, "| %s | %s | %s | %.2f | %d | %.2f |\n", row, dataset,
                     x->pick[0] ? x->pick : "(no grid)", x->val_mean, x->seeds, x->test_mean);
-            csv_text(picks, row);
+            wsml_csv_field(picks, row);
             fputc(',', picks);
-            csv_text(picks, dataset);
+            wsml_csv_field(picks, dataset);
             fputc(',', picks);
-            csv_text(picks, x->pick);
+            wsml_csv_field(picks, x->pick);
             fprintf(picks, ",%.4f,%d,%.4f,%.4f,%d,", x->val_mean, x->seeds, x->test_mean,
                     x->test_std, !x->incomplete);
-            csv_text(picks, x->dirs ? x->dirs : "");
+            wsml_csv_field(picks, x->dirs ? x->dirs : "");
             fputc('\n', picks);
         }
     }

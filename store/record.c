@@ -23,8 +23,8 @@
 // OpenImages image with ~9 verified labels of 5,000 classes costs ~36 bytes of labels.
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "common/checksum.h"
 #include "store/record.h"
 
 #define HDR 36
@@ -38,15 +38,7 @@ static void wr32(uint8_t *p, uint32_t v) {
 static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
 
 uint32_t wsml_record_crc(const void *buf, size_t len) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const Bytef *p = buf;
-    while (len > 0) { // zlib's length is uInt
-        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        crc = crc32(crc, p, n);
-        p += n;
-        len -= n;
-    }
-    return (uint32_t)crc;
+    return wsml_crc32(0, buf, len);
 }
 
 int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_t **out, size_t *out_len,

@@ -4,21 +4,8 @@
 # per-epoch val mAP, draw the CAM figure; then check that the table's cells are the
 # seeds' mean test mAP read from run.jsonl, that LL runs did modify labels, that a second
 # make does nothing and that `make demo-clean` keeps the stores and the backbone.
-repo=$(cd "$WSML_TESTS/.." && pwd)
-B=$WSML_BUILD
-
-# $(WSML)/wsml-* wrappers that log each call, so the test sees what make really ran.
-mkdir bin
-for x in ingest train; do
-  printf '#!/bin/bash\necho "wsml-%s $*" >> %s/calls.txt\nexec %s/wsml-%s "$@"\n' \
-      $x "$PWD" "$B" $x > bin/wsml-$x
-  chmod +x bin/wsml-$x
-done
-for x in eval cam; do [ -x "$B/wsml-$x" ] && ln -s "$B/wsml-$x" bin/wsml-$x; done
-calls() { grep -c "^wsml-$1 " calls.txt 2>/dev/null || true; }
-
-MAKE_ARGS=(-C "$repo" --no-print-directory BUILD="$B" WSML="$PWD/bin" -o "$B/config.mk")
-for x in ingest train eval cam store; do MAKE_ARGS+=(-o "$B/wsml-$x"); done
+. "$WSML_TESTS/e2e/lib/pipeline.sh"
+pipeline_bin eval cam
 MAKE_ARGS+=(DEMO_DIR="$PWD/demo" DEMO_SIZE=32 DEMO_WIDTH=0.125 DEMO_BATCH=25 DEMO_THREADS=1 DEMO_PRE_THREADS=1 DEMO_JOBS=2
     DEMO_ITEMS_TRAIN=400 DEMO_ITEMS_TEST=100 DEMO_MOSAIC_TRAIN=250 DEMO_MOSAIC_TEST=100
     DEMO_PRE_EPOCHS=1 DEMO_EPOCHS=2 DEMO_SEEDS="1 2" DEMO_CAM_COUNT=2)

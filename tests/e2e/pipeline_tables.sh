@@ -8,8 +8,7 @@
 #     cells equal what a Python reading of the runs' run.jsonl picks (best val mAP);
 #   - a second make trains nothing (finished runs are never redone, even without their
 #     done file); `make -j2` gives the same runs bit for bit as the serial make.
-repo=$(cd "$WSML_TESTS/.." && pwd)
-B=$WSML_BUILD
+. "$WSML_TESTS/e2e/lib/pipeline.sh"
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc coco cub openimages npy
 mkdir data
 mv fx/voc/VOCdevkit data/VOCdevkit
@@ -24,20 +23,7 @@ wsml-ingest --format fashion-items --size 32 --train-count 64 --test-count 16 --
 wsml-train --store items --out pre --loss full --arch resnet18 --width-mult 0.125 --epochs 1 \
     --batch 16 --threads 1 --quiet
 
-# The pipelines call $(WSML)/wsml-*: wrappers that log each call (calls.txt) show what
-# make really ran (make prints the commands before the shell picks --resume/--force).
-mkdir bin
-for x in ingest train; do
-  printf '#!/bin/bash\necho "wsml-%s $*" >> %s/calls.txt\nexec %s/wsml-%s "$@"\n' \
-      $x "$PWD" "$B" $x > bin/wsml-$x
-  chmod +x bin/wsml-$x
-done
-ln -s "$B/wsml-eval" bin/wsml-eval
-calls() { grep -c "^wsml-$1 " calls.txt || true; }
-
-# make with the executables already built (-o: never rebuilt from inside a test).
-MAKE_ARGS=(-C "$repo" --no-print-directory BUILD="$B" WSML="$PWD/bin" -o "$B/config.mk")
-for x in ingest train eval cam store; do MAKE_ARGS+=(-o "$B/wsml-$x"); done
+pipeline_bin eval
 MAKE_ARGS+=(DATA="$PWD/data" PRETRAINED="$PWD/pre/best.safetensors"
     "TABLE1_FLAGS=--arch resnet18 --width-mult 0.125 --epochs 1 --batch 5 --threads 1 --quiet"
     "TABLE2_FLAGS=--arch resnet18 --width-mult 0.125 --epochs 1 --batch 5 --threads 1 --quiet"

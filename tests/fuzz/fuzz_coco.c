@@ -4,21 +4,10 @@
 // (fuzz_coco_json.c fuzzes the JSON parser alone with every buffer boundary.)
 #include "tests/fuzz/fuzz_ingest_common.h"
 
+static const char *const dirs[] = {"coco/annotations", "coco/train2014", "coco/val2014", NULL};
+static const char *const files[] = {"coco/annotations/instances_train2014.json",
+                                    "coco/annotations/instances_val2014.json", NULL};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int ready;
-    if (!ready) {
-        fuzz_mkdirs("coco/annotations");
-        fuzz_mkdirs("coco/train2014");
-        fuzz_mkdirs("coco/val2014");
-        ready = 1;
-    }
-    const uint8_t *part[2];
-    size_t len[2];
-    int n = fuzz_split(data, size, part, len, 2);
-    fuzz_put_part("coco/annotations/instances_train2014.json", 0, n, part, len);
-    fuzz_put_part("coco/annotations/instances_val2014.json", 1, n, part, len);
-    ingest_opts o;
-    fuzz_opts(&o, "coco", fuzz_path("coco"));
-    fuzz_run_reader(ingest_read_coco, &o);
-    return 0;
+    return fuzz_ingest_dataset(data, size, dirs, files, "coco", "coco", ingest_read_coco);
 }

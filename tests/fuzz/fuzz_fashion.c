@@ -26,19 +26,13 @@ static void run(fuzz_reader_fn reader, const ingest_opts *o) {
     ingest_dataset_free(&ds);
 }
 
+static const char *const dirs[] = {"fashion", NULL};
+static const char *const files[] = {
+    "fashion/train-images-idx3-ubyte.gz", "fashion/train-labels-idx1-ubyte.gz",
+    "fashion/t10k-images-idx3-ubyte.gz", "fashion/t10k-labels-idx1-ubyte.gz", NULL};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int ready;
-    if (!ready) {
-        fuzz_mkdirs("fashion");
-        ready = 1;
-    }
-    const uint8_t *part[4];
-    size_t len[4];
-    int n = fuzz_split(data, size, part, len, 4);
-    fuzz_put_part("fashion/train-images-idx3-ubyte.gz", 0, n, part, len);
-    fuzz_put_part("fashion/train-labels-idx1-ubyte.gz", 1, n, part, len);
-    fuzz_put_part("fashion/t10k-images-idx3-ubyte.gz", 2, n, part, len);
-    fuzz_put_part("fashion/t10k-labels-idx1-ubyte.gz", 3, n, part, len);
+    fuzz_put_dataset(data, size, dirs, files);
     ingest_opts o;
     fuzz_opts(&o, "fashion-mosaic", fuzz_path("fashion"));
     o.fashion_dir = o.root;

@@ -96,4 +96,36 @@ static inline void fuzz_put_part(const char *rel, int k, int n, const uint8_t **
     else fuzz_unlink(rel);
 }
 
+// The usual target: the input is a small dataset of several files. dirs (NULL-ended) are
+// made once per process; part k of the input (split at FUZZ_SEP) goes to files[k]
+// (NULL-ended, at most FUZZ_MAX_PARTS), a missing part is a missing file.
+#define FUZZ_MAX_PARTS 8
+static inline void fuzz_put_dataset(const uint8_t *data, size_t size, const char *const *dirs,
+                                    const char *const *files) {
+    static int ready;
+    if (!ready) {
+        for (int k = 0; dirs[k]; k++) fuzz_mkdirs(dirs[k]);
+        ready = 1;
+    }
+    int num_files = 0;
+    while (files[num_files]) num_files++;
+    if (num_files > FUZZ_MAX_PARTS) abort();
+    const uint8_t *part[FUZZ_MAX_PARTS];
+    size_t len[FUZZ_MAX_PARTS];
+    int n = fuzz_split(data, size, part, len, num_files);
+    for (int k = 0; k < num_files; k++) fuzz_put_part(files[k], k, n, part, len);
+}
+
+// The whole target of a reader that needs only its files: the dataset as above, then
+// the reader over the scratch folder root_rel with fuzz_opts. Returns 0 (for libFuzzer).
+static inline int fuzz_ingest_dataset(const uint8_t *data, size_t size, const char *const *dirs,
+                                      const char *const *files, const char *format,
+                                      const char *root_rel, fuzz_reader_fn reader) {
+    fuzz_put_dataset(data, size, dirs, files);
+    ingest_opts o;
+    fuzz_opts(&o, format, fuzz_path(root_rel));
+    fuzz_run_reader(reader, &o);
+    return 0;
+}
+
 #endif

@@ -4,27 +4,18 @@
 // annotations-human.csv; a missing part is a missing file. Includes the G1..G5 groups.
 #include "tests/fuzz/fuzz_ingest_common.h"
 
+static const char *const dirs[] = {"oi/2017_11/train",
+                                   "oi/2017_11/validation",
+                                   "oi/2017_11/test",
+                                   "oi/images_train",
+                                   "oi/images_val",
+                                   "oi/images_test",
+                                   NULL};
+static const char *const files[] = {
+    "oi/2017_11/classes-trainable.txt",       "oi/2017_11/class-descriptions.csv",
+    "oi/2017_11/train/annotations-human.csv", "oi/2017_11/validation/annotations-human.csv",
+    "oi/2017_11/test/annotations-human.csv",  NULL};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static int ready;
-    if (!ready) {
-        fuzz_mkdirs("oi/2017_11/train");
-        fuzz_mkdirs("oi/2017_11/validation");
-        fuzz_mkdirs("oi/2017_11/test");
-        fuzz_mkdirs("oi/images_train");
-        fuzz_mkdirs("oi/images_val");
-        fuzz_mkdirs("oi/images_test");
-        ready = 1;
-    }
-    const uint8_t *part[5];
-    size_t len[5];
-    int n = fuzz_split(data, size, part, len, 5);
-    fuzz_put_part("oi/2017_11/classes-trainable.txt", 0, n, part, len);
-    fuzz_put_part("oi/2017_11/class-descriptions.csv", 1, n, part, len);
-    fuzz_put_part("oi/2017_11/train/annotations-human.csv", 2, n, part, len);
-    fuzz_put_part("oi/2017_11/validation/annotations-human.csv", 3, n, part, len);
-    fuzz_put_part("oi/2017_11/test/annotations-human.csv", 4, n, part, len);
-    ingest_opts o;
-    fuzz_opts(&o, "openimages", fuzz_path("oi"));
-    fuzz_run_reader(ingest_read_openimages, &o);
-    return 0;
+    return fuzz_ingest_dataset(data, size, dirs, files, "openimages", "oi", ingest_read_openimages);
 }

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/err.h"
+
 static inline const char *ct_python_exe(void) {
     const char *p = getenv("PYTHON");
     return p && *p ? p : "/usr/bin/python3";
@@ -60,6 +62,28 @@ static inline void ct_write_bytes(const char *path, const void *b, size_t n) {
     cr_assert(f, "cannot write %s", path);
     cr_assert_eq(fwrite(b, 1, n, f), n);
     cr_assert_eq(fclose(f), 0);
+}
+
+// One case of a reader's malformed-file table: the header text, how many data bytes
+// follow it, and what the error must mention (NULL: any error).
+typedef struct {
+    const char *header;
+    size_t data;
+    const char *expect;
+} ct_reject_case;
+
+// A reader's rejection of the file at path: rc is a wsml_code (err->code the same), the
+// message is one line naming the file and, when substr is not NULL, mentioning substr.
+// `what` names the case in a failure.
+static inline void ct_expect_rejected(int rc, const wsml_err *err, const char *path,
+                                      const char *substr, const char *what) {
+    cr_assert_neq(rc, 0, "%s: accepted", what);
+    cr_assert_eq(err->code, rc);
+    cr_assert(strstr(err->msg, path), "%s: error must name the file: %s", what, err->msg);
+    cr_assert(!strchr(err->msg, '\n'), "%s: one line: %s", what, err->msg);
+    if (substr)
+        cr_assert(strstr(err->msg, substr), "%s: '%s' does not mention '%s'", what, err->msg,
+                  substr);
 }
 
 #endif

@@ -7,48 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/oracle_stream.h"
 #include "train/loss.h"
-
-// ---- the oracle's array stream (shared layout with losses_ref.py `emit`) ------------------
-
-enum { DT_I8 = 1, DT_U8 = 2, DT_I32 = 3, DT_I64 = 4, DT_F32 = 5, DT_F64 = 6 };
-
-static FILE *oracle_open(const char *mode) {
-    const char *python = getenv("PYTHON");
-    const char *tests = getenv("WSML_TESTS");
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "%s -W ignore %s/oracles/losses_ref.py %s",
-             python && *python ? python : "/usr/bin/python3", tests && *tests ? tests : "tests",
-             mode);
-    FILE *fp = popen(cmd, "r");
-    cr_assert(fp, "cannot start %s", cmd);
-    return fp;
-}
-
-static void oracle_close(FILE *fp) {
-    int status = pclose(fp);
-    cr_assert_eq(status, 0, "the oracle exited with status %d", status);
-}
-
-// Reads one array of dtype; count must equal `expect` unless expect is (size_t)-1.
-static void *read_array(FILE *fp, int dtype, size_t expect, size_t *count_out) {
-    static const size_t elem[] = {0, 1, 1, 4, 8, 4, 8};
-    int32_t header[2];
-    cr_assert_eq(fread(header, sizeof(header), 1, fp), 1, "oracle stream ended early");
-    cr_assert_eq(header[0], dtype, "oracle stream: dtype %d where %d was expected", header[0],
-                 dtype);
-    size_t count = (size_t)header[1];
-    if (expect != (size_t)-1)
-        cr_assert_eq(count, expect, "oracle stream: %zu elements where %zu were expected", count,
-                     expect);
-    void *data = malloc(count * elem[dtype] + 8);
-    cr_assert(data);
-    if (count) cr_assert_eq(fread(data, elem[dtype] * count, 1, fp), 1, "oracle stream truncated");
-    if (count_out) *count_out = count;
-    return data;
-}
-
-#define ANY ((size_t)-1)
 
 // Errors of a against the reference b: norm_err = max |a − b| / max|b|; elem_err = max
 // |a − b| / |b| over entries with |b| >= 1e-3·max|b|; and `bad` = entries outside

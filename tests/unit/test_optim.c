@@ -7,35 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/unit/oracle_stream.h"
 #include "train/optim.h"
-
-enum { DT_I32 = 3, DT_F32 = 5, DT_F64 = 6 };
-
-static FILE *oracle_open(const char *mode) {
-    const char *python = getenv("PYTHON");
-    const char *tests = getenv("WSML_TESTS");
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "%s -W ignore %s/oracles/losses_ref.py %s",
-             python && *python ? python : "/usr/bin/python3", tests && *tests ? tests : "tests",
-             mode);
-    FILE *fp = popen(cmd, "r");
-    cr_assert(fp, "cannot start %s", cmd);
-    return fp;
-}
-
-static void *read_array(FILE *fp, int dtype, size_t expect) {
-    static const size_t elem[] = {0, 1, 1, 4, 8, 4, 8};
-    int32_t header[2];
-    cr_assert_eq(fread(header, sizeof(header), 1, fp), 1, "oracle stream ended early");
-    cr_assert_eq(header[0], dtype, "oracle stream: dtype %d where %d was expected", header[0],
-                 dtype);
-    cr_assert_eq((size_t)header[1], expect, "oracle stream: %d elements, expected %zu", header[1],
-                 expect);
-    void *data = malloc(expect * elem[dtype] + 8);
-    cr_assert(data);
-    if (expect) cr_assert_eq(fread(data, elem[dtype] * expect, 1, fp), 1, "oracle stream truncated");
-    return data;
-}
 
 // Largest |a - b| / max(|b|, 1e-30), and the number of differing entries.
 static double rel_err(const float *a, const float *b, size_t n, size_t *differ) {
@@ -81,10 +54,10 @@ static void save_and_restore(wsml_optim *o, const wsml_optim_config *cfg, const 
 
 Test(optim, matches_torch_optim, .timeout = 60) {
     FILE *fp = oracle_open("optim");
-    int32_t *nconfigs = read_array(fp, DT_I32, 1);
+    int32_t *nconfigs = read_array(fp, DT_I32, 1, NULL);
     for (int ci = 0; ci < nconfigs[0]; ci++) {
-        int32_t *h = read_array(fp, DT_I32, 4);
-        double *f = read_array(fp, DT_F64, 3);
+        int32_t *h = read_array(fp, DT_I32, 4, NULL);
+        double *f = read_array(fp, DT_F64, 3, NULL);
         const int steps = h[1];
         const size_t sizes[2] = {(size_t)h[2], (size_t)h[3]};
         const double lrs[2] = {f[0], 10 * f[0]};
@@ -98,15 +71,15 @@ Test(optim, matches_torch_optim, .timeout = 60) {
         cr_assert_eq(wsml_optim_add_group(&o, "backbone", sizes[0], lrs[0], &err), 0);
         cr_assert_eq(wsml_optim_add_group(&o, "head", sizes[1], lrs[1], &err), 1);
         float *params[2];
-        for (int g = 0; g < 2; g++) params[g] = read_array(fp, DT_F32, sizes[g]);
+        for (int g = 0; g < 2; g++) params[g] = read_array(fp, DT_F32, sizes[g], NULL);
         double worst = 0;
         size_t differ = 0, total = 0;
         for (int step = 1; step <= steps; step++) {
             float *grads[2];
-            for (int g = 0; g < 2; g++) grads[g] = read_array(fp, DT_F32, sizes[g]);
+            for (int g = 0; g < 2; g++) grads[g] = read_array(fp, DT_F32, sizes[g], NULL);
             for (int g = 0; g < 2; g++) wsml_optim_step(&o, g, params[g], grads[g]);
             for (int g = 0; g < 2; g++) {
-                float *want = read_array(fp, DT_F32, sizes[g]);
+                float *want = read_array(fp, DT_F32, sizes[g], NULL);
                 double e = rel_err(params[g], want, sizes[g], &differ);
                 total += sizes[g];
                 worst = fmax(worst, e);
@@ -119,12 +92,12 @@ Test(optim, matches_torch_optim, .timeout = 60) {
         }
         for (int g = 0; g < 2; g++) {
             cr_expect_eq(o.group[g].step, steps);
-            float *want_m = read_array(fp, DT_F32, sizes[g]);
+            float *want_m = read_array(fp, DT_F32, sizes[g], NULL);
             size_t d = 0;
             cr_expect_leq(rel_err(o.group[g].exp_avg, want_m, sizes[g], &d), 1e-6);
             free(want_m);
             if (cfg.kind == WSML_OPTIM_ADAM) {
-                float *want_v = read_array(fp, DT_F32, sizes[g]);
+                float *want_v = read_array(fp, DT_F32, sizes[g], NULL);
                 cr_expect_leq(rel_err(o.group[g].exp_avg_sq, want_v, sizes[g], &d), 1e-6);
                 free(want_v);
             }
@@ -137,7 +110,7 @@ Test(optim, matches_torch_optim, .timeout = 60) {
         free(h), free(f);
     }
     free(nconfigs);
-    cr_assert_eq(pclose(fp), 0, "the oracle failed");
+    oracle_close(fp);
 }
 
 Test(optim, config_checks) {

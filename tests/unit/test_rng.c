@@ -14,8 +14,17 @@ static const uint32_t seeds[] = {0, 999, 1200, 2147483647u, 4294967295u};
 #define NSEEDS (sizeof seeds / sizeof *seeds)
 static const size_t sizes[] = {1, 2, 10, 1000, 100000};
 #define NSIZES (sizeof sizes / sizeof *sizes)
+
 #define SEED_LIST "(0, 999, 1200, 2**31 - 1, 2**32 - 1)"
 #define SIZE_LIST "(1, 2, 10, 1000, 100000)"
+
+// Elements over all of sizes (one seed's share of a per-size section).
+static size_t sizes_total(void) {
+    size_t total = 0;
+    for (size_t k = 0; k < NSIZES; k++)
+        total += sizes[k];
+    return total;
+}
 
 // All oracle scripts of a test run in ONE Python process (numpy's import costs ~0.5 s):
 // a first pass over the checks collects their scripts (section() records the script and
@@ -133,10 +142,7 @@ static void random_sample_equals_numpy(struct oracle *orc) {
                          "        v = np.random.RandomState(s).random_sample(n)\n"
                          "        W(v.astype('<f8').tobytes())\n",
                          &len);
-    size_t total = 0;
-    for (size_t k = 0; k < NSIZES; k++)
-        total += sizes[k];
-    cr_assert_eq(len, NSEEDS * total * 8);
+    cr_assert_eq(len, NSEEDS * sizes_total() * 8);
     const char *p = want;
     double *v = malloc(100000 * sizeof *v);
     for (size_t s = 0; s < NSEEDS; s++)
@@ -164,10 +170,7 @@ static void permutation_equals_numpy(struct oracle *orc) {
                          &len);
     const char *p = want;
     int64_t *v = malloc(100000 * sizeof *v);
-    size_t total = 0;
-    for (size_t k = 0; k < NSIZES; k++)
-        total += sizes[k];
-    cr_assert_eq(len, NSEEDS * total * 8);
+    cr_assert_eq(len, NSEEDS * sizes_total() * 8);
     for (size_t s = 0; s < NSEEDS; s++)
         for (size_t k = 0; k < NSIZES; k++) {
             wsml_rng r;

@@ -143,20 +143,31 @@ Test(store, existing_refused_without_force, .init = make_tmp, .fini = cleanup) {
     wsml_store_writer_abort(w);
 }
 
+// A write transaction on sub-database db of the store in dir, straight through LMDB (to
+// damage the store behind wsml_store's back); raw_commit commits it and closes env.
+static MDB_txn *raw_begin(const char *db, MDB_env **env, MDB_dbi *dbi) {
+    MDB_txn *txn;
+    mdb_env_create(env);
+    mdb_env_set_maxdbs(*env, 8);
+    cr_assert_eq(mdb_env_open(*env, dir, MDB_NOLOCK, 0644), 0);
+    mdb_txn_begin(*env, NULL, 0, &txn);
+    mdb_dbi_open(txn, db, 0, dbi);
+    return txn;
+}
+
+static void raw_commit(MDB_env *env, MDB_txn *txn) {
+    mdb_txn_commit(txn);
+    mdb_env_close(env);
+}
+
 // Rewrites the meta "version" key directly with LMDB.
 static void set_version(const char *v) {
     MDB_env *env;
-    MDB_txn *txn;
     MDB_dbi dbi;
-    mdb_env_create(&env);
-    mdb_env_set_maxdbs(env, 8);
-    cr_assert_eq(mdb_env_open(env, dir, MDB_NOLOCK, 0644), 0);
-    mdb_txn_begin(env, NULL, 0, &txn);
-    mdb_dbi_open(txn, "meta", 0, &dbi);
+    MDB_txn *txn = raw_begin("meta", &env, &dbi);
     MDB_val k = {7, "version"}, val = {strlen(v), (void *)v};
     mdb_put(txn, dbi, &k, &val, 0);
-    mdb_txn_commit(txn);
-    mdb_env_close(env);
+    raw_commit(env, txn);
 }
 
 Test(store, other_version_refused, .init = make_tmp, .fini = cleanup) {
@@ -716,18 +727,12 @@ Test(store, verify_finds_every_damaged_record, .init = make_tmp, .fini = cleanup
 Test(store, verify_finds_missing_records, .init = make_tmp, .fini = cleanup) {
     write_store(20, 0, WSML_ENC_RAW, 1);
     MDB_env *env;
-    MDB_txn *txn;
     MDB_dbi dbi;
-    mdb_env_create(&env);
-    mdb_env_set_maxdbs(env, 8);
-    cr_assert_eq(mdb_env_open(env, dir, MDB_NOLOCK, 0644), 0);
-    mdb_txn_begin(env, NULL, 0, &txn);
-    mdb_dbi_open(txn, "val", 0, &dbi);
+    MDB_txn *txn = raw_begin("val", &env, &dbi);
     uint8_t key[4] = {0, 0, 0, 1};
     MDB_val k = {4, key};
     cr_assert_eq(mdb_del(txn, dbi, &k, NULL), 0);
-    mdb_txn_commit(txn);
-    mdb_env_close(env);
+    raw_commit(env, txn);
     wsml_err err = {0};
     cr_assert_null(wsml_store_open(dir, 0, &err));
     cr_assert(strstr(err.msg, "val holds 2 records but meta says 3"), "%s", err.msg);

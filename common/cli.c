@@ -1,0 +1,42 @@
+// Command-line helpers (common/cli.h).
+#include "common/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+
+int wsml_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", wsml_prog());
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see --help)\n");
+    va_end(ap);
+    return 2;
+}
+
+int wsml_parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int wsml_shared_option(int opt, void (*usage)(FILE *), const char *context, const char *arg) {
+    switch (opt) {
+    case 'q':
+        wsml_set_quiet(1);
+        return -1;
+    case 'h':
+        usage(stdout);
+        return 0;
+    default:
+        return wsml_usage_error("%sunknown option or missing value: '%s'", context, arg);
+    }
+}
