@@ -9,8 +9,10 @@
 //   backward filter  dW (O, K) += dY^T (O, M) · col(X) (M, K)
 // over the whole batch at once (one GEMM instead of one per image: ResNet's late
 // stages have only a few positions per image). A 1x1 stride-1 convolution needs no
-// im2col at all: X itself is the (M, Cin) matrix. im2col works on chunks of whole images
-// so that the workspace stays bounded (WORKSPACE_CAP_FLOATS) for large inputs.
+// im2col at all: X itself is the (M, Cin) matrix. Each thread makes its rows' im2col in
+// cache-sized blocks (COL_BLOCK_FLOATS) and multiplies each block right away, so the
+// column matrix never streams through memory; the workspace stays bounded
+// (WORKSPACE_CAP_FLOATS) for large inputs.
 //
 // Sums over rows (BN statistics, pools, bias gradients) accumulate in double.
 #include <cblas.h>
@@ -38,6 +40,9 @@
 
 // Default largest im2col chunk (floats): 32 Mi floats = 128 MiB, at least one image.
 #define WORKSPACE_CAP_FLOATS ((size_t)32 << 20)
+// im2col blocks (floats) sized for a core's L2 cache; see col_block_rows.
+#define COL_BLOCK_FLOATS ((int64_t)128 << 10)
+#define COL_BLOCK_MIN_ROWS 16
 // Below this many elements an operation runs on the calling thread only.
 #define PARALLEL_MIN_WORK ((int64_t)1 << 14)
 
@@ -277,12 +282,18 @@ static int cpu_conv_prepare(wsml_backend *be, wsml_conv_desc *d) {
         return 0;
     const int T = im->pool.num_threads;
     const size_t K = conv_k(d), hwo = (size_t)d->out_h * d->out_w;
-    // A thread's largest share: ceil(n/T) images (backward data) or ceil(rows/T) rows.
+    // A thread's slice: one column block (col_block_rows), no more than its largest
+    // share of ceil(n/T) images, within the cap, and at least one whole image (backward
+    // data works on whole images).
     size_t rows = ((size_t)d->max_batch + T - 1) / T * hwo;
+    size_t block = (size_t)COL_BLOCK_FLOATS / K > COL_BLOCK_MIN_ROWS ? (size_t)COL_BLOCK_FLOATS / K
+                                                                     : COL_BLOCK_MIN_ROWS;
     size_t cap = im->workspace_cap_floats / (size_t)T;
-    size_t col = rows * K < cap ? rows * K : cap;
+    size_t col = (rows < block ? rows : block) * K;
+    if (col > cap)
+        col = cap;
     if (col < hwo * K)
-        col = hwo * K; // backward data works on whole images
+        col = hwo * K;
     size_t dw = (size_t)(T - 1) * d->out_channels * K;
     if (grow(&im->workspace, &im->workspace_floats, col * T) < col * T ||
         grow(&im->dw_partial, &im->dw_partial_floats, dw) < dw)
@@ -301,6 +312,25 @@ static void cpu_conv_release(wsml_backend *be, wsml_conv_desc *d) {
 SIMD_KERNEL static void add_to(int64_t n, float *restrict dst, const float *restrict src) {
     for (int64_t i = 0; i < n; i++)
         dst[i] += src[i];
+}
+
+// dst: (n) = src: (n). im2col and col2im copy many short runs (KW·Cin floats for a
+// 3-channel stem, Cin for narrow layers): below 64 floats, inline 16-byte moves beat a
+// call into memcpy.
+static inline void copy_floats(float *restrict dst, const float *restrict src, size_t n) {
+    if (n > 64) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        memcpy(dst + i, src + i, 4 * sizeof(float)); // one unaligned 16-byte move
+    if (i + 2 <= n) {
+        memcpy(dst + i, src + i, 2 * sizeof(float));
+        i += 2;
+    }
+    if (i < n)
+        dst[i] = src[i];
 }
 
 // Rows [m0, m1) of the im2col matrix, row m = output position (b, oh, ow).
@@ -324,7 +354,7 @@ static void im2col_rows(const wsml_conv_desc *d, const float *x, int64_t m0, int
             }
             const float *src = xb + (size_t)ih * W * Cin;
             if (iw0 >= 0 && iw0 + KW <= W) { // the kernel row is one contiguous run
-                memcpy(dst, src + (size_t)iw0 * Cin, row_bytes);
+                copy_floats(dst, src + (size_t)iw0 * Cin, (size_t)KW * Cin);
                 continue;
             }
             for (int kw = 0; kw < KW; kw++) {
@@ -332,8 +362,7 @@ static void im2col_rows(const wsml_conv_desc *d, const float *x, int64_t m0, int
                 if (iw < 0 || iw >= W)
                     memset(dst + (size_t)kw * Cin, 0, (size_t)Cin * sizeof(float));
                 else
-                    memcpy(dst + (size_t)kw * Cin, src + (size_t)iw * Cin,
-                           (size_t)Cin * sizeof(float));
+                    copy_floats(dst + (size_t)kw * Cin, src + (size_t)iw * Cin, (size_t)Cin);
             }
         }
     }
@@ -370,7 +399,7 @@ static void col2im_images(const wsml_conv_desc *d, float *dx, int64_t i0, int64_
                         const float *src =
                             colb + ((size_t)oh * Wo + ow) * K + ((size_t)kh * KW + kw) * Cin;
                         if (first)
-                            memcpy(dst, src, (size_t)Cin * sizeof(float));
+                            copy_floats(dst, src, (size_t)Cin);
                         else
                             add_to(Cin, dst, src);
                         first = 0;
@@ -399,6 +428,17 @@ static void split(int64_t total, int T, int tid, int64_t *begin, int64_t *end) {
     *end = total * (tid + 1) / T;
 }
 
+// Rows of a column block: as many as fit in COL_BLOCK_FLOATS (im2col and the GEMM that
+// reads it then share a cache-sized block instead of a column matrix streamed through
+// memory), at least COL_BLOCK_MIN_ROWS, at most what a thread's workspace slice holds.
+static int64_t col_block_rows(const cpu_impl *im, int K) {
+    int64_t slice = (int64_t)(im->workspace_floats / (size_t)im->pool.num_threads / (size_t)K);
+    int64_t rows = COL_BLOCK_FLOATS / K;
+    if (rows < COL_BLOCK_MIN_ROWS)
+        rows = COL_BLOCK_MIN_ROWS;
+    return rows < slice ? rows : slice;
+}
+
 // One task per thread: rows of y.   y: (n·Ho·Wo, O) = col(x) · w^T
 static void conv_fwd_task(void *argp, int64_t t0, int64_t t1, int tid) {
     (void)t1;
@@ -415,7 +455,7 @@ static void conv_fwd_task(void *argp, int64_t t0, int64_t t1, int tid) {
         return;
     }
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
-    int64_t block = (int64_t)(a->im->workspace_floats / T / (size_t)K);
+    int64_t block = col_block_rows(a->im, K);
     for (int64_t b0 = m0; b0 < m1; b0 += block) {
         int64_t b1 = b0 + block < m1 ? b0 + block : m1;
         im2col_rows(d, a->in, b0, b1, col);
@@ -445,7 +485,7 @@ static void conv_bwd_data_task(void *argp, int64_t t0, int64_t t1, int tid) {
     int64_t i0, i1;
     split(a->n, T, (int)t0, &i0, &i1);
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
-    int64_t block = (int64_t)(a->im->workspace_floats / T / ((size_t)K * hwo)); // images
+    int64_t block = col_block_rows(a->im, K) / hwo; // whole images
     if (block < 1)
         block = 1; // conv_prepare sized the slice for at least one image
     for (int64_t b0 = i0; b0 < i1; b0 += block) {
@@ -488,7 +528,7 @@ static void conv_bwd_filter_task(void *argp, int64_t t0, int64_t t1, int tid) {
     float *col = a->im->workspace + (size_t)tid * (a->im->workspace_floats / T);
     float *target = t0 == 0 ? a->out : a->im->dw_partial + (size_t)(t0 - 1) * O * K;
     float beta = t0 == 0 ? 1.0f : 0.0f;
-    int64_t block = (int64_t)(a->im->workspace_floats / T / (size_t)K);
+    int64_t block = col_block_rows(a->im, K);
     for (int64_t b0 = m0; b0 < m1; b0 += block) {
         int64_t b1 = b0 + block < m1 ? b0 + block : m1;
         im2col_rows(d, a->in, b0, b1, col);
