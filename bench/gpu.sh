@@ -12,8 +12,9 @@
 #     bash bench/gpu.sh --prepare
 #       - `make all` with CUDA (build/libwsml-cuda.so is the backend, train/cuda/),
 #       - build/gpu/: wsml-gpubench (bench/gpu_step.c), wsml-cudatest (tests/unit/test_cuda.c
-#         over bench/shim/, a small stand-in for Criterion) and a copy of libwsml-cuda.so —
-#         none of them needs libvips or Criterion,
+#         over bench/shim/, a small stand-in for Criterion), copies of libwsml-cuda.so and
+#         wsml-train, and store/ (a small raw fashion-mosaic store for an end-to-end
+#         `wsml-train --backend cuda` run) — none of them needs libvips or Criterion,
 #       - .devlibs/: the .deb files of the run-time libraries they need (DEVICE.md step 1:
 #           echo /.devlibs/ >> .git/info/exclude; mkdir -p .devlibs
 #           (cd .devlibs && apt-get download liblmdb0 libopenblas0-pthread libgfortran5 \
@@ -49,14 +50,22 @@ prepare() {
     cc $cflags -Ibench/shim -Wno-format-zero-length -o "$G/wsml-cudatest" \
         tests/unit/test_cuda.c bench/shim/runner.c $libs
     cp "$B/libwsml-cuda.so" "$G/"
+    # wsml-train itself (it needs no libvips, only the .devlibs libraries) and a small raw
+    # store for the end-to-end run there (~15 MB; the device tool carries at most 64 MiB)
+    cp "$B/wsml-train" "$G/"
+    [ -f "$G/store/data.mdb" ] || "$B/wsml-ingest" --format fashion-mosaic --size 64 \
+        --train-count 1280 --test-count 256 --out "$G/store" --force --quiet
     mkdir -p .devlibs
-    grep -qx '/.devlibs/' .git/info/exclude 2>/dev/null || echo /.devlibs/ >> .git/info/exclude
+    local ex
+    ex=$(git rev-parse --git-path info/exclude 2>/dev/null || echo .git/info/exclude)
+    mkdir -p "$(dirname "$ex")"
+    grep -qx '/.devlibs/' "$ex" 2>/dev/null || echo /.devlibs/ >> "$ex"
     local p
     for p in liblmdb0 libopenblas0-pthread libgfortran5 libjansson4 libquadmath0 libjpeg62-turbo; do
         ls .devlibs/"${p}"_*.deb >/dev/null 2>&1 || (cd .devlibs && apt-get download "$p" >/dev/null)
     done
     echo "ready: $(du -sh "$G" | cut -f1) in $G, $(du -sh .devlibs | cut -f1) in .devlibs"
-    ldd "$G/wsml-gpubench" "$G/wsml-cudatest" | awk '/=>/ {print $1}' | sort -u | tr '\n' ' '
+    ldd "$G/wsml-gpubench" "$G/wsml-cudatest" "$G/wsml-train" | awk '/=>/ {print $1}' | sort -u | tr '\n' ' '
     echo
     echo "device call: carry [\".devlibs\", \"$G\"], command:"
     echo "  set -o pipefail; WSML_BUILD=$B bash bench/gpu.sh 2>&1 | tee \$OUT/gpu.log"
@@ -91,7 +100,7 @@ if [ -n "$SP" ] && [ -d "$SP/nvidia" ]; then
     done
 fi
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-missing=$(ldd "$G/wsml-gpubench" "$G/wsml-cudatest" "$G/libwsml-cuda.so" | grep "not found" || true)
+missing=$(ldd "$G/wsml-gpubench" "$G/wsml-cudatest" "$G/wsml-train" "$G/libwsml-cuda.so" | grep "not found" || true)
 [ -z "$missing" ] || { echo "gpu.sh: missing libraries:"; echo "$missing"; }
 
 # ---- versions ------------------------------------------------------------------------------
@@ -130,6 +139,31 @@ done
 echo "== PyTorch, same GPU ($(left) s left)"
 timeout "$(( $(left) > 200 ? $(left) - 60 : 150 ))" $PY bench/gpu_torch.py --batch 16,64 \
     2> "$OUTDIR/gpu-peer.err" | tee "$PEER" || echo "   (PyTorch peer failed or timed out: see gpu-peer.err)"
+# ---- wsml-train --backend cuda end to end (what the parity tests do not cover) ----------
+# LL-Cp on the small store: each precision trains 3 epochs (loss must fall, every epoch line
+# must carry gpu_idle_frac in [0, 1]); a run stopped after 40 steps and resumed must finish
+# (its optimizer state went through the host checkpoint; not bit-exact on a GPU, so the
+# final val mAP of both is printed side by side).
+train_rc=0
+if [ -x "$G/wsml-train" ] && [ -f "$G/store/data.mdb" ] && [ "$(left)" -gt 150 ]; then
+    echo "== wsml-train --backend cuda end to end ($(left) s left)"
+    tr=/tmp/wsml-gpu-train
+    rm -rf "$tr"
+    net=(--store "$G/store" --backend cuda --arch resnet18 --width-mult 0.25 --batch 32
+         --loss ll-cp --delta-rel 4 --epochs 3 --quiet)
+    for prec in tf32 fp32 bf16; do
+        timeout 60 "$G/wsml-train" "${net[@]}" --precision "$prec" --out "$tr/$prec" \
+            2>&1 | tail -3 || train_rc=1
+    done
+    timeout 60 "$G/wsml-train" "${net[@]}" --precision tf32 --out "$tr/resume" --max-steps 40 \
+        2>&1 | tail -2 || true
+    timeout 60 "$G/wsml-train" "${net[@]}" --precision tf32 --out "$tr/resume" --resume \
+        2>&1 | tail -3 || train_rc=1
+    for d in "$tr"/*/; do cp "$d/run.jsonl" "$OUTDIR/train-$(basename "$d").jsonl" 2>/dev/null || true; done
+    $PY bench/gpu_train_check.py "$tr" || train_rc=1
+    echo "wsml-train end to end: $([ "$train_rc" = 0 ] && echo passed || echo FAILED)"
+fi
+
 # optional rows, while the budget lasts
 for batch in 16 64; do
     if [ "$(left)" -gt 100 ]; then # --precision bf16 (bf16 operands, fp32 master weights)
@@ -161,5 +195,5 @@ fi
 echo "== summary ($((SECONDS - T0)) s)"
 sum_rc=0
 $PY bench/gpu_summary.py "$OURS" "$PEER" "$OUTDIR/gpu.json" "$B/bench/gpu.json" || sum_rc=$?
-echo "parity tests: $([ "$tests_rc" = 0 ] && echo passed || echo "FAILED ($tests_rc)"); total $((SECONDS - T0)) s"
-[ "$tests_rc" = 0 ] && [ "$sum_rc" = 0 ]
+echo "parity tests: $([ "$tests_rc" = 0 ] && echo passed || echo "FAILED ($tests_rc)"); wsml-train end to end: $([ "$train_rc" = 0 ] && echo "passed (or skipped, see above)" || echo FAILED); total $((SECONDS - T0)) s"
+[ "$tests_rc" = 0 ] && [ "$sum_rc" = 0 ] && [ "$train_rc" = 0 ]

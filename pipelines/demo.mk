@@ -13,6 +13,8 @@
 #
 # Knobs (defaults sized for ~15 minutes on 2 cores; see README "make demo"):
 DEMO_DIR ?= build/demo
+# 64 rather than the mosaic's native 56: the backbone pretrained at 56 is clearly weaker
+# (README "make demo").
 DEMO_SIZE ?= 64
 DEMO_ARCH ?= resnet18
 DEMO_WIDTH ?= 0.25
@@ -31,7 +33,8 @@ DEMO_EPOCHS ?= 5
 DEMO_LR ?= 5e-4
 # Hidden positives are ~15% of the mosaic's label entries (vs ~3% on COCO), so the
 # modified share must grow far faster than the paper's 0.1-0.5% per epoch; picked on
-# the validation split (README "make demo" gives the sweep).
+# the validation split by `make demo-sweep`: 1, 2, 4, 6, 8 gave val mAP 88.86, 89.44,
+# 90.75, 90.64, 90.47 (README "make demo").
 DEMO_DELTA_REL ?= 4
 DEMO_MOSAIC_TRAIN ?= 12500
 DEMO_MOSAIC_TEST ?= 5000
