@@ -347,14 +347,15 @@ static int run(ingest_opts *o, int want_json) {
         info_str = json_dumps(info, JSON_COMPACT | JSON_REAL_PRECISION(12));
         if (!info_str) rc = wsml_errf(&err, WSML_ENOMEM, "out of memory serialising info");
     }
+    int created = w != NULL;
     if (rc == 0) {
         rc = wsml_store_writer_finish(w, info_str, &err);
-        if (rc == 0) w = NULL; // finish frees the writer on success only
+        w = NULL; // finish consumes the writer whatever the result (store.h)
     }
     if (rc) {
         if (w) wsml_store_writer_abort(w);
         wsml_err_print(PROG, &err);
-        if (w || ingest_interrupted) fprintf(stderr, PROG ": %s left incomplete\n", o->out);
+        if (created || ingest_interrupted) fprintf(stderr, PROG ": %s left incomplete\n", o->out);
     } else {
         double secs = wsml_now() - t0;
         for (int s = 0; s < WSML_NUM_SPLITS; s++)

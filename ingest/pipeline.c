@@ -6,6 +6,12 @@
 // next_write % window, puts the record (or records a skip), frees the slot and wakes
 // the workers. Records of a split get indices 0, 1, 2, ... in list order; a skipped
 // image takes no index, so later records move up by one.
+//
+// The workers also encode the whole record (header, labels, image, CRC) into their
+// slot's buffer, so the writer thread only hands that buffer to the store
+// (wsml_store_put_encoded: no copy, the buffer comes back as a spare of an earlier
+// batch) and LMDB copies it once into its page. A record the worker could not encode
+// goes through wsml_store_put in the writer, which reports it as it always did.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +36,9 @@ typedef struct {
     wsml_image img; // at the output size, raw HWC RGB
     void *jpeg;     // encoded payload when encoding = jpeg
     size_t jpeg_len;
+    wsml_record_buf rec; // the encoded record when encoded (the buffer is reused)
+    int encoded;
+    uint32_t n_pos, n_obs; // full positives and observed positives of the record
 } slot;
 
 typedef struct {
@@ -46,8 +55,9 @@ typedef struct {
     pthread_cond_t ready, space;
 } pool;
 
-// Loads item k of the pool's order into s (no lock held).
-static void process(pool *p, size_t k, slot *s) {
+// Loads item k of the pool's order into s (no lock held); full and obs are the
+// worker's label buffers (num_classes entries each; NULL: the writer encodes).
+static void process(pool *p, size_t k, slot *s, int8_t *full, int8_t *obs) {
     const ingest_dataset *ds = p->ds;
     const ingest_item *it = &p->src->items[p->order[k]];
     wsml_err e;
@@ -88,10 +98,54 @@ static void process(pool *p, size_t k, slot *s) {
     }
     s->failed = 0;
     s->img = src; // empty (pixels NULL) after JPEG encoding
+    s->encoded = 0;
+    if (!full || !obs) return;
+    int C = ds->num_classes;
+    ingest_item_full(ds, it, full);
+    ingest_item_observed(ds, it, obs);
+    wsml_record_in rec = {
+        .id = ingest_str_at(ds, it->id),
+        .full = full,
+        .observed = obs,
+        .num_classes = C,
+        .encoding = p->o->encoding,
+        .height = p->o->size,
+        .width = p->o->size,
+        .channels = 3,
+    };
+    if (p->o->encoding == WSML_ENC_JPEG) {
+        rec.image = s->jpeg;
+        rec.image_len = s->jpeg_len;
+    } else {
+        rec.image = s->img.pixels;
+        rec.image_len = (size_t)p->o->size * (size_t)p->o->size * 3;
+    }
+    wsml_err_clear(&e);
+    if (wsml_record_encode_into(&rec, ds->full_label_default, &s->rec, &e) < 0)
+        return; // the writer puts it with wsml_store_put, which reports the error
+    uint32_t np = 0, no = 0;
+    for (int c = 0; c < C; c++) {
+        np += full[c] == 1;
+        no += obs[c] == 1;
+    }
+    s->n_pos = np;
+    s->n_obs = no;
+    s->encoded = 1;
+    img_release(&s->img); // the record holds the pixels now
+    free(s->jpeg);
+    s->jpeg = NULL;
+    s->jpeg_len = 0;
 }
 
 static void *worker(void *arg) {
     pool *p = arg;
+    size_t C = p->ds->num_classes > 0 ? (size_t)p->ds->num_classes : 1;
+    int8_t *full = malloc(C), *obs = malloc(C); // NULL: records are encoded by the writer
+    if (!full || !obs) {
+        free(full);
+        free(obs);
+        full = obs = NULL;
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (!p->stop && p->next_take < p->n && p->next_take >= p->next_write + p->window)
@@ -101,12 +155,14 @@ static void *worker(void *arg) {
         slot *s = &p->slots[k % p->window];
         s->state = SLOT_TAKEN;
         pthread_mutex_unlock(&p->mu);
-        process(p, k, s);
+        process(p, k, s, full, obs);
         pthread_mutex_lock(&p->mu);
         s->state = SLOT_DONE;
         pthread_cond_broadcast(&p->ready);
     }
     pthread_mutex_unlock(&p->mu);
+    free(full);
+    free(obs);
     return NULL;
 }
 
@@ -116,8 +172,10 @@ static void slot_clear(slot *s) {
     s->jpeg = NULL;
     s->jpeg_len = 0;
     s->failed = 0;
+    s->encoded = 0;
     s->reason[0] = '\0';
     s->state = SLOT_FREE;
+    // s->rec keeps its buffer for the slot's next record
 }
 
 static int add_skip(ingest_skips *skips, wsml_split split, const char *path, const char *reason) {
@@ -199,6 +257,13 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
                                wsml_split_name(split), path, s->reason);
             else if (add_skip(skips, split, path, s->reason))
                 rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        } else if (s->encoded) {
+            rc = wsml_store_put_encoded(w, split, *written, C, ds->full_label_default, &s->rec, err);
+            if (rc == 0) {
+                (*written)++;
+                *pos_sum += s->n_pos; // integers: the same sums as adding 1 per label
+                *obs_sum += s->n_obs;
+            }
         } else {
             ingest_item_full(ds, it, full);
             ingest_item_observed(ds, it, obs);
@@ -243,7 +308,10 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
     pthread_mutex_unlock(&p.mu);
 destroy:
     for (int t = 0; t < started; t++) pthread_join(threads[t], NULL);
-    for (size_t k = 0; k < p.window; k++) slot_clear(&p.slots[k]);
+    for (size_t k = 0; k < p.window; k++) {
+        slot_clear(&p.slots[k]);
+        wsml_record_buf_free(&p.slots[k].rec);
+    }
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.ready);
     pthread_cond_destroy(&p.space);

@@ -41,9 +41,10 @@ uint32_t wsml_record_crc(const void *buf, size_t len) {
     return wsml_crc32(0, buf, len);
 }
 
-int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_t **out, size_t *out_len,
-                       wsml_err *err) {
-    *out = NULL;
+// Encodes into *buf (capacity *cap bytes): reused as it is when large enough, else
+// grown (realloc). On failure *buf and *cap stay valid (maybe grown) and *out_len is 0.
+static int encode(const wsml_record_in *rec, int full_label_default, uint8_t **buf, size_t *cap,
+                  size_t *out_len, wsml_err *err) {
     *out_len = 0;
     int C = rec->num_classes;
     if (!rec->id || !rec->full || C <= 0 || (rec->image_len && !rec->image))
@@ -81,8 +82,13 @@ int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_
     size_t n = HDR + id_len + 4 * ((size_t)nfp + nfo + nop + non) + rec->image_len + 4;
     if (id_len > (1u << 20) || rec->image_len > 0xffffffffu)
         return wsml_errf(err, WSML_EARG, "record %s: id or image too large", rec->id);
-    uint8_t *b = malloc(n);
-    if (!b) return wsml_errf(err, WSML_ENOMEM, "record %s: out of memory", rec->id);
+    if (*cap < n || !*buf) {
+        uint8_t *g = realloc(*buf, n);
+        if (!g) return wsml_errf(err, WSML_ENOMEM, "record %s: out of memory", rec->id);
+        *buf = g;
+        *cap = n;
+    }
+    uint8_t *b = *buf;
     memcpy(b, "WSR1", 4);
     b[4] = (uint8_t)rec->encoding;
     b[5] = (uint8_t)rec->channels;
@@ -110,9 +116,31 @@ int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_
     if (rec->image_len) memcpy(p, rec->image, rec->image_len);
     p += rec->image_len;
     wr32(p, wsml_record_crc(b, (size_t)(p - b)));
-    *out = b;
     *out_len = n;
     return 0;
+}
+
+int wsml_record_encode(const wsml_record_in *rec, int full_label_default, uint8_t **out, size_t *out_len,
+                       wsml_err *err) {
+    uint8_t *b = NULL;
+    size_t cap = 0;
+    int rc = encode(rec, full_label_default, &b, &cap, out_len, err);
+    if (rc < 0) {
+        free(b);
+        b = NULL;
+    }
+    *out = b;
+    return rc;
+}
+
+int wsml_record_encode_into(const wsml_record_in *rec, int full_label_default, wsml_record_buf *buf,
+                            wsml_err *err) {
+    return encode(rec, full_label_default, &buf->data, &buf->cap, &buf->len, err);
+}
+
+void wsml_record_buf_free(wsml_record_buf *buf) {
+    free(buf->data);
+    memset(buf, 0, sizeof *buf);
 }
 
 int wsml_record_parse(const void *val, size_t len, int check_crc, wsml_record *rec, wsml_err *err) {

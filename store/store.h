@@ -124,6 +124,24 @@ typedef struct {
 // full labels (0: list positives [+ unknowns]; -1: list positives and negatives).
 int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index,
                    const wsml_record_in *rec, int full_label_default, wsml_err *err);
+// Encoding ahead of the put, so that decode threads do it and the writer only stores:
+// a record encoded into a reusable buffer. wsml_record_encode_into validates exactly as
+// wsml_store_put does (same errors, without the store/split/index prefix), writes the
+// same bytes, and reuses buf->data when it is large enough (else grows it). Any thread.
+typedef struct {
+    uint8_t *data;
+    size_t len; // bytes of the encoded record (0 after a failed encode)
+    size_t cap; // bytes allocated at data
+} wsml_record_buf;
+int wsml_record_encode_into(const wsml_record_in *rec, int full_label_default, wsml_record_buf *buf,
+                            wsml_err *err);
+void wsml_record_buf_free(wsml_record_buf *buf);
+// wsml_store_put for a record from wsml_record_encode_into (num_classes and
+// full_label_default as encoded): the writer takes buf's memory over without copying it
+// and hands buf a spare buffer back (one freed by an earlier committed batch, or none),
+// so buffers circulate instead of being allocated per record. Writer thread only.
+int wsml_store_put_encoded(wsml_store_writer *w, wsml_split split, uint32_t index, int num_classes,
+                           int full_label_default, wsml_record_buf *buf, wsml_err *err);
 // Commits all records, writes version + info (info_json must hold the keys listed
 // above; counts are checked against what was put), syncs, then writes complete.
 // Consumes the writer whatever the result (on failure the store is left incomplete).
