@@ -825,3 +825,73 @@ Test(store, cli_jpeg_images_and_errors, .init = make_tmp, .fini = cleanup) {
     snprintf(cmd, sizeof cmd, "test $(wc -l < %s/err.txt) -eq 1 && grep -q '%s: store is incomplete' %s/err.txt", d, dir, d);
     cr_assert_eq(run(cmd), 0);
 }
+
+// wsml_store_put_encoded (the ingest pipeline's path: records encoded by the decode
+// threads) stores exactly what wsml_store_put stores, while buffers circulate between
+// batches (600 records > 256 a batch; payload sizes vary, so a recycled buffer is
+// sometimes too small and grows).
+Test(store, put_encoded_stores_what_put_stores, .init = make_tmp, .fini = cleanup) {
+    enum { N = 600, C = 30 };
+    char dir2[300];
+    snprintf(dir2, sizeof dir2, "%s2", dir);
+    uint8_t *img = malloc(6000);
+    int8_t full[C], obs[C];
+    for (int pass = 0; pass < 2; pass++) {
+        const char *d = pass ? dir2 : dir;
+        wsml_err err = {0};
+        wsml_store_writer *w = wsml_store_create(d, 0, &err);
+        cr_assert(w, "%s", err.msg);
+        wsml_record_buf buf = {0};
+        for (int i = 0; i < N; i++) {
+            labels_for(0, i, C, 0, full, obs);
+            size_t len = 100 + (size_t)(i * 37) % 5900;
+            for (size_t k = 0; k < len; k++) img[k] = (uint8_t)(k * 13 + i);
+            char id[32];
+            snprintf(id, sizeof id, "r%d", i);
+            wsml_record_in rec = {id, full, obs, C, WSML_ENC_JPEG, 4, 5, 3, img, len};
+            if (pass == 0) {
+                cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s", err.msg);
+            } else {
+                cr_assert_eq(wsml_record_encode_into(&rec, 0, &buf, &err), 0, "%s", err.msg);
+                cr_assert_eq(wsml_store_put_encoded(w, WSML_SPLIT_TRAIN, (uint32_t)i, C, 0, &buf, &err), 0,
+                             "%s", err.msg);
+            }
+        }
+        wsml_record_buf_free(&buf);
+        char info[1024];
+        int n = snprintf(info, sizeof info, "{\"name\":\"t\",\"classes\":[");
+        for (int c = 0; c < C; c++) n += snprintf(info + n, sizeof info - n, "%s\"c%d\"", c ? "," : "", c);
+        snprintf(info + n, sizeof info - n,
+                 "],\"counts\":{\"train\":%d,\"val\":0,\"test\":0},\"height\":4,\"width\":5,"
+                 "\"channels\":3,\"encoding\":\"jpeg\",\"full_label_default\":0}",
+                 N);
+        cr_assert_eq(wsml_store_writer_finish(w, info, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_store_verify(d, NULL, NULL, &err), 0, "%s", err.msg);
+    }
+    wsml_err err = {0};
+    wsml_store *a = wsml_store_open(dir, 1, &err), *b = wsml_store_open(dir2, 1, &err);
+    cr_assert(a && b, "%s", err.msg);
+    wsml_reader *ra = wsml_reader_begin(a, &err), *rb = wsml_reader_begin(b, &err);
+    cr_assert(ra && rb, "%s", err.msg);
+    int8_t f2[C], o2[C];
+    for (int i = 0; i < N; i++) {
+        wsml_record x, y;
+        cr_assert_eq(wsml_reader_get(ra, WSML_SPLIT_TRAIN, (uint32_t)i, &x, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_reader_get(rb, WSML_SPLIT_TRAIN, (uint32_t)i, &y, &err), 0, "%s", err.msg);
+        cr_assert_eq(x.id_len, y.id_len);
+        cr_assert(!memcmp(x.id, y.id, x.id_len));
+        cr_assert_eq(x.image_len, y.image_len);
+        cr_assert(!memcmp(x.image, y.image, x.image_len), "record %d: image differs", i);
+        wsml_record_full_labels(&x, C, full);
+        wsml_record_full_labels(&y, C, f2);
+        cr_assert_arr_eq(full, f2, (size_t)C);
+        wsml_record_observed_labels(&x, C, obs);
+        wsml_record_observed_labels(&y, C, o2);
+        cr_assert_arr_eq(obs, o2, (size_t)C);
+    }
+    wsml_reader_end(ra);
+    wsml_reader_end(rb);
+    wsml_store_close(a);
+    wsml_store_close(b);
+    free(img);
+}
