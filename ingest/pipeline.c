@@ -57,6 +57,33 @@ typedef struct {
 
 // Loads item k of the pool's order into s (no lock held); full and obs are the
 // worker's label buffers (num_classes entries each; NULL: the writer encodes).
+// The record of a decoded slot: the item's labels (into full and obs, C each) and the
+// slot's image (its JPEG bytes or its raw pixels).
+static wsml_record_in slot_record(const ingest_dataset *ds, const ingest_item *it,
+                                  const ingest_opts *o, const slot *s, int8_t *full,
+                                  int8_t *obs) {
+    ingest_item_full(ds, it, full);
+    ingest_item_observed(ds, it, obs);
+    wsml_record_in rec = {
+        .id = ingest_str_at(ds, it->id),
+        .full = full,
+        .observed = obs,
+        .num_classes = ds->num_classes,
+        .encoding = o->encoding,
+        .height = o->size,
+        .width = o->size,
+        .channels = 3,
+    };
+    if (o->encoding == WSML_ENC_JPEG) {
+        rec.image = s->jpeg;
+        rec.image_len = s->jpeg_len;
+    } else {
+        rec.image = s->img.pixels;
+        rec.image_len = (size_t)o->size * (size_t)o->size * 3;
+    }
+    return rec;
+}
+
 static void process(pool *p, size_t k, slot *s, int8_t *full, int8_t *obs) {
     const ingest_dataset *ds = p->ds;
     const ingest_item *it = &p->src->items[p->order[k]];
@@ -101,25 +128,7 @@ static void process(pool *p, size_t k, slot *s, int8_t *full, int8_t *obs) {
     s->encoded = 0;
     if (!full || !obs) return;
     int C = ds->num_classes;
-    ingest_item_full(ds, it, full);
-    ingest_item_observed(ds, it, obs);
-    wsml_record_in rec = {
-        .id = ingest_str_at(ds, it->id),
-        .full = full,
-        .observed = obs,
-        .num_classes = C,
-        .encoding = p->o->encoding,
-        .height = p->o->size,
-        .width = p->o->size,
-        .channels = 3,
-    };
-    if (p->o->encoding == WSML_ENC_JPEG) {
-        rec.image = s->jpeg;
-        rec.image_len = s->jpeg_len;
-    } else {
-        rec.image = s->img.pixels;
-        rec.image_len = (size_t)p->o->size * (size_t)p->o->size * 3;
-    }
+    wsml_record_in rec = slot_record(ds, it, p->o, s, full, obs);
     wsml_err_clear(&e);
     if (wsml_record_encode_into(&rec, ds->full_label_default, &s->rec, &e) < 0)
         return; // the writer puts it with wsml_store_put, which reports the error
@@ -265,25 +274,7 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
                 *obs_sum += s->n_obs;
             }
         } else {
-            ingest_item_full(ds, it, full);
-            ingest_item_observed(ds, it, obs);
-            wsml_record_in rec = {
-                .id = ingest_str_at(ds, it->id),
-                .full = full,
-                .observed = obs,
-                .num_classes = C,
-                .encoding = o->encoding,
-                .height = o->size,
-                .width = o->size,
-                .channels = 3,
-            };
-            if (o->encoding == WSML_ENC_JPEG) {
-                rec.image = s->jpeg;
-                rec.image_len = s->jpeg_len;
-            } else {
-                rec.image = s->img.pixels;
-                rec.image_len = (size_t)o->size * (size_t)o->size * 3;
-            }
+            wsml_record_in rec = slot_record(ds, it, o, s, full, obs);
             rc = wsml_store_put(w, split, *written, &rec, ds->full_label_default, err);
             if (rc == 0) {
                 (*written)++;
