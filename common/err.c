@@ -9,7 +9,8 @@
 // (tests/fuzz/regressions/store_meta).
 static void one_line(char *s) {
     for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = ' ';
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = ' ';
 }
 
 int wsml_errf(wsml_err *err, int code, const char *fmt, ...) {
@@ -25,20 +26,23 @@ int wsml_errf(wsml_err *err, int code, const char *fmt, ...) {
 }
 
 int wsml_err_prefix(wsml_err *err, const char *fmt, ...) {
-    if (!err) return WSML_OK;
+    if (!err)
+        return WSML_OK;
     char prefix[512], old[sizeof err->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    if (snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old) < 0) err->msg[0] = 0;
+    if (snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old) < 0)
+        err->msg[0] = 0;
     one_line(err->msg);
     return err->code;
 }
 
 void wsml_err_clear(wsml_err *err) {
-    if (!err) return;
+    if (!err)
+        return;
     err->code = WSML_OK;
     err->msg[0] = '\0';
 }

@@ -27,8 +27,7 @@ typedef struct {
 
 // Sets err (if not NULL) from a printf-style message; returns code, so that
 // `return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));` reads naturally.
-int wsml_errf(wsml_err *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int wsml_errf(wsml_err *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 // Prepends "context: " to an existing message (e.g. the file being parsed).
 int wsml_err_prefix(wsml_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -201,10 +201,13 @@ static const char *accepted_loader(const void *buf, size_t len) {
                                          "VipsForeignLoadHeifBuffer"};
     const char *l = vips_foreign_find_load_buffer(buf, len);
     vips_error_clear();
-    if (!l) return NULL;
+    if (!l)
+        return NULL;
     for (size_t i = 0; i < sizeof native / sizeof *native; i++)
-        if (!strcmp(l, native[i])) return l;
-    if (!strcmp(l, "VipsForeignLoadMagickBuffer") && len >= 14 && !memcmp(buf, "BM", 2)) return l;
+        if (!strcmp(l, native[i]))
+            return l;
+    if (!strcmp(l, "VipsForeignLoadMagickBuffer") && len >= 14 && !memcmp(buf, "BM", 2))
+        return l;
     return NULL;
 }
 
@@ -227,7 +230,8 @@ int wsml_image_decode_buffer(const void *buf, size_t len, wsml_image *out, wsml_
     }
     const char *loader = accepted_loader(buf, len);
     if (!loader)
-        return wsml_errf(err, WSML_EFORMAT, "image buffer: cannot decode image: not JPEG, PNG, "
+        return wsml_errf(err, WSML_EFORMAT,
+                         "image buffer: cannot decode image: not JPEG, PNG, "
                          "WebP, GIF, TIFF, HEIF or BMP data");
     VipsImage *in = vips_image_new_from_buffer(buf, len, "", "fail_on", VIPS_FAIL_ON_ERROR,
                                                "access", VIPS_ACCESS_SEQUENTIAL, NULL);

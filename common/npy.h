@@ -12,8 +12,8 @@ typedef struct {
     size_t itemsize; // bytes per element (4*n for <U{n})
     int ndim;
     int64_t shape[WSML_MAX_DIMS];
-    size_t count;    // product of shape
-    void *data;      // count*itemsize bytes, malloc'd, owned by the array
+    size_t count; // product of shape
+    void *data;   // count*itemsize bytes, malloc'd, owned by the array
 } wsml_npy;
 
 // Reads a whole file. Returns 0 or a negative wsml_code with err set.

@@ -40,8 +40,8 @@ int wsml_st_read(const char *path, wsml_safetensors *out, wsml_err *err);
 const wsml_tensor_view *wsml_st_find(const wsml_safetensors *st, const char *name);
 // Copies a tensor into dst as float32 (converting F16/BF16/F64), checking the shape
 // (ndim/shape must match exactly); err names the tensor and both shapes on mismatch.
-int wsml_st_get_f32(const wsml_safetensors *st, const char *name, int ndim,
-                    const int64_t *shape, float *dst, wsml_err *err);
+int wsml_st_get_f32(const wsml_safetensors *st, const char *name, int ndim, const int64_t *shape,
+                    float *dst, wsml_err *err);
 // A metadata value (string) or NULL.
 const char *wsml_st_meta(const wsml_safetensors *st, const char *key, char *buf, size_t cap);
 void wsml_st_free(wsml_safetensors *st);

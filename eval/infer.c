@@ -93,7 +93,7 @@ static int head_settings(const wsml_infer_opts *opts, const wsml_safetensors *st
 }
 
 int wsml_infer_model_config(const wsml_safetensors *st, const char *model_path,
-                             const wsml_infer_opts *opts, wsml_net_config *cfg, wsml_err *err) {
+                            const wsml_infer_opts *opts, wsml_net_config *cfg, wsml_err *err) {
     wsml_net_config_default(cfg);
     int rc = config_from_tensors(st, model_path, cfg, err);
     if (rc == 0)
@@ -149,7 +149,8 @@ int wsml_infer_split(wsml_store *store, wsml_split split, const char *model_path
     cfg.max_batch = batch;
 
     wsml_backend_options bopt = {.num_threads = opts->threads, .device = 0};
-    if (opts->precision) bopt.precision = (wsml_precision)wsml_precision_parse(opts->precision);
+    if (opts->precision)
+        bopt.precision = (wsml_precision)wsml_precision_parse(opts->precision);
     if ((rc = wsml_backend_create(opts->backend ? opts->backend : "cpu", &bopt, &be, err)))
         goto done;
     if ((rc = wsml_infer_build_net(&st, model_path, &cfg, be, &net, err)))

@@ -20,13 +20,13 @@
 #include "train/net.h"
 
 typedef struct {
-    const char *backend; // "cpu" (default when NULL) or "cuda"
+    const char *backend;   // "cpu" (default when NULL) or "cuda"
     const char *precision; // "tf32" (default when NULL), "fp32" or "bf16" (train/backend.h)
-    int threads;         // compute threads of the cpu backend; <= 0: all CPUs
-    int batch;           // images per forward (default 32 when <= 0)
-    int workers;         // loader threads (default 2 when <= 0)
-    const char *head;    // "linear" / "boostlu", or NULL: from the checkpoint / run
-    double alpha;        // BoostLU alpha, or <= 0: from the checkpoint / run / 5
+    int threads;           // compute threads of the cpu backend; <= 0: all CPUs
+    int batch;             // images per forward (default 32 when <= 0)
+    int workers;           // loader threads (default 2 when <= 0)
+    const char *head;      // "linear" / "boostlu", or NULL: from the checkpoint / run
+    double alpha;          // BoostLU alpha, or <= 0: from the checkpoint / run / 5
 } wsml_infer_opts;
 
 // The network configuration of a checkpoint read with wsml_st_read (see the top of this

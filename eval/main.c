@@ -440,17 +440,25 @@ int main(int argc, char **argv) {
     opterr = 0; // one error line of our own instead of getopt's
     if (argc > 1 && !strcmp(argv[1], "table"))
         return run_table(argc - 1, argv + 1);
-    static const struct option options[] = {
-        {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
-        {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},
-        {"out", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
-        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
-        {"model", required_argument, 0, 'M'},   {"backend", required_argument, 0, 'B'},
-        {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
-        {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
-        {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"precision", required_argument, 0, 'R'},
-        {0, 0, 0, 0}};
+    static const struct option options[] = {{"scores", required_argument, 0, 's'},
+                                            {"labels", required_argument, 0, 'l'},
+                                            {"groups", required_argument, 0, 'g'},
+                                            {"classes", required_argument, 0, 'c'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"json", no_argument, 0, 'j'},
+                                            {"store", required_argument, 0, 'S'},
+                                            {"split", required_argument, 0, 'P'},
+                                            {"model", required_argument, 0, 'M'},
+                                            {"backend", required_argument, 0, 'B'},
+                                            {"batch", required_argument, 0, 'b'},
+                                            {"threads", required_argument, 0, 't'},
+                                            {"workers", required_argument, 0, 'w'},
+                                            {"head", required_argument, 0, 'H'},
+                                            {"alpha", required_argument, 0, 'A'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"precision", required_argument, 0, 'R'},
+                                            {0, 0, 0, 0}};
     const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
     int as_json = 0, opt;
     store_args st = {.split = "test"};

@@ -38,7 +38,8 @@ typedef struct {
 } coco_file;
 
 static void coco_file_free(coco_file *f) {
-    for (size_t i = 0; i < f->n_cats; i++) free(f->cats[i].name);
+    for (size_t i = 0; i < f->n_cats; i++)
+        free(f->cats[i].name);
     free(f->cats);
     free(f->imgs);
     free(f->names);
@@ -47,11 +48,14 @@ static void coco_file_free(coco_file *f) {
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t sz) {
-    if (need <= *cap) return 0;
+    if (need <= *cap)
+        return 0;
     size_t c = *cap ? *cap * 2 : 1024;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *q = realloc(*p, c * sz);
-    if (!q) return -1;
+    if (!q)
+        return -1;
     *p = q;
     *cap = c;
     return 0;
@@ -66,14 +70,16 @@ static int on_category(void *ctx, int64_t id, const char *name, wsml_err *err) {
             return wsml_errf(err, WSML_EFORMAT, "category id %" PRId64 " listed twice", id);
     f->cats[f->n_cats].id = id;
     f->cats[f->n_cats].name = strdup(name);
-    if (!f->cats[f->n_cats].name) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!f->cats[f->n_cats].name)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     f->n_cats++;
     return 0;
 }
 
 static int on_image(void *ctx, int64_t id, const char *file_name, wsml_err *err) {
     coco_file *f = ctx;
-    if (!file_name) return 0;
+    if (!file_name)
+        return 0;
     size_t len = strlen(file_name);
     if (grow((void **)&f->imgs, &f->cap_imgs, f->n_imgs + 1, sizeof(coco_img)) ||
         grow((void **)&f->names, &f->names_cap, f->names_len + len + 1, 1))
@@ -119,12 +125,15 @@ static int build_split(ingest_dataset *ds, const coco_file *f, const char *split
     int C = ds->num_classes;
     // unique image ids with an annotation, numerically sorted (for lookups)
     int64_t *ids = malloc(sizeof(int64_t) * (f->n_anns ? f->n_anns : 1));
-    if (!ids) return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    for (size_t i = 0; i < f->n_anns; i++) ids[i] = f->anns[i].image_id;
+    if (!ids)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    for (size_t i = 0; i < f->n_anns; i++)
+        ids[i] = f->anns[i].image_id;
     qsort(ids, f->n_anns, sizeof(int64_t), cmp_i64);
     size_t n = 0;
     for (size_t i = 0; i < f->n_anns; i++)
-        if (i == 0 || ids[i] != ids[n - 1]) ids[n++] = ids[i];
+        if (i == 0 || ids[i] != ids[n - 1])
+            ids[n++] = ids[i];
     // decimal-string order (format_coco.py: sorted(np.unique([str(image_id) ...])))
     id_str *order = malloc(sizeof(id_str) * (n ? n : 1));
     uint32_t *rank = malloc(sizeof(uint32_t) * (n ? n : 1)); // numeric position -> row
@@ -162,7 +171,8 @@ static int build_split(ingest_dataset *ds, const coco_file *f, const char *split
     }
     // images[] sorted by id to find file names
     coco_img *imgs = f->imgs; // NULL when the file lists no images (UBSan, fuzzing)
-    if (f->n_imgs) qsort(imgs, f->n_imgs, sizeof *imgs, cmp_img);
+    if (f->n_imgs)
+        qsort(imgs, f->n_imgs, sizeof *imgs, cmp_img);
     for (size_t row = 0; row < n && rc == 0; row++) {
         char rel[1024];
         coco_img key = {.id = order[row].id};
@@ -195,18 +205,22 @@ int ingest_read_coco(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     char *paths[2] = {0}, *dirs[2] = {0};
     int rc = 0;
     ds->image_root = strdup(o->root);
-    if (!ds->image_root) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!ds->image_root)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     for (int s = 0; s < 2 && rc == 0; s++) {
         char rel[64];
         snprintf(rel, sizeof rel, "annotations/instances_%s2014.json", splits[s]);
         paths[s] = ingest_join(o->root, rel);
         snprintf(rel, sizeof rel, "%s2014", splits[s]);
         dirs[s] = ingest_join(o->root, rel);
-        if (!paths[s] || !dirs[s]) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!paths[s] || !dirs[s])
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     // Every expected path is checked before the long parse starts.
-    for (int s = 0; s < 2 && rc == 0; s++) rc = ingest_require_file(paths[s], err);
-    for (int s = 0; s < 2 && rc == 0; s++) rc = ingest_require_dir(dirs[s], "COCO image folder", err);
+    for (int s = 0; s < 2 && rc == 0; s++)
+        rc = ingest_require_file(paths[s], err);
+    for (int s = 0; s < 2 && rc == 0; s++)
+        rc = ingest_require_dir(dirs[s], "COCO image folder", err);
     for (int s = 0; s < 2 && rc == 0; s++) {
         coco_json_handlers h = {.ctx = &files[s],
                                 .category = on_category,
@@ -227,9 +241,11 @@ int ingest_read_coco(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     }
     if (rc == 0) {
         char **names = malloc(sizeof(char *) * files[0].n_cats);
-        if (!names) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!names)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         else {
-            for (size_t k = 0; k < files[0].n_cats; k++) names[k] = files[0].cats[k].name;
+            for (size_t k = 0; k < files[0].n_cats; k++)
+                names[k] = files[0].cats[k].name;
             rc = ingest_set_classes(ds, names, (int)files[0].n_cats, err);
             free(names);
         }

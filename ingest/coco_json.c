@@ -16,8 +16,8 @@
 #define MAX_KEPT_STRING (1u << 20)
 
 typedef struct {
-    const char *name; // file name for errors
-    FILE *f;          // file source, or
+    const char *name;   // file name for errors
+    FILE *f;            // file source, or
     const uint8_t *mem; // memory source, fed chunk bytes at a time (tests: any split)
     size_t mem_len, mem_pos, chunk_size;
     const uint8_t *buf; // current chunk
@@ -35,7 +35,8 @@ static int refill(jr *r) {
     r->base += r->len;
     if (!r->f) {
         size_t n = r->mem_len - r->mem_pos;
-        if (n > r->chunk_size) n = r->chunk_size;
+        if (n > r->chunk_size)
+            n = r->chunk_size;
         r->buf = r->mem + r->mem_pos;
         r->len = n;
         r->pos = 0;
@@ -55,24 +56,30 @@ static int refill(jr *r) {
 
 // Next byte without consuming it, or -1 at end of input (or after a read error).
 static inline int peek(jr *r) {
-    if (r->pos < r->len) return r->buf[r->pos];
-    if (r->failed || !refill(r)) return -1;
+    if (r->pos < r->len)
+        return r->buf[r->pos];
+    if (r->failed || !refill(r))
+        return -1;
     return r->buf[r->pos];
 }
 
-static inline uint64_t offset(const jr *r) { return r->base + r->pos; }
+static inline uint64_t offset(const jr *r) {
+    return r->base + r->pos;
+}
 
 static int fail(jr *r, const char *what) {
     if (!r->failed)
-        wsml_errf(r->err, WSML_EFORMAT, "%s: byte %llu: %s", r->name,
-                  (unsigned long long)offset(r), what);
+        wsml_errf(r->err, WSML_EFORMAT, "%s: byte %llu: %s", r->name, (unsigned long long)offset(r),
+                  what);
     r->failed = 1;
     return WSML_EFORMAT;
 }
 
 static int fail_eof_or(jr *r, const char *what) {
-    if (r->failed) return r->err->code;
-    if (peek(r) < 0) return fail(r, "unexpected end of file (truncated JSON?)");
+    if (r->failed)
+        return r->err->code;
+    if (peek(r) < 0)
+        return fail(r, "unexpected end of file (truncated JSON?)");
     char msg[160];
     int c = peek(r);
     if (c >= 0x20 && c < 0x7f)
@@ -85,21 +92,25 @@ static int fail_eof_or(jr *r, const char *what) {
 static inline void skip_ws(jr *r) {
     for (;;) {
         int c = peek(r);
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') r->pos++;
-        else return;
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            r->pos++;
+        else
+            return;
     }
 }
 
 static int expect(jr *r, int ch, const char *what) {
     skip_ws(r);
-    if (peek(r) != ch) return fail_eof_or(r, what);
+    if (peek(r) != ch)
+        return fail_eof_or(r, what);
     r->pos++;
     return 0;
 }
 
 static int keep_byte(jr *r, char c) {
     if (r->slen + 2 > r->scap) {
-        if (r->scap >= MAX_KEPT_STRING) return fail(r, "string too long");
+        if (r->scap >= MAX_KEPT_STRING)
+            return fail(r, "string too long");
         size_t cap = r->scap ? r->scap * 2 : 256;
         char *p = realloc(r->sbuf, cap);
         if (!p) {
@@ -137,7 +148,8 @@ static int keep_utf8(jr *r, uint32_t cp) {
         n = 4;
     }
     for (int i = 0; i < n; i++)
-        if (keep_byte(r, b[i])) return r->err->code;
+        if (keep_byte(r, b[i]))
+            return r->err->code;
     return 0;
 }
 
@@ -145,11 +157,12 @@ static int hex4(jr *r, uint32_t *out) {
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
         int c = peek(r);
-        int d = c >= '0' && c <= '9' ? c - '0'
+        int d = c >= '0' && c <= '9'   ? c - '0'
                 : c >= 'a' && c <= 'f' ? c - 'a' + 10
                 : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                        : -1;
-        if (d < 0) return fail_eof_or(r, "expected 4 hex digits after \\u");
+        if (d < 0)
+            return fail_eof_or(r, "expected 4 hex digits after \\u");
         v = v * 16 + (uint32_t)d;
         r->pos++;
     }
@@ -161,7 +174,8 @@ static int hex4(jr *r, uint32_t *out) {
 // into r->sbuf; otherwise it is only validated.
 static int parse_string(jr *r, int keep) {
     skip_ws(r);
-    if (peek(r) != '"') return fail_eof_or(r, "expected a string");
+    if (peek(r) != '"')
+        return fail_eof_or(r, "expected a string");
     r->pos++;
     r->slen = 0;
     for (;;) {
@@ -169,59 +183,90 @@ static int parse_string(jr *r, int keep) {
         if (r->pos < r->len) {
             const uint8_t *p = r->buf + r->pos, *end = r->buf + r->len;
             const uint8_t *q = p;
-            while (q < end && *q != '"' && *q != '\\' && *q >= 0x20) q++;
+            while (q < end && *q != '"' && *q != '\\' && *q >= 0x20)
+                q++;
             if (keep)
                 for (const uint8_t *k = p; k < q; k++)
-                    if (keep_byte(r, (char)*k)) return r->err->code;
+                    if (keep_byte(r, (char)*k))
+                        return r->err->code;
             r->pos += (size_t)(q - p);
-            if (q == end) continue;
+            if (q == end)
+                continue;
         }
         int c = peek(r); // refills at a chunk boundary
-        if (c < 0) return fail_eof_or(r, "unterminated string");
-        if (c != '"' && c != '\\' && c >= 0x20) continue; // plain byte: back to the fast path
+        if (c < 0)
+            return fail_eof_or(r, "unterminated string");
+        if (c != '"' && c != '\\' && c >= 0x20)
+            continue; // plain byte: back to the fast path
         if (c == '"') {
             r->pos++;
             break;
         }
-        if (c < 0x20) return fail(r, "control character inside a string");
+        if (c < 0x20)
+            return fail(r, "control character inside a string");
         // c == '\\'
         r->pos++;
         c = peek(r);
         uint32_t cp;
         switch (c) {
-        case '"': cp = '"'; break;
-        case '\\': cp = '\\'; break;
-        case '/': cp = '/'; break;
-        case 'b': cp = '\b'; break;
-        case 'f': cp = '\f'; break;
-        case 'n': cp = '\n'; break;
-        case 'r': cp = '\r'; break;
-        case 't': cp = '\t'; break;
+        case '"':
+            cp = '"';
+            break;
+        case '\\':
+            cp = '\\';
+            break;
+        case '/':
+            cp = '/';
+            break;
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
         case 'u': {
             r->pos++;
-            if (hex4(r, &cp)) return r->err->code;
+            if (hex4(r, &cp))
+                return r->err->code;
             if (cp >= 0xD800 && cp < 0xDC00) { // high surrogate: needs its low half
                 uint32_t lo;
-                if (peek(r) != '\\') return fail_eof_or(r, "unpaired surrogate in \\u escape");
+                if (peek(r) != '\\')
+                    return fail_eof_or(r, "unpaired surrogate in \\u escape");
                 r->pos++;
-                if (peek(r) != 'u') return fail_eof_or(r, "unpaired surrogate in \\u escape");
+                if (peek(r) != 'u')
+                    return fail_eof_or(r, "unpaired surrogate in \\u escape");
                 r->pos++;
-                if (hex4(r, &lo)) return r->err->code;
-                if (lo < 0xDC00 || lo > 0xDFFF) return fail(r, "invalid low surrogate");
+                if (hex4(r, &lo))
+                    return r->err->code;
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return fail(r, "invalid low surrogate");
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 return fail(r, "unpaired low surrogate in \\u escape");
             }
-            if (keep && keep_utf8(r, cp)) return r->err->code;
+            if (keep && keep_utf8(r, cp))
+                return r->err->code;
             continue;
         }
-        default: return fail_eof_or(r, "invalid escape in string");
+        default:
+            return fail_eof_or(r, "invalid escape in string");
         }
         r->pos++;
-        if (keep && keep_byte(r, (char)cp)) return r->err->code;
+        if (keep && keep_byte(r, (char)cp))
+            return r->err->code;
     }
     if (keep) {
-        if (keep_byte(r, '\0')) return r->err->code;
+        if (keep_byte(r, '\0'))
+            return r->err->code;
         r->slen--;
     }
     return 0;
@@ -241,11 +286,14 @@ static int parse_number(jr *r, int64_t *v, int *is_int) {
         r->pos++;
         c = peek(r);
     }
-    if (c < '0' || c > '9') return fail_eof_or(r, "expected a digit");
+    if (c < '0' || c > '9')
+        return fail_eof_or(r, "expected a digit");
     int leading_zero = c == '0';
     while ((c = peek(r)) >= '0' && c <= '9') {
-        if (digits == 1 && leading_zero) return fail(r, "leading zero in a number");
-        if (n < sizeof buf - 1) buf[n++] = (char)c;
+        if (digits == 1 && leading_zero)
+            return fail(r, "leading zero in a number");
+        if (n < sizeof buf - 1)
+            buf[n++] = (char)c;
         digits++;
         r->pos++;
     }
@@ -257,19 +305,22 @@ static int parse_number(jr *r, int64_t *v, int *is_int) {
             fd++;
             r->pos++;
         }
-        if (!fd) return fail_eof_or(r, "expected a digit after '.'");
+        if (!fd)
+            return fail_eof_or(r, "expected a digit after '.'");
     }
     if (c == 'e' || c == 'E') {
         exp = 1;
         r->pos++;
         c = peek(r);
-        if (c == '+' || c == '-') r->pos++;
+        if (c == '+' || c == '-')
+            r->pos++;
         int ed = 0;
         while ((c = peek(r)) >= '0' && c <= '9') {
             ed++;
             r->pos++;
         }
-        if (!ed) return fail_eof_or(r, "expected a digit in the exponent");
+        if (!ed)
+            return fail_eof_or(r, "expected a digit in the exponent");
     }
     *is_int = 0;
     if (!frac && !exp && digits <= 18) {
@@ -283,7 +334,8 @@ static int parse_number(jr *r, int64_t *v, int *is_int) {
 
 static int parse_literal(jr *r, const char *lit) {
     for (const char *p = lit; *p; p++) {
-        if (peek(r) != *p) return fail_eof_or(r, "invalid literal");
+        if (peek(r) != *p)
+            return fail_eof_or(r, "invalid literal");
         r->pos++;
     }
     return 0;
@@ -292,7 +344,8 @@ static int parse_literal(jr *r, const char *lit) {
 static int skip_value(jr *r, int depth);
 
 static int skip_container(jr *r, int depth, int close) {
-    if (depth > MAX_DEPTH) return fail(r, "nesting too deep");
+    if (depth > MAX_DEPTH)
+        return fail(r, "nesting too deep");
     r->pos++; // the opening bracket
     skip_ws(r);
     if (peek(r) == close) {
@@ -301,9 +354,11 @@ static int skip_container(jr *r, int depth, int close) {
     }
     for (;;) {
         if (close == '}') {
-            if (parse_string(r, 0) || expect(r, ':', "expected ':'")) return r->err->code;
+            if (parse_string(r, 0) || expect(r, ':', "expected ':'"))
+                return r->err->code;
         }
-        if (skip_value(r, depth + 1)) return r->err->code;
+        if (skip_value(r, depth + 1))
+            return r->err->code;
         skip_ws(r);
         int c = peek(r);
         if (c == ',') {
@@ -324,14 +379,21 @@ static int skip_value(jr *r, int depth) {
     int64_t v;
     int is_int;
     switch (c) {
-    case '{': return skip_container(r, depth, '}');
-    case '[': return skip_container(r, depth, ']');
-    case '"': return parse_string(r, 0);
-    case 't': return parse_literal(r, "true");
-    case 'f': return parse_literal(r, "false");
-    case 'n': return parse_literal(r, "null");
+    case '{':
+        return skip_container(r, depth, '}');
+    case '[':
+        return skip_container(r, depth, ']');
+    case '"':
+        return parse_string(r, 0);
+    case 't':
+        return parse_literal(r, "true");
+    case 'f':
+        return parse_literal(r, "false");
+    case 'n':
+        return parse_literal(r, "null");
     default:
-        if (c == '-' || (c >= '0' && c <= '9')) return parse_number(r, &v, &is_int);
+        if (c == '-' || (c >= '0' && c <= '9'))
+            return parse_number(r, &v, &is_int);
         return fail_eof_or(r, "expected a JSON value");
     }
 }
@@ -342,7 +404,8 @@ static int parse_int_field(jr *r, const char *field, int64_t *v) {
     skip_ws(r);
     uint64_t at = offset(r);
     int is_int;
-    if (parse_number(r, v, &is_int)) return r->err->code;
+    if (parse_number(r, v, &is_int))
+        return r->err->code;
     if (!is_int) {
         wsml_errf(r->err, WSML_EFORMAT, "%s: byte %llu: \"%s\" must be an integer", r->name,
                   (unsigned long long)at, field);
@@ -357,7 +420,8 @@ static int parse_record(jr *r, int kind, size_t index) {
     static const char *const arrays[] = {"categories", "images", "annotations"};
     skip_ws(r);
     uint64_t start = offset(r);
-    if (peek(r) != '{') return fail_eof_or(r, "expected an object");
+    if (peek(r) != '{')
+        return fail_eof_or(r, "expected an object");
     r->pos++;
     int64_t a = 0, b = 0;
     int have_a = 0, have_b = 0;
@@ -375,13 +439,16 @@ static int parse_record(jr *r, int kind, size_t index) {
             const char *key = r->sbuf;
             // ids first: the key buffer is reused by the next string
             if ((kind == KIND_CATEGORY || kind == KIND_IMAGE) && !strcmp(key, "id")) {
-                if ((rc = parse_int_field(r, "id", &a))) break;
+                if ((rc = parse_int_field(r, "id", &a)))
+                    break;
                 have_a = 1;
             } else if (kind == KIND_ANNOTATION && !strcmp(key, "image_id")) {
-                if ((rc = parse_int_field(r, "image_id", &a))) break;
+                if ((rc = parse_int_field(r, "image_id", &a)))
+                    break;
                 have_a = 1;
             } else if (kind == KIND_ANNOTATION && !strcmp(key, "category_id")) {
-                if ((rc = parse_int_field(r, "category_id", &b))) break;
+                if ((rc = parse_int_field(r, "category_id", &b)))
+                    break;
                 have_b = 1;
             } else if ((kind == KIND_CATEGORY && !strcmp(key, "name")) ||
                        (kind == KIND_IMAGE && !strcmp(key, "file_name"))) {
@@ -393,7 +460,8 @@ static int parse_record(jr *r, int kind, size_t index) {
                     rc = fail_eof_or(r, msg);
                     break;
                 }
-                if ((rc = parse_string(r, 1))) break;
+                if ((rc = parse_string(r, 1)))
+                    break;
                 free(name);
                 name = strdup(r->sbuf);
                 if (!name) {
@@ -403,7 +471,8 @@ static int parse_record(jr *r, int kind, size_t index) {
                 }
                 have_b = 1;
             } else {
-                if ((rc = skip_value(r, 2))) break;
+                if ((rc = skip_value(r, 2)))
+                    break;
             }
             skip_ws(r);
             int c = peek(r);
@@ -421,9 +490,12 @@ static int parse_record(jr *r, int kind, size_t index) {
     }
     if (rc == 0) {
         const char *missing = NULL;
-        if (!have_a) missing = kind == KIND_ANNOTATION ? "image_id" : "id";
-        else if (!have_b && kind == KIND_ANNOTATION) missing = "category_id";
-        else if (!have_b && kind == KIND_CATEGORY) missing = "name";
+        if (!have_a)
+            missing = kind == KIND_ANNOTATION ? "image_id" : "id";
+        else if (!have_b && kind == KIND_ANNOTATION)
+            missing = "category_id";
+        else if (!have_b && kind == KIND_CATEGORY)
+            missing = "name";
         if (missing) {
             rc = wsml_errf(r->err, WSML_EFORMAT, "%s: byte %llu: %s[%zu] has no \"%s\"", r->name,
                            (unsigned long long)start, arrays[kind], index, missing);
@@ -432,9 +504,12 @@ static int parse_record(jr *r, int kind, size_t index) {
     }
     if (rc == 0) {
         const coco_json_handlers *h = r->h;
-        if (kind == KIND_CATEGORY && h->category) rc = h->category(h->ctx, a, name, r->err);
-        if (kind == KIND_IMAGE && h->image) rc = h->image(h->ctx, a, name, r->err);
-        if (kind == KIND_ANNOTATION && h->annotation) rc = h->annotation(h->ctx, a, b, r->err);
+        if (kind == KIND_CATEGORY && h->category)
+            rc = h->category(h->ctx, a, name, r->err);
+        if (kind == KIND_IMAGE && h->image)
+            rc = h->image(h->ctx, a, name, r->err);
+        if (kind == KIND_ANNOTATION && h->annotation)
+            rc = h->annotation(h->ctx, a, b, r->err);
         if (rc) {
             wsml_err_prefix(r->err, "%s: %s[%zu]", r->name, arrays[kind], index);
             r->failed = 1;
@@ -445,7 +520,8 @@ static int parse_record(jr *r, int kind, size_t index) {
 }
 
 static int parse_record_array(jr *r, int kind) {
-    if (expect(r, '[', "expected '['")) return r->err->code;
+    if (expect(r, '[', "expected '['"))
+        return r->err->code;
     skip_ws(r);
     if (peek(r) == ']') {
         r->pos++;
@@ -456,7 +532,8 @@ static int parse_record_array(jr *r, int kind) {
             r->failed = 1;
             return wsml_errf(r->err, WSML_ESTATE, "interrupted by signal");
         }
-        if (parse_record(r, kind, i)) return r->err->code;
+        if (parse_record(r, kind, i))
+            return r->err->code;
         skip_ws(r);
         int c = peek(r);
         if (c == ',') {
@@ -479,12 +556,14 @@ static int parse_top(jr *r) {
         r->pos++;
     } else {
         for (;;) {
-            if (parse_string(r, 1) || expect(r, ':', "expected ':'")) return r->err->code;
+            if (parse_string(r, 1) || expect(r, ':', "expected ':'"))
+                return r->err->code;
             int kind = !strcmp(r->sbuf, "categories")    ? KIND_CATEGORY
                        : !strcmp(r->sbuf, "images")      ? KIND_IMAGE
                        : !strcmp(r->sbuf, "annotations") ? KIND_ANNOTATION
                                                          : -1;
-            if (kind >= 0 ? parse_record_array(r, kind) : skip_value(r, 1)) return r->err->code;
+            if (kind >= 0 ? parse_record_array(r, kind) : skip_value(r, 1))
+                return r->err->code;
             skip_ws(r);
             int c = peek(r);
             if (c == ',') {
@@ -499,18 +578,22 @@ static int parse_top(jr *r) {
         }
     }
     skip_ws(r);
-    if (peek(r) >= 0) return fail(r, "unexpected data after the top-level object");
+    if (peek(r) >= 0)
+        return fail(r, "unexpected data after the top-level object");
     return r->failed ? r->err->code : 0;
 }
 
 int coco_json_parse_file(const char *path, const coco_json_handlers *h, wsml_err *err) {
     jr r = {.name = path, .h = h, .err = err};
     r.f = fopen(path, "rb");
-    if (!r.f) return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));
+    if (!r.f)
+        return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));
     r.chunk = malloc(CHUNK);
     int rc;
-    if (!r.chunk) rc = wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
-    else rc = parse_top(&r);
+    if (!r.chunk)
+        rc = wsml_errf(err, WSML_ENOMEM, "%s: out of memory", path);
+    else
+        rc = parse_top(&r);
     fclose(r.f);
     free(r.chunk);
     free(r.sbuf);
@@ -519,7 +602,11 @@ int coco_json_parse_file(const char *path, const coco_json_handlers *h, wsml_err
 
 int coco_json_parse_buffer(const char *name, const void *buf, size_t len, size_t chunk,
                            const coco_json_handlers *h, wsml_err *err) {
-    jr r = {.name = name, .h = h, .err = err, .mem = buf, .mem_len = len,
+    jr r = {.name = name,
+            .h = h,
+            .err = err,
+            .mem = buf,
+            .mem_len = len,
             .chunk_size = chunk ? chunk : (len ? len : 1)};
     int rc = parse_top(&r);
     free(r.sbuf);

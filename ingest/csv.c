@@ -47,13 +47,16 @@ static void free_fields(char **f, int n) {
 static int read_csv(const char *path, csv_file *out, wsml_err *err) {
     memset(out, 0, sizeof *out);
     out->file = strdup(path);
-    if (!out->file) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!out->file)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     ingest_lines lr;
     int rc = ingest_lines_open(&lr, path, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     int col_path = -1, col_labels = -1, col_obs = -1, ncols = 0;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
-        if (lr.len == 0) continue;
+        if (lr.len == 0)
+            continue;
         char *view[3], *f[3];
         int nf = ingest_csv_split(lr.line, path, lr.lineno, view, 3, err);
         if (nf < 0) {
@@ -62,7 +65,8 @@ static int read_csv(const char *path, csv_file *out, wsml_err *err) {
         }
         int dup_failed = 0;
         for (int i = 0; i < nf; i++)
-            if (!(f[i] = strdup(view[i]))) dup_failed = 1;
+            if (!(f[i] = strdup(view[i])))
+                dup_failed = 1;
         if (dup_failed) {
             free_fields(f, nf);
             rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
@@ -70,9 +74,12 @@ static int read_csv(const char *path, csv_file *out, wsml_err *err) {
         }
         if (ncols == 0) { // the header
             for (int i = 0; i < nf; i++) {
-                if (!strcmp(f[i], "path") && col_path < 0) col_path = i;
-                else if (!strcmp(f[i], "labels") && col_labels < 0) col_labels = i;
-                else if (!strcmp(f[i], "observed") && col_obs < 0) col_obs = i;
+                if (!strcmp(f[i], "path") && col_path < 0)
+                    col_path = i;
+                else if (!strcmp(f[i], "labels") && col_labels < 0)
+                    col_labels = i;
+                else if (!strcmp(f[i], "observed") && col_obs < 0)
+                    col_obs = i;
                 else {
                     rc = wsml_errf(err, WSML_EFORMAT,
                                    "%s: line %ld: unknown or repeated column \"%s\" (the header "
@@ -87,7 +94,8 @@ static int read_csv(const char *path, csv_file *out, wsml_err *err) {
                                "(and optionally observed)",
                                path, lr.lineno);
             free_fields(f, nf);
-            if (rc != 1) break;
+            if (rc != 1)
+                break;
             ncols = nf;
             out->has_observed = col_obs >= 0;
             continue;
@@ -131,13 +139,17 @@ typedef int (*name_fn)(void *ctx, const char *name, size_t len, wsml_err *err);
 static int for_each_name(const char *s, name_fn fn, void *ctx, wsml_err *err) {
     while (*s) {
         const char *e = strchr(s, '|');
-        if (!e) e = s + strlen(s);
+        if (!e)
+            e = s + strlen(s);
         const char *a = s, *b = e;
-        while (a < b && (*a == ' ' || *a == '\t')) a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
         if (b > a) {
             int rc = fn(ctx, a, (size_t)(b - a), err);
-            if (rc) return rc;
+            if (rc)
+                return rc;
         }
         s = *e ? e + 1 : e;
     }
@@ -156,12 +168,15 @@ static int collect_name(void *vctx, const char *name, size_t len, wsml_err *err)
         name++;
         len--;
     }
-    if (!len) return 0;
-    if (ingest_strmap_get(c->map, name, len) >= 0) return 0;
+    if (!len)
+        return 0;
+    if (ingest_strmap_get(c->map, name, len) >= 0)
+        return 0;
     if (*c->n == *c->cap) {
         size_t cap = *c->cap ? *c->cap * 2 : 64;
         char **p = realloc(*c->names, cap * sizeof(char *));
-        if (!p) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!p)
+            return wsml_errf(err, WSML_ENOMEM, "out of memory");
         *c->names = p;
         *c->cap = cap;
     }
@@ -192,8 +207,8 @@ static int set_label(void *vctx, const char *name, size_t len, wsml_err *err) {
     }
     int64_t k = len ? ingest_strmap_get(c->map, name, len) : -1;
     if (k < 0)
-        return wsml_errf(err, WSML_EFORMAT, "%s: line %ld: unknown class \"%.*s\"%s%s%s",
-                         c->file, c->lineno, (int)len, name, c->classes_file ? " (not in " : "",
+        return wsml_errf(err, WSML_EFORMAT, "%s: line %ld: unknown class \"%.*s\"%s%s%s", c->file,
+                         c->lineno, (int)len, name, c->classes_file ? " (not in " : "",
                          c->classes_file ? c->classes_file : "", c->classes_file ? ")" : "");
     c->row[k] = v;
     return 0;
@@ -215,9 +230,11 @@ int ingest_read_csv(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     size_t n_classes = 0, cap_classes = 0;
     int8_t *full = NULL, *obs = NULL;
     int rc = ingest_require_dir(o->root, "the dataset folder holding train.csv", err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     ds->image_root = strdup(o->images ? o->images : o->root);
-    if (!ds->image_root) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!ds->image_root)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     rc = ingest_require_dir(ds->image_root, "the image folder (--images)", err);
     for (int k = 0; k < 3 && rc == 0; k++) {
         char *path = ingest_join(o->root, names[k]);
@@ -225,7 +242,8 @@ int ingest_read_csv(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
             break;
         }
-        if (k == 0) rc = ingest_require_file(path, err);
+        if (k == 0)
+            rc = ingest_require_file(path, err);
         if (rc == 0 && (k == 0 || access(path, F_OK) == 0)) {
             present[k] = 1;
             rc = read_csv(path, &files[k], err);
@@ -243,9 +261,11 @@ int ingest_read_csv(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         }
         for (int i = 0; rc == 0 && i < nc; i++) {
             int r = ingest_strmap_put(&map, cn[i], strlen(cn[i]), i);
-            if (r == 1) rc = wsml_errf(err, WSML_EFORMAT, "%s: class \"%s\" listed twice",
-                                       classes_file, cn[i]);
-            else if (r < 0) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+            if (r == 1)
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: class \"%s\" listed twice", classes_file,
+                               cn[i]);
+            else if (r < 0)
+                rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         }
     } else if (rc == 0) {
         collect_ctx cc = {&map, &classes, &n_classes, &cap_classes};
@@ -267,14 +287,17 @@ int ingest_read_csv(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
                     rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         }
     }
-    if (rc == 0) rc = ingest_set_classes(ds, classes, (int)n_classes, err);
+    if (rc == 0)
+        rc = ingest_set_classes(ds, classes, (int)n_classes, err);
     if (rc == 0) {
         full = malloc(n_classes);
         obs = malloc(n_classes);
-        if (!full || !obs) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!full || !obs)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     for (int k = 0; k < 3 && rc == 0; k++) {
-        if (!present[k]) continue;
+        if (!present[k])
+            continue;
         ingest_list *l = &ds->official[target[k]];
         l->has_observed = files[k].has_observed;
         for (size_t i = 0; i < files[k].n && rc == 0; i++) {
@@ -292,11 +315,13 @@ int ingest_read_csv(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
                                      files[k].has_observed ? obs : NULL, 0, err);
         }
     }
-    if (rc == 0 && present[1]) ds->has_official_val = 1;
+    if (rc == 0 && present[1])
+        ds->has_official_val = 1;
     free(full);
     free(obs);
     ingest_free_names(classes, (int)n_classes);
     ingest_strmap_free(&map);
-    for (int k = 0; k < 3; k++) csv_file_free(&files[k]);
+    for (int k = 0; k < 3; k++)
+        csv_file_free(&files[k]);
     return rc;
 }

@@ -22,7 +22,8 @@ static int parse_id(const char *s, long *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 0 || v > CUB_MAX_ID) return -1;
+    if (errno || end == s || *end || v < 0 || v > CUB_MAX_ID)
+        return -1;
     *out = v;
     return 0;
 }
@@ -44,13 +45,15 @@ static long pos_of(const cub_id_pos *t, size_t n, long id) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (t[mid].id < id) lo = mid + 1;
-        else hi = mid;
+        if (t[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return lo < n && t[lo].id == id ? t[lo].pos : -1;
 }
 
-#define BAD_LINE(lr, what)                                                                  \
+#define BAD_LINE(lr, what)                                                                         \
     wsml_errf(err, WSML_EFORMAT, "%s: line %ld: expected %s", (lr).path, (lr).lineno, what)
 
 int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
@@ -71,7 +74,8 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = ingest_require_dir(base, "the CUB_200_2011 folder inside --root", err))) goto done;
+    if ((rc = ingest_require_dir(base, "the CUB_200_2011 folder inside --root", err)))
+        goto done;
     // attributes.txt sits next to CUB_200_2011/ in the release; accept it inside too.
     if (access(p_attr, F_OK) != 0 && access(p_attr_alt, F_OK) == 0) {
         free(p_attr);
@@ -86,22 +90,27 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = ingest_require_dir(ds->image_root, "the CUB image folder", err))) goto done;
+    if ((rc = ingest_require_dir(ds->image_root, "the CUB image folder", err)))
+        goto done;
 
     // attributes.txt -> class names
-    if ((rc = ingest_lines_open(&lr, p_attr, err))) goto done;
+    if ((rc = ingest_lines_open(&lr, p_attr, err)))
+        goto done;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
         char *f[3];
         int nf = ingest_split_ws(lr.line, f, 3);
-        if (nf == 0) continue;
+        if (nf == 0)
+            continue;
         long id;
         if (nf != 2 || parse_id(f[0], &id)) {
             rc = BAD_LINE(lr, "\"<attribute_id> <name>\"");
             break;
         }
         if (id != n_names + 1) {
-            rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: attribute id %ld, expected %d (ids "
-                           "run 1, 2, ... in order)", lr.path, lr.lineno, id, n_names + 1);
+            rc = wsml_errf(err, WSML_EFORMAT,
+                           "%s: line %ld: attribute id %ld, expected %d (ids "
+                           "run 1, 2, ... in order)",
+                           lr.path, lr.lineno, id, n_names + 1);
             break;
         }
         if (n_names == cap_names) {
@@ -120,21 +129,25 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         n_names++;
     }
     ingest_lines_close(&lr);
-    if (rc < 0) goto done;
+    if (rc < 0)
+        goto done;
     if (n_names == 0) {
         rc = wsml_errf(err, WSML_EFORMAT, "%s: no attributes", p_attr);
         goto done;
     }
-    if ((rc = ingest_set_classes(ds, names, n_names, err))) goto done;
+    if ((rc = ingest_set_classes(ds, names, n_names, err)))
+        goto done;
     int C = n_names;
 
     // images.txt
-    if ((rc = ingest_lines_open(&lr, p_images, err))) goto done;
+    if ((rc = ingest_lines_open(&lr, p_images, err)))
+        goto done;
     long *ids = NULL;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
         char *f[3];
         int nf = ingest_split_ws(lr.line, f, 3);
-        if (nf == 0) continue;
+        if (nf == 0)
+            continue;
         long id;
         if (nf != 2 || parse_id(f[0], &id)) {
             rc = BAD_LINE(lr, "\"<image_id> <relative path>\"");
@@ -144,8 +157,10 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             cap_img = cap_img ? cap_img * 2 : 4096;
             char **q = realloc(paths, sizeof(char *) * cap_img);
             long *r = q ? realloc(ids, sizeof(long) * cap_img) : NULL;
-            if (q) paths = q;
-            if (r) ids = r;
+            if (q)
+                paths = q;
+            if (r)
+                ids = r;
             if (!q || !r) {
                 rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
                 break;
@@ -158,31 +173,38 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         ids[n_img++] = id;
     }
     ingest_lines_close(&lr);
-    if (rc == 0 && n_img == 0) rc = wsml_errf(err, WSML_EFORMAT, "%s: no images", p_images);
+    if (rc == 0 && n_img == 0)
+        rc = wsml_errf(err, WSML_EFORMAT, "%s: no images", p_images);
     if (rc == 0) {
         by_id = malloc(sizeof(cub_id_pos) * n_img);
         is_train = malloc(n_img);
         labels = malloc(n_img * (size_t)C);
-        if (!by_id || !is_train || !labels) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!by_id || !is_train || !labels)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     if (rc == 0) {
-        for (size_t i = 0; i < n_img; i++) by_id[i].id = ids[i], by_id[i].pos = (long)i;
+        for (size_t i = 0; i < n_img; i++)
+            by_id[i].id = ids[i], by_id[i].pos = (long)i;
         qsort(by_id, n_img, sizeof *by_id, cmp_id_pos);
         for (size_t i = 1; i < n_img && rc == 0; i++)
             if (by_id[i].id == by_id[i - 1].id)
-                rc = wsml_errf(err, WSML_EFORMAT, "%s: image id %ld listed twice", p_images, by_id[i].id);
+                rc = wsml_errf(err, WSML_EFORMAT, "%s: image id %ld listed twice", p_images,
+                               by_id[i].id);
         memset(is_train, -1, n_img);
         memset(labels, -1, n_img * (size_t)C);
     }
     free(ids);
-    if (rc < 0) goto done;
+    if (rc < 0)
+        goto done;
 
     // train_test_split.txt
-    if ((rc = ingest_lines_open(&lr, p_split, err))) goto done;
+    if ((rc = ingest_lines_open(&lr, p_split, err)))
+        goto done;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
         char *f[3];
         int nf = ingest_split_ws(lr.line, f, 3);
-        if (nf == 0) continue;
+        if (nf == 0)
+            continue;
         long id, t;
         if (nf != 2 || parse_id(f[0], &id) || parse_id(f[1], &t) || t > 1) {
             rc = BAD_LINE(lr, "\"<image_id> <is_train 0|1>\"");
@@ -197,7 +219,8 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         is_train[pos] = (int8_t)t;
     }
     ingest_lines_close(&lr);
-    if (rc < 0) goto done;
+    if (rc < 0)
+        goto done;
     for (size_t i = 0; i < n_img; i++)
         if (is_train[i] < 0) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: no line for image %s", p_split, paths[i]);
@@ -205,11 +228,13 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         }
 
     // image_attribute_labels.txt (3.7M lines in the release)
-    if ((rc = ingest_lines_open(&lr, p_labels, err))) goto done;
+    if ((rc = ingest_lines_open(&lr, p_labels, err)))
+        goto done;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
         char *f[4];
         int nf = ingest_split_ws(lr.line, f, 4);
-        if (nf == 0) continue;
+        if (nf == 0)
+            continue;
         long id, a, v;
         if (nf < 3 || parse_id(f[0], &id) || parse_id(f[1], &a) || parse_id(f[2], &v) || v > 1) {
             rc = BAD_LINE(lr, "\"<image_id> <attribute_id> <is_present 0|1> ...\"");
@@ -234,19 +259,22 @@ int ingest_read_cub(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
         }
     }
     ingest_lines_close(&lr);
-    if (rc < 0) goto done;
+    if (rc < 0)
+        goto done;
     for (size_t i = 0; i < n_img * (size_t)C; i++)
         if (labels[i] < 0) {
-            rc = wsml_errf(err, WSML_EFORMAT, "%s: no label for image %s attribute %zu",
-                           p_labels, paths[i / (size_t)C], i % (size_t)C + 1);
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: no label for image %s attribute %zu", p_labels,
+                           paths[i / (size_t)C], i % (size_t)C + 1);
             goto done;
         }
     for (size_t i = 0; i < n_img && rc == 0; i++)
         rc = ingest_add_item(ds, &ds->official[is_train[i] ? WSML_SPLIT_TRAIN : WSML_SPLIT_TEST],
                              paths[i], paths[i], labels + i * (size_t)C, NULL, 0, err);
 done:
-    if (lr.f) ingest_lines_close(&lr);
-    for (size_t i = 0; i < n_img; i++) free(paths[i]);
+    if (lr.f)
+        ingest_lines_close(&lr);
+    for (size_t i = 0; i < n_img; i++)
+        free(paths[i]);
     free(paths);
     ingest_free_names(names, n_names);
     free(by_id);

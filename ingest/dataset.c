@@ -16,21 +16,26 @@ void ingest_dataset_init(ingest_dataset *ds, const char *format) {
 }
 
 void ingest_free_names(char **names, int n) {
-    if (!names) return;
-    for (int i = 0; i < n; i++) free(names[i]);
+    if (!names)
+        return;
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
 void ingest_dataset_free(ingest_dataset *ds) {
     ingest_free_names(ds->class_names, ds->num_classes);
-    for (int s = 0; s < WSML_NUM_SPLITS; s++) free(ds->official[s].items);
+    for (int s = 0; s < WSML_NUM_SPLITS; s++)
+        free(ds->official[s].items);
     free(ds->strings);
     free(ds->full_pool);
     free(ds->obs_pool);
     free(ds->image_root);
-    if (ds->reader_free) ds->reader_free(ds->reader_ctx);
+    if (ds->reader_free)
+        ds->reader_free(ds->reader_ctx);
     if (ds->groups)
-        for (int g = 0; g < 5; g++) free(ds->groups[g]);
+        for (int g = 0; g < 5; g++)
+            free(ds->groups[g]);
     free(ds->groups);
     free(ds->extra_info_json);
     memset(ds, 0, sizeof *ds);
@@ -38,11 +43,14 @@ void ingest_dataset_free(ingest_dataset *ds) {
 
 // Grows *buf (elements of size sz) to hold at least need elements.
 static int grow(void **buf, size_t *cap, size_t need, size_t sz) {
-    if (need <= *cap) return 0;
+    if (need <= *cap)
+        return 0;
     size_t c = *cap ? *cap : 64;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     void *p = realloc(*buf, c * sz);
-    if (!p) return WSML_ENOMEM;
+    if (!p)
+        return WSML_ENOMEM;
     *buf = p;
     *cap = c;
     return 0;
@@ -60,16 +68,18 @@ uint64_t ingest_str(ingest_dataset *ds, const char *s, size_t len) {
 
 static int push_entries(uint32_t **pool, size_t *len, size_t *cap, const uint32_t *e, size_t n,
                         uint64_t *off) {
-    if (grow((void **)pool, cap, *len + n, sizeof(uint32_t))) return WSML_ENOMEM;
+    if (grow((void **)pool, cap, *len + n, sizeof(uint32_t)))
+        return WSML_ENOMEM;
     *off = *len;
-    if (n) memcpy(*pool + *len, e, n * sizeof(uint32_t));
+    if (n)
+        memcpy(*pool + *len, e, n * sizeof(uint32_t));
     *len += n;
     return 0;
 }
 
-int ingest_add_item_sparse(ingest_dataset *ds, ingest_list *list, const char *id,
-                           const char *path, const uint32_t *full, uint32_t n_full,
-                           const uint32_t *obs, uint32_t n_obs, uint64_t gen, wsml_err *err) {
+int ingest_add_item_sparse(ingest_dataset *ds, ingest_list *list, const char *id, const char *path,
+                           const uint32_t *full, uint32_t n_full, const uint32_t *obs,
+                           uint32_t n_obs, uint64_t gen, wsml_err *err) {
     if (grow((void **)&list->items, &list->cap, list->n + 1, sizeof(ingest_item)))
         return wsml_errf(err, WSML_ENOMEM, "out of memory adding image %zu", list->n);
     ingest_item *it = &list->items[list->n];
@@ -102,7 +112,8 @@ int ingest_add_item(ingest_dataset *ds, ingest_list *list, const char *id, const
     for (int c = 0; c < C; c++) {
         if (full_dense && full_dense[c] != ds->full_label_default)
             full[nf++] = INGEST_ENTRY(c, full_dense[c]);
-        if (obs_dense && obs_dense[c] != 0) obs[no++] = INGEST_ENTRY(c, obs_dense[c]);
+        if (obs_dense && obs_dense[c] != 0)
+            obs[no++] = INGEST_ENTRY(c, obs_dense[c]);
     }
     rc = ingest_add_item_sparse(ds, list, id, path, full, nf, obs, no, gen, err);
 done:
@@ -131,10 +142,12 @@ int ingest_set_classes(ingest_dataset *ds, char **names, int n, wsml_err *err) {
     ingest_free_names(ds->class_names, ds->num_classes);
     ds->class_names = calloc((size_t)(n > 0 ? n : 1), sizeof(char *));
     ds->num_classes = 0;
-    if (!ds->class_names) return wsml_errf(err, WSML_ENOMEM, "out of memory (class names)");
+    if (!ds->class_names)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory (class names)");
     for (int i = 0; i < n; i++) {
         ds->class_names[i] = strdup(names[i]);
-        if (!ds->class_names[i]) return wsml_errf(err, WSML_ENOMEM, "out of memory (class names)");
+        if (!ds->class_names[i])
+            return wsml_errf(err, WSML_ENOMEM, "out of memory (class names)");
         ds->num_classes = i + 1;
     }
     return 0;
@@ -143,15 +156,19 @@ int ingest_set_classes(ingest_dataset *ds, char **names, int n, wsml_err *err) {
 int ingest_read_class_file(const char *path, char ***names_out, int *n_out, wsml_err *err) {
     ingest_lines lr;
     int rc = ingest_lines_open(&lr, path, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     char **names = NULL;
     size_t n = 0, cap = 0;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
         char *s = lr.line;
         size_t len = lr.len;
-        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) s[--len] = '\0';
-        while (*s == ' ' || *s == '\t') s++;
-        if (!*s) continue;
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            s[--len] = '\0';
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!*s)
+            continue;
         if (grow((void **)&names, &cap, n + 1, sizeof(char *)) || !(names[n] = strdup(s))) {
             rc = wsml_errf(err, WSML_ENOMEM, "out of memory reading %s", path);
             break;
@@ -175,10 +192,12 @@ int ingest_read_class_file(const char *path, char ***names_out, int *n_out, wsml
 char *ingest_join(const char *a, const char *b) {
     size_t la = strlen(a), lb = strlen(b);
     char *p = malloc(la + lb + 2);
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     memcpy(p, a, la);
     size_t k = la;
-    if (la && a[la - 1] != '/') p[k++] = '/';
+    if (la && a[la - 1] != '/')
+        p[k++] = '/';
     memcpy(p + k, b, lb + 1);
     return p;
 }
@@ -206,7 +225,8 @@ int ingest_lines_open(ingest_lines *lr, const char *path, wsml_err *err) {
     memset(lr, 0, sizeof *lr);
     lr->path = path;
     FILE *f = fopen(path, "rb");
-    if (!f) return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));
+    if (!f)
+        return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));
     setvbuf(f, NULL, _IOFBF, 1 << 20);
     lr->f = f;
     return 0;
@@ -222,7 +242,8 @@ int ingest_lines_next(ingest_lines *lr, wsml_err *err) {
     }
     lr->lineno++;
     size_t len = (size_t)got;
-    while (len && (lr->line[len - 1] == '\n' || lr->line[len - 1] == '\r')) len--;
+    while (len && (lr->line[len - 1] == '\n' || lr->line[len - 1] == '\r'))
+        len--;
     lr->line[len] = '\0';
     if (memchr(lr->line, '\0', len))
         return wsml_errf(err, WSML_EFORMAT, "%s: line %ld: NUL byte in a text file", lr->path,
@@ -232,7 +253,8 @@ int ingest_lines_next(ingest_lines *lr, wsml_err *err) {
 }
 
 void ingest_lines_close(ingest_lines *lr) {
-    if (lr->f) fclose((FILE *)lr->f);
+    if (lr->f)
+        fclose((FILE *)lr->f);
     free(lr->line);
     memset(lr, 0, sizeof *lr);
 }
@@ -241,11 +263,15 @@ int ingest_split_ws(char *line, char **fields, int max) {
     int n = 0;
     char *p = line;
     while (*p) {
-        while (*p == ' ' || *p == '\t') *p++ = '\0';
-        if (!*p) break;
-        if (n < max) fields[n] = p;
+        while (*p == ' ' || *p == '\t')
+            *p++ = '\0';
+        if (!*p)
+            break;
+        if (n < max)
+            fields[n] = p;
         n++;
-        while (*p && *p != ' ' && *p != '\t') p++;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
     }
     return n;
 }
@@ -291,7 +317,8 @@ int ingest_csv_split(char *line, const char *file, long lineno, char **fields, i
             return wsml_errf(err, WSML_EFORMAT, "%s: line %ld: more than %d fields", file, lineno,
                              max);
         fields[n++] = start;
-        if (!more) return n;
+        if (!more)
+            return n;
         p++;
     }
 }
@@ -299,15 +326,19 @@ int ingest_csv_split(char *line, const char *file, long lineno, char **fields, i
 // ---- string map (FNV-1a, linear probing) ------------------------------------------------
 static uint64_t hash_bytes(const char *s, size_t len) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
     return h;
 }
 
-void ingest_strmap_init(ingest_strmap *m) { memset(m, 0, sizeof *m); }
+void ingest_strmap_init(ingest_strmap *m) {
+    memset(m, 0, sizeof *m);
+}
 
 void ingest_strmap_free(ingest_strmap *m) {
     if (m->owned)
-        for (size_t i = 0; i < m->cap; i++) free(m->owned[i]);
+        for (size_t i = 0; i < m->cap; i++)
+            free(m->owned[i]);
     free(m->owned);
     free(m->vals);
     memset(m, 0, sizeof *m);
@@ -330,7 +361,8 @@ static int64_t find_slot(const ingest_strmap *m, const char *key, size_t len, in
 }
 
 int64_t ingest_strmap_get(const ingest_strmap *m, const char *key, size_t len) {
-    if (!m->cap) return -1;
+    if (!m->cap)
+        return -1;
     int found;
     int64_t i = find_slot(m, key, len, &found);
     return found ? m->vals[i] : -1;
@@ -346,7 +378,8 @@ static int rehash(ingest_strmap *m, size_t cap) {
     }
     ingest_strmap n = {.owned = ok, .vals = ov, .cap = cap, .n = m->n};
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->owned[i]) continue;
+        if (!m->owned[i])
+            continue;
         int found;
         int64_t j = find_slot(&n, m->owned[i], strlen(m->owned[i]), &found);
         n.owned[j] = m->owned[i];
@@ -359,12 +392,15 @@ static int rehash(ingest_strmap *m, size_t cap) {
 }
 
 int ingest_strmap_put(ingest_strmap *m, const char *key, size_t len, int64_t val) {
-    if ((m->n + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 1024)) return WSML_ENOMEM;
+    if ((m->n + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 1024))
+        return WSML_ENOMEM;
     int found;
     int64_t i = find_slot(m, key, len, &found);
-    if (found) return 1;
+    if (found)
+        return 1;
     char *k = malloc(len + 1);
-    if (!k) return WSML_ENOMEM;
+    if (!k)
+        return WSML_ENOMEM;
     memcpy(k, key, len);
     k[len] = '\0';
     m->owned[i] = k;

@@ -49,7 +49,8 @@ typedef struct {
 
 static void fashion_free(void *p) {
     fashion_ctx *f = p;
-    if (!f) return;
+    if (!f)
+        return;
     for (int i = 0; i < 2; i++) {
         free(f->set[i].pixels);
         free(f->set[i].labels);
@@ -65,9 +66,11 @@ static uint32_t be32(const uint8_t *b) {
 static int read_idx(const char *path, uint32_t magic, int ndim, const uint32_t *dims_expected,
                     uint8_t **data, size_t *count, wsml_err *err) {
     int rc = ingest_require_file(path, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     gzFile gz = gzopen(path, "rb");
-    if (!gz) return wsml_errf(err, WSML_EIO, "%s: cannot open gzip stream", path);
+    if (!gz)
+        return wsml_errf(err, WSML_EIO, "%s: cannot open gzip stream", path);
     gzbuffer(gz, 1 << 17);
     uint8_t head[16];
     size_t head_len = 4 + 4 * (size_t)ndim;
@@ -87,8 +90,8 @@ static int read_idx(const char *path, uint32_t magic, int ndim, const uint32_t *
         uint32_t v = be32(head + 4 + 4 * d);
         if (v != dims_expected[d - 1]) {
             gzclose(gz);
-            return wsml_errf(err, WSML_EFORMAT, "%s: IDX dimension %d is %u, expected %u", path,
-                             d, v, dims_expected[d - 1]);
+            return wsml_errf(err, WSML_EFORMAT, "%s: IDX dimension %d is %u, expected %u", path, d,
+                             v, dims_expected[d - 1]);
         }
         item *= v;
     }
@@ -104,7 +107,8 @@ static int read_idx(const char *path, uint32_t magic, int ndim, const uint32_t *
     while (have < want) {
         if (have == cap) {
             size_t next = cap ? cap * 2 : (1u << 20);
-            if (next > want) next = want;
+            if (next > want)
+                next = want;
             uint8_t *p = realloc(buf, next);
             if (!p) {
                 free(buf);
@@ -116,7 +120,8 @@ static int read_idx(const char *path, uint32_t magic, int ndim, const uint32_t *
         }
         size_t chunk = cap - have > (1u << 30) ? (1u << 30) : cap - have;
         int r = gzread(gz, buf + have, (unsigned)chunk);
-        if (r <= 0) break;
+        if (r <= 0)
+            break;
         have += (size_t)r;
     }
     int errnum = 0;
@@ -125,8 +130,8 @@ static int read_idx(const char *path, uint32_t magic, int ndim, const uint32_t *
     gzclose(gz);
     if (have != want) {
         free(buf);
-        return wsml_errf(err, WSML_EFORMAT, "%s: truncated IDX data (%zu of %zu bytes)%s%s",
-                         path, have, want, errnum ? ": " : "", errnum ? zmsg : "");
+        return wsml_errf(err, WSML_EFORMAT, "%s: truncated IDX data (%zu of %zu bytes)%s%s", path,
+                         have, want, errnum ? ": " : "", errnum ? zmsg : "");
     }
     *data = buf;
     *count = n;
@@ -142,11 +147,13 @@ static int load_set(const char *root, const char *prefix, fmnist_set *s, wsml_er
     const uint32_t img_dims[2] = {FMNIST_SIDE, FMNIST_SIDE};
     size_t ni = 0, nl = 0;
     int rc = !ip || !lp ? wsml_errf(err, WSML_ENOMEM, "out of memory") : 0;
-    if (!rc) rc = read_idx(ip, 0x00000803u, 3, img_dims, &s->pixels, &ni, err);
-    if (!rc) rc = read_idx(lp, 0x00000801u, 1, NULL, &s->labels, &nl, err);
+    if (!rc)
+        rc = read_idx(ip, 0x00000803u, 3, img_dims, &s->pixels, &ni, err);
+    if (!rc)
+        rc = read_idx(lp, 0x00000801u, 1, NULL, &s->labels, &nl, err);
     if (!rc && ni != nl)
-        rc = wsml_errf(err, WSML_EFORMAT, "%s holds %zu images but %s holds %zu labels", ip, ni,
-                       lp, nl);
+        rc = wsml_errf(err, WSML_EFORMAT, "%s holds %zu images but %s holds %zu labels", ip, ni, lp,
+                       nl);
     for (size_t i = 0; !rc && i < nl; i++)
         if (s->labels[i] >= FMNIST_CLASSES)
             rc = wsml_errf(err, WSML_EFORMAT, "%s: item %zu has label %u (expected 0..9)", lp, i,
@@ -159,11 +166,14 @@ static int load_set(const char *root, const char *prefix, fmnist_set *s, wsml_er
 
 // gen layout: four 16-bit tile fields (item index, TILE_EMPTY = no item), tile t in
 // bits 16t..16t+15; it->source: 0 = train items, 1 = t10k items.
-static unsigned gen_tile(uint64_t gen, int t) { return (unsigned)(gen >> (16 * t)) & 0xFFFFu; }
+static unsigned gen_tile(uint64_t gen, int t) {
+    return (unsigned)(gen >> (16 * t)) & 0xFFFFu;
+}
 
 static uint64_t pack_tiles(const unsigned item[4]) {
     uint64_t g = 0;
-    for (int t = 0; t < 4; t++) g |= (uint64_t)(item[t] & 0xFFFFu) << (16 * t);
+    for (int t = 0; t < 4; t++)
+        g |= (uint64_t)(item[t] & 0xFFFFu) << (16 * t);
     return g;
 }
 
@@ -173,10 +183,12 @@ static int fashion_load(const ingest_dataset *ds, const ingest_item *it, wsml_im
     const fmnist_set *s = &f->set[it->source ? 1 : 0];
     const int side = 2 * FMNIST_SIDE;
     uint8_t *px = calloc((size_t)side * side * 3, 1);
-    if (!px) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!px)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     for (int t = 0; t < 4; t++) {
         unsigned item = gen_tile(it->gen, t);
-        if (item == TILE_EMPTY) continue;
+        if (item == TILE_EMPTY)
+            continue;
         if (item >= s->n) {
             free(px);
             return wsml_errf(err, WSML_EARG, "item %u out of range", item);
@@ -211,17 +223,23 @@ static int record_params(ingest_dataset *ds, const ingest_opts *o, long train, l
 
 static int fashion_setup(ingest_dataset *ds, const ingest_opts *o, fashion_ctx **out,
                          wsml_err *err) {
-    int rc = ingest_require_dir(o->root, "the Fashion-MNIST folder (Debian package "
-                                         "dataset-fashion-mnist)", err);
-    if (rc) return rc;
+    int rc = ingest_require_dir(o->root,
+                                "the Fashion-MNIST folder (Debian package "
+                                "dataset-fashion-mnist)",
+                                err);
+    if (rc)
+        return rc;
     fashion_ctx *f = calloc(1, sizeof *f);
-    if (!f) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!f)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     ds->reader_ctx = f;
     ds->reader_free = fashion_free;
     ds->load = fashion_load;
     ds->native_size = 2 * FMNIST_SIDE;
-    if ((rc = load_set(o->root, "train", &f->set[0], err))) return rc;
-    if ((rc = load_set(o->root, "t10k", &f->set[1], err))) return rc;
+    if ((rc = load_set(o->root, "train", &f->set[0], err)))
+        return rc;
+    if ((rc = load_set(o->root, "t10k", &f->set[1], err)))
+        return rc;
     for (int i = 0; i < 2; i++)
         if (f->set[i].n >= TILE_EMPTY) // item indices are packed in 16 bits
             return wsml_errf(err, WSML_EFORMAT, "%s: %zu items, at most %u supported", o->root,
@@ -234,12 +252,14 @@ static int fashion_setup(ingest_dataset *ds, const ingest_opts *o, fashion_ctx *
 int ingest_read_fashion_mosaic(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     fashion_ctx *f;
     int rc = fashion_setup(ds, o, &f, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     if (o->tile_prob <= 0 || o->tile_prob > 1)
         return wsml_errf(err, WSML_EARG, "--tile-prob %g: must be in (0, 1]", o->tile_prob);
     long counts[2] = {o->train_count < 0 ? 25000 : o->train_count,
                       o->test_count < 0 ? 5000 : o->test_count};
-    if ((rc = record_params(ds, o, counts[0], counts[1], err))) return rc;
+    if ((rc = record_params(ds, o, counts[0], counts[1], err)))
+        return rc;
     wsml_rng rng;
     for (int set = 0; set < 2; set++) {
         const fmnist_set *s = &f->set[set];
@@ -272,7 +292,8 @@ int ingest_read_fashion_mosaic(ingest_dataset *ds, const ingest_opts *o, wsml_er
             snprintf(id, sizeof id, "mosaic-%s-%06ld:%s,%s,%s,%s", set ? "test" : "train", m,
                      part[0], part[1], part[2], part[3]);
             rc = ingest_add_item(ds, l, id, NULL, full, NULL, pack_tiles(item), err);
-            if (rc) return rc;
+            if (rc)
+                return rc;
             l->items[l->n - 1].source = (uint32_t)set;
         }
     }
@@ -283,7 +304,8 @@ int ingest_read_fashion_mosaic(ingest_dataset *ds, const ingest_opts *o, wsml_er
 int ingest_read_fashion_items(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     fashion_ctx *f;
     int rc = fashion_setup(ds, o, &f, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     wsml_rng rng;
     for (int set = 0; set < 2; set++) {
         const fmnist_set *s = &f->set[set];
@@ -300,7 +322,8 @@ int ingest_read_fashion_items(ingest_dataset *ds, const ingest_opts *o, wsml_err
             char id[64];
             snprintf(id, sizeof id, "item-%s-%05zu@%d", set ? "test" : "train", i, pos);
             rc = ingest_add_item(ds, l, id, NULL, full, NULL, pack_tiles(item), err);
-            if (rc) return rc;
+            if (rc)
+                return rc;
             l->items[l->n - 1].source = (uint32_t)set;
         }
     }

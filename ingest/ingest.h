@@ -24,17 +24,17 @@ typedef struct {
     const char *format;
     const char *root;
     const char *out;
-    const char *name;        // store name (default: format, or root's basename)
-    const char *images;      // image root for npy/csv (default: root)
-    const char *classes;     // class-name file (npy, csv)
-    int size;                // output side (both sides resized to it)
+    const char *name;    // store name (default: format, or root's basename)
+    const char *images;  // image root for npy/csv (default: root)
+    const char *classes; // class-name file (npy, csv)
+    int size;            // output side (both sides resized to it)
     wsml_encoding encoding;
-    int quality;             // JPEG quality when encoding = jpeg
-    int num_pos, num_neg;    // SPEC §1 single positive simulation (-1 = all)
-    uint32_t seed;           // observed-label generator seed
-    double val_frac;         // fraction of official train carved into val
-    uint32_t split_seed;     // permutation seed of the val carve
-    int jobs;                // decode threads
+    int quality;          // JPEG quality when encoding = jpeg
+    int num_pos, num_neg; // SPEC §1 single positive simulation (-1 = all)
+    uint32_t seed;        // observed-label generator seed
+    double val_frac;      // fraction of official train carved into val
+    uint32_t split_seed;  // permutation seed of the val carve
+    int jobs;             // decode threads
     int strict, quiet, force;
     // fashion formats
     long train_count, test_count; // mosaics drawn before the val carve / for test
@@ -47,9 +47,9 @@ typedef struct {
 // Full and observed labels are kept sparse: an entry codes (class, value) as
 // class*4 + (value+1), value in {-1, 0, 1}; entries equal to the split's default
 // (full: ds->full_label_default, observed: 0) are not listed.
-#define INGEST_ENTRY(cls, val) ((uint32_t)(cls) * 4u + (uint32_t)((val) + 1))
+#define INGEST_ENTRY(cls, val) ((uint32_t)(cls)*4u + (uint32_t)((val) + 1))
 #define INGEST_ENTRY_CLASS(e) ((int)((e) >> 2))
-#define INGEST_ENTRY_VALUE(e) ((int)((e) & 3u) - 1)
+#define INGEST_ENTRY_VALUE(e) ((int)((e)&3u) - 1)
 
 typedef struct {
     uint64_t id;       // offset of the record id in ds->strings
@@ -58,8 +58,8 @@ typedef struct {
     uint64_t full_off; // first entry in ds->full_pool
     uint64_t obs_off;  // first entry in ds->obs_pool
     uint32_t n_full, n_obs;
-    uint64_t gen;      // reader-defined payload for generated images (fashion)
-    uint32_t source;   // reader-defined source set for generated images
+    uint64_t gen;    // reader-defined payload for generated images (fashion)
+    uint32_t source; // reader-defined source set for generated images
 } ingest_item;
 
 typedef struct {
@@ -72,8 +72,8 @@ typedef struct ingest_dataset ingest_dataset;
 
 // Produces the full-resolution image of an item (generated formats); file-based
 // formats leave it NULL and the pipeline decodes ds->image_root/path.
-typedef int (*ingest_load_fn)(const ingest_dataset *ds, const ingest_item *it,
-                              wsml_image *out, wsml_err *err);
+typedef int (*ingest_load_fn)(const ingest_dataset *ds, const ingest_item *it, wsml_image *out,
+                              wsml_err *err);
 
 struct ingest_dataset {
     char format[32];
@@ -91,12 +91,12 @@ struct ingest_dataset {
     size_t full_len, full_cap, obs_len, obs_cap;
     char *image_root; // malloc'd; images are image_root/path
     ingest_load_fn load;
-    void *reader_ctx;                 // owned by the reader; freed by reader_free
+    void *reader_ctx; // owned by the reader; freed by reader_free
     void (*reader_free)(void *ctx);
-    int native_size;                  // side of generated images (0 = file based)
-    int **groups;                     // OpenImages frequency groups (5 lists)
+    int native_size; // side of generated images (0 = file based)
+    int **groups;    // OpenImages frequency groups (5 lists)
     int group_len[5];
-    char *extra_info_json;            // reader-specific object merged into "ingest"
+    char *extra_info_json; // reader-specific object merged into "ingest"
 };
 
 // ---- dataset building helpers (dataset.c) -----------------------------------------
@@ -110,12 +110,11 @@ static inline const char *ingest_str_at(const ingest_dataset *ds, uint64_t off) 
 // Appends an item with full labels from a dense int8 row (NULL = none listed) and
 // observed labels from a dense row (NULL = none). Returns 0 or WSML_ENOMEM.
 int ingest_add_item(ingest_dataset *ds, ingest_list *list, const char *id, const char *path,
-                    const int8_t *full_dense, const int8_t *obs_dense, uint64_t gen,
-                    wsml_err *err);
+                    const int8_t *full_dense, const int8_t *obs_dense, uint64_t gen, wsml_err *err);
 // Appends an item whose labels are given as sparse entry lists.
-int ingest_add_item_sparse(ingest_dataset *ds, ingest_list *list, const char *id,
-                           const char *path, const uint32_t *full, uint32_t n_full,
-                           const uint32_t *obs, uint32_t n_obs, uint64_t gen, wsml_err *err);
+int ingest_add_item_sparse(ingest_dataset *ds, ingest_list *list, const char *id, const char *path,
+                           const uint32_t *full, uint32_t n_full, const uint32_t *obs,
+                           uint32_t n_obs, uint64_t gen, wsml_err *err);
 // Dense rows of an item (num_classes entries each).
 void ingest_item_full(const ingest_dataset *ds, const ingest_item *it, int8_t *full);
 void ingest_item_observed(const ingest_dataset *ds, const ingest_item *it, int8_t *obs);
@@ -132,8 +131,8 @@ int ingest_require_dir(const char *path, const char *what, wsml_err *err);
 // A line reader over a (possibly huge) text file with line numbers for errors.
 typedef struct {
     const char *path;
-    void *f;     // FILE*
-    char *line;  // current line without the trailing newline / CR
+    void *f;    // FILE*
+    char *line; // current line without the trailing newline / CR
     size_t cap;
     size_t len;
     long lineno;
@@ -166,10 +165,10 @@ int ingest_strmap_put(ingest_strmap *m, const char *key, size_t len, int64_t val
 
 // ---- interruption (main.c installs SIGINT/SIGTERM handlers that set this) --------
 extern volatile sig_atomic_t ingest_interrupted;
-#define INGEST_CHECK_INTERRUPT(err)                                                         \
-    do {                                                                                    \
-        if (ingest_interrupted)                                                             \
-            return wsml_errf((err), WSML_ESTATE, "interrupted by signal");                 \
+#define INGEST_CHECK_INTERRUPT(err)                                                                \
+    do {                                                                                           \
+        if (ingest_interrupted)                                                                    \
+            return wsml_errf((err), WSML_ESTATE, "interrupted by signal");                         \
     } while (0)
 
 // ---- readers (one file each) ----------------------------------------------------------
@@ -232,8 +231,8 @@ void ingest_skips_free(ingest_skips *s);
 // (fatal with opts->strict). *written receives the record count; pos_sum / obs_sum
 // the total positive full / observed labels written (for the summary).
 int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_store_writer *w,
-                       wsml_split split, const ingest_list *src, const uint32_t *order,
-                       size_t n, ingest_skips *skips, uint32_t *written, double *pos_sum,
-                       double *obs_sum, wsml_err *err);
+                       wsml_split split, const ingest_list *src, const uint32_t *order, size_t n,
+                       ingest_skips *skips, uint32_t *written, double *pos_sum, double *obs_sum,
+                       wsml_err *err);
 
 #endif

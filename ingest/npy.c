@@ -28,7 +28,8 @@ static void npy_split_free(npy_split *s) {
     wsml_npy_free(&s->obs);
     free(s->lab);
     free(s->ob);
-    for (int i = 0; i < 3; i++) free(s->paths[i]);
+    for (int i = 0; i < 3; i++)
+        free(s->paths[i]);
 }
 
 static int load_split(const char *root, const char *phase, npy_split *s, wsml_err *err) {
@@ -40,18 +41,24 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
             return wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     int rc = ingest_require_file(s->paths[0], err);
-    if (!rc) rc = ingest_require_file(s->paths[1], err);
-    if (!rc) rc = wsml_npy_read(s->paths[0], &s->images, err);
-    if (!rc) rc = wsml_npy_read(s->paths[1], &s->labels, err);
-    if (rc) return rc;
+    if (!rc)
+        rc = ingest_require_file(s->paths[1], err);
+    if (!rc)
+        rc = wsml_npy_read(s->paths[0], &s->images, err);
+    if (!rc)
+        rc = wsml_npy_read(s->paths[1], &s->labels, err);
+    if (rc)
+        return rc;
     if (access(s->paths[2], F_OK) == 0) {
         s->has_obs = 1;
-        if ((rc = wsml_npy_read(s->paths[2], &s->obs, err))) return rc;
+        if ((rc = wsml_npy_read(s->paths[2], &s->obs, err)))
+            return rc;
     }
     if (s->images.dtype != WSML_DT_STR || s->images.ndim != 1)
-        return wsml_errf(err, WSML_EFORMAT, "%s: expected a 1-D array of strings (<U...), got %s "
-                         "with %d dimensions", s->paths[0], wsml_dtype_name(s->images.dtype),
-                         s->images.ndim);
+        return wsml_errf(err, WSML_EFORMAT,
+                         "%s: expected a 1-D array of strings (<U...), got %s "
+                         "with %d dimensions",
+                         s->paths[0], wsml_dtype_name(s->images.dtype), s->images.ndim);
     size_t n = s->images.count;
     const wsml_npy *mats[2] = {&s->labels, &s->obs};
     for (int k = 0; k < 1 + s->has_obs; k++) {
@@ -71,7 +78,8 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
     if (s->has_obs && s->obs.shape[1] != s->labels.shape[1])
         return wsml_errf(err, WSML_EFORMAT, "%s has %lld classes but %s has %lld", s->paths[2],
                          (long long)s->obs.shape[1], s->paths[1], (long long)s->labels.shape[1]);
-    if ((rc = wsml_npy_as_f64(&s->labels, &s->lab, err))) return wsml_err_prefix(err, "%s", s->paths[1]);
+    if ((rc = wsml_npy_as_f64(&s->labels, &s->lab, err)))
+        return wsml_err_prefix(err, "%s", s->paths[1]);
     if (s->has_obs && (rc = wsml_npy_as_f64(&s->obs, &s->ob, err)))
         return wsml_err_prefix(err, "%s", s->paths[2]);
     size_t C = (size_t)s->labels.shape[1];
@@ -90,10 +98,12 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
 // paths that start with "Flickr/": without --images, use <root>/Flickr when the first
 // training path is missing under <root> but present there.
 static int guess_image_root(ingest_dataset *ds, const npy_split *train, wsml_err *err) {
-    if (train->images.count == 0) return 0;
+    if (train->images.count == 0)
+        return 0;
     size_t cap = train->images.itemsize + 1;
     char *rel = malloc(cap);
-    if (!rel) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!rel)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     int rc = 0;
     if (wsml_npy_string(&train->images, 0, rel, cap) > 0) {
         char *direct = ingest_join(ds->image_root, rel);
@@ -123,12 +133,17 @@ int ingest_read_npy(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     int rc = ingest_require_dir(o->root, "the folder of formatted_*.npy files", err);
     if (rc == 0) {
         ds->image_root = strdup(o->images ? o->images : o->root);
-        if (!ds->image_root) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!ds->image_root)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
-    if (rc == 0) rc = ingest_require_dir(ds->image_root, "the image root (--images)", err);
-    if (rc == 0) rc = load_split(o->root, "train", &sp[0], err);
-    if (rc == 0) rc = load_split(o->root, "val", &sp[1], err);
-    if (rc == 0 && !o->images) rc = guess_image_root(ds, &sp[0], err);
+    if (rc == 0)
+        rc = ingest_require_dir(ds->image_root, "the image root (--images)", err);
+    if (rc == 0)
+        rc = load_split(o->root, "train", &sp[0], err);
+    if (rc == 0)
+        rc = load_split(o->root, "val", &sp[1], err);
+    if (rc == 0 && !o->images)
+        rc = guess_image_root(ds, &sp[0], err);
     if (rc == 0 && sp[0].labels.shape[1] != sp[1].labels.shape[1])
         rc = wsml_errf(err, WSML_EFORMAT, "%s has %lld classes but %s has %lld", sp[0].paths[1],
                        (long long)sp[0].labels.shape[1], sp[1].paths[1],
@@ -137,23 +152,29 @@ int ingest_read_npy(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     if (rc == 0 && o->classes) {
         rc = ingest_read_class_file(o->classes, &names, &n_names, err);
         if (rc == 0 && n_names != C)
-            rc = wsml_errf(err, WSML_EFORMAT, "%s: %d class names, but the labels have %d "
-                           "columns", o->classes, n_names, C);
+            rc = wsml_errf(err, WSML_EFORMAT,
+                           "%s: %d class names, but the labels have %d "
+                           "columns",
+                           o->classes, n_names, C);
     } else if (rc == 0) {
         names = calloc((size_t)C, sizeof(char *));
-        if (!names) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!names)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         for (int c = 0; rc == 0 && c < C; c++) {
             char buf[32];
             snprintf(buf, sizeof buf, "class_%d", c);
-            if (!(names[c] = strdup(buf))) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+            if (!(names[c] = strdup(buf)))
+                rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
             n_names = c + 1;
         }
     }
-    if (rc == 0) rc = ingest_set_classes(ds, names, C, err);
+    if (rc == 0)
+        rc = ingest_set_classes(ds, names, C, err);
     if (rc == 0) {
         full = malloc((size_t)C);
         obs = malloc((size_t)C);
-        if (!full || !obs) rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!full || !obs)
+            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     for (int k = 0; k < 2 && rc == 0; k++) {
         npy_split *s = &sp[k];
@@ -177,7 +198,8 @@ int ingest_read_npy(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
             }
             for (int c = 0; c < C; c++) {
                 full[c] = (int8_t)s->lab[i * (size_t)C + c];
-                if (s->has_obs) obs[c] = (int8_t)s->ob[i * (size_t)C + c];
+                if (s->has_obs)
+                    obs[c] = (int8_t)s->ob[i * (size_t)C + c];
             }
             rc = ingest_add_item(ds, l, path, path, full, s->has_obs ? obs : NULL, 0, err);
         }

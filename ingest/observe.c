@@ -25,15 +25,19 @@ void ingest_observe_row(const int8_t *full, int C, int num_pos, int num_neg, wsm
     size_t np_ = 0, nn = 0;
     for (int c = 0; c < C; c++) {
         obs[c] = 0;
-        if (full[c] == 1) pos_buf[np_++] = c;
-        else if (full[c] == 0) neg_buf[nn++] = c;
+        if (full[c] == 1)
+            pos_buf[np_++] = c;
+        else if (full[c] == 0)
+            neg_buf[nn++] = c;
     }
     wsml_rng_shuffle(rng, pos_buf, np_, sizeof(int64_t));
     size_t kp = num_pos < 0 || (size_t)num_pos > np_ ? np_ : (size_t)num_pos;
-    for (size_t k = 0; k < kp; k++) obs[pos_buf[k]] = 1;
+    for (size_t k = 0; k < kp; k++)
+        obs[pos_buf[k]] = 1;
     wsml_rng_shuffle(rng, neg_buf, nn, sizeof(int64_t));
     size_t kn = num_neg < 0 || (size_t)num_neg > nn ? nn : (size_t)num_neg;
-    for (size_t k = 0; k < kn; k++) obs[neg_buf[k]] = -1;
+    for (size_t k = 0; k < kn; k++)
+        obs[neg_buf[k]] = -1;
 }
 
 int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint32_t seed,
@@ -50,7 +54,8 @@ int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint3
     }
     for (int s = 0; s < WSML_NUM_SPLITS && !rc; s++) {
         ingest_list *l = &ds->official[s];
-        if (l->has_observed || l->n == 0) continue;
+        if (l->has_observed || l->n == 0)
+            continue;
         wsml_rng_seed(rng, seed); // a fresh RandomState(seed) per official split
         for (size_t i = 0; i < l->n; i++) {
             if ((i & 4095) == 0 && ingest_interrupted) {
@@ -70,11 +75,13 @@ int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint3
             ingest_observe_row(full, C, num_pos, num_neg, rng, pos, neg, obs);
             uint32_t n = 0;
             for (int c = 0; c < C; c++)
-                if (obs[c]) entries[n++] = INGEST_ENTRY(c, obs[c]);
+                if (obs[c])
+                    entries[n++] = INGEST_ENTRY(c, obs[c]);
             // The observed entries go to the end of the pool; the item points at them.
             if (ds->obs_len + n > ds->obs_cap) {
                 size_t cap = ds->obs_cap ? ds->obs_cap : 1024;
-                while (cap < ds->obs_len + n) cap *= 2;
+                while (cap < ds->obs_len + n)
+                    cap *= 2;
                 uint32_t *p = realloc(ds->obs_pool, cap * sizeof(uint32_t));
                 if (!p) {
                     rc = wsml_errf(err, WSML_ENOMEM, "out of memory simulating observed labels");
@@ -112,7 +119,8 @@ int ingest_carve_val(size_t n, double val_frac, uint32_t split_seed, uint32_t **
     // in the default rounding mode.
     double r = nearbyint(val_frac * (double)n);
     size_t nv = r <= 0 ? 0 : (size_t)r;
-    if (nv > n) nv = n;
+    if (nv > n)
+        nv = n;
     size_t nt = n - nv;
     int64_t *perm = malloc(sizeof(int64_t) * (n ? n : 1));
     uint32_t *t = malloc(sizeof(uint32_t) * (nt ? nt : 1));
@@ -129,8 +137,10 @@ int ingest_carve_val(size_t n, double val_frac, uint32_t split_seed, uint32_t **
     wsml_rng_permutation(rng, perm, n);
     // idx_1 = sort(idx_rand[:n_1]); idx_2 = sort(idx_rand[-n_2:]). (With n_2 = 0 the
     // reference's idx_rand[-0:] would be everything; wsml makes val empty instead.)
-    for (size_t i = 0; i < nt; i++) t[i] = (uint32_t)perm[i];
-    for (size_t i = 0; i < nv; i++) v[i] = (uint32_t)perm[nt + i];
+    for (size_t i = 0; i < nt; i++)
+        t[i] = (uint32_t)perm[i];
+    for (size_t i = 0; i < nv; i++)
+        v[i] = (uint32_t)perm[nt + i];
     qsort(t, nt, sizeof(uint32_t), cmp_u32);
     qsort(v, nv, sizeof(uint32_t), cmp_u32);
     free(perm);
@@ -149,7 +159,8 @@ typedef struct {
 
 static int cmp_class_count(const void *a, const void *b) {
     const class_count *x = a, *y = b;
-    if (x->count != y->count) return x->count < y->count ? -1 : 1;
+    if (x->count != y->count)
+        return x->count < y->count ? -1 : 1;
     return (x->cls > y->cls) - (x->cls < y->cls);
 }
 
@@ -164,12 +175,14 @@ int ingest_frequency_groups(ingest_dataset *ds, const ingest_list *train, wsml_e
         free(cc);
         return wsml_errf(err, WSML_ENOMEM, "out of memory computing frequency groups");
     }
-    for (int c = 0; c < C; c++) cc[c].cls = c;
+    for (int c = 0; c < C; c++)
+        cc[c].cls = c;
     for (size_t i = 0; i < train->n; i++) {
         const ingest_item *it = &train->items[i];
         for (uint32_t k = 0; k < it->n_full; k++) {
             uint32_t e = ds->full_pool[it->full_off + k];
-            if (INGEST_ENTRY_VALUE(e) == 1) cc[INGEST_ENTRY_CLASS(e)].count++;
+            if (INGEST_ENTRY_VALUE(e) == 1)
+                cc[INGEST_ENTRY_CLASS(e)].count++;
         }
     }
     qsort(cc, (size_t)C, sizeof *cc, cmp_class_count);
@@ -181,7 +194,8 @@ int ingest_frequency_groups(ingest_dataset *ds, const ingest_list *train, wsml_e
             free(cc);
             return wsml_errf(err, WSML_ENOMEM, "out of memory computing frequency groups");
         }
-        for (int k = 0; k < len; k++) ds->groups[g][k] = cc[at++].cls;
+        for (int k = 0; k < len; k++)
+            ds->groups[g][k] = cc[at++].cls;
         ds->group_len[g] = len;
     }
     free(cc);

@@ -32,7 +32,8 @@ typedef struct {
 } oi_split;
 
 static void oi_split_free(oi_split *s) {
-    for (size_t i = 0; i < s->n_ids; i++) free(s->ids[i]);
+    for (size_t i = 0; i < s->n_ids; i++)
+        free(s->ids[i]);
     free(s->ids);
     free(s->labels);
     ingest_strmap_free(&s->map);
@@ -40,7 +41,8 @@ static void oi_split_free(oi_split *s) {
 
 static int find_col(char **f, int nf, const char *name) {
     for (int i = 0; i < nf; i++)
-        if (!strcmp(f[i], name)) return i;
+        if (!strcmp(f[i], name))
+            return i;
     return -1;
 }
 
@@ -48,10 +50,12 @@ static int read_annotations(const char *path, const ingest_strmap *classes, oi_s
                             wsml_err *err) {
     ingest_lines lr;
     int rc = ingest_lines_open(&lr, path, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     int c_id = -1, c_label = -1, c_conf = -1, ncols = 0;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
-        if (lr.len == 0) continue;
+        if (lr.len == 0)
+            continue;
         char *f[16];
         int nf = ingest_csv_split(lr.line, path, lr.lineno, f, 16, err);
         if (nf < 0) {
@@ -86,7 +90,8 @@ static int read_annotations(const char *path, const ingest_strmap *classes, oi_s
             break;
         }
         int64_t cls = ingest_strmap_get(classes, f[c_label], strlen(f[c_label]));
-        if (cls < 0) continue; // not a trainable class
+        if (cls < 0)
+            continue; // not a trainable class
         size_t idlen = strlen(f[c_id]);
         if (idlen == 0) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: empty ImageID", path, lr.lineno);
@@ -151,8 +156,8 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int build_split(ingest_dataset *ds, oi_split *s, const char *image_dir,
-                       ingest_list *out, wsml_err *err) {
+static int build_split(ingest_dataset *ds, oi_split *s, const char *image_dir, ingest_list *out,
+                       wsml_err *err) {
     size_t n = s->n_ids;
     uint32_t *order = malloc(sizeof(uint32_t) * (n ? n : 1));
     uint32_t *rank = malloc(sizeof(uint32_t) * (n ? n : 1));
@@ -165,18 +170,23 @@ static int build_split(ingest_dataset *ds, oi_split *s, const char *image_dir,
         rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        order[i] = (uint32_t)i;
     sort_ids_base = s->ids;
     qsort(order, n, sizeof(uint32_t), cmp_id_index);
-    for (size_t r = 0; r < n; r++) rank[order[r]] = (uint32_t)r;
+    for (size_t r = 0; r < n; r++)
+        rank[order[r]] = (uint32_t)r;
     // counting sort of the label rows by image rank
-    for (size_t k = 0; k < s->n_labels; k++) start[rank[s->labels[k].image] + 1]++;
-    for (size_t r = 0; r < n; r++) start[r + 1] += start[r];
+    for (size_t k = 0; k < s->n_labels; k++)
+        start[rank[s->labels[k].image] + 1]++;
+    for (size_t r = 0; r < n; r++)
+        start[r + 1] += start[r];
     for (size_t k = 0; k < s->n_labels; k++) {
         uint32_t r = rank[s->labels[k].image];
         sorted[start[r]++] = s->labels[k].entry;
     }
-    for (size_t r = n; r > 0; r--) start[r] = start[r - 1];
+    for (size_t r = n; r > 0; r--)
+        start[r] = start[r - 1];
     start[0] = 0;
     for (size_t r = 0; r < n && rc == 0; r++) {
         uint32_t *e = sorted + start[r];
@@ -257,7 +267,8 @@ int ingest_read_openimages(ingest_dataset *ds, const ingest_opts *o, wsml_err *e
         goto done;
     }
 
-    if ((rc = ingest_read_class_file(p_classes, &mids, &n_mids, err))) goto done;
+    if ((rc = ingest_read_class_file(p_classes, &mids, &n_mids, err)))
+        goto done;
     for (int c = 0; c < n_mids; c++) {
         int r = ingest_strmap_put(&classes, mids[c], strlen(mids[c]), c);
         if (r == 1) {
@@ -275,9 +286,11 @@ int ingest_read_openimages(ingest_dataset *ds, const ingest_opts *o, wsml_err *e
         rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = ingest_lines_open(&lr, p_desc, err))) goto done;
+    if ((rc = ingest_lines_open(&lr, p_desc, err)))
+        goto done;
     while ((rc = ingest_lines_next(&lr, err)) == 1) {
-        if (lr.len == 0) continue;
+        if (lr.len == 0)
+            continue;
         char *f[2];
         int nf = ingest_csv_split(lr.line, p_desc, lr.lineno, f, 2, err);
         if (nf < 0) {
@@ -285,19 +298,21 @@ int ingest_read_openimages(ingest_dataset *ds, const ingest_opts *o, wsml_err *e
             break;
         }
         if (nf != 2) {
-            rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: expected \"MID,display name\"",
-                           p_desc, lr.lineno);
+            rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: expected \"MID,display name\"", p_desc,
+                           lr.lineno);
             break;
         }
         int64_t c = ingest_strmap_get(&classes, f[0], strlen(f[0]));
-        if (c < 0 || names[c]) continue;
+        if (c < 0 || names[c])
+            continue;
         if (!(names[c] = strdup(f[1]))) {
             rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
             break;
         }
     }
     ingest_lines_close(&lr);
-    if (rc < 0) goto done;
+    if (rc < 0)
+        goto done;
     {
         // display names are not unique: a repeated one gets its MID appended
         ingest_strmap seen;
@@ -323,19 +338,23 @@ int ingest_read_openimages(ingest_dataset *ds, const ingest_opts *o, wsml_err *e
             }
         }
         ingest_strmap_free(&seen);
-        if (rc) goto done;
+        if (rc)
+            goto done;
     }
-    if ((rc = ingest_set_classes(ds, names, n_mids, err))) goto done;
+    if ((rc = ingest_set_classes(ds, names, n_mids, err)))
+        goto done;
 
     for (int k = 0; k < 3; k++) {
-        if ((rc = read_annotations(p_ann[k], &classes, &splits[k], err))) goto done;
+        if ((rc = read_annotations(p_ann[k], &classes, &splits[k], err)))
+            goto done;
         if ((rc = build_split(ds, &splits[k], img_dirs[k], &ds->official[target[k]], err)))
             goto done;
         oi_split_free(&splits[k]);
         memset(&splits[k], 0, sizeof splits[k]);
     }
 done:
-    if (lr.f) ingest_lines_close(&lr);
+    if (lr.f)
+        ingest_lines_close(&lr);
     for (int k = 0; k < 3; k++) {
         oi_split_free(&splits[k]);
         free(p_ann[k]);

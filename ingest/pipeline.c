@@ -23,7 +23,8 @@
 
 // wsml_image_free, then forget the pointer (the header does not promise to clear it).
 static void img_release(wsml_image *img) {
-    if (img->pixels) wsml_image_free(img);
+    if (img->pixels)
+        wsml_image_free(img);
     memset(img, 0, sizeof *img);
 }
 
@@ -60,8 +61,7 @@ typedef struct {
 // The record of a decoded slot: the item's labels (into full and obs, C each) and the
 // slot's image (its JPEG bytes or its raw pixels).
 static wsml_record_in slot_record(const ingest_dataset *ds, const ingest_item *it,
-                                  const ingest_opts *o, const slot *s, int8_t *full,
-                                  int8_t *obs) {
+                                  const ingest_opts *o, const slot *s, int8_t *full, int8_t *obs) {
     ingest_item_full(ds, it, full);
     ingest_item_observed(ds, it, obs);
     wsml_record_in rec = {
@@ -117,16 +117,19 @@ static void process(pool *p, size_t k, slot *s, int8_t *full, int8_t *obs) {
         snprintf(s->reason, sizeof s->reason, "%s", e.msg[0] ? e.msg : "unreadable image");
         // one line: decoder messages may carry newlines
         size_t len = strlen(s->reason);
-        while (len && (s->reason[len - 1] == '\n' || s->reason[len - 1] == ' ')) len--;
+        while (len && (s->reason[len - 1] == '\n' || s->reason[len - 1] == ' '))
+            len--;
         s->reason[len] = '\0';
         for (char *c = s->reason; *c; c++)
-            if (*c == '\n' || *c == '\r') *c = ' ';
+            if (*c == '\n' || *c == '\r')
+                *c = ' ';
         return;
     }
     s->failed = 0;
     s->img = src; // empty (pixels NULL) after JPEG encoding
     s->encoded = 0;
-    if (!full || !obs) return;
+    if (!full || !obs)
+        return;
     int C = ds->num_classes;
     wsml_record_in rec = slot_record(ds, it, p->o, s, full, obs);
     wsml_err_clear(&e);
@@ -159,7 +162,8 @@ static void *worker(void *arg) {
     for (;;) {
         while (!p->stop && p->next_take < p->n && p->next_take >= p->next_write + p->window)
             pthread_cond_wait(&p->space, &p->mu);
-        if (p->stop || p->next_take >= p->n) break;
+        if (p->stop || p->next_take >= p->n)
+            break;
         size_t k = p->next_take++;
         slot *s = &p->slots[k % p->window];
         s->state = SLOT_TAKEN;
@@ -191,7 +195,8 @@ static int add_skip(ingest_skips *skips, wsml_split split, const char *path, con
     if (skips->n == skips->cap) {
         size_t cap = skips->cap ? skips->cap * 2 : 16;
         ingest_skip *q = realloc(skips->items, cap * sizeof *q);
-        if (!q) return WSML_ENOMEM;
+        if (!q)
+            return WSML_ENOMEM;
         skips->items = q;
         skips->cap = cap;
     }
@@ -209,15 +214,17 @@ static int add_skip(ingest_skips *skips, wsml_split split, const char *path, con
 }
 
 int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_store_writer *w,
-                       wsml_split split, const ingest_list *src, const uint32_t *order,
-                       size_t n, ingest_skips *skips, uint32_t *written, double *pos_sum,
-                       double *obs_sum, wsml_err *err) {
+                       wsml_split split, const ingest_list *src, const uint32_t *order, size_t n,
+                       ingest_skips *skips, uint32_t *written, double *pos_sum, double *obs_sum,
+                       wsml_err *err) {
     *written = 0;
     *pos_sum = *obs_sum = 0;
-    if (n == 0) return 0;
+    if (n == 0)
+        return 0;
     int C = ds->num_classes;
     int jobs = o->jobs > 0 ? o->jobs : 1;
-    if ((size_t)jobs > n) jobs = (int)n;
+    if ((size_t)jobs > n)
+        jobs = (int)n;
     pool p = {.ds = ds, .o = o, .src = src, .order = order, .n = n};
     p.window = (size_t)jobs * 4 + 4;
     p.slots = calloc(p.window, sizeof(slot));
@@ -236,7 +243,8 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
             rc = wsml_errf(err, WSML_ENOMEM, "cannot start decode thread %d", started);
             break;
         }
-    if (started == 0) goto destroy;
+    if (started == 0)
+        goto destroy;
 
     wsml_progress *bar = wsml_progress_start(wsml_split_name(split), n, "img");
     for (size_t k = 0; k < n && rc == 0; k++) {
@@ -258,8 +266,8 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
             break;
         }
         const ingest_item *it = &src->items[order[k]];
-        const char *path = it->path != UINT64_MAX ? ingest_str_at(ds, it->path)
-                                                  : ingest_str_at(ds, it->id);
+        const char *path =
+            it->path != UINT64_MAX ? ingest_str_at(ds, it->path) : ingest_str_at(ds, it->id);
         if (s->failed) {
             if (o->strict)
                 rc = wsml_errf(err, WSML_EFORMAT, "%s image %s: %s (--strict)",
@@ -267,7 +275,8 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
             else if (add_skip(skips, split, path, s->reason))
                 rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
         } else if (s->encoded) {
-            rc = wsml_store_put_encoded(w, split, *written, C, ds->full_label_default, &s->rec, err);
+            rc =
+                wsml_store_put_encoded(w, split, *written, C, ds->full_label_default, &s->rec, err);
             if (rc == 0) {
                 (*written)++;
                 *pos_sum += s->n_pos; // integers: the same sums as adding 1 per label
@@ -298,7 +307,8 @@ int ingest_write_split(const ingest_dataset *ds, const ingest_opts *o, wsml_stor
     pthread_cond_broadcast(&p.space);
     pthread_mutex_unlock(&p.mu);
 destroy:
-    for (int t = 0; t < started; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
     for (size_t k = 0; k < p.window; k++) {
         slot_clear(&p.slots[k]);
         wsml_record_buf_free(&p.slots[k].rec);

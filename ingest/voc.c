@@ -11,9 +11,9 @@
 
 #define VOC_CLASSES 20
 static const char *const voc_classes[VOC_CLASSES] = {
-    "aeroplane",   "bicycle", "bird",  "boat",      "bottle", "bus",         "car",
-    "cat",         "chair",   "cow",   "diningtable", "dog",  "horse",       "motorbike",
-    "person",      "pottedplant", "sheep", "sofa",  "train",  "tvmonitor"};
+    "aeroplane", "bicycle",     "bird",  "boat",        "bottle", "bus",      "car",
+    "cat",       "chair",       "cow",   "diningtable", "dog",    "horse",    "motorbike",
+    "person",    "pottedplant", "sheep", "sofa",        "train",  "tvmonitor"};
 
 typedef struct {
     char *fname;
@@ -24,8 +24,8 @@ static int cmp_voc_image(const void *a, const void *b) {
     return strcmp(((const voc_image *)a)->fname, ((const voc_image *)b)->fname);
 }
 
-static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phase,
-                      ingest_list *out, wsml_err *err) {
+static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phase, ingest_list *out,
+                      wsml_err *err) {
     ingest_strmap map;
     ingest_strmap_init(&map);
     voc_image *imgs = NULL;
@@ -41,7 +41,8 @@ static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phas
         }
         ingest_lines lr;
         rc = ingest_require_file(path, err);
-        if (rc == 0) rc = ingest_lines_open(&lr, path, err);
+        if (rc == 0)
+            rc = ingest_lines_open(&lr, path, err);
         if (rc) {
             free(path);
             break;
@@ -49,17 +50,19 @@ static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phas
         while ((rc = ingest_lines_next(&lr, err)) == 1) {
             char *f[4];
             int nf = ingest_split_ws(lr.line, f, 4);
-            if (nf == 0) continue;
+            if (nf == 0)
+                continue;
             // Columns are padded with runs of spaces ("2008_000015  1").
             const char *flag = nf == 2 ? f[1] : NULL;
-            if (nf != 2 || !(strcmp(flag, "1") == 0 || strcmp(flag, "0") == 0 ||
-                             strcmp(flag, "-1") == 0)) {
+            if (nf != 2 ||
+                !(strcmp(flag, "1") == 0 || strcmp(flag, "0") == 0 || strcmp(flag, "-1") == 0)) {
                 rc = wsml_errf(err, WSML_EFORMAT,
                                "%s: line %ld: expected \"<image_id> <flag>\" with flag 1, 0 or -1",
                                path, lr.lineno);
                 break;
             }
-            if (strcmp(flag, "1") != 0) continue;
+            if (strcmp(flag, "1") != 0)
+                continue;
             char fname[512];
             int len = snprintf(fname, sizeof fname, "%s.jpg", f[0]);
             if (len >= (int)sizeof fname) {
@@ -97,11 +100,13 @@ static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phas
         qsort(imgs, n, sizeof *imgs, cmp_voc_image);
         for (size_t i = 0; i < n && rc == 0; i++) {
             int8_t full[VOC_CLASSES];
-            for (int c = 0; c < VOC_CLASSES; c++) full[c] = (imgs[i].mask >> c) & 1;
+            for (int c = 0; c < VOC_CLASSES; c++)
+                full[c] = (imgs[i].mask >> c) & 1;
             rc = ingest_add_item(ds, out, imgs[i].fname, imgs[i].fname, full, NULL, 0, err);
         }
     }
-    for (size_t i = 0; i < n; i++) free(imgs[i].fname);
+    for (size_t i = 0; i < n; i++)
+        free(imgs[i].fname);
     free(imgs);
     ingest_strmap_free(&map);
     return rc;
@@ -109,18 +114,21 @@ static int read_phase(ingest_dataset *ds, const char *main_dir, const char *phas
 
 int ingest_read_voc(ingest_dataset *ds, const ingest_opts *o, wsml_err *err) {
     int rc = ingest_set_classes(ds, (char **)voc_classes, VOC_CLASSES, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     char *main_dir = ingest_join(o->root, "ImageSets/Main");
     ds->image_root = ingest_join(o->root, "JPEGImages");
     if (!main_dir || !ds->image_root) {
         free(main_dir);
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
-    rc = ingest_require_dir(main_dir, "VOC2012 label lists; --root must be VOCdevkit/VOC2012",
-                            err);
-    if (rc == 0) rc = ingest_require_dir(ds->image_root, "the VOC2012 image folder", err);
-    if (rc == 0) rc = read_phase(ds, main_dir, "train", &ds->official[WSML_SPLIT_TRAIN], err);
-    if (rc == 0) rc = read_phase(ds, main_dir, "val", &ds->official[WSML_SPLIT_TEST], err);
+    rc = ingest_require_dir(main_dir, "VOC2012 label lists; --root must be VOCdevkit/VOC2012", err);
+    if (rc == 0)
+        rc = ingest_require_dir(ds->image_root, "the VOC2012 image folder", err);
+    if (rc == 0)
+        rc = read_phase(ds, main_dir, "train", &ds->official[WSML_SPLIT_TRAIN], err);
+    if (rc == 0)
+        rc = read_phase(ds, main_dir, "val", &ds->official[WSML_SPLIT_TEST], err);
     free(main_dir);
     return rc;
 }

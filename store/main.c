@@ -79,11 +79,13 @@ static long long data_bytes(const char *dir) {
 }
 
 static void print_split_reals(const char *label, json_t *obj) {
-    if (!json_is_object(obj)) return;
+    if (!json_is_object(obj))
+        return;
     printf("%-9s", label);
     for (int s = 0; s < WSML_NUM_SPLITS; s++) {
         json_t *v = json_object_get(obj, wsml_split_name((wsml_split)s));
-        if (json_is_number(v)) printf(" %s %.3f", wsml_split_name((wsml_split)s), json_number_value(v));
+        if (json_is_number(v))
+            printf(" %s %.3f", wsml_split_name((wsml_split)s), json_number_value(v));
     }
     printf("\n");
 }
@@ -91,7 +93,8 @@ static void print_split_reals(const char *label, json_t *obj) {
 static int cmd_info(const char *dir, int as_json) {
     wsml_err err = {0};
     wsml_store *s = wsml_store_open(dir, 0, &err);
-    if (!s) return fail(&err);
+    if (!s)
+        return fail(&err);
     const wsml_store_meta *m = wsml_store_meta_get(s);
     json_t *info = json_loads(m->info_json, 0, NULL); // parsed once already by the open
     if (!info) {
@@ -106,7 +109,8 @@ static int cmd_info(const char *dir, int as_json) {
         json_object_set_new(info, "version", json_integer(m->version));
         json_object_set_new(info, "data_bytes", json_integer(bytes));
         char *txt = json_dumps(info, JSON_INDENT(2));
-        if (txt) puts(txt);
+        if (txt)
+            puts(txt);
         free(txt);
     } else {
         json_t *fmt = json_object_get(info, "format");
@@ -117,8 +121,10 @@ static int cmd_info(const char *dir, int as_json) {
                wsml_encoding_name(m->encoding));
         printf("classes   %d:", m->num_classes);
         int shown = m->num_classes < 8 ? m->num_classes : 8;
-        for (int c = 0; c < shown; c++) printf("%s %s", c ? "," : "", m->class_names[c]);
-        if (m->num_classes > shown) printf(", ... (%d more; --json lists all)", m->num_classes - shown);
+        for (int c = 0; c < shown; c++)
+            printf("%s %s", c ? "," : "", m->class_names[c]);
+        if (m->num_classes > shown)
+            printf(", ... (%d more; --json lists all)", m->num_classes - shown);
         printf("\n");
         printf("labels    full labels not listed in a record are %s\n",
                m->full_label_default ? "unknown (-1)" : "negative (0)");
@@ -127,10 +133,12 @@ static int cmd_info(const char *dir, int as_json) {
         json_t *ing = json_object_get(info, "ingest");
         if (ing) {
             char *txt = json_dumps(ing, JSON_COMPACT);
-            if (txt) printf("ingest    %s\n", txt);
+            if (txt)
+                printf("ingest    %s\n", txt);
             free(txt);
         }
-        json_t *sk = json_object_get(info, "skipped"), *skn = json_object_get(info, "skipped_total");
+        json_t *sk = json_object_get(info, "skipped"),
+               *skn = json_object_get(info, "skipped_total");
         long long nsk = json_is_integer(skn) ? json_integer_value(skn)
                         : json_is_array(sk)  ? (long long)json_array_size(sk)
                                              : 0;
@@ -138,7 +146,8 @@ static int cmd_info(const char *dir, int as_json) {
         json_t *first = json_is_array(sk) ? json_array_get(sk, 0) : NULL;
         json_t *fp = json_object_get(first, "path"), *fr = json_object_get(first, "reason");
         if (json_is_string(fp))
-            printf(" (first: %s: %s)", json_string_value(fp), json_is_string(fr) ? json_string_value(fr) : "");
+            printf(" (first: %s: %s)", json_string_value(fp),
+                   json_is_string(fr) ? json_string_value(fr) : "");
         printf("\n");
         json_t *groups = json_object_get(info, "groups");
         if (json_is_array(groups)) {
@@ -167,7 +176,8 @@ static volatile uint32_t at_index;
 static const char *verify_dir = "";
 
 static void append(char *buf, size_t cap, size_t *n, const char *s) {
-    while (*s && *n + 1 < cap) buf[(*n)++] = *s++;
+    while (*s && *n + 1 < cap)
+        buf[(*n)++] = *s++;
 }
 
 static void on_fault(int sig) {
@@ -184,10 +194,12 @@ static void on_fault(int sig) {
         int k = 0;
         uint32_t x = at_index;
         char rev[16];
-        do rev[k++] = (char)('0' + x % 10), x /= 10;
+        do
+            rev[k++] = (char)('0' + x % 10), x /= 10;
         while (x);
         int j = 0;
-        while (k) num[j++] = rev[--k];
+        while (k)
+            num[j++] = rev[--k];
         num[j] = 0;
         append(msg, sizeof msg, &n, num);
     } else {
@@ -218,7 +230,8 @@ static int cmd_verify(const char *dir) {
     wsml_store *s = wsml_store_open(dir, 0, &err);
     if (s) {
         const wsml_store_meta *m = wsml_store_meta_get(s);
-        for (int k = 0; k < WSML_NUM_SPLITS; k++) total += m->count[k];
+        for (int k = 0; k < WSML_NUM_SPLITS; k++)
+            total += m->count[k];
         wsml_store_close(s);
     } else if (err.code != WSML_ECORRUPT) { // damaged counts: verify itself describes them
         return fail(&err);
@@ -235,9 +248,11 @@ static int cmd_verify(const char *dir) {
     long bad = wsml_store_verify_progress(dir, on_bad, on_progress, &v, &err);
     wsml_progress_end(v.progress);
     fflush(stdout);
-    if (bad < 0) return fail(&err);
+    if (bad < 0)
+        return fail(&err);
     if (bad > 0) {
-        fprintf(stderr, PROG ": error: %s (%ld bad record%s in all)\n", err.msg, bad, bad == 1 ? "" : "s");
+        fprintf(stderr, PROG ": error: %s (%ld bad record%s in all)\n", err.msg, bad,
+                bad == 1 ? "" : "s");
         return 1;
     }
     if (!wsml_is_quiet())
@@ -251,23 +266,30 @@ static int cmd_verify(const char *dir) {
 // "A:B", "A:", ":B" or ":" against count; 0 or -1 (malformed) or -2 (outside the split).
 static int parse_range(const char *s, uint32_t count, uint32_t *a, uint32_t *b) {
     *a = 0, *b = count;
-    if (!s) return 0;
+    if (!s)
+        return 0;
     const char *colon = strchr(s, ':');
-    if (!colon) return -1;
+    if (!colon)
+        return -1;
     char *end;
     if (colon != s) {
-        if (*s < '0' || *s > '9') return -1;
+        if (*s < '0' || *s > '9')
+            return -1;
         unsigned long long x = strtoull(s, &end, 10);
-        if (end != colon || x > UINT32_MAX) return -1;
+        if (end != colon || x > UINT32_MAX)
+            return -1;
         *a = (uint32_t)x;
     }
     if (colon[1]) {
-        if (colon[1] < '0' || colon[1] > '9') return -1;
+        if (colon[1] < '0' || colon[1] > '9')
+            return -1;
         unsigned long long y = strtoull(colon + 1, &end, 10);
-        if (*end || y > UINT32_MAX) return -1;
+        if (*end || y > UINT32_MAX)
+            return -1;
         *b = (uint32_t)y;
     }
-    if (*a > *b || *b > count) return -2;
+    if (*a > *b || *b > count)
+        return -2;
     return 0;
 }
 
@@ -275,30 +297,39 @@ typedef enum { WHAT_LABELS, WHAT_OBSERVED, WHAT_IDS, WHAT_IMAGES } export_what;
 
 static int digits(uint32_t x) {
     int d = 1;
-    while (x >= 10) x /= 10, d++;
+    while (x >= 10)
+        x /= 10, d++;
     return d;
 }
 
 static int cmd_export(const char *dir, const char *split_name, const char *what_name,
                       const char *out, const char *range) {
     int split = wsml_split_parse(split_name);
-    if (split < 0) return usage_error("--split '%s': expected train, val or test", split_name);
+    if (split < 0)
+        return usage_error("--split '%s': expected train, val or test", split_name);
     export_what what;
-    if (!strcmp(what_name, "labels")) what = WHAT_LABELS;
-    else if (!strcmp(what_name, "observed")) what = WHAT_OBSERVED;
-    else if (!strcmp(what_name, "ids")) what = WHAT_IDS;
-    else if (!strcmp(what_name, "images")) what = WHAT_IMAGES;
-    else return usage_error("--what '%s': expected labels, observed, ids or images", what_name);
+    if (!strcmp(what_name, "labels"))
+        what = WHAT_LABELS;
+    else if (!strcmp(what_name, "observed"))
+        what = WHAT_OBSERVED;
+    else if (!strcmp(what_name, "ids"))
+        what = WHAT_IDS;
+    else if (!strcmp(what_name, "images"))
+        what = WHAT_IMAGES;
+    else
+        return usage_error("--what '%s': expected labels, observed, ids or images", what_name);
     if (range && parse_range(range, UINT32_MAX, &(uint32_t){0}, &(uint32_t){0}) == -1)
         return usage_error("--range '%s': expected A:B (records A <= i < B)", range);
 
     wsml_err err = {0};
     wsml_store *s = wsml_store_open(dir, 1, &err);
-    if (!s) return fail(&err);
+    if (!s)
+        return fail(&err);
     const wsml_store_meta *m = wsml_store_meta_get(s);
     uint32_t a, b, count = m->count[split];
     if (parse_range(range, count, &a, &b) < 0) {
-        fprintf(stderr, PROG ": error: --range '%s' is outside %s's %u records (0 <= A <= B <= %u)\n",
+        fprintf(stderr,
+                PROG ": error: --range '%s' is outside %s's %u records (0 <= A <= B <= %u)\n",
                 range, split_name, count, count);
         wsml_store_close(s);
         return 2;
@@ -309,18 +340,23 @@ static int cmd_export(const char *dir, const char *split_name, const char *what_
     wsml_atomic_file ids = {0};
     int width = digits(n ? b - 1 : 0);
     wsml_reader *r = wsml_reader_begin(s, &err);
-    if (!r) rc = -1;
+    if (!r)
+        rc = -1;
     if (!rc && (what == WHAT_LABELS || what == WHAT_OBSERVED) &&
         !(labels = malloc((size_t)n * C + 1)))
         rc = wsml_errf(&err, WSML_ENOMEM, "%s: out of memory for %u x %d labels (export a --range)",
                        out, n, C);
-    if (!rc && what == WHAT_IDS) rc = wsml_atomic_open(&ids, out, &err);
-    if (!rc && what == WHAT_IMAGES) rc = wsml_mkdirs(out, &err);
-    if (!rc && what == WHAT_IMAGES) rc = wsml_image_init(&err);
+    if (!rc && what == WHAT_IDS)
+        rc = wsml_atomic_open(&ids, out, &err);
+    if (!rc && what == WHAT_IMAGES)
+        rc = wsml_mkdirs(out, &err);
+    if (!rc && what == WHAT_IMAGES)
+        rc = wsml_image_init(&err);
     wsml_progress *p = rc ? NULL : wsml_progress_start("export", n, "rec");
     for (uint32_t i = a; !rc && i < b; i++) {
         wsml_record rec;
-        if ((rc = wsml_reader_get(r, (wsml_split)split, i, &rec, &err)) < 0) break;
+        if ((rc = wsml_reader_get(r, (wsml_split)split, i, &rec, &err)) < 0)
+            break;
         if (what == WHAT_LABELS) {
             wsml_record_full_labels(&rec, C, labels + (size_t)(i - a) * C);
         } else if (what == WHAT_OBSERVED) {
@@ -343,7 +379,8 @@ static int cmd_export(const char *dir, const char *split_name, const char *what_
                 rc = wsml_errf(&err, WSML_EARG, "%s: path too long", out);
             else
                 rc = wsml_image_write_png(path, &img, &err);
-            if (rec.encoding == WSML_ENC_JPEG) wsml_image_free(&img);
+            if (rec.encoding == WSML_ENC_JPEG)
+                wsml_image_free(&img);
         }
         wsml_progress_add(p, 1);
     }
@@ -353,13 +390,16 @@ static int cmd_export(const char *dir, const char *split_name, const char *what_
         rc = wsml_npy_write(out, WSML_DT_I8, 1, 2, shape, labels, &err);
     }
     if (ids.f) {
-        if (!rc) rc = wsml_atomic_commit(&ids, &err);
-        else wsml_atomic_abort(&ids);
+        if (!rc)
+            rc = wsml_atomic_commit(&ids, &err);
+        else
+            wsml_atomic_abort(&ids);
     }
     free(labels);
     wsml_reader_end(r);
     wsml_store_close(s);
-    if (rc) return fail(&err);
+    if (rc)
+        return fail(&err);
     if (!wsml_is_quiet())
         wsml_info("%s: exported %u %s record%s (%u..%u) to %s", split_name, n, what_name,
                   n == 1 ? "" : "s", a, b ? b - 1 : 0, out);
@@ -379,18 +419,33 @@ int main(int argc, char **argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'j': as_json = 1; break;
-        case 'q': wsml_set_quiet(1); break;
-        case 's': split = optarg; break;
-        case 'w': what = optarg; break;
-        case 'o': out = optarg; break;
-        case 'r': range = optarg; break;
-        case 'h': usage(stdout); return 0;
+        case 'j':
+            as_json = 1;
+            break;
+        case 'q':
+            wsml_set_quiet(1);
+            break;
+        case 's':
+            split = optarg;
+            break;
+        case 'w':
+            what = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'r':
+            range = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
         default:
             return usage_error("unknown option or missing value: %s", argv[optind - 1]);
         }
     }
-    if (argc - optind == 0) return usage_error("missing command%s", " (info, verify or export)");
+    if (argc - optind == 0)
+        return usage_error("missing command%s", " (info, verify or export)");
     const char *cmd = argv[optind];
     if (strcmp(cmd, "info") && strcmp(cmd, "verify") && strcmp(cmd, "export"))
         return usage_error("unknown command '%s' (info, verify or export)", cmd);
@@ -398,14 +453,18 @@ int main(int argc, char **argv) {
         return usage_error(argc - optind < 2 ? "%s: missing STORE" : "%s: expected one STORE", cmd);
     const char *dir = argv[optind + 1];
     if (!strcmp(cmd, "info")) {
-        if (split || what || out || range) return usage_error("%s takes only --json", "info");
+        if (split || what || out || range)
+            return usage_error("%s takes only --json", "info");
         return cmd_info(dir, as_json);
     }
-    if (as_json) return usage_error("--json is for %s only", "info");
+    if (as_json)
+        return usage_error("--json is for %s only", "info");
     if (!strcmp(cmd, "verify")) {
-        if (split || what || out || range) return usage_error("%s takes only --quiet", "verify");
+        if (split || what || out || range)
+            return usage_error("%s takes only --quiet", "verify");
         return cmd_verify(dir);
     }
-    if (!split || !what || !out) return usage_error("%s needs --split, --what and --out", "export");
+    if (!split || !what || !out)
+        return usage_error("%s needs --split, --what and --out", "export");
     return cmd_export(dir, split, what, out, range);
 }

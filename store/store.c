@@ -17,9 +17,11 @@
 // syncs everything, then commits "complete" with sync on. No MDB_WRITEMAP: with it a
 // full disk shows up as SIGBUS on a mapped page instead of ENOSPC from a write.
 #define _GNU_SOURCE // sync_file_range
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +29,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <dirent.h>
-#include <libgen.h>
 
 #include "common/fileio.h"
 #include "store/record.h"
@@ -49,7 +49,8 @@ const char *wsml_split_name(wsml_split s) {
 
 int wsml_split_parse(const char *name) {
     for (int s = 0; s < WSML_NUM_SPLITS; s++)
-        if (name && !strcmp(name, split_names[s])) return s;
+        if (name && !strcmp(name, split_names[s]))
+            return s;
     return -1;
 }
 
@@ -73,9 +74,11 @@ static void join(char *out, size_t cap, const char *dir, const char *name) {
 // ---- meta -----------------------------------------------------------------------
 
 static void meta_free(wsml_store_meta *m) {
-    if (!m) return;
+    if (!m)
+        return;
     if (m->class_names)
-        for (int c = 0; c < m->num_classes; c++) free(m->class_names[c]);
+        for (int c = 0; c < m->num_classes; c++)
+            free(m->class_names[c]);
     free(m->class_names);
     free(m->info_json);
     memset(m, 0, sizeof *m);
@@ -84,7 +87,8 @@ static void meta_free(wsml_store_meta *m) {
 static int get_int(json_t *o, const char *key, long long lo, long long hi, long long *out,
                    wsml_err *err) {
     json_t *v = json_object_get(o, key);
-    if (!v) return wsml_errf(err, WSML_EFORMAT, "info: missing \"%s\"", key);
+    if (!v)
+        return wsml_errf(err, WSML_EFORMAT, "info: missing \"%s\"", key);
     if (!json_is_integer(v))
         return wsml_errf(err, WSML_EFORMAT, "info: \"%s\" is not an integer", key);
     long long x = json_integer_value(v);
@@ -95,14 +99,17 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
     return 0;
 }
 
-void wsml_store_meta_free(wsml_store_meta *m) { meta_free(m); }
+void wsml_store_meta_free(wsml_store_meta *m) {
+    meta_free(m);
+}
 
 // Parses "info" (json: len bytes straight from the map, not NUL-terminated); errors are
 // prefixed with dir (the store being opened) when it is not NULL.
 static int parse_info(const char *dir, const char *json, size_t len, wsml_store_meta *m,
                       wsml_err *err) {
     int rc = wsml_store_meta_parse(json, len, m, err);
-    if (rc < 0 && dir) wsml_err_prefix(err, "%s", dir);
+    if (rc < 0 && dir)
+        wsml_err_prefix(err, "%s", dir);
     return rc;
 }
 
@@ -111,7 +118,8 @@ int wsml_store_meta_parse(const char *json, size_t len, wsml_store_meta *m, wsml
     m->version = WSML_STORE_VERSION;
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return wsml_errf(err, WSML_EFORMAT, "info: bad JSON at line %d: %s", je.line, je.text);
+    if (!root)
+        return wsml_errf(err, WSML_EFORMAT, "info: bad JSON at line %d: %s", je.line, je.text);
     int rc = 0;
     long long x;
     if (!json_is_object(root)) {
@@ -161,21 +169,27 @@ int wsml_store_meta_parse(const char *json, size_t len, wsml_store_meta *m, wsml
         }
         m->count[s] = (uint32_t)x;
     }
-    if ((rc = get_int(root, "height", 1, 65535, &x, err)) < 0) goto done;
+    if ((rc = get_int(root, "height", 1, 65535, &x, err)) < 0)
+        goto done;
     m->height = (int)x;
-    if ((rc = get_int(root, "width", 1, 65535, &x, err)) < 0) goto done;
+    if ((rc = get_int(root, "width", 1, 65535, &x, err)) < 0)
+        goto done;
     m->width = (int)x;
-    if ((rc = get_int(root, "channels", 1, 255, &x, err)) < 0) goto done;
+    if ((rc = get_int(root, "channels", 1, 255, &x, err)) < 0)
+        goto done;
     m->channels = (int)x;
     json_t *enc = json_object_get(root, "encoding");
     const char *es = json_is_string(enc) ? json_string_value(enc) : "";
-    if (!strcmp(es, "raw")) m->encoding = WSML_ENC_RAW;
-    else if (!strcmp(es, "jpeg")) m->encoding = WSML_ENC_JPEG;
+    if (!strcmp(es, "raw"))
+        m->encoding = WSML_ENC_RAW;
+    else if (!strcmp(es, "jpeg"))
+        m->encoding = WSML_ENC_JPEG;
     else {
         rc = wsml_errf(err, WSML_EFORMAT, "info: \"encoding\" must be \"raw\" or \"jpeg\"");
         goto done;
     }
-    if ((rc = get_int(root, "full_label_default", -1, 0, &x, err)) < 0) goto done;
+    if ((rc = get_int(root, "full_label_default", -1, 0, &x, err)) < 0)
+        goto done;
     m->full_label_default = (int)x;
     m->info_json = malloc(len + 1);
     if (!m->info_json) {
@@ -199,7 +213,8 @@ static int take_lock(const char *dir, int exclusive, int create, wsml_err *err) 
     join(path, sizeof path, dir, LOCK_NAME);
     int fd = open(path, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0644);
     if (fd < 0) {
-        if (!create && errno == ENOENT) return -2;
+        if (!create && errno == ENOENT)
+            return -2;
         wsml_errf(err, WSML_EIO, "%s: cannot open lock file: %s", path, strerror(errno));
         return -1;
     }
@@ -237,13 +252,20 @@ struct wsml_reader {
     int active;
 };
 
-const wsml_store_meta *wsml_store_meta_get(const wsml_store *s) { return &s->meta; }
-const char *wsml_store_path(const wsml_store *s) { return s->dir; }
+const wsml_store_meta *wsml_store_meta_get(const wsml_store *s) {
+    return &s->meta;
+}
+const char *wsml_store_path(const wsml_store *s) {
+    return s->dir;
+}
 
 void wsml_store_close(wsml_store *s) {
-    if (!s) return;
-    if (s->env) mdb_env_close(s->env);
-    if (s->lock_fd >= 0) close(s->lock_fd); // releases the shared lock
+    if (!s)
+        return;
+    if (s->env)
+        mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); // releases the shared lock
     wsml_store_meta_free(&s->meta);
     free(s->dir);
     free(s);
@@ -282,7 +304,8 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
         goto fail;
     }
     int fd = take_lock(dir, 0, 0, err);
-    if (fd == -1) goto fail;
+    if (fd == -1)
+        goto fail;
     s->lock_fd = fd >= 0 ? fd : -1;
     if ((rc = mdb_env_create(&s->env)) || (rc = mdb_env_set_maxdbs(s->env, 8)) ||
         (rc = mdb_env_open(s->env, dir, MDB_RDONLY | MDB_NOTLS | MDB_NOLOCK, 0644))) {
@@ -296,7 +319,8 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
     mdb_env_info(s->env, &info);
     mdb_env_stat(s->env, &est);
     if (stat(data_path, &st) != 0 ||
-        (unsigned long long)st.st_size < ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize) {
+        (unsigned long long)st.st_size <
+            ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize) {
         wsml_errf(err, WSML_ECORRUPT, "%s: %s is truncated (%lld bytes, LMDB needs %llu)", dir,
                   DATA_NAME, (long long)st.st_size,
                   ((unsigned long long)info.me_last_pgno + 1) * est.ms_psize);
@@ -319,7 +343,8 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
         memcpy(buf, v.mv_data, v.mv_size < 15 ? v.mv_size : 15);
         char *end;
         long lv = strtol(buf, &end, 10);
-        if (end != buf && *end == '\0' && v.mv_size < 15) version = (int)lv;
+        if (end != buf && *end == '\0' && v.mv_size < 15)
+            version = (int)lv;
     }
     if (rc == 0 && version != WSML_STORE_VERSION) {
         wsml_errf(err, WSML_ESTATE,
@@ -340,7 +365,8 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
         goto fail;
     }
     if ((rc = parse_info(dir, v.mv_data, v.mv_size, &s->meta, err)) < 0) {
-        if (err) err->code = WSML_ECORRUPT;
+        if (err)
+            err->code = WSML_ECORRUPT;
         goto fail;
     }
     s->meta.version = version;
@@ -370,7 +396,8 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
     }
     return s;
 fail:
-    if (txn) mdb_txn_abort(txn);
+    if (txn)
+        mdb_txn_abort(txn);
     wsml_store_close(s);
     return NULL;
 }
@@ -404,7 +431,8 @@ void wsml_reader_reset(wsml_reader *r) {
 }
 
 void wsml_reader_end(wsml_reader *r) {
-    if (!r) return;
+    if (!r)
+        return;
     mdb_txn_abort(r->txn);
     free(r);
 }
@@ -420,8 +448,9 @@ static int get_record(MDB_txn *txn, wsml_store *s, wsml_split split, uint32_t in
         return wsml_errf(err, WSML_ECORRUPT, "%s: %s record %u is missing", s->dir,
                          split_names[split], index);
     if (rc)
-        return wsml_errf(err, rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? WSML_ECORRUPT : WSML_EIO,
-                         "%s: %s record %u: %s", s->dir, split_names[split], index, mdb_strerror(rc));
+        return wsml_errf(
+            err, rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ? WSML_ECORRUPT : WSML_EIO,
+            "%s: %s record %u: %s", s->dir, split_names[split], index, mdb_strerror(rc));
     if ((rc = wsml_record_parse(v.mv_data, v.mv_size, check_crc, rec, err)) < 0 ||
         (rc = wsml_record_check_labels(rec, s->meta.num_classes, err)) < 0)
         return wsml_err_prefix(err, "%s: %s record %u", s->dir, split_names[split], index);
@@ -435,8 +464,8 @@ int wsml_reader_get(wsml_reader *r, wsml_split split, uint32_t index, wsml_recor
     if ((unsigned)split >= WSML_NUM_SPLITS)
         return wsml_errf(err, WSML_EARG, "%s: no split number %d", s->dir, (int)split);
     if (index >= s->meta.count[split])
-        return wsml_errf(err, WSML_EARG, "%s: %s record %u out of range (the split has %u)",
-                         s->dir, split_names[split], index, s->meta.count[split]);
+        return wsml_errf(err, WSML_EARG, "%s: %s record %u out of range (the split has %u)", s->dir,
+                         split_names[split], index, s->meta.count[split]);
     if (!r->active) {
         int rc = mdb_txn_renew(r->txn);
         if (rc)
@@ -479,7 +508,7 @@ struct wsml_store_writer {
     spare_buffer spare[BATCH_RECORDS];
     int spare_n;
     size_t spare_bytes; // at most 2 * BATCH_BYTES kept
-    int failed; // a put or commit failed: the writer only aborts from here on
+    int failed;         // a put or commit failed: the writer only aborts from here on
 };
 
 // Empties the batch; its value buffers become spares (up to BATCH_RECORDS of them
@@ -487,7 +516,8 @@ struct wsml_store_writer {
 static void batch_clear(wsml_store_writer *w) {
     for (int i = 0; i < w->batch_n; i++) {
         pending_record *p = &w->batch[i];
-        if (w->spare_n < BATCH_RECORDS && p->val && w->spare_bytes + p->cap <= 2 * (size_t)BATCH_BYTES) {
+        if (w->spare_n < BATCH_RECORDS && p->val &&
+            w->spare_bytes + p->cap <= 2 * (size_t)BATCH_BYTES) {
             w->spare[w->spare_n++] = (spare_buffer){p->val, p->cap};
             w->spare_bytes += p->cap;
         } else
@@ -502,8 +532,8 @@ static int grow_map(wsml_store_writer *w, wsml_err *err) {
     size_t next = w->mapsize * 2;
     int rc = mdb_env_set_mapsize(w->env, next);
     if (rc)
-        return wsml_errf(err, WSML_EIO, "%s: cannot grow the LMDB map to %zu bytes: %s", w->dir, next,
-                         mdb_strerror(rc));
+        return wsml_errf(err, WSML_EIO, "%s: cannot grow the LMDB map to %zu bytes: %s", w->dir,
+                         next, mdb_strerror(rc));
     w->mapsize = next;
     return 0;
 }
@@ -525,7 +555,8 @@ static const char *write_strerror(const char *dir, int rc) {
 // Writes the pending batch in one transaction; when the map is full, grows it and
 // replays the whole batch (a failed LMDB txn must be aborted as a whole).
 static int batch_commit(wsml_store_writer *w, wsml_err *err) {
-    if (w->batch_n == 0) return 0;
+    if (w->batch_n == 0)
+        return 0;
     for (;;) {
         MDB_txn *txn;
         int rc = mdb_txn_begin(w->env, NULL, 0, &txn);
@@ -533,11 +564,14 @@ static int batch_commit(wsml_store_writer *w, wsml_err *err) {
             pending_record *p = &w->batch[i];
             MDB_val k = {4, p->key}, v = {p->len, p->val};
             rc = mdb_put(txn, p->dbi, &k, &v, MDB_APPEND);
-            if (rc) mdb_txn_abort(txn);
+            if (rc)
+                mdb_txn_abort(txn);
         }
-        if (rc == 0) rc = mdb_txn_commit(txn); // frees txn whatever the result
+        if (rc == 0)
+            rc = mdb_txn_commit(txn); // frees txn whatever the result
         if (rc == MDB_MAP_FULL) {
-            if ((rc = grow_map(w, err)) < 0) return rc;
+            if ((rc = grow_map(w, err)) < 0)
+                return rc;
             continue;
         }
         if (rc)
@@ -550,7 +584,8 @@ static int batch_commit(wsml_store_writer *w, wsml_err *err) {
         // of the ingest's wall time). Durability is unchanged: finish still syncs before
         // "complete"; a failure here shows up there, so the result is not checked.
         int fd;
-        if (mdb_env_get_fd(w->env, &fd) == 0) (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        if (mdb_env_get_fd(w->env, &fd) == 0)
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         return 0;
     }
 }
@@ -564,11 +599,14 @@ static int meta_put(wsml_store_writer *w, int n, const char **keys, const char *
         for (int i = 0; rc == 0 && i < n; i++) {
             MDB_val k = {strlen(keys[i]), (void *)keys[i]}, v = {strlen(vals[i]), (void *)vals[i]};
             rc = mdb_put(txn, w->meta_dbi, &k, &v, 0);
-            if (rc) mdb_txn_abort(txn);
+            if (rc)
+                mdb_txn_abort(txn);
         }
-        if (rc == 0) rc = mdb_txn_commit(txn);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
         if (rc == MDB_MAP_FULL) {
-            if ((rc = grow_map(w, err)) < 0) return rc;
+            if ((rc = grow_map(w, err)) < 0)
+                return rc;
             continue;
         }
         if (rc)
@@ -579,13 +617,17 @@ static int meta_put(wsml_store_writer *w, int n, const char **keys, const char *
 }
 
 static void writer_free(wsml_store_writer *w) {
-    if (!w) return;
+    if (!w)
+        return;
     batch_clear(w);
-    for (int i = 0; i < w->spare_n; i++) free(w->spare[i].data);
+    for (int i = 0; i < w->spare_n; i++)
+        free(w->spare[i].data);
     w->spare_n = 0;
     w->spare_bytes = 0;
-    if (w->env) mdb_env_close(w->env);
-    if (w->lock_fd >= 0) close(w->lock_fd); // releases the exclusive lock
+    if (w->env)
+        mdb_env_close(w->env);
+    if (w->lock_fd >= 0)
+        close(w->lock_fd); // releases the exclusive lock
     free(w->dir);
     free(w);
 }
@@ -594,17 +636,18 @@ static void writer_free(wsml_store_writer *w) {
 // --force must never wipe a directory that was something else.
 static int check_replaceable(const char *dir, wsml_err *err) {
     DIR *d = opendir(dir);
-    if (!d) return wsml_errf(err, WSML_EIO, "%s: cannot list: %s", dir, strerror(errno));
+    if (!d)
+        return wsml_errf(err, WSML_EIO, "%s: cannot list: %s", dir, strerror(errno));
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d))) {
         const char *n = e->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, DATA_NAME) || !strcmp(n, "lock.mdb") ||
-            !strcmp(n, LOCK_NAME))
+        if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, DATA_NAME) ||
+            !strcmp(n, "lock.mdb") || !strcmp(n, LOCK_NAME))
             continue;
         rc = wsml_errf(err, WSML_ESTATE,
-                       "%s: exists and is not a wsml store (it holds %s); refusing to replace it", dir,
-                       n);
+                       "%s: exists and is not a wsml store (it holds %s); refusing to replace it",
+                       dir, n);
         break;
     }
     closedir(d);
@@ -633,18 +676,21 @@ wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) 
             wsml_errf(err, WSML_ESTATE, "%s: exists (pass --force to replace it)", dir);
             goto fail;
         }
-        if (check_replaceable(dir, err) < 0) goto fail;
+        if (check_replaceable(dir, err) < 0)
+            goto fail;
     } else {
         char parent[4200];
         snprintf(parent, sizeof parent, "%s", dir);
-        if (wsml_mkdirs(dirname(parent), err) < 0) goto fail;
+        if (wsml_mkdirs(dirname(parent), err) < 0)
+            goto fail;
         if (mkdir(dir, 0755) != 0) {
             wsml_errf(err, errno == EEXIST ? WSML_ESTATE : WSML_EIO, "%s: cannot create: %s", dir,
                       strerror(errno));
             goto fail;
         }
     }
-    if ((w->lock_fd = take_lock(dir, 1, 1, err)) < 0) goto fail;
+    if ((w->lock_fd = take_lock(dir, 1, 1, err)) < 0)
+        goto fail;
     // Under the exclusive lock: nobody reads the old store any more, replace it.
     const char *old[] = {DATA_NAME, "lock.mdb"};
     for (int i = 0; i < 2; i++) {
@@ -675,10 +721,13 @@ wsml_store_writer *wsml_store_create(const char *dir, int force, wsml_err *err) 
         MDB_val k = {7, "version"}, v = {strlen(vbuf), vbuf};
         rc = mdb_put(txn, w->meta_dbi, &k, &v, 0);
     }
-    if (rc) mdb_txn_abort(txn);
-    else rc = mdb_txn_commit(txn);
+    if (rc)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
     if (rc) {
-        wsml_errf(err, mdb_code(rc), "%s: cannot initialise the store: %s", dir, write_strerror(dir, rc));
+        wsml_errf(err, mdb_code(rc), "%s: cannot initialise the store: %s", dir,
+                  write_strerror(dir, rc));
         goto fail;
     }
     return w;
@@ -702,17 +751,18 @@ static int put_check(wsml_store_writer *w, wsml_split split, uint32_t index, int
         w->num_classes = num_classes;
         w->full_label_default = full_label_default;
     } else if (num_classes != w->num_classes || full_label_default != w->full_label_default) {
-        return wsml_errf(err, WSML_EARG,
-                         "%s: %s record %u has %d classes and default %d, earlier records %d and %d",
-                         w->dir, sn, index, num_classes, full_label_default, w->num_classes,
-                         w->full_label_default);
+        return wsml_errf(
+            err, WSML_EARG,
+            "%s: %s record %u has %d classes and default %d, earlier records %d and %d", w->dir, sn,
+            index, num_classes, full_label_default, w->num_classes, w->full_label_default);
     }
     return 0;
 }
 
 // Gives b (empty) a spare buffer, if there is one.
 static void take_spare(wsml_store_writer *w, wsml_record_buf *b) {
-    if (w->spare_n == 0) return;
+    if (w->spare_n == 0)
+        return;
     spare_buffer *sp = &w->spare[--w->spare_n];
     b->data = sp->data;
     b->cap = sp->cap;
@@ -741,7 +791,8 @@ static int put_queued(wsml_store_writer *w, wsml_split split, uint32_t index, ws
 int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index,
                    const wsml_record_in *rec, int full_label_default, wsml_err *err) {
     int rc = put_check(w, split, index, rec->num_classes, full_label_default, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     pending_record *p = &w->batch[w->batch_n];
     wsml_record_buf b = {0};
     take_spare(w, &b); // reuse a committed batch's buffer
@@ -758,7 +809,8 @@ int wsml_store_put(wsml_store_writer *w, wsml_split split, uint32_t index,
 int wsml_store_put_encoded(wsml_store_writer *w, wsml_split split, uint32_t index, int num_classes,
                            int full_label_default, wsml_record_buf *buf, wsml_err *err) {
     int rc = put_check(w, split, index, num_classes, full_label_default, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (!buf->data || buf->len < 40 || buf->len > buf->cap)
         return wsml_errf(err, WSML_EARG, "%s: %s record %u: no encoded record to put", w->dir,
                          split_names[split], index);
@@ -774,11 +826,13 @@ int wsml_store_put_encoded(wsml_store_writer *w, wsml_split split, uint32_t inde
 
 static int fsync_path(const char *path, wsml_err *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0)
+        return wsml_errf(err, WSML_EIO, "%s: cannot open: %s", path, strerror(errno));
     int rc = fsync(fd);
     int e = errno;
     close(fd);
-    if (rc != 0) return wsml_errf(err, WSML_EIO, "%s: fsync failed: %s", path, strerror(e));
+    if (rc != 0)
+        return wsml_errf(err, WSML_EIO, "%s: fsync failed: %s", path, strerror(e));
     return 0;
 }
 
@@ -794,11 +848,12 @@ int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_e
         rc = wsml_errf(err, WSML_EARG, "%s: no info JSON", w->dir);
         goto done;
     }
-    if ((rc = parse_info(w->dir, info_json, strlen(info_json), &m, err)) < 0) goto done;
+    if ((rc = parse_info(w->dir, info_json, strlen(info_json), &m, err)) < 0)
+        goto done;
     for (int s = 0; s < WSML_NUM_SPLITS; s++)
         if (m.count[s] != w->next[s]) {
-            rc = wsml_errf(err, WSML_EARG, "%s: info counts %s = %u but %u records were put", w->dir,
-                           split_names[s], m.count[s], w->next[s]);
+            rc = wsml_errf(err, WSML_EARG, "%s: info counts %s = %u but %u records were put",
+                           w->dir, split_names[s], m.count[s], w->next[s]);
             goto done;
         }
     if (w->num_classes >= 0 &&
@@ -810,11 +865,13 @@ int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_e
                        w->full_label_default);
         goto done;
     }
-    if ((rc = batch_commit(w, err)) < 0) goto done;
+    if ((rc = batch_commit(w, err)) < 0)
+        goto done;
     char vbuf[16];
     snprintf(vbuf, sizeof vbuf, "%d", WSML_STORE_VERSION);
     const char *keys[] = {"version", "info"}, *vals[] = {vbuf, info_json};
-    if ((rc = meta_put(w, 2, keys, vals, err)) < 0) goto done;
+    if ((rc = meta_put(w, 2, keys, vals, err)) < 0)
+        goto done;
     // Everything before "complete" is durable before "complete" exists.
     if ((rc = mdb_env_sync(w->env, 1))) {
         rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, write_strerror(w->dir, rc));
@@ -825,7 +882,8 @@ int wsml_store_writer_finish(wsml_store_writer *w, const char *info_json, wsml_e
         goto done;
     }
     const char *ckey[] = {"complete"}, *cval[] = {"1"};
-    if ((rc = meta_put(w, 1, ckey, cval, err)) < 0) goto done; // synced commit
+    if ((rc = meta_put(w, 1, ckey, cval, err)) < 0)
+        goto done; // synced commit
     if ((rc = mdb_env_sync(w->env, 1))) {
         rc = wsml_errf(err, WSML_EIO, "%s: sync failed: %s", w->dir, write_strerror(w->dir, rc));
         goto done;
@@ -837,7 +895,9 @@ done:
     return rc;
 }
 
-void wsml_store_writer_abort(wsml_store_writer *w) { writer_free(w); }
+void wsml_store_writer_abort(wsml_store_writer *w) {
+    writer_free(w);
+}
 
 // ---- checking -------------------------------------------------------------------
 
@@ -854,21 +914,24 @@ static void report(verify_state *v, wsml_split split, uint32_t index, const char
         wsml_errf(v->err, WSML_ECORRUPT, "%s: %s record %u: %s", v->dir, split_names[split], index,
                   what);
     v->bad++;
-    if (v->on_bad) v->on_bad(v->ctx, split, index, what);
+    if (v->on_bad)
+        v->on_bad(v->ctx, split, index, what);
 }
 
 // The message of a record error without its "<dir>: <split> record <i>: " prefix.
 static const char *tail_of(const char *msg, const char *dir, wsml_split split, uint32_t index) {
     char prefix[4300];
     int n = snprintf(prefix, sizeof prefix, "%s: %s record %u: ", dir, split_names[split], index);
-    if (n > 0 && !strncmp(msg, prefix, (size_t)n)) return msg + n;
+    if (n > 0 && !strncmp(msg, prefix, (size_t)n))
+        return msg + n;
     return msg;
 }
 
 long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
                                 wsml_verify_progress_fn on_progress, void *ctx, wsml_err *err) {
     wsml_store *s = open_store(dir, 1, 0, err);
-    if (!s) return err && err->code ? err->code : WSML_EIO;
+    if (!s)
+        return err && err->code ? err->code : WSML_EIO;
     const wsml_store_meta *m = &s->meta;
     verify_state v = {on_bad, ctx, 0, err, dir};
     wsml_err rerr;
@@ -884,7 +947,8 @@ long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
         wsml_split split = (wsml_split)sp;
         // By index, not by cursor: a damaged page then costs only the records under it.
         for (uint32_t i = 0; i < m->count[sp]; i++) {
-            if (on_progress) on_progress(ctx, split, i);
+            if (on_progress)
+                on_progress(ctx, split, i);
             wsml_record rec;
             if (get_record(txn, s, split, i, 1, &rec, &rerr) < 0) {
                 report(&v, split, i, tail_of(rerr.msg, dir, split, i));
@@ -894,15 +958,17 @@ long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
             if (rec.encoding != m->encoding)
                 snprintf(what, sizeof what, "encoding %s, the store's is %s",
                          wsml_encoding_name(rec.encoding), wsml_encoding_name(m->encoding));
-            else if (rec.height != m->height || rec.width != m->width || rec.channels != m->channels)
-                snprintf(what, sizeof what, "image is %dx%dx%d, the store's are %dx%dx%d", rec.height,
-                         rec.width, rec.channels, m->height, m->width, m->channels);
+            else if (rec.height != m->height || rec.width != m->width ||
+                     rec.channels != m->channels)
+                snprintf(what, sizeof what, "image is %dx%dx%d, the store's are %dx%dx%d",
+                         rec.height, rec.width, rec.channels, m->height, m->width, m->channels);
             else if (rec.full_label_default != m->full_label_default)
                 snprintf(what, sizeof what, "full label default %d, the store's is %d",
                          rec.full_label_default, m->full_label_default);
             else if (rec.id_len == 0)
                 snprintf(what, sizeof what, "empty id");
-            if (what[0]) report(&v, split, i, what);
+            if (what[0])
+                report(&v, split, i, what);
         }
         // Entries beyond the count (or with malformed keys) are damage too.
         if (s->entries[sp] != m->count[sp]) {
@@ -913,7 +979,8 @@ long wsml_store_verify_progress(const char *dir, wsml_bad_record_fn on_bad,
                 while ((rc = mdb_cursor_get(cur, &k, &val, (MDB_cursor_op)op)) == 0) {
                     op = MDB_NEXT;
                     uint32_t idx = k.mv_size == 4 ? index_of(k.mv_data) : UINT32_MAX;
-                    if (k.mv_size == 4 && idx < m->count[sp]) continue;
+                    if (k.mv_size == 4 && idx < m->count[sp])
+                        continue;
                     snprintf(what, sizeof what, "unexpected %s key (%zu bytes) beyond the count %u",
                              k.mv_size == 4 ? "record" : "malformed", k.mv_size, m->count[sp]);
                     report(&v, split, idx, what);

@@ -153,8 +153,7 @@ void wsml_store_writer_abort(wsml_store_writer *w);
 // Walks every record of every split checking key order, structure and CRC. Returns
 // the number of bad records (0 = clean) and describes the first in err; calls
 // on_bad (if not NULL) for each bad record.
-typedef void (*wsml_bad_record_fn)(void *ctx, wsml_split split, uint32_t index,
-                                   const char *what);
+typedef void (*wsml_bad_record_fn)(void *ctx, wsml_split split, uint32_t index, const char *what);
 long wsml_store_verify(const char *dir, wsml_bad_record_fn on_bad, void *ctx, wsml_err *err);
 
 // The same with on_progress (if not NULL) called before each record is checked (a CLI
@@ -174,7 +173,6 @@ void wsml_store_meta_free(wsml_store_meta *meta);
 
 // Record codec, exposed for tests and fuzzing: parse a raw value (checks structure
 // and, if check_crc, the CRC).
-int wsml_record_parse(const void *val, size_t len, int check_crc, wsml_record *rec,
-                      wsml_err *err);
+int wsml_record_parse(const void *val, size_t len, int check_crc, wsml_record *rec, wsml_err *err);
 
 #endif

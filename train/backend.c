@@ -4,19 +4,27 @@
 #include "train/backend.h"
 
 int wsml_precision_parse(const char *name) {
-    if (!name) return -1;
-    if (!strcmp(name, "fp32")) return WSML_PRECISION_FP32;
-    if (!strcmp(name, "tf32")) return WSML_PRECISION_TF32;
-    if (!strcmp(name, "bf16")) return WSML_PRECISION_BF16;
+    if (!name)
+        return -1;
+    if (!strcmp(name, "fp32"))
+        return WSML_PRECISION_FP32;
+    if (!strcmp(name, "tf32"))
+        return WSML_PRECISION_TF32;
+    if (!strcmp(name, "bf16"))
+        return WSML_PRECISION_BF16;
     return -1;
 }
 
 const char *wsml_precision_name(wsml_precision p) {
     switch (p) {
-    case WSML_PRECISION_FP32: return "fp32";
-    case WSML_PRECISION_TF32: return "tf32";
-    case WSML_PRECISION_BF16: return "bf16";
-    default: return "default";
+    case WSML_PRECISION_FP32:
+        return "fp32";
+    case WSML_PRECISION_TF32:
+        return "tf32";
+    case WSML_PRECISION_BF16:
+        return "bf16";
+    default:
+        return "default";
     }
 }
 
@@ -32,7 +40,8 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
                              "runs as fp32 there); use --backend cuda for bf16, or --precision "
                              "fp32");
         int rc = wsml_backend_cpu_create(opt, out, err);
-        if (rc == 0) (*out)->precision = "fp32";
+        if (rc == 0)
+            (*out)->precision = "fp32";
         return rc;
     }
     if (strcmp(name, "cuda") == 0) {
@@ -43,5 +52,6 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
 }
 
 void wsml_backend_destroy(wsml_backend *be) {
-    if (be) be->destroy(be);
+    if (be)
+        be->destroy(be);
 }

@@ -28,14 +28,17 @@ static int (*p_optim_step)(wsml_backend *, wsml_optim *, int, float *, const flo
                            float *);
 
 static void try_open(const char *path) {
-    if (lib) return;
+    if (lib)
+        return;
     lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib && !load_error[0]) snprintf(load_error, sizeof load_error, "%s", dlerror());
+    if (!lib && !load_error[0])
+        snprintf(load_error, sizeof load_error, "%s", dlerror());
 }
 
 static void load(void) {
     const char *env = getenv("WSML_CUDA_LIB");
-    if (env && *env) try_open(env);
+    if (env && *env)
+        try_open(env);
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
     if (!lib && n > 0) {
@@ -46,7 +49,8 @@ static void load(void) {
         snprintf(path, sizeof path, "%s/../libwsml-cuda.so", dir);
         try_open(path);
     }
-    if (!lib) return;
+    if (!lib)
+        return;
     *(void **)&p_create = dlsym(lib, "wsml_backend_cuda_create");
     *(void **)&p_device_count = dlsym(lib, "wsml_cuda_device_count");
     *(void **)&p_describe = dlsym(lib, "wsml_cuda_describe");
@@ -74,7 +78,9 @@ int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out
     return p_create(opt, out, err);
 }
 
-int wsml_cuda_device_count(void) { return loaded() ? p_device_count() : 0; }
+int wsml_cuda_device_count(void) {
+    return loaded() ? p_device_count() : 0;
+}
 
 int wsml_cuda_describe(int device, char *buf, size_t cap) {
     if (!loaded()) {
@@ -85,12 +91,14 @@ int wsml_cuda_describe(int device, char *buf, size_t cap) {
 }
 
 int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
-    if (!loaded()) return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
+    if (!loaded())
+        return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
     return p_memory_info(be, out);
 }
 
-int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
-                         const float *grads, float *exp_avg, float *exp_avg_sq) {
-    if (!loaded()) return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
+int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params, const float *grads,
+                         float *exp_avg, float *exp_avg_sq) {
+    if (!loaded())
+        return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
     return p_optim_step(be, o, g, params, grads, exp_avg, exp_avg_sq);
 }

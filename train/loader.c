@@ -32,8 +32,8 @@ struct wsml_loader {
     size_t image_floats; // 3·H·W
     float lut[3][256];   // normalised value of each byte per channel
 
-    int64_t *order;  // (N) epoch order
-    uint8_t *flips;  // (N) per epoch position
+    int64_t *order; // (N) epoch order
+    uint8_t *flips; // (N) per epoch position
     int epoch;
 
     wsml_batch buf[2];
@@ -44,13 +44,13 @@ struct wsml_loader {
     pthread_cond_t done_cv; // the job finished
     int quit;
     // the job in flight
-    int job_active;     // 1 while rows remain or are being processed
-    int job_buf;        // buffer being filled
-    int64_t job_batch;  // batch being filled
-    int job_rows;       // rows in that batch
-    int job_next_row;   // next row to hand out
-    int job_done_rows;  // rows finished
-    int job_failed;     // a row failed: job_err holds the first error
+    int job_active;    // 1 while rows remain or are being processed
+    int job_buf;       // buffer being filled
+    int64_t job_batch; // batch being filled
+    int job_rows;      // rows in that batch
+    int job_next_row;  // next row to hand out
+    int job_done_rows; // rows finished
+    int job_failed;    // a row failed: job_err holds the first error
     wsml_err job_err;
     // what the caller sees
     int64_t next_batch; // next batch wsml_loader_next returns
@@ -119,8 +119,8 @@ static void build_lut(const float mean[3], const float std[3], float lut[3][256]
         }
 }
 
-void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip,
-                          const float mean[3], const float std[3], int nhwc, float *out) {
+void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip, const float mean[3],
+                          const float std[3], int nhwc, float *out) {
     float lut[3][256];
     build_lut(mean, std, lut);
     normalise_lut(hwc, height, width, flip, (const float(*)[256])lut, nhwc, out);
@@ -136,7 +136,8 @@ static int fill_row(wsml_loader *l, loader_worker *w, int b, int64_t batch, int 
     const char *split = wsml_split_name(l->cfg.split);
     wsml_record rec;
     int rc = wsml_reader_get(w->reader, l->cfg.split, (uint32_t)index, &rec, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     out->index[row] = index;
     out->flipped[row] = (uint8_t)flip;
     wsml_record_observed_labels(&rec, l->num_classes, out->observed + (size_t)row * l->num_classes);
@@ -149,20 +150,23 @@ static int fill_row(wsml_loader *l, loader_worker *w, int b, int64_t batch, int 
                              "%s record %lld: raw image is %dx%dx%d (%u bytes), expected %dx%dx3",
                              split, (long long)index, rec.height, rec.width, rec.channels,
                              rec.image_len, l->height, l->width);
-        normalise_lut(rec.image, l->height, l->width, flip, (const float(*)[256])l->lut, l->cfg.nhwc, dst);
+        normalise_lut(rec.image, l->height, l->width, flip, (const float(*)[256])l->lut,
+                      l->cfg.nhwc, dst);
         return 0;
     }
     wsml_image img = {0};
     rc = wsml_image_decode_jpeg(rec.image, rec.image_len, &img, err);
-    if (rc < 0) return wsml_err_prefix(err, "%s record %lld", split, (long long)index);
+    if (rc < 0)
+        return wsml_err_prefix(err, "%s record %lld", split, (long long)index);
     if (img.height != l->height || img.width != l->width || img.channels != 3) {
-        rc = wsml_errf(err, WSML_ECORRUPT, "%s record %lld: JPEG image is %dx%dx%d, expected %dx%dx3",
-                       split, (long long)index, img.height, img.width, img.channels,
-                       l->height, l->width);
+        rc = wsml_errf(err, WSML_ECORRUPT,
+                       "%s record %lld: JPEG image is %dx%dx%d, expected %dx%dx3", split,
+                       (long long)index, img.height, img.width, img.channels, l->height, l->width);
         wsml_image_free(&img);
         return rc;
     }
-    normalise_lut(img.pixels, l->height, l->width, flip, (const float(*)[256])l->lut, l->cfg.nhwc, dst);
+    normalise_lut(img.pixels, l->height, l->width, flip, (const float(*)[256])l->lut, l->cfg.nhwc,
+                  dst);
     wsml_image_free(&img);
     return 0;
 }
@@ -172,7 +176,8 @@ static void *worker_main(void *arg) {
     wsml_loader *l = w->loader;
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        if (l->quit) break;
+        if (l->quit)
+            break;
         if (l->job_active && l->job_next_row < l->job_rows && !l->job_failed) {
             int row = l->job_next_row++;
             int b = l->job_buf;
@@ -208,8 +213,10 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&l->mu);
         wsml_reader_reset(w->reader);
         pthread_mutex_lock(&l->mu);
-        if (l->quit) break;
-        if (l->job_active && l->job_next_row < l->job_rows && !l->job_failed) continue;
+        if (l->quit)
+            break;
+        if (l->job_active && l->job_next_row < l->job_rows && !l->job_failed)
+            continue;
         pthread_cond_wait(&l->work_cv, &l->mu);
     }
     pthread_mutex_unlock(&l->mu);
@@ -218,14 +225,16 @@ static void *worker_main(void *arg) {
 
 // Waits until no job is in flight. Caller holds the lock.
 static void wait_idle_locked(wsml_loader *l) {
-    while (l->job_active) pthread_cond_wait(&l->done_cv, &l->mu);
+    while (l->job_active)
+        pthread_cond_wait(&l->done_cv, &l->mu);
 }
 
 // Posts "fill batch into buffer b". Caller holds the lock and has waited idle.
 static void post_job_locked(wsml_loader *l, int b, int64_t batch) {
     int64_t first = batch * l->cfg.batch_size;
     int64_t rows = l->num_images - first;
-    if (rows > l->cfg.batch_size) rows = l->cfg.batch_size;
+    if (rows > l->cfg.batch_size)
+        rows = l->cfg.batch_size;
     l->job_buf = b;
     l->job_batch = batch;
     l->job_rows = (int)rows;
@@ -281,10 +290,8 @@ wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg, 
         }
     const wsml_store_meta *meta = wsml_store_meta_get(store);
     if (meta->channels != 3 || meta->height != cfg->height || meta->width != cfg->width) {
-        wsml_errf(err, WSML_ESTATE,
-                  "store '%s' holds %dx%dx%d images, the network expects %dx%dx3",
-                  meta->name, meta->height, meta->width, meta->channels, cfg->height,
-                  cfg->width);
+        wsml_errf(err, WSML_ESTATE, "store '%s' holds %dx%dx%d images, the network expects %dx%dx3",
+                  meta->name, meta->height, meta->width, meta->channels, cfg->height, cfg->width);
         return NULL;
     }
     wsml_loader *l = calloc(1, sizeof *l);
@@ -347,7 +354,8 @@ wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg, 
 }
 
 void wsml_loader_close(wsml_loader *l) {
-    if (!l) return;
+    if (!l)
+        return;
     pthread_mutex_lock(&l->mu);
     wait_idle_locked(l);
     l->quit = 1;
@@ -356,8 +364,10 @@ void wsml_loader_close(wsml_loader *l) {
     if (l->workers) {
         for (int i = 0; i < l->cfg.num_workers; i++) {
             loader_worker *w = &l->workers[i];
-            if (w->started) pthread_join(w->thread, NULL);
-            if (w->reader) wsml_reader_end(w->reader);
+            if (w->started)
+                pthread_join(w->thread, NULL);
+            if (w->reader)
+                wsml_reader_end(w->reader);
         }
         free(l->workers);
     }
@@ -370,10 +380,18 @@ void wsml_loader_close(wsml_loader *l) {
     free(l);
 }
 
-int64_t wsml_loader_num_images(const wsml_loader *l) { return l->num_images; }
-int64_t wsml_loader_num_batches(const wsml_loader *l) { return l->num_batches; }
-const int64_t *wsml_loader_order(const wsml_loader *l) { return l->order; }
-const uint8_t *wsml_loader_flips(const wsml_loader *l) { return l->flips; }
+int64_t wsml_loader_num_images(const wsml_loader *l) {
+    return l->num_images;
+}
+int64_t wsml_loader_num_batches(const wsml_loader *l) {
+    return l->num_batches;
+}
+const int64_t *wsml_loader_order(const wsml_loader *l) {
+    return l->order;
+}
+const uint8_t *wsml_loader_flips(const wsml_loader *l) {
+    return l->flips;
+}
 
 int wsml_loader_start_epoch(wsml_loader *l, int epoch, int64_t start_batch, wsml_err *err) {
     if (epoch < 1)
@@ -392,9 +410,11 @@ int wsml_loader_start_epoch(wsml_loader *l, int epoch, int64_t start_batch, wsml
     if (l->cfg.shuffle)
         wsml_rng_permutation(&rng, l->order, n);
     else
-        for (size_t i = 0; i < n; i++) l->order[i] = (int64_t)i;
+        for (size_t i = 0; i < n; i++)
+            l->order[i] = (int64_t)i;
     if (l->cfg.flip)
-        for (size_t i = 0; i < n; i++) l->flips[i] = wsml_rng_double(&rng) < 0.5;
+        for (size_t i = 0; i < n; i++)
+            l->flips[i] = wsml_rng_double(&rng) < 0.5;
     else
         memset(l->flips, 0, n);
     l->epoch = epoch;

@@ -37,8 +37,8 @@ typedef struct {
     uint32_t seed;     // see wsml_loader_epoch_seed
     int height, width; // the network's input; a record of another size is an error
     float mean[3], std[3];
-    int nhwc;          // 0: images (B, 3, H, W) as torchvision; 1: (B, H, W, 3), the
-                       // layout of train/net.h (the same values, permuted)
+    int nhwc; // 0: images (B, 3, H, W) as torchvision; 1: (B, H, W, 3), the
+              // layout of train/net.h (the same values, permuted)
     // Optional allocator for the image buffers (e.g. pinned host memory for CUDA);
     // NULL = malloc/free. alloc returns NULL on failure.
     void *(*alloc)(size_t bytes, void *ctx);
@@ -76,8 +76,7 @@ typedef struct wsml_loader wsml_loader;
 // Checks the configuration (WSML_EARG naming the setting) and that the store's
 // images have 3 channels and the configured height/width (WSML_ESTATE naming the
 // store's size and the expected one). Starts the worker threads.
-wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg,
-                              wsml_err *err);
+wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg, wsml_err *err);
 // Stops the workers (waiting for a batch in flight) and frees everything.
 void wsml_loader_close(wsml_loader *l);
 
@@ -105,7 +104,7 @@ const uint8_t *wsml_loader_flips(const wsml_loader *l);
 // Flips (if flip) and normalises one image as described at the top of this file.
 // Used by the workers; exposed for tests and for inference over a split.
 // hwc: (H, W, 3) uint8 -> out: (3, H, W) float32, or (H, W, 3) when nhwc
-void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip,
-                          const float mean[3], const float std[3], int nhwc, float *out);
+void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip, const float mean[3],
+                          const float std[3], int nhwc, float *out);
 
 #endif

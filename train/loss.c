@@ -37,7 +37,8 @@ void wsml_loss_config_default(wsml_loss_config *cfg) {
 
 int wsml_loss_kind_parse(const char *name) {
     for (int i = 0; i < WSML_LOSS_NUM_KINDS; i++)
-        if (strcmp(name, loss_names[i]) == 0) return i;
+        if (strcmp(name, loss_names[i]) == 0)
+            return i;
     return -1;
 }
 
@@ -46,8 +47,10 @@ const char *wsml_loss_kind_name(wsml_loss_kind kind) {
 }
 
 int wsml_threshold_kind_parse(const char *name) {
-    if (strcmp(name, "relative") == 0) return WSML_THRESHOLD_RELATIVE;
-    if (strcmp(name, "absolute") == 0) return WSML_THRESHOLD_ABSOLUTE;
+    if (strcmp(name, "relative") == 0)
+        return WSML_THRESHOLD_RELATIVE;
+    if (strcmp(name, "absolute") == 0)
+        return WSML_THRESHOLD_ABSOLUTE;
     return -1;
 }
 
@@ -67,8 +70,7 @@ int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_er
     if (wsml_loss_is_large_loss(cfg->kind)) {
         if (cfg->threshold == WSML_THRESHOLD_RELATIVE) {
             if (!(cfg->delta_rel_percent >= 0.0 && cfg->delta_rel_percent <= 100.0))
-                return wsml_errf(err, WSML_EARG,
-                                 "--delta-rel: %g is not a percentage in [0, 100]",
+                return wsml_errf(err, WSML_EARG, "--delta-rel: %g is not a percentage in [0, 100]",
                                  cfg->delta_rel_percent);
         } else if (cfg->threshold == WSML_THRESHOLD_ABSOLUTE) {
             if (!isfinite(cfg->r0))
@@ -102,10 +104,13 @@ double wsml_expected_num_pos(const char *dataset_name, const int8_t *full, int64
                  {"nuswide", 1.9}, {"nus-wide", 1.9}, {"cub", 31.4}};
     if (dataset_name)
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-            if (strcmp(dataset_name, table[i].name) == 0) return table[i].k;
-    if (!full || num_images <= 0 || num_classes <= 0) return 0.0;
+            if (strcmp(dataset_name, table[i].name) == 0)
+                return table[i].k;
+    if (!full || num_images <= 0 || num_classes <= 0)
+        return 0.0;
     int64_t positives = 0;
-    for (int64_t i = 0; i < num_images * (int64_t)num_classes; i++) positives += full[i] == 1;
+    for (int64_t i = 0; i < num_images * (int64_t)num_classes; i++)
+        positives += full[i] == 1;
     return (double)positives / (double)num_images;
 }
 
@@ -117,13 +122,15 @@ double wsml_ll_clean_rate(double delta_rel_percent, int epoch) {
     // reproduces its rounding.
     double delta = delta_rel_percent != 0.0 ? delta_rel_percent / 100.0 : 0.0;
     double clean = 1.0;
-    for (int t = 1; t < epoch; t++) clean -= delta;
+    for (int t = 1; t < epoch; t++)
+        clean -= delta;
     return clean;
 }
 
 int64_t wsml_ll_k(const wsml_loss_config *cfg, int batch_size, int num_classes, int epoch) {
     double clean = wsml_ll_clean_rate(cfg->delta_rel_percent, epoch);
-    if (clean == 1.0) return 0; // losses.py: "if epoch is 1, do not modify losses"
+    if (clean == 1.0)
+        return 0; // losses.py: "if epoch is 1, do not modify losses"
     double entries = (double)((int64_t)batch_size * num_classes);
     if (cfg->kind == WSML_LOSS_LL_CP && !cfg->reference_quirks)
         return (int64_t)ceil(entries * (cfg->delta_rel_percent / 100.0));
@@ -143,11 +150,15 @@ static inline float bce_logits(float z, float t) {
     return (1.0f - t) * z + max_val + logf(expf(-max_val) + expf(-z - max_val));
 }
 
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) {
+    return 1.0f / (1.0f + expf(-z));
+}
 
 // Cole et al.'s neg_log: −log(x + 1e-5).
 #define LOG_EPSILON 1e-5f
-static inline float neg_log(float x) { return -logf(x + LOG_EPSILON); }
+static inline float neg_log(float x) {
+    return -logf(x + LOG_EPSILON);
+}
 
 // k-th largest (1-based) of v[0..n) by quickselect; v is reordered.
 static float kth_largest(float *v, int64_t n, int64_t k) {
@@ -157,8 +168,10 @@ static float kth_largest(float *v, int64_t n, int64_t k) {
         float pivot = (a > b) ? ((b > c) ? b : (a > c ? c : a)) : ((a > c) ? a : (b > c ? c : b));
         int64_t i = lo, j = hi;
         while (i <= j) {
-            while (v[i] > pivot) i++;
-            while (v[j] < pivot) j--;
+            while (v[i] > pivot)
+                i++;
+            while (v[j] < pivot)
+                j--;
             if (i <= j) {
                 float tmp = v[i];
                 v[i] = v[j];
@@ -191,8 +204,8 @@ static int loss_large_family(const wsml_loss_config *cfg, const wsml_loss_input 
     const int reject = cfg->kind == WSML_LOSS_LL_R;
 
     float *unobserved_loss = malloc((size_t)N * 2 * sizeof(float));
-    if (!unobserved_loss) return wsml_errf(err, WSML_ENOMEM, "loss: out of memory (%lld entries)",
-                                           (long long)N);
+    if (!unobserved_loss)
+        return wsml_errf(err, WSML_ENOMEM, "loss: out of memory (%lld entries)", (long long)N);
     float *scratch = unobserved_loss + N;
     for (int64_t i = 0; i < N; i++) {
         float target = cfg->kind == WSML_LOSS_FULL ? (in->full[i] == 1) : (in->observed[i] == 1);
@@ -257,7 +270,8 @@ static int loss_large_family(const wsml_loss_config *cfg, const wsml_loss_input 
             }
             sum += loss;
             out->dlogits[i] = dz;
-            if (out->modified) out->modified[i] = (uint8_t)mod;
+            if (out->modified)
+                out->modified[i] = (uint8_t)mod;
             modified += mod;
             if (in->full) {
                 int hidden_pos = y == 0 && in->full[i] == 1;
@@ -294,7 +308,8 @@ static void epr_regularizer(const float *p, int B, int C, double k, float weight
     double mean = 0.0;
     for (int b = 0; b < B; b++) {
         double row = 0.0;
-        for (int c = 0; c < C; c++) row += p[(int64_t)b * C + c];
+        for (int c = 0; c < C; c++)
+            row += p[(int64_t)b * C + c];
         mean += (float)row;
     }
     float m = (float)(mean / B);
@@ -315,15 +330,19 @@ static int loss_cole_family(const wsml_loss_config *cfg, const wsml_loss_input *
     const int role = cfg->kind == WSML_LOSS_ROLE;
 
     float *p = malloc((size_t)N * (role ? 2 : 1) * sizeof(float));
-    if (!p) return wsml_errf(err, WSML_ENOMEM, "loss: out of memory (%lld entries)", (long long)N);
+    if (!p)
+        return wsml_errf(err, WSML_ENOMEM, "loss: out of memory (%lld entries)", (long long)N);
     float *q = role ? p + N : NULL;
-    for (int64_t i = 0; i < N; i++) p[i] = sigmoidf(in->logits[i]);
+    for (int64_t i = 0; i < N; i++)
+        p[i] = sigmoidf(in->logits[i]);
     if (role)
-        for (int64_t i = 0; i < N; i++) q[i] = sigmoidf(in->estimator_logits[i]);
+        for (int64_t i = 0; i < N; i++)
+            q[i] = sigmoidf(in->estimator_logits[i]);
 
     double reg = 0.0, reg_q = 0.0;
     float dreg_p = 0.0f, dreg_q = 0.0f;
-    if (cfg->kind == WSML_LOSS_EPR) epr_regularizer(p, B, C, cfg->expected_num_pos, 1.0f, &reg, &dreg_p);
+    if (cfg->kind == WSML_LOSS_EPR)
+        epr_regularizer(p, B, C, cfg->expected_num_pos, 1.0f, &reg, &dreg_p);
     if (role) { // reg = 0.5·(reg(p) + reg(q))
         epr_regularizer(p, B, C, cfg->expected_num_pos, 0.5f, &reg, &dreg_p);
         epr_regularizer(q, B, C, cfg->expected_num_pos, 0.5f, &reg_q, &dreg_q);
@@ -377,11 +396,13 @@ static int loss_cole_family(const wsml_loss_config *cfg, const wsml_loss_input *
             float dp_cross_neg = (h * one_minus_q) / (one_minus_p + LOG_EPSILON);
             float dp_cross_log = -(h * qi) / (pi + LOG_EPSILON);
             dp = (dreg_p + dp_cross_neg) + dp_cross_log;
-            if (pos) dp += -h / (pi + LOG_EPSILON);
+            if (pos)
+                dp += -h / (pi + LOG_EPSILON);
             float dq_cross_neg = (h * one_minus_p) / (one_minus_q + LOG_EPSILON);
             float dq_cross_log = -(h * pi) / (qi + LOG_EPSILON);
             float dq = (dreg_q + dq_cross_neg) + dq_cross_log;
-            if (pos) dq += -h / (qi + LOG_EPSILON);
+            if (pos)
+                dq += -h / (qi + LOG_EPSILON);
             out->destimator_logits[i] = dq * (1.0f - qi) * qi; // sigmoid backward
             break;
         }
@@ -392,8 +413,10 @@ static int loss_cole_family(const wsml_loss_config *cfg, const wsml_loss_input *
         }
         sum += l / denom;
         out->dlogits[i] = dp * one_minus_p * pi; // sigmoid backward: g·(1 − p)·p
-        if (in->full) hidden += in->observed[i] == 0 && in->full[i] == 1;
-        if (out->modified) out->modified[i] = 0;
+        if (in->full)
+            hidden += in->observed[i] == 0 && in->full[i] == 1;
+        if (out->modified)
+            out->modified[i] = 0;
     }
     free(p);
     st->loss = sum + reg;
@@ -407,12 +430,13 @@ static int loss_cole_family(const wsml_loss_config *cfg, const wsml_loss_input *
     return 0;
 }
 
-int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in,
-                      wsml_loss_output *out, wsml_err *err) {
+int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in, wsml_loss_output *out,
+                      wsml_err *err) {
     const int B = in->batch_size, C = in->num_classes;
     if (B < 1 || C < 1)
         return wsml_errf(err, WSML_EARG, "loss: batch %d x %d classes is empty", B, C);
-    if (in->epoch < 1) return wsml_errf(err, WSML_EARG, "loss: epoch %d must be >= 1", in->epoch);
+    if (in->epoch < 1)
+        return wsml_errf(err, WSML_EARG, "loss: epoch %d must be >= 1", in->epoch);
     if (!in->logits || !in->observed || !out->dlogits)
         return wsml_errf(err, WSML_EARG, "loss: logits, observed labels and dlogits are required");
     if (cfg->kind == WSML_LOSS_FULL && !in->full)
@@ -420,7 +444,8 @@ int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in,
     if (cfg->kind == WSML_LOSS_ROLE && (!in->estimator_logits || !out->destimator_logits))
         return wsml_errf(err, WSML_EARG, "--loss role: needs the label estimator's rows");
     int rc = wsml_loss_config_check(cfg, C, err);
-    if (rc) return rc;
+    if (rc)
+        return rc;
     memset(&out->stats, 0, sizeof(out->stats));
     for (int64_t i = 0; i < (int64_t)B * C; i++) {
         if (!isfinite(in->logits[i]))
@@ -449,13 +474,15 @@ int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in,
 // models.py inverse_sigmoid: clip to [1e-5, 1 − 1e-5], then log(p / (1 − p)), in double.
 static double inverse_sigmoid(double p) {
     const double epsilon = 1e-5;
-    if (p > 1 - epsilon) p = 1 - epsilon;
-    if (p < epsilon) p = epsilon;
+    if (p > 1 - epsilon)
+        p = 1 - epsilon;
+    if (p < epsilon)
+        p = epsilon;
     return log(p / (1 - p));
 }
 
-void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed,
-                              int64_t num_images, int num_classes, uint32_t seed) {
+void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed, int64_t num_images,
+                              int num_classes, uint32_t seed) {
     wsml_rng rng;
     wsml_rng_seed(&rng, seed);
     const double w = inverse_sigmoid(0.5 + 0.1);
@@ -463,8 +490,10 @@ void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed,
     const float init_neg = (float)inverse_sigmoid(0.005);
     for (int64_t i = 0; i < num_images * (int64_t)num_classes; i++) {
         float g = (float)(w * (2.0 * wsml_rng_double(&rng) - 1.0));
-        if (observed[i] == 1) g = init_pos;
-        if (observed[i] == -1) g = init_neg;
+        if (observed[i] == 1)
+            g = init_pos;
+        if (observed[i] == -1)
+            g = init_neg;
         estimator_logits[i] = g;
     }
 }
@@ -482,8 +511,7 @@ static uint64_t mix64(uint64_t x) { // splitmix64 finaliser
     return x;
 }
 
-int wsml_label_state_init(wsml_label_state *s, int64_t num_images, int num_classes,
-                          wsml_err *err) {
+int wsml_label_state_init(wsml_label_state *s, int64_t num_images, int num_classes, wsml_err *err) {
     memset(s, 0, sizeof(*s));
     if (num_images < 0 || num_classes < 1)
         return wsml_errf(err, WSML_EARG, "label state: bad size %lld x %d", (long long)num_images,
@@ -511,7 +539,8 @@ void wsml_label_state_free(wsml_label_state *s) {
 // Slot of key, or of the empty slot where it would go.
 static size_t find_slot(const uint64_t *slots, size_t capacity, uint64_t key) {
     size_t mask = capacity - 1, i = (size_t)mix64(key) & mask;
-    while (slots[i] != EMPTY_SLOT && slots[i] != key) i = (i + 1) & mask;
+    while (slots[i] != EMPTY_SLOT && slots[i] != key)
+        i = (i + 1) & mask;
     return i;
 }
 
@@ -522,7 +551,8 @@ static int grow(wsml_label_state *s, wsml_err *err) {
         return wsml_errf(err, WSML_ENOMEM, "label state: out of memory for %zu flips", s->count);
     memset(slots, 0xff, capacity * sizeof(uint64_t));
     for (size_t i = 0; i < s->capacity; i++)
-        if (s->slots[i] != EMPTY_SLOT) slots[find_slot(slots, capacity, s->slots[i])] = s->slots[i];
+        if (s->slots[i] != EMPTY_SLOT)
+            slots[find_slot(slots, capacity, s->slots[i])] = s->slots[i];
     free(s->slots);
     s->slots = slots;
     s->capacity = capacity;
@@ -532,7 +562,8 @@ static int grow(wsml_label_state *s, wsml_err *err) {
 static int insert_pair(wsml_label_state *s, int64_t image, int cls, wsml_err *err) {
     if ((s->count + 1) * 2 > s->capacity) { // load factor <= 1/2
         int rc = grow(s, err);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     uint64_t key = (uint64_t)image * (uint64_t)s->num_classes + (uint64_t)cls;
     size_t i = find_slot(s->slots, s->capacity, key);
@@ -556,7 +587,8 @@ int wsml_label_state_apply(wsml_label_state *s, const int64_t *image_index, int 
             return wsml_errf(err, WSML_EARG, "label state: image index %lld outside 0..%lld",
                              (long long)image, (long long)s->num_images - 1);
         int rc = insert_pair(s, image, cls, err);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -568,14 +600,17 @@ int wsml_label_state_contains(const wsml_label_state *s, int64_t image, int cls)
     return s->slots[find_slot(s->slots, s->capacity, key)] == key;
 }
 
-void wsml_label_state_overlay(const wsml_label_state *s, const int64_t *image_index,
-                              int batch_size, int8_t *observed) {
-    if (s->count == 0) return;
+void wsml_label_state_overlay(const wsml_label_state *s, const int64_t *image_index, int batch_size,
+                              int8_t *observed) {
+    if (s->count == 0)
+        return;
     for (int b = 0; b < batch_size; b++) {
         int64_t image = image_index[b];
-        if (image < 0 || image >= s->num_images || s->per_image[image] == 0) continue;
+        if (image < 0 || image >= s->num_images || s->per_image[image] == 0)
+            continue;
         for (int c = 0; c < s->num_classes; c++)
-            if (wsml_label_state_contains(s, image, c)) observed[(int64_t)b * s->num_classes + c] = 1;
+            if (wsml_label_state_contains(s, image, c))
+                observed[(int64_t)b * s->num_classes + c] = 1;
     }
 }
 
@@ -584,11 +619,11 @@ static int compare_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int wsml_label_state_pairs(const wsml_label_state *s, int64_t **pairs, size_t *n,
-                           wsml_err *err) {
+int wsml_label_state_pairs(const wsml_label_state *s, int64_t **pairs, size_t *n, wsml_err *err) {
     *pairs = NULL;
     *n = 0;
-    if (s->count == 0) return 0;
+    if (s->count == 0)
+        return 0;
     uint64_t *keys = malloc(s->count * sizeof(uint64_t));
     int64_t *out = malloc(s->count * 2 * sizeof(int64_t));
     if (!keys || !out) {
@@ -598,7 +633,8 @@ int wsml_label_state_pairs(const wsml_label_state *s, int64_t **pairs, size_t *n
     }
     size_t m = 0;
     for (size_t i = 0; i < s->capacity; i++)
-        if (s->slots[i] != EMPTY_SLOT) keys[m++] = s->slots[i];
+        if (s->slots[i] != EMPTY_SLOT)
+            keys[m++] = s->slots[i];
     qsort(keys, m, sizeof(uint64_t), compare_u64);
     for (size_t i = 0; i < m; i++) {
         out[2 * i] = (int64_t)(keys[i] / (uint64_t)s->num_classes);
@@ -622,8 +658,7 @@ void wsml_label_state_tensor_view(const int64_t *pairs, size_t n, wsml_tensor_vi
     view->nbytes = n * 2 * sizeof(int64_t);
 }
 
-int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view,
-                               wsml_err *err) {
+int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view, wsml_err *err) {
     if (view->dtype != WSML_DT_I64 || view->ndim != 2 || view->shape[1] != 2 ||
         view->nbytes != (size_t)view->shape[0] * 2 * sizeof(int64_t))
         return wsml_errf(err, WSML_ECORRUPT, "%s: expected an I64 tensor of shape (n, 2)",
@@ -645,7 +680,8 @@ int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view
         int64_t pair[2];
         memcpy(pair, (const char *)view->data + (size_t)i * sizeof(pair), sizeof(pair));
         int rc = insert_pair(s, pair[0], (int)pair[1], err);
-        if (rc) return rc;
+        if (rc)
+            return rc;
     }
     return 0;
 }

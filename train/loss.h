@@ -96,22 +96,22 @@ double wsml_ll_abs_threshold(const wsml_loss_config *cfg, int epoch);
 // ---- one batch -----------------------------------------------------------------------
 
 typedef struct {
-    int batch_size;              // B, the actual batch (the last of an epoch may be smaller)
-    int num_classes;             // C
-    int epoch;                   // t, 1-based
-    const float *logits;         // z: (B, C)
-    const int8_t *observed;      // y_obs: (B, C), the trainer's label state (incl. flips)
-    const int8_t *full;          // (B, C) full labels, or NULL (no diagnostics);
-                                 // required by WSML_LOSS_FULL
+    int batch_size;                // B, the actual batch (the last of an epoch may be smaller)
+    int num_classes;               // C
+    int epoch;                     // t, 1-based
+    const float *logits;           // z: (B, C)
+    const int8_t *observed;        // y_obs: (B, C), the trainer's label state (incl. flips)
+    const int8_t *full;            // (B, C) full labels, or NULL (no diagnostics);
+                                   // required by WSML_LOSS_FULL
     const float *estimator_logits; // ROLE only: G rows of the batch's images (B, C)
 } wsml_loss_input;
 
 typedef struct {
-    double loss;       // scalar batch loss (incl. reg)
-    double reg;        // the regulariser part (EPR, ROLE), else 0
-    int64_t k;         // relative threshold's k for this batch (0: not modified)
-    float threshold;   // relative: the k-th largest U; absolute: (float)R(t); NaN if
-                       // this batch is not subject to modification
+    double loss;                     // scalar batch loss (incl. reg)
+    double reg;                      // the regulariser part (EPR, ROLE), else 0
+    int64_t k;                       // relative threshold's k for this batch (0: not modified)
+    float threshold;                 // relative: the k-th largest U; absolute: (float)R(t); NaN if
+                                     // this batch is not subject to modification
     int64_t num_modified;            // entries rejected / corrected in this batch
     int64_t num_modified_hidden_pos; // ... of which full == 1 and y_obs == 0 (-1: no full)
     int64_t num_hidden_pos;          // entries with full == 1 and y_obs == 0 (-1: no full)
@@ -156,8 +156,8 @@ typedef struct {
 // observed positive" everywhere (AN target 0; Cole's "every other entry").
 // Errors: WSML_EARG (bad sizes, missing array the kind needs, k > B·C),
 // WSML_ENUMERIC (a non-finite logit, naming row and class), WSML_ENOMEM.
-int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in,
-                      wsml_loss_output *out, wsml_err *err);
+int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in, wsml_loss_output *out,
+                      wsml_err *err);
 
 // ---- ROLE's label estimator ------------------------------------------------------------
 
@@ -166,8 +166,8 @@ int wsml_loss_compute(const wsml_loss_config *cfg, const wsml_loss_input *in,
 // row-major order u is drawn and G = (float)(w·(2u − 1)), w = logit(0.6) in double
 // (computed as inverse_sigmoid(0.5 + 0.1)); then observed positives get
 // (float)logit(0.995) and observed negatives (float)logit(0.005).
-void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed,
-                              int64_t num_images, int num_classes, uint32_t seed);
+void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed, int64_t num_images,
+                              int num_classes, uint32_t seed);
 
 // ---- LL-Cp's label state -----------------------------------------------------------------
 
@@ -179,37 +179,34 @@ void wsml_role_init_estimator(float *estimator_logits, const int8_t *observed,
 typedef struct {
     int64_t num_images;
     int num_classes;
-    size_t count;           // number of flipped pairs
-    size_t capacity;        // hash table slots (power of two)
-    uint64_t *slots;        // open addressing, key = image·C + class, empty = UINT64_MAX
-    uint32_t *per_image;    // flips per image (to skip images without any)
+    size_t count;        // number of flipped pairs
+    size_t capacity;     // hash table slots (power of two)
+    uint64_t *slots;     // open addressing, key = image·C + class, empty = UINT64_MAX
+    uint32_t *per_image; // flips per image (to skip images without any)
 } wsml_label_state;
 
 // Name of the checkpoint tensor: I64 (n, 2) rows (image, class), sorted.
 #define WSML_LABEL_STATE_TENSOR "label_state.flips"
 
-int wsml_label_state_init(wsml_label_state *s, int64_t num_images, int num_classes,
-                          wsml_err *err);
+int wsml_label_state_init(wsml_label_state *s, int64_t num_images, int num_classes, wsml_err *err);
 void wsml_label_state_free(wsml_label_state *s);
 // Records the flips of one batch: flips are (row, class) pairs from wsml_loss_output,
 // image_index[row] is the training-split index of the batch's row (0 <= row < B).
 int wsml_label_state_apply(wsml_label_state *s, const int64_t *image_index, int batch_size,
                            const int32_t *flips, int64_t num_flips, wsml_err *err);
 // Overrides observed (B, C) rows in place: an entry of a flipped pair becomes 1.
-void wsml_label_state_overlay(const wsml_label_state *s, const int64_t *image_index,
-                              int batch_size, int8_t *observed);
+void wsml_label_state_overlay(const wsml_label_state *s, const int64_t *image_index, int batch_size,
+                              int8_t *observed);
 // 1 if (image, class) is flipped.
 int wsml_label_state_contains(const wsml_label_state *s, int64_t image, int cls);
 // The flips as sorted (image, class) int64 pairs, malloc'd (caller frees; NULL with
 // *n = 0 when empty) — the data of the checkpoint tensor.
-int wsml_label_state_pairs(const wsml_label_state *s, int64_t **pairs, size_t *n,
-                           wsml_err *err);
+int wsml_label_state_pairs(const wsml_label_state *s, int64_t **pairs, size_t *n, wsml_err *err);
 // Fills a tensor view (name WSML_LABEL_STATE_TENSOR, I64, shape (n, 2)) over pairs.
 void wsml_label_state_tensor_view(const int64_t *pairs, size_t n, wsml_tensor_view *view);
 // Replaces the state with the pairs of a checkpoint tensor view (I64, (n, 2)); every
 // pair must lie inside (num_images, num_classes): WSML_ECORRUPT naming it otherwise,
 // and then the state is left unchanged.
-int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view,
-                               wsml_err *err);
+int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view, wsml_err *err);
 
 #endif

@@ -28,8 +28,10 @@ void wsml_optim_config_default(wsml_optim_config *cfg, wsml_optim_kind kind) {
 }
 
 int wsml_optim_kind_parse(const char *name) {
-    if (strcmp(name, "adam") == 0) return WSML_OPTIM_ADAM;
-    if (strcmp(name, "sgd") == 0) return WSML_OPTIM_SGD;
+    if (strcmp(name, "adam") == 0)
+        return WSML_OPTIM_ADAM;
+    if (strcmp(name, "sgd") == 0)
+        return WSML_OPTIM_SGD;
     return -1;
 }
 
@@ -54,15 +56,15 @@ int wsml_optim_init(wsml_optim *o, const wsml_optim_config *cfg, wsml_err *err) 
     return 0;
 }
 
-int wsml_optim_add_group(wsml_optim *o, const char *name, size_t count, double lr,
-                         wsml_err *err) {
+int wsml_optim_add_group(wsml_optim *o, const char *name, size_t count, double lr, wsml_err *err) {
     if (o->num_groups >= WSML_OPTIM_MAX_GROUPS)
         return wsml_errf(err, WSML_EARG, "optimizer: more than %d parameter groups",
                          WSML_OPTIM_MAX_GROUPS);
     size_t len = strlen(name);
-    if (len == 0 || len >= WSML_OPTIM_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz"
-                                                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                               "0123456789_-") != len)
+    if (len == 0 || len >= WSML_OPTIM_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789_-") != len)
         return wsml_errf(err, WSML_EARG, "optimizer: bad parameter group name '%s'", name);
     for (int g = 0; g < o->num_groups; g++)
         if (strcmp(o->group[g].name, name) == 0)
@@ -79,7 +81,8 @@ int wsml_optim_add_group(wsml_optim *o, const char *name, size_t count, double l
     int adam = o->cfg.kind == WSML_OPTIM_ADAM;
     if (adam || o->cfg.momentum != 0) {
         grp->exp_avg = calloc(1, bytes);
-        if (adam) grp->exp_avg_sq = calloc(1, bytes);
+        if (adam)
+            grp->exp_avg_sq = calloc(1, bytes);
         if (!grp->exp_avg || (adam && !grp->exp_avg_sq)) {
             free(grp->exp_avg);
             free(grp->exp_avg_sq);
@@ -152,8 +155,10 @@ void wsml_optim_step(wsml_optim *o, int g, float *params, const float *grads) {
 // ---- checkpoints ---------------------------------------------------------------------
 
 static const char *buffer_name(const wsml_optim *o, int which) {
-    if (which == 0) return "step";
-    if (which == 1) return o->cfg.kind == WSML_OPTIM_ADAM ? "exp_avg" : "momentum_buffer";
+    if (which == 0)
+        return "step";
+    if (which == 1)
+        return o->cfg.kind == WSML_OPTIM_ADAM ? "exp_avg" : "momentum_buffer";
     return "exp_avg_sq";
 }
 
@@ -176,7 +181,8 @@ int wsml_optim_state_views(wsml_optim *o, wsml_tensor_view *views, size_t cap, s
         wsml_optim_group *grp = &o->group[g];
         const void *data[3] = {&grp->step, grp->exp_avg, grp->exp_avg_sq};
         for (int which = 0; which < 3; which++) {
-            if (!data[which]) continue;
+            if (!data[which])
+                continue;
             if (k >= cap)
                 return wsml_errf(err, WSML_EARG, "optimizer: room for %zu state tensors only", cap);
             char local[sizeof(o->tensor_names[0])]; // (the group name lives in o too)
@@ -197,12 +203,12 @@ int wsml_optim_state_views(wsml_optim *o, wsml_tensor_view *views, size_t cap, s
 static const wsml_tensor_view *find_tensor(const wsml_tensor_view *tensors, size_t n,
                                            const char *name) {
     for (size_t i = 0; i < n; i++)
-        if (tensors[i].name && strcmp(tensors[i].name, name) == 0) return &tensors[i];
+        if (tensors[i].name && strcmp(tensors[i].name, name) == 0)
+            return &tensors[i];
     return NULL;
 }
 
-int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t n,
-                          wsml_err *err) {
+int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t n, wsml_err *err) {
     // Validate everything first so that a bad checkpoint changes nothing.
     const wsml_tensor_view *found[WSML_OPTIM_MAX_GROUPS][3] = {{NULL}};
     char name[WSML_OPTIM_NAME_MAX + 32];
@@ -210,10 +216,12 @@ int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t
         wsml_optim_group *grp = &o->group[g];
         const void *data[3] = {&grp->step, grp->exp_avg, grp->exp_avg_sq};
         for (int which = 0; which < 3; which++) {
-            if (!data[which]) continue;
+            if (!data[which])
+                continue;
             snprintf(name, sizeof(name), "optim.%s.%s", grp->name, buffer_name(o, which));
             const wsml_tensor_view *t = find_tensor(tensors, n, name);
-            if (!t) return wsml_errf(err, WSML_ECORRUPT, "checkpoint lacks tensor %s", name);
+            if (!t)
+                return wsml_errf(err, WSML_ECORRUPT, "checkpoint lacks tensor %s", name);
             wsml_dtype want = which == 0 ? WSML_DT_I64 : WSML_DT_F32;
             size_t count = which == 0 ? 1 : grp->count;
             size_t elem = which == 0 ? sizeof(int64_t) : sizeof(float);
@@ -237,8 +245,10 @@ int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t
     for (int g = 0; g < o->num_groups; g++) {
         wsml_optim_group *grp = &o->group[g];
         memcpy(&grp->step, found[g][0]->data, sizeof(int64_t));
-        if (found[g][1]) memcpy(grp->exp_avg, found[g][1]->data, grp->count * sizeof(float));
-        if (found[g][2]) memcpy(grp->exp_avg_sq, found[g][2]->data, grp->count * sizeof(float));
+        if (found[g][1])
+            memcpy(grp->exp_avg, found[g][1]->data, grp->count * sizeof(float));
+        if (found[g][2])
+            memcpy(grp->exp_avg_sq, found[g][2]->data, grp->count * sizeof(float));
     }
     return 0;
 }

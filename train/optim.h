@@ -50,8 +50,8 @@ typedef struct {
     size_t count;                   // parameters in the group
     double lr;                      // may be changed between steps
     int64_t step;                   // updates applied so far (PyTorch's state['step'])
-    float *exp_avg;    // Adam m, or SGD momentum buffer (NULL for SGD with momentum 0)
-    float *exp_avg_sq; // Adam v (NULL for SGD)
+    float *exp_avg;                 // Adam m, or SGD momentum buffer (NULL for SGD with momentum 0)
+    float *exp_avg_sq;              // Adam v (NULL for SGD)
 } wsml_optim_group;
 
 typedef struct {
@@ -67,8 +67,7 @@ int wsml_optim_init(wsml_optim *o, const wsml_optim_config *cfg, wsml_err *err);
 // Adds a group of `count` parameters with learning rate lr, state zeroed, step 0;
 // returns the group index (>= 0) or a negative wsml_code. Names must be distinct and
 // made of [A-Za-z0-9_-].
-int wsml_optim_add_group(wsml_optim *o, const char *name, size_t count, double lr,
-                         wsml_err *err);
+int wsml_optim_add_group(wsml_optim *o, const char *name, size_t count, double lr, wsml_err *err);
 void wsml_optim_free(wsml_optim *o);
 
 // One update of group g: params (count) -= ..., from grads (count). A group that is
@@ -88,7 +87,6 @@ int wsml_optim_state_views(wsml_optim *o, wsml_tensor_view *views, size_t cap, s
 // Restores the state from tensors (e.g. wsml_safetensors' tensors, n) of a checkpoint
 // written by the same configuration: every tensor above must be present with the
 // right dtype and count, else WSML_ECORRUPT naming it; nothing changes on error.
-int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t n,
-                          wsml_err *err);
+int wsml_optim_state_load(wsml_optim *o, const wsml_tensor_view *tensors, size_t n, wsml_err *err);
 
 #endif

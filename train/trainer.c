@@ -16,9 +16,9 @@
 #include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,15 +40,15 @@ enum { STOP_NONE = 0, STOP_EPOCHS = 1, STOP_EARLY = 2 };
 // last.safetensors' metadata (decimal text; doubles with 17 significant digits, which
 // round-trips them exactly).
 typedef struct {
-    int epoch;             // the epoch in progress, 1-based (t of SPEC §2)
-    int64_t batches_done;  // batches of `epoch` already trained
-    int64_t global_step;   // optimizer steps so far
-    double best_val_map;   // -inf until the first validation
-    int best_epoch;        // 0 until the first validation
-    int stop_reason;       // STOP_*: the loop is over, only the test pass is left
-    int64_t jsonl_bytes;   // run.jsonl's length when the checkpoint was written
+    int epoch;            // the epoch in progress, 1-based (t of SPEC §2)
+    int64_t batches_done; // batches of `epoch` already trained
+    int64_t global_step;  // optimizer steps so far
+    double best_val_map;  // -inf until the first validation
+    int best_epoch;       // 0 until the first validation
+    int stop_reason;      // STOP_*: the loop is over, only the test pass is left
+    int64_t jsonl_bytes;  // run.jsonl's length when the checkpoint was written
     // the epoch in progress, so far
-    double loss_sum;       // Σ batch loss · batch size
+    double loss_sum; // Σ batch loss · batch size
     int64_t images;
     int64_t modified, modified_hidden_pos, hidden_pos, flips, flips_true_pos;
     double train_seconds;
@@ -74,22 +74,22 @@ typedef struct {
     wsml_loss_config loss;
     wsml_label_state labels;
     int has_labels;
-    float *G, *dG;                 // ROLE's estimator logits and their gradient (N, C)
+    float *G, *dG; // ROLE's estimator logits and their gradient (N, C)
 
     wsml_loader *loader;
     FILE *jsonl;
     train_state st;
-    int64_t saved_step;            // global step of the last checkpoint (-1: none)
+    int64_t saved_step; // global step of the last checkpoint (-1: none)
     // The epoch's training time in this process and the device's busy time within it
     // (gpu_idle_frac; busy_mark < 0: the backend does not measure it)
     double idle_wall, idle_busy, busy_mark, wall_mark;
     int saved_epoch;
 
     // per-step scratch (B = --batch)
-    int8_t *observed;              // (B, C) observed labels with LL-Cp's flips
-    float *dlogits;                // (B, C)
-    int32_t *flips;                // (2·B·C)
-    float *G_rows, *dG_rows;       // (B, C) ROLE
+    int8_t *observed;                // (B, C) observed labels with LL-Cp's flips
+    float *dlogits;                  // (B, C)
+    int32_t *flips;                  // (2·B·C)
+    float *G_rows, *dG_rows;         // (B, C) ROLE
     float *host_params, *host_grads; // (P) for a host optimizer over device memory
     // --backend cuda: the optimizer of the network's groups runs on the device
     // (wsml_cuda_optim_step) over device copies of their state; the host's wsml_optim
@@ -118,8 +118,8 @@ static void meta_set_double(json_t *m, const char *key, double v) {
     json_object_set_new(m, key, json_string(buf));
 }
 
-static int meta_get_int(const wsml_safetensors *st, const char *path, const char *key,
-                        int64_t *v, wsml_err *err) {
+static int meta_get_int(const wsml_safetensors *st, const char *path, const char *key, int64_t *v,
+                        wsml_err *err) {
     char buf[64];
     const char *s = wsml_st_meta(st, key, buf, sizeof buf);
     char *end = NULL;
@@ -135,17 +135,18 @@ static int meta_get_int(const wsml_safetensors *st, const char *path, const char
                      key, s ? s : "missing");
 }
 
-static int meta_get_double(const wsml_safetensors *st, const char *path, const char *key,
-                           double *v, wsml_err *err) {
+static int meta_get_double(const wsml_safetensors *st, const char *path, const char *key, double *v,
+                           wsml_err *err) {
     char buf[64];
     const char *s = wsml_st_meta(st, key, buf, sizeof buf);
     char *end = NULL;
     if (s) {
         *v = strtod(s, &end);
-        if (end != s && *end == 0) return 0;
+        if (end != s && *end == 0)
+            return 0;
     }
-    return wsml_errf(err, WSML_ECORRUPT, "%s: metadata \"%s\" is %s (expected a number)", path,
-                     key, s ? s : "missing");
+    return wsml_errf(err, WSML_ECORRUPT, "%s: metadata \"%s\" is %s (expected a number)", path, key,
+                     s ? s : "missing");
 }
 
 // The network's identity, so that a checkpoint alone says how to build the network
@@ -173,11 +174,14 @@ static char *dump_compact(json_t *j) {
 static int jsonl_write(trainer *t, json_t *obj, int sync, wsml_err *err) {
     char *line = dump_compact(obj);
     json_decref(obj);
-    if (!line) return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_jsonl);
+    if (!line)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_jsonl);
     int bad = fputs(line, t->jsonl) < 0 || fputc('\n', t->jsonl) == EOF || fflush(t->jsonl) != 0;
     free(line);
-    if (!bad && sync) bad = fsync(fileno(t->jsonl)) != 0;
-    if (bad) return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
+    if (!bad && sync)
+        bad = fsync(fileno(t->jsonl)) != 0;
+    if (bad)
+        return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
     return 0;
 }
 
@@ -186,7 +190,8 @@ static int jsonl_has_final(const char *path) {
     char *text = NULL;
     size_t len = 0;
     wsml_err err;
-    if (wsml_read_file(path, &text, &len, &err) < 0) return 0;
+    if (wsml_read_file(path, &text, &len, &err) < 0)
+        return 0;
     int found = 0;
     for (char *line = text; line && line < text + len && !found;) {
         char *end = memchr(line, '\n', (size_t)(text + len - line));
@@ -210,7 +215,8 @@ static int check_finite_weights(trainer *t, wsml_err *err) {
     float *tmp = NULL;
     if (!t->be->host_memory) {
         tmp = malloc((np > nb ? np : nb) * sizeof(float) + 4);
-        if (!tmp) return wsml_errf(err, WSML_ENOMEM, "out of memory checking the weights");
+        if (!tmp)
+            return wsml_errf(err, WSML_ENOMEM, "out of memory checking the weights");
         if (t->be->copy_to_host(t->be, tmp, p, np * sizeof(float)) < 0) {
             free(tmp);
             return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
@@ -219,7 +225,8 @@ static int check_finite_weights(trainer *t, wsml_err *err) {
     }
     size_t bad = np;
     for (size_t i = 0; i < np && bad == np; i++)
-        if (!isfinite(p[i])) bad = i;
+        if (!isfinite(p[i]))
+            bad = i;
     if (bad == np && tmp) {
         if (t->be->copy_to_host(t->be, tmp, b, nb * sizeof(float)) < 0) {
             free(tmp);
@@ -230,9 +237,11 @@ static int check_finite_weights(trainer *t, wsml_err *err) {
     size_t bad_b = nb;
     if (bad == np)
         for (size_t i = 0; i < nb && bad_b == nb; i++)
-            if (!isfinite(b[i])) bad_b = i;
+            if (!isfinite(b[i]))
+                bad_b = i;
     free(tmp);
-    if (bad == np && bad_b == nb) return 0;
+    if (bad == np && bad_b == nb)
+        return 0;
     return wsml_errf(err, WSML_ENUMERIC, "%s became non-finite",
                      bad < np ? "the network's parameters" : "the BN running statistics");
 }
@@ -254,18 +263,20 @@ static int save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
 // With the optimizer on the device: copies the state of the device-stepped groups to the
 // host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a load).
 static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
-    if (!t->device_optim) return 0;
+    if (!t->device_optim)
+        return 0;
     for (int g = 0; g < t->optim.num_groups; g++) {
         wsml_optim_group *grp = &t->optim.group[g];
         float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
         for (int k = 0; k < 2; k++) {
-            if (!t->dev_state[g][k] || !host[k]) continue;
+            if (!t->dev_state[g][k] || !host[k])
+                continue;
             size_t bytes = grp->count * sizeof(float);
             int rc = to_device ? t->be->copy_to_device(t->be, t->dev_state[g][k], host[k], bytes)
                                : t->be->copy_to_host(t->be, host[k], t->dev_state[g][k], bytes);
             if (rc < 0)
-                return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
-                                 grp->name, t->be->err.msg);
+                return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s", grp->name,
+                                 t->be->err.msg);
         }
     }
     return 0;
@@ -274,24 +285,29 @@ static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
 // last.safetensors: weights + optimizer + label state + ROLE's G + train_state.
 static int save_last(trainer *t, wsml_err *err) {
     int rc = check_finite_weights(t, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (fflush(t->jsonl) != 0 || fsync(fileno(t->jsonl)) != 0)
         return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
     long bytes = ftell(t->jsonl);
-    if (bytes < 0) return wsml_errf(err, WSML_EIO, "%s: %s", t->path_jsonl, strerror(errno));
+    if (bytes < 0)
+        return wsml_errf(err, WSML_EIO, "%s: %s", t->path_jsonl, strerror(errno));
     t->st.jsonl_bytes = bytes;
 
     rc = optim_state_copy(t, 0, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     wsml_tensor_view extra[MAX_EXTRA];
     size_t n = 0;
     rc = wsml_optim_state_views(&t->optim, extra, MAX_EXTRA - 2, &n, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     int64_t *pairs = NULL;
     size_t npairs = 0;
     if (t->has_labels) {
         rc = wsml_label_state_pairs(&t->labels, &pairs, &npairs, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         wsml_label_state_tensor_view(pairs, npairs, &extra[n++]);
     }
     if (t->G) {
@@ -343,13 +359,17 @@ static int load_last(trainer *t, wsml_err *err) {
     wsml_safetensors st;
     const char *path = t->path_last;
     int rc = wsml_st_read(path, &st, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     rc = wsml_net_load_st(t->net, &st, WSML_NET_LOAD_ALL, err);
-    if (rc < 0) wsml_err_prefix(err, "%s", path);
+    if (rc < 0)
+        wsml_err_prefix(err, "%s", path);
     if (rc == 0) {
         rc = wsml_optim_state_load(&t->optim, st.tensors, st.n, err);
-        if (rc < 0) wsml_err_prefix(err, "%s", path);
-        if (rc == 0) rc = optim_state_copy(t, 1, err);
+        if (rc < 0)
+            wsml_err_prefix(err, "%s", path);
+        if (rc == 0)
+            rc = optim_state_copy(t, 1, err);
     }
     if (rc == 0 && t->has_labels) {
         const wsml_tensor_view *v = wsml_st_find(&st, WSML_LABEL_STATE_TENSOR);
@@ -362,14 +382,17 @@ static int load_last(trainer *t, wsml_err *err) {
     if (rc == 0 && t->G) {
         const int64_t shape[2] = {t->n_train, t->C};
         rc = wsml_st_get_f32(&st, "role.estimator_logits", 2, shape, t->G, err);
-        if (rc < 0) wsml_err_prefix(err, "%s", path);
+        if (rc < 0)
+            wsml_err_prefix(err, "%s", path);
     }
     int64_t v64 = 0, seed = 0, threads = 0;
     train_state *s = &t->st;
 #define GET_INT(key, dst)                                                                          \
-    if (rc == 0 && (rc = meta_get_int(&st, path, key, &v64, err)) == 0) dst = v64
+    if (rc == 0 && (rc = meta_get_int(&st, path, key, &v64, err)) == 0)                            \
+    dst = v64
 #define GET_DBL(key, dst)                                                                          \
-    if (rc == 0) rc = meta_get_double(&st, path, key, &dst, err)
+    if (rc == 0)                                                                                   \
+    rc = meta_get_double(&st, path, key, &dst, err)
     GET_INT("state.epoch", s->epoch);
     GET_INT("state.batches_done", s->batches_done);
     GET_INT("state.global_step", s->global_step);
@@ -391,14 +414,14 @@ static int load_last(trainer *t, wsml_err *err) {
 #undef GET_INT
 #undef GET_DBL
     wsml_st_free(&st);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     int64_t nb = wsml_loader_num_batches(t->loader);
     if (s->epoch < 1 || s->batches_done < 0 || s->batches_done > nb || s->global_step < 0 ||
         s->stop_reason < STOP_NONE || s->stop_reason > STOP_EARLY || s->jsonl_bytes < 0)
-        return wsml_errf(err, WSML_ECORRUPT,
-                         "%s: inconsistent state (epoch %d, batch %lld of %lld, step %lld)", path,
-                         s->epoch, (long long)s->batches_done, (long long)nb,
-                         (long long)s->global_step);
+        return wsml_errf(
+            err, WSML_ECORRUPT, "%s: inconsistent state (epoch %d, batch %lld of %lld, step %lld)",
+            path, s->epoch, (long long)s->batches_done, (long long)nb, (long long)s->global_step);
     if ((uint32_t)seed != t->o.seed || threads != t->o.threads)
         return wsml_errf(err, WSML_ECORRUPT,
                          "%s: written with seed %lld and %lld threads, config.json says %u and %d",
@@ -421,12 +444,14 @@ static int optimizer_step(trainer *t, wsml_err *err) {
         size_t offset[2] = {0, nbb};
         for (int k = 0; k < 2; k++) {
             int g = gs[k];
-            if (g < 0) continue;
+            if (g < 0)
+                continue;
             if (wsml_cuda_optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
                                      t->dev_state[g][0], t->dev_state[g][1]) < 0)
                 return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
         }
-        if (t->G) wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
+        if (t->G)
+            wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
         return 0;
     }
     if (!t->be->host_memory) {
@@ -438,12 +463,14 @@ static int optimizer_step(trainer *t, wsml_err *err) {
         params = t->host_params;
         grads = t->host_grads;
     }
-    if (t->g_backbone >= 0) wsml_optim_step(&t->optim, t->g_backbone, params, grads);
+    if (t->g_backbone >= 0)
+        wsml_optim_step(&t->optim, t->g_backbone, params, grads);
     wsml_optim_step(&t->optim, t->g_head, params + nbb, grads + nbb);
     if (!t->be->host_memory &&
         t->be->copy_to_device(t->be, wsml_net_params(t->net), params, np * sizeof(float)) < 0)
         return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-    if (t->G) wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
+    if (t->G)
+        wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
     return 0;
 }
 
@@ -451,42 +478,50 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
                       wsml_err *err) {
     const int B = b->size, C = t->C;
     memcpy(t->observed, b->observed, (size_t)B * C);
-    if (t->has_labels) wsml_label_state_overlay(&t->labels, b->index, B, t->observed);
+    if (t->has_labels)
+        wsml_label_state_overlay(&t->labels, b->index, B, t->observed);
     if (t->G)
         for (int r = 0; r < B; r++)
             memcpy(t->G_rows + (size_t)r * C, t->G + (size_t)b->index[r] * C, C * sizeof(float));
 
     int rc = wsml_net_zero_grad(t->net, err);
-    if (rc == 0) rc = wsml_net_forward(t->net, b->images, B, WSML_NET_TRAIN, err);
-    if (rc < 0) return rc;
-    wsml_loss_input in = {B, C, epoch, wsml_net_logits(t->net), t->observed, b->full,
-                          t->G ? t->G_rows : NULL};
+    if (rc == 0)
+        rc = wsml_net_forward(t->net, b->images, B, WSML_NET_TRAIN, err);
+    if (rc < 0)
+        return rc;
+    wsml_loss_input in = {
+        B, C, epoch, wsml_net_logits(t->net), t->observed, b->full, t->G ? t->G_rows : NULL};
     wsml_loss_output out = {.dlogits = t->dlogits,
                             .destimator_logits = t->G ? t->dG_rows : NULL,
                             .flips = t->has_labels ? t->flips : NULL,
                             .modified = NULL};
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     *stats = out.stats;
     t->step_loss = out.stats.loss;
     if (!isfinite(out.stats.loss))
         return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", out.stats.loss);
     rc = wsml_net_backward(t->net, t->dlogits, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (t->G)
         for (int r = 0; r < B; r++)
             memcpy(t->dG + (size_t)b->index[r] * C, t->dG_rows + (size_t)r * C, C * sizeof(float));
     rc = optimizer_step(t, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (t->G) // the rows that are not in the next batch have a zero gradient (PyTorch's zero_grad)
-        for (int r = 0; r < B; r++) memset(t->dG + (size_t)b->index[r] * C, 0, C * sizeof(float));
+        for (int r = 0; r < B; r++)
+            memset(t->dG + (size_t)b->index[r] * C, 0, C * sizeof(float));
     if (t->has_labels && out.stats.num_flips > 0) {
         for (int64_t f = 0; f < out.stats.num_flips; f++) {
             int row = t->flips[2 * f], cls = t->flips[2 * f + 1];
             t->st.flips_true_pos += b->full[(size_t)row * C + cls] == 1;
         }
         rc = wsml_label_state_apply(&t->labels, b->index, B, t->flips, out.stats.num_flips, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -498,7 +533,8 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
 // linearly with the batch) against the memory free now.
 static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) {
     wsml_cuda_memory m0, m;
-    if (strcmp(t->be->name, "cuda") || wsml_cuda_memory_info(t->be, &m0) < 0) return;
+    if (strcmp(t->be->name, "cuda") || wsml_cuda_memory_info(t->be, &m0) < 0)
+        return;
     char old[sizeof err->msg];
     snprintf(old, sizeof old, "%s", err->msg);
     size_t free_now = m0.device_total_bytes - m0.device_used_bytes, used[3] = {0, 0, 0};
@@ -517,10 +553,12 @@ static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) 
             used[b] = m.allocated_bytes - m0.allocated_bytes;
         wsml_net_free(net);
     }
-    if (used[2] <= used[1] || used[1] > free_now) return;
+    if (used[2] <= used[1] || used[1] > free_now)
+        return;
     size_t per_image = used[2] - used[1];
     long long fits = 1 + (long long)((free_now - used[1]) / per_image);
-    if (fits >= nc->max_batch) return; // not the activations: say nothing misleading
+    if (fits >= nc->max_batch)
+        return; // not the activations: say nothing misleading
     wsml_errf(err, err->code,
               "%s; about --batch %lld fits on this GPU (measured: %.0f MiB at batch 1, %.1f MiB "
               "more per image, %.0f MiB free)",
@@ -586,13 +624,16 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
     lc.nhwc = 1;
     loader_use_device(t, &lc);
     wsml_loader *l = wsml_loader_open(t->store, &lc, err);
-    if (!l) return err->code < 0 ? err->code : WSML_EIO;
+    if (!l)
+        return err->code < 0 ? err->code : WSML_EIO;
     int64_t n = wsml_loader_num_images(l);
     float *scores = malloc((size_t)n * t->C * sizeof(float) + 4);
     int8_t *labels = malloc((size_t)n * t->C + 1);
-    int rc = scores && labels ? 0 : wsml_errf(err, WSML_ENOMEM, "out of memory for %s scores",
-                                              wsml_split_name(split));
-    if (rc == 0) rc = wsml_loader_start_epoch(l, 1, 0, err);
+    int rc = scores && labels ? 0
+                              : wsml_errf(err, WSML_ENOMEM, "out of memory for %s scores",
+                                          wsml_split_name(split));
+    if (rc == 0)
+        rc = wsml_loader_start_epoch(l, 1, 0, err);
     wsml_progress *p = rc == 0 ? wsml_progress_start(wsml_split_name(split),
                                                      (uint64_t)wsml_loader_num_batches(l), "batch")
                                : NULL;
@@ -604,21 +645,25 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
             break;
         }
         rc = wsml_net_forward(t->net, b->images, b->size, WSML_NET_EVAL, err);
-        if (rc < 0) break;
+        if (rc < 0)
+            break;
         const float *z = wsml_net_logits(t->net);
         float *s = scores + (size_t)b->first_pos * t->C;
-        for (size_t i = 0; i < (size_t)b->size * t->C; i++) s[i] = 1.0f / (1.0f + expf(-z[i]));
+        for (size_t i = 0; i < (size_t)b->size * t->C; i++)
+            s[i] = 1.0f / (1.0f + expf(-z[i]));
         memcpy(labels + (size_t)b->first_pos * t->C, b->full, (size_t)b->size * t->C);
         wsml_progress_add(p, 1);
-        if (t->hooks->stop_requested && *t->hooks->stop_requested) rc = 1;
+        if (t->hooks->stop_requested && *t->hooks->stop_requested)
+            rc = 1;
     }
     wsml_progress_end(p);
     wsml_loader_close(l);
     if (rc == 0) {
         *num_groups = 0;
-        rc = t->hooks->metrics(scores, labels, n, t->C, t->meta->info_json, map, groups,
-                               num_groups, err);
-        if (rc < 0) wsml_err_prefix(err, "%s mAP", wsml_split_name(split));
+        rc = t->hooks->metrics(scores, labels, n, t->C, t->meta->info_json, map, groups, num_groups,
+                               err);
+        if (rc < 0)
+            wsml_err_prefix(err, "%s mAP", wsml_split_name(split));
     }
     free(scores);
     free(labels);
@@ -632,16 +677,20 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
 static void remove_stale_temps(const char *dir) {
     static const char *files[] = {"best.safetensors", "last.safetensors", "config.json"};
     DIR *d = opendir(dir);
-    if (!d) return;
+    if (!d)
+        return;
     struct dirent *e;
     while ((e = readdir(d))) {
         for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
             size_t n = strlen(files[i]);
-            if (strncmp(e->d_name, files[i], n) || strncmp(e->d_name + n, ".tmp.", 5)) continue;
+            if (strncmp(e->d_name, files[i], n) || strncmp(e->d_name + n, ".tmp.", 5))
+                continue;
             char *end = NULL;
             long pid = strtol(e->d_name + n + 5, &end, 10);
-            if (!end || *end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != ESRCH)) continue;
-            if (kill((pid_t)pid, 0) == 0) continue; // still writing: not ours to remove
+            if (!end || *end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != ESRCH))
+                continue;
+            if (kill((pid_t)pid, 0) == 0)
+                continue; // still writing: not ours to remove
             char path[WSML_PATH_MAX + 300];
             snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
             unlink(path);
@@ -653,7 +702,8 @@ static void remove_stale_temps(const char *dir) {
 // Refuses a run directory in the way; removes an old run with --force.
 static int prepare_rundir(trainer *t, int *resume, wsml_err *err) {
     int rc = wsml_mkdirs(t->o.out, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     remove_stale_temps(t->o.out);
     int has_last = file_exists(t->path_last);
     int finished = jsonl_has_final(t->path_jsonl);
@@ -686,7 +736,8 @@ static int write_config(trainer *t, wsml_err *err) {
     char *opts = wsml_train_opts_to_json(&t->o);
     json_t *j = opts ? json_loads(opts, 0, NULL) : NULL;
     free(opts);
-    if (!j) return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
+    if (!j)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
     json_t *top = json_object();
     json_object_set_new(top, "wsml_version", json_string(WSML_VERSION));
     json_object_set_new(top, "dataset", json_string(t->meta->name));
@@ -705,7 +756,8 @@ static int write_config(trainer *t, wsml_err *err) {
     json_object_set_new(top, "blas_core", json_string(core ? core : ""));
     char *text = json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(top);
-    if (!text) return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
+    if (!text)
+        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
     size_t len = strlen(text);
     text[len] = '\n'; // json_dumps leaves room for the NUL, which we replace
     int rc = wsml_write_file_atomic(t->path_config, text, len + 1, err);
@@ -718,13 +770,16 @@ static int check_config(trainer *t, wsml_err *err) {
     char *text = NULL;
     size_t len = 0;
     int rc = wsml_read_file(t->path_config, &text, &len, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     wsml_train_opts recorded = t->o;
     rc = wsml_train_opts_from_json(text, &recorded, err);
     json_t *j = rc == 0 ? json_loads(text, 0, NULL) : NULL;
     free(text);
-    if (rc < 0) return wsml_err_prefix(err, "%s", t->path_config);
-    if (!j) return wsml_errf(err, WSML_EFORMAT, "%s: not JSON", t->path_config);
+    if (rc < 0)
+        return wsml_err_prefix(err, "%s", t->path_config);
+    if (!j)
+        return wsml_errf(err, WSML_EFORMAT, "%s: not JSON", t->path_config);
     rc = wsml_train_opts_same_run(&recorded, &t->o, err);
     if (rc == 0) {
         json_t *ds = json_object_get(j, "dataset"), *c = json_object_get(j, "num_classes");
@@ -781,7 +836,8 @@ static int resolve_epr_k(trainer *t, wsml_err *err) {
 static int setup(trainer *t, int resume, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     t->store = wsml_store_open(o->store, 1, err);
-    if (!t->store) return err->code < 0 ? err->code : WSML_EIO;
+    if (!t->store)
+        return err->code < 0 ? err->code : WSML_EIO;
     t->meta = wsml_store_meta_get(t->store);
     t->C = t->meta->num_classes;
     t->H = t->meta->height;
@@ -796,8 +852,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
                          o->store, t->H, t->W);
     if (t->meta->count[WSML_SPLIT_VAL] < 1)
         return wsml_errf(err, WSML_ESTATE,
-                         "--store %s: the val split is empty (model selection needs it)",
-                         o->store);
+                         "--store %s: the val split is empty (model selection needs it)", o->store);
     if (!strcmp(o->recipe, "paper") && (t->H != 448 || t->W != 448 || !o->pretrained[0]) && !resume)
         wsml_warn("--recipe paper: the paper trains ImageNet-pretrained weights (--pretrained) "
                   "on 448x448 images; this run uses %s on %dx%d",
@@ -815,13 +870,16 @@ static int setup(trainer *t, int resume, wsml_err *err) {
 
     t->loss = o->loss;
     int rc = resolve_epr_k(t, err);
-    if (rc == 0) rc = wsml_loss_config_check(&t->loss, t->C, err);
-    if (rc < 0) return rc;
+    if (rc == 0)
+        rc = wsml_loss_config_check(&t->loss, t->C, err);
+    if (rc < 0)
+        return rc;
 
     wsml_backend_options bo = {.num_threads = o->threads,
                                .precision = (wsml_precision)wsml_precision_parse(o->precision)};
     rc = wsml_backend_create(o->backend, &bo, &t->be, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     wsml_net_config nc;
     wsml_net_config_default(&nc);
     nc.arch = (wsml_arch)wsml_arch_parse(o->arch);
@@ -833,17 +891,21 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     nc.width = t->W;
     nc.max_batch = o->batch;
     rc = wsml_net_create(&nc, t->be, &t->net, err);
-    if (rc == WSML_ENOMEM) suggest_batch(t, &nc, err);
-    if (rc < 0) return rc;
+    if (rc == WSML_ENOMEM)
+        suggest_batch(t, &nc, err);
+    if (rc < 0)
+        return rc;
     // Initial weights (a resumed run overwrites them from last.safetensors).
     wsml_net_init(t->net, o->seed);
     if (o->pretrained[0]) {
         rc = wsml_net_load(t->net, o->pretrained, WSML_NET_LOAD_BACKBONE, err);
-        if (rc < 0) return wsml_err_prefix(err, "--pretrained %s", o->pretrained);
+        if (rc < 0)
+            return wsml_err_prefix(err, "--pretrained %s", o->pretrained);
         wsml_net_init_head(t->net, o->seed);
     } else if (o->init[0]) {
         rc = wsml_net_load(t->net, o->init, WSML_NET_LOAD_ALL, err);
-        if (rc < 0) return wsml_err_prefix(err, "--init %s", o->init);
+        if (rc < 0)
+            return wsml_err_prefix(err, "--init %s", o->init);
     }
     wsml_net_set_frozen_backbone(t->net, o->freeze_backbone);
 
@@ -852,15 +914,18 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     wsml_optim_config oc;
     wsml_optim_config_default(&oc, o->optimizer);
     rc = wsml_optim_init(&t->optim, &oc, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
     t->g_backbone = t->g_est = -1;
     if (!o->freeze_backbone) {
         rc = t->g_backbone = wsml_optim_add_group(&t->optim, "backbone", nbb, o->lr, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     rc = t->g_head = wsml_optim_add_group(&t->optim, "head", np - nbb, o->lr * o->lr_mult, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     size_t BC = (size_t)o->batch * t->C;
     if (o->loss.kind == WSML_LOSS_ROLE) {
         size_t nc_all = (size_t)t->n_train * t->C;
@@ -882,36 +947,45 @@ static int setup(trainer *t, int resume, wsml_err *err) {
         for (int64_t i = 0; i < t->n_train && rc >= 0; i++) {
             wsml_record rec;
             rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
-            if (rc >= 0) wsml_record_observed_labels(&rec, t->C, obs + (size_t)i * t->C);
+            if (rc >= 0)
+                wsml_record_observed_labels(&rec, t->C, obs + (size_t)i * t->C);
         }
         wsml_reader_end(r);
-        if (rc >= 0) wsml_role_init_estimator(t->G, obs, t->n_train, t->C, o->seed);
+        if (rc >= 0)
+            wsml_role_init_estimator(t->G, obs, t->n_train, t->C, o->seed);
         free(obs);
-        if (rc < 0) return rc;
-        rc = t->g_est = wsml_optim_add_group(&t->optim, "estimator", nc_all, o->lr * o->lr_mult,
-                                             err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
+        rc = t->g_est =
+            wsml_optim_add_group(&t->optim, "estimator", nc_all, o->lr * o->lr_mult, err);
+        if (rc < 0)
+            return rc;
     }
     if (o->loss.kind == WSML_LOSS_LL_CP && !o->loss.reference_quirks) {
         rc = wsml_label_state_init(&t->labels, t->n_train, t->C, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         t->has_labels = 1;
         t->flips = malloc(2 * BC * sizeof(int32_t));
-        if (!t->flips) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+        if (!t->flips)
+            return wsml_errf(err, WSML_ENOMEM, "out of memory");
     }
     t->observed = malloc(BC + 1);
     t->dlogits = malloc(BC * sizeof(float));
-    if (!t->observed || !t->dlogits) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!t->observed || !t->dlogits)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     t->device_optim = !t->be->host_memory && !strcmp(t->be->name, "cuda");
     if (t->device_optim) {
         int gs[2] = {t->g_backbone, t->g_head};
         for (int k = 0; k < 2; k++) {
             int g = gs[k];
-            if (g < 0) continue;
+            if (g < 0)
+                continue;
             const wsml_optim_group *grp = &t->optim.group[g];
             const float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
             for (int j = 0; j < 2; j++) {
-                if (!host[j]) continue;
+                if (!host[j])
+                    continue;
                 t->dev_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
                 if (!t->dev_state[g][j])
                     return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
@@ -919,7 +993,8 @@ static int setup(trainer *t, int resume, wsml_err *err) {
             }
         }
         rc = optim_state_copy(t, 1, err); // zeros, as wsml_optim's (a resume loads later)
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     } else if (!t->be->host_memory) {
         t->host_params = malloc(np * sizeof(float));
         t->host_grads = malloc(np * sizeof(float));
@@ -941,27 +1016,31 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     lc.nhwc = 1;
     loader_use_device(t, &lc);
     t->loader = wsml_loader_open(t->store, &lc, err);
-    if (!t->loader) return err->code < 0 ? err->code : WSML_EIO;
+    if (!t->loader)
+        return err->code < 0 ? err->code : WSML_EIO;
 
     t->st.epoch = 1;
     t->st.best_val_map = -INFINITY;
     t->saved_step = -1;
     if (resume) {
         rc = check_config(t, err);
-        if (rc == 0) rc = load_last(t, err);
-        if (rc < 0) return rc;
+        if (rc == 0)
+            rc = load_last(t, err);
+        if (rc < 0)
+            return rc;
         // A run that ended by reaching its --epochs continues when given more (the
         // schedule depends on the epoch number only, so this equals a longer run).
         if (t->st.stop_reason == STOP_EPOCHS && t->st.epoch <= o->epochs)
             t->st.stop_reason = STOP_NONE;
         // Drop what was appended after the checkpoint; it is recomputed identically.
         if (truncate(t->path_jsonl, (off_t)t->st.jsonl_bytes) != 0)
-            return wsml_errf(err, WSML_EIO, "%s: cannot truncate to %lld bytes: %s",
-                             t->path_jsonl, (long long)t->st.jsonl_bytes, strerror(errno));
+            return wsml_errf(err, WSML_EIO, "%s: cannot truncate to %lld bytes: %s", t->path_jsonl,
+                             (long long)t->st.jsonl_bytes, strerror(errno));
         t->jsonl = fopen(t->path_jsonl, "a");
     } else {
         rc = write_config(t, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         t->jsonl = fopen(t->path_jsonl, "w");
     }
     if (!t->jsonl)
@@ -970,14 +1049,17 @@ static int setup(trainer *t, int resume, wsml_err *err) {
 }
 
 static void teardown(trainer *t) {
-    if (t->jsonl) fclose(t->jsonl);
+    if (t->jsonl)
+        fclose(t->jsonl);
     wsml_loader_close(t->loader);
     wsml_net_free(t->net);
     for (int g = 0; g < WSML_OPTIM_MAX_GROUPS; g++)
-        for (int k = 0; k < 2 && t->be; k++) t->be->free(t->be, t->dev_state[g][k]);
+        for (int k = 0; k < 2 && t->be; k++)
+            t->be->free(t->be, t->dev_state[g][k]);
     wsml_backend_destroy(t->be);
     wsml_optim_free(&t->optim);
-    if (t->has_labels) wsml_label_state_free(&t->labels);
+    if (t->has_labels)
+        wsml_label_state_free(&t->labels);
     free(t->G);
     free(t->dG);
     free(t->G_rows);
@@ -987,7 +1069,8 @@ static void teardown(trainer *t) {
     free(t->flips);
     free(t->host_params);
     free(t->host_grads);
-    if (t->store) wsml_store_close(t->store);
+    if (t->store)
+        wsml_store_close(t->store);
 }
 
 // ---- the loop ---------------------------------------------------------------------------------
@@ -1021,7 +1104,8 @@ static int stop_requested(trainer *t) {
 
 static int interrupted(trainer *t, wsml_train_result *res, wsml_err *err) {
     int rc = save_last(t, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     res->interrupted = 1;
     return wsml_errf(err, WSML_ESTATE,
                      "interrupted at epoch %d step %lld; %s saved, continue with --resume",
@@ -1036,9 +1120,11 @@ static void busy_interval_start(trainer *t) {
 }
 
 static void busy_interval_end(trainer *t) {
-    if (t->busy_mark < 0) return;
+    if (t->busy_mark < 0)
+        return;
     double busy = device_busy(t);
-    if (busy < 0) return;
+    if (busy < 0)
+        return;
     t->idle_wall += wsml_now() - t->wall_mark;
     t->idle_busy += busy - t->busy_mark;
 }
@@ -1062,7 +1148,8 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         }
         double t_epoch = wsml_now();
         int rc = wsml_loader_start_epoch(t->loader, e, s->batches_done, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         char label[48];
         snprintf(label, sizeof label, "epoch %d/%d", e, o->epochs);
         wsml_progress *p = wsml_progress_start(label, (uint64_t)nb, "batch");
@@ -1104,7 +1191,8 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                                         isfinite(ls.threshold) ? json_real(ls.threshold)
                                                                : json_null());
                 }
-                if (t->has_labels) json_object_set_new(j, "flips", json_integer(ls.num_flips));
+                if (t->has_labels)
+                    json_object_set_new(j, "flips", json_integer(ls.num_flips));
                 // forward + loss + backward + update, without waiting for the loader
                 json_object_set_new(j, "step_s", json_real(t_step));
                 rc = jsonl_write(t, j, 0, err);
@@ -1126,7 +1214,8 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                 t0 = wsml_now();
                 wsml_progress_end(p);
                 p = NULL;
-                if (stop) return interrupted(t, res, err);
+                if (stop)
+                    return interrupted(t, res, err);
                 rc = save_last(t, err);
                 if (rc < 0) {
                     describe_failure(t, e, s->global_step, s->batches_done, err);
@@ -1144,15 +1233,18 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
             }
         }
         wsml_progress_end(p);
-        if (rc < 0) return wsml_err_prefix(err, "epoch %d", e);
+        if (rc < 0)
+            return wsml_err_prefix(err, "epoch %d", e);
         busy_interval_end(t);
         s->train_seconds += wsml_now() - t0;
 
         double val_map = 0, groups[WSML_TRAIN_MAX_GROUPS];
         int ng = 0;
         rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
-        if (rc == 1) return interrupted(t, res, err);
-        if (rc < 0) return wsml_err_prefix(err, "epoch %d", e);
+        if (rc == 1)
+            return interrupted(t, res, err);
+        if (rc < 0)
+            return wsml_err_prefix(err, "epoch %d", e);
         // Model selection and early stop as the reference (train.py): a strictly better
         // val mAP is the new best; otherwise stop if it is more than 3 points below.
         int improved = val_map > s->best_val_map;
@@ -1209,11 +1301,14 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                   val_map, s->best_val_map, s->best_epoch, early ? ", early stop" : "",
                   s->train_seconds > 0 ? s->images / s->train_seconds : 0);
         rc = jsonl_write(t, j, 1, err);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
         if (improved) {
             rc = check_finite_weights(t, err);
-            if (rc == 0) rc = save_best(t, val_map, e, err);
-            if (rc < 0) return wsml_err_prefix(err, "epoch %d", e);
+            if (rc == 0)
+                rc = save_best(t, val_map, e, err);
+            if (rc < 0)
+                return wsml_err_prefix(err, "epoch %d", e);
         }
         res->epochs_run = e;
         s->epoch = e + 1;
@@ -1224,8 +1319,10 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         else if (e >= o->epochs)
             s->stop_reason = STOP_EPOCHS;
         rc = save_last(t, err);
-        if (rc < 0) return wsml_err_prefix(err, "end of epoch %d", e);
-        if (stop_requested(t) && s->stop_reason == STOP_NONE) return interrupted(t, res, err);
+        if (rc < 0)
+            return wsml_err_prefix(err, "end of epoch %d", e);
+        if (stop_requested(t) && s->stop_reason == STOP_NONE)
+            return interrupted(t, res, err);
     }
     return 0;
 }
@@ -1239,7 +1336,8 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     res->early_stopped = s->stop_reason == STOP_EARLY;
     res->epochs_run = s->epoch - 1;
     int rc = wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     res->test_map = NAN;
     res->num_groups = 0;
     int have_test = t->meta->count[WSML_SPLIT_TEST] > 0;
@@ -1251,7 +1349,8 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
             return wsml_errf(err, WSML_ESTATE,
                              "interrupted during the test pass; rerun with --resume to finish");
         }
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     } else {
         wsml_warn("--store %s has no test split: no test mAP", t->o.store);
     }
@@ -1265,9 +1364,10 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
         for (int i = 0; i < res->num_groups; i++) {
             char key[16];
             snprintf(key, sizeof key, "G%d", i + 1);
-            json_object_set_new(g, key, isfinite(res->test_group_maps[i])
-                                            ? json_real(res->test_group_maps[i])
-                                            : json_null());
+            json_object_set_new(g, key,
+                                isfinite(res->test_group_maps[i])
+                                    ? json_real(res->test_group_maps[i])
+                                    : json_null());
         }
         json_object_set_new(j, "test_groups", g);
     }
@@ -1275,7 +1375,8 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     json_object_set_new(j, "steps", json_integer(s->global_step));
     json_object_set_new(j, "early_stopped", json_boolean(res->early_stopped));
     rc = jsonl_write(t, j, 1, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (have_test)
         wsml_info("test mAP %.2f with the weights of epoch %d (val mAP %.2f)", res->test_map,
                   s->best_epoch, s->best_val_map);
@@ -1289,17 +1390,20 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     memset(res, 0, sizeof *res);
     res->test_map = NAN;
     int rc = wsml_train_opts_check(opts, err);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (!hooks || !hooks->metrics)
         return wsml_errf(err, WSML_EARG, "wsml_train_run: hooks->metrics is required");
     trainer *t = calloc(1, sizeof *t);
-    if (!t) return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (!t)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     t->o = *opts;
     t->hooks = hooks;
     // config.json records where the store is, wherever the run is resumed from.
     char *real = realpath(t->o.store, NULL);
     if (real) {
-        if (strlen(real) < sizeof t->o.store) snprintf(t->o.store, sizeof t->o.store, "%s", real);
+        if (strlen(real) < sizeof t->o.store)
+            snprintf(t->o.store, sizeof t->o.store, "%s", real);
         free(real);
     }
     if (t->o.threads <= 0) {
@@ -1312,12 +1416,15 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     snprintf(t->path_last, sizeof t->path_last, "%s/last.safetensors", t->o.out);
     int resume = t->o.resume;
     rc = prepare_rundir(t, &resume, err);
-    if (rc == 0) rc = setup(t, resume, err);
+    if (rc == 0)
+        rc = setup(t, resume, err);
     if (rc == 0 && resume)
         wsml_info("resuming %s at epoch %d, batch %lld (step %lld)", t->o.out, t->st.epoch,
                   (long long)t->st.batches_done, (long long)t->st.global_step);
-    if (rc == 0) rc = train_epochs(t, res, err);
-    if (rc == 0 && !res->max_steps_hit) rc = finish(t, res, err);
+    if (rc == 0)
+        rc = train_epochs(t, res, err);
+    if (rc == 0 && !res->max_steps_hit)
+        rc = finish(t, res, err);
     teardown(t);
     free(t);
     return rc;

@@ -36,33 +36,33 @@ typedef struct {
     char store[WSML_PATH_MAX];
     char out[WSML_PATH_MAX];
     // model
-    char arch[16];      // resnet18 resnet34 resnet50 resnet101
-    double width_mult;  // channel multiplier (1 = torchvision's widths)
-    char head[16];      // linear | boostlu
-    double alpha;       // BoostLU's boost of positive CAM values
+    char arch[16];                  // resnet18 resnet34 resnet50 resnet101
+    double width_mult;              // channel multiplier (1 = torchvision's widths)
+    char head[16];                  // linear | boostlu
+    double alpha;                   // BoostLU's boost of positive CAM values
     char pretrained[WSML_PATH_MAX]; // ImageNet weights by name, fc re-initialised ("" none)
     char init[WSML_PATH_MAX];       // a checkpoint to start from, head included ("" none)
     int freeze_backbone;            // train the head only (LinearInit, SPEC §3)
     // loss (SPEC §2)
     wsml_loss_config loss;
-    int epr_k_given;                // --epr-k given (else from the dataset)
+    int epr_k_given; // --epr-k given (else from the dataset)
     // optimisation (SPEC §3)
     wsml_optim_kind optimizer;
     double lr, lr_mult;
     int epochs, batch;
     uint32_t seed;
     int flip, shuffle;
-    int early_stop;                 // the reference's rule: stop when val mAP < best − 3
-    int64_t max_steps;              // stop after this many steps in total (0 = no limit)
+    int early_stop;    // the reference's rule: stop when val mAP < best − 3
+    int64_t max_steps; // stop after this many steps in total (0 = no limit)
     // execution
-    char backend[8];                // cpu | cuda
-    char precision[8];              // fp32 | tf32 | bf16 (train/backend.h; cpu: tf32 = fp32)
-    int threads;                    // compute threads (numerics may depend on it)
-    int workers;                    // loader threads (never change numerics)
-    int save_every;                 // steps between mid-epoch checkpoints (0 = only epochs)
+    char backend[8];   // cpu | cuda
+    char precision[8]; // fp32 | tf32 | bf16 (train/backend.h; cpu: tf32 = fp32)
+    int threads;       // compute threads (numerics may depend on it)
+    int workers;       // loader threads (never change numerics)
+    int save_every;    // steps between mid-epoch checkpoints (0 = only epochs)
     // behaviour
     int resume, force, trace, quiet;
-    char recipe[16];                // "" or "paper"
+    char recipe[16]; // "" or "paper"
 } wsml_train_opts;
 
 // Defaults (README/--help): resnet18, width 1, linear head, alpha 5, loss an, relative
@@ -97,12 +97,12 @@ typedef struct {
     int best_epoch;
     double best_val_map;
     double test_map;
-    int num_groups;   // OpenImages: test mAP per frequency group
+    int num_groups; // OpenImages: test mAP per frequency group
     double test_group_maps[WSML_TRAIN_MAX_GROUPS];
     int early_stopped;
-    int started;      // training (or the final test pass) began: a later error is a
-                      // runtime error, not a usage error
-    int interrupted;  // stopped by a signal after saving last.safetensors
+    int started;     // training (or the final test pass) began: a later error is a
+                     // runtime error, not a usage error
+    int interrupted; // stopped by a signal after saving last.safetensors
     int max_steps_hit;
 } wsml_train_result;
 

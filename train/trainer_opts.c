@@ -49,11 +49,14 @@ void wsml_train_opts_paper(wsml_train_opts *o) {
 }
 
 int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err) {
-    if (!o->store[0]) return wsml_errf(err, WSML_EARG, "--store is required");
-    if (!o->out[0]) return wsml_errf(err, WSML_EARG, "--out is required");
+    if (!o->store[0])
+        return wsml_errf(err, WSML_EARG, "--store is required");
+    if (!o->out[0])
+        return wsml_errf(err, WSML_EARG, "--out is required");
     static const char *archs[] = {"resnet18", "resnet34", "resnet50", "resnet101"};
     int ok = 0;
-    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++) ok |= !strcmp(o->arch, archs[i]);
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        ok |= !strcmp(o->arch, archs[i]);
     if (!ok)
         return wsml_errf(err, WSML_EARG,
                          "--arch %s: expected resnet18, resnet34, resnet50 or resnet101", o->arch);
@@ -81,8 +84,7 @@ int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err) {
     if (o->batch < 1 || o->batch > 65536)
         return wsml_errf(err, WSML_EARG, "--batch %d: expected 1..65536", o->batch);
     if (o->max_steps < 0)
-        return wsml_errf(err, WSML_EARG, "--max-steps %lld: must be >= 0",
-                         (long long)o->max_steps);
+        return wsml_errf(err, WSML_EARG, "--max-steps %lld: must be >= 0", (long long)o->max_steps);
     if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda"))
         return wsml_errf(err, WSML_EARG, "--backend %s: expected cpu or cuda", o->backend);
     if (wsml_precision_parse(o->precision) < 0)
@@ -111,7 +113,8 @@ int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err) {
     // The remaining loss ranges (Δrel, R0, Δabs, ls) are the loss module's to judge;
     // EPR/ROLE's k may still come from the store, and C is checked again with the store.
     wsml_loss_config loss = o->loss;
-    if (!o->epr_k_given) loss.expected_num_pos = 1.0;
+    if (!o->epr_k_given)
+        loss.expected_num_pos = 1.0;
     return wsml_loss_config_check(&loss, 2, err);
 }
 
@@ -162,7 +165,8 @@ char *wsml_train_opts_to_json(const wsml_train_opts *o) {
 
 static int get_str(json_t *j, const char *key, char *dst, size_t cap, wsml_err *err) {
     json_t *v = json_object_get(j, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_string(v) || strlen(json_string_value(v)) >= cap)
         return wsml_errf(err, WSML_EFORMAT, "config.json: \"%s\" must be a string (< %zu bytes)",
                          key, cap);
@@ -172,7 +176,8 @@ static int get_str(json_t *j, const char *key, char *dst, size_t cap, wsml_err *
 
 static int get_num(json_t *j, const char *key, double *dst, wsml_err *err) {
     json_t *v = json_object_get(j, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_number(v))
         return wsml_errf(err, WSML_EFORMAT, "config.json: \"%s\" must be a number", key);
     *dst = json_number_value(v);
@@ -181,7 +186,8 @@ static int get_num(json_t *j, const char *key, double *dst, wsml_err *err) {
 
 static int get_int(json_t *j, const char *key, int64_t *dst, wsml_err *err) {
     json_t *v = json_object_get(j, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_integer(v))
         return wsml_errf(err, WSML_EFORMAT, "config.json: \"%s\" must be an integer", key);
     *dst = json_integer_value(v);
@@ -190,7 +196,8 @@ static int get_int(json_t *j, const char *key, int64_t *dst, wsml_err *err) {
 
 static int get_bool(json_t *j, const char *key, int *dst, wsml_err *err) {
     json_t *v = json_object_get(j, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_boolean(v))
         return wsml_errf(err, WSML_EFORMAT, "config.json: \"%s\" must be true or false", key);
     *dst = json_is_true(v);
@@ -201,7 +208,8 @@ int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_er
     json_error_t jerr;
     json_t *j = json_loads(json_text, 0, &jerr);
     if (!j || !json_is_object(j)) {
-        if (j) json_decref(j);
+        if (j)
+            json_decref(j);
         return wsml_errf(err, WSML_EFORMAT, "config.json: line %d: %s", jerr.line, jerr.text);
     }
     char loss[32] = "", threshold[32] = "", optimizer[32] = "";
@@ -209,7 +217,8 @@ int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_er
             workers = o->workers, save_every = o->save_every, max_steps = o->max_steps;
     int rc = 0;
 #define TRY(x)                                                                                     \
-    if (rc == 0) rc = (x)
+    if (rc == 0)                                                                                   \
+    rc = (x)
     TRY(get_str(j, "store", o->store, sizeof o->store, err));
     TRY(get_str(j, "out", o->out, sizeof o->out, err));
     TRY(get_str(j, "arch", o->arch, sizeof o->arch, err));
@@ -247,10 +256,12 @@ int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_er
     TRY(get_str(j, "recipe", o->recipe, sizeof o->recipe, err));
 #undef TRY
     json_decref(j);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (loss[0]) {
         int k = wsml_loss_kind_parse(loss);
-        if (k < 0) return wsml_errf(err, WSML_EFORMAT, "config.json: unknown loss \"%s\"", loss);
+        if (k < 0)
+            return wsml_errf(err, WSML_EFORMAT, "config.json: unknown loss \"%s\"", loss);
         o->loss.kind = (wsml_loss_kind)k;
     }
     if (threshold[0]) {
@@ -281,11 +292,11 @@ int wsml_train_opts_same_run(const wsml_train_opts *a, const wsml_train_opts *b,
     const char *hint = "; a resumed run needs the values it started with (config.json)";
 #define SAME_STR(field, flag)                                                                      \
     if (strcmp(a->field, b->field))                                                                \
-    return wsml_errf(err, WSML_EARG, "%s '%s' differs from the run's '%s'%s", flag, b->field,     \
+    return wsml_errf(err, WSML_EARG, "%s '%s' differs from the run's '%s'%s", flag, b->field,      \
                      a->field, hint)
 #define SAME_NUM(field, flag)                                                                      \
     if (a->field != b->field)                                                                      \
-    return wsml_errf(err, WSML_EARG, "%s %.17g differs from the run's %.17g%s", flag,             \
+    return wsml_errf(err, WSML_EARG, "%s %.17g differs from the run's %.17g%s", flag,              \
                      (double)b->field, (double)a->field, hint)
     SAME_STR(arch, "--arch");
     SAME_NUM(width_mult, "--width-mult");

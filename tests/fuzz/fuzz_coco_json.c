@@ -28,11 +28,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     coco_json_parse_buffer("fuzz.json", data, size, size ? data[0] % 16 : 0, &h, &err);
     // the same bytes as one CSV line (NUL-terminated copy, first line only)
     char *line = malloc(size + 1);
-    if (!line) return 0;
+    if (!line)
+        return 0;
     memcpy(line, data, size);
     line[size] = '\0';
     char *nl = strchr(line, '\n');
-    if (nl) *nl = '\0';
+    if (nl)
+        *nl = '\0';
     char *fields[16];
     ingest_csv_split(line, "fuzz.csv", 1, fields, 16, &err);
     free(line);

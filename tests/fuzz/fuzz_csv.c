@@ -14,17 +14,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len[4];
     int n = fuzz_split(data, size, part, len, 4);
     for (int k = 1; k < n; k++)
-        if (len[k] == 0) part[k] = NULL;
+        if (len[k] == 0)
+            part[k] = NULL;
     static const char *const rel[4] = {"csv/train.csv", "csv/val.csv", "csv/test.csv",
                                        "csv/classes.txt"};
     for (int k = 0; k < 4; k++) {
-        if (k < n && part[k]) fuzz_write(rel[k], part[k], len[k]);
-        else fuzz_unlink(rel[k]);
+        if (k < n && part[k])
+            fuzz_write(rel[k], part[k], len[k]);
+        else
+            fuzz_unlink(rel[k]);
     }
     ingest_opts o;
     fuzz_opts(&o, "csv", fuzz_path("csv"));
     o.images = fuzz_path("csv/photos");
-    if (n > 3 && part[3]) o.classes = fuzz_path("csv/classes.txt");
+    if (n > 3 && part[3])
+        o.classes = fuzz_path("csv/classes.txt");
     fuzz_run_reader(ingest_read_csv, &o);
     return 0;
 }

@@ -15,8 +15,10 @@ static void run(fuzz_reader_fn reader, const ingest_opts *o) {
             fuzz_check_list(&ds, &ds.official[s]);
             for (size_t i = 0; i < ds.official[s].n; i++) {
                 wsml_image img;
-                if (!ds.load || ds.load(&ds, &ds.official[s].items[i], &img, &err) != 0) abort();
-                if (img.height != ds.native_size || img.width != ds.native_size) abort();
+                if (!ds.load || ds.load(&ds, &ds.official[s].items[i], &img, &err) != 0)
+                    abort();
+                if (img.height != ds.native_size || img.width != ds.native_size)
+                    abort();
                 wsml_image_free(&img);
             }
         }

@@ -30,7 +30,8 @@ const char *__lsan_default_suppressions(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wsml_err err;
     wsml_err_clear(&err);
-    if (wsml_image_init(&err) != 0) abort();
+    if (wsml_image_init(&err) != 0)
+        abort();
     const char *loader = size ? vips_foreign_find_load_buffer(data, size) : NULL;
     vips_error_clear();
     // header only (libvips loads pixels lazily); not through ImageMagick, which wsml
@@ -41,29 +42,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (head) {
             uint64_t px = (uint64_t)head->Xsize * (uint64_t)head->Ysize;
             g_object_unref(head);
-            if (px > FUZZ_MAX_PIXELS) return 0;
+            if (px > FUZZ_MAX_PIXELS)
+                return 0;
         }
     }
     wsml_image img;
     if (wsml_image_decode_buffer(data, size, &img, &err) != 0) {
-        if (!err.msg[0] || strchr(err.msg, '\n')) abort();
+        if (!err.msg[0] || strchr(err.msg, '\n'))
+            abort();
         return 0;
     }
-    if (img.channels != 3 || img.height < 1 || img.width < 1 || !img.pixels) abort();
+    if (img.channels != 3 || img.height < 1 || img.width < 1 || !img.pixels)
+        abort();
     volatile uint8_t sink = img.pixels[(size_t)img.height * img.width * 3 - 1];
     (void)sink;
     wsml_image small;
-    if (wsml_image_resize(&img, 5, 7, &small, &err) != 0) abort();
-    if (small.height != 5 || small.width != 7 || small.channels != 3) abort();
+    if (wsml_image_resize(&img, 5, 7, &small, &err) != 0)
+        abort();
+    if (small.height != 5 || small.width != 7 || small.channels != 3)
+        abort();
     void *buf = NULL;
     size_t len = 0;
     for (int png = 0; png < 2; png++) {
         int rc = png ? wsml_image_encode_png(&small, &buf, &len, &err)
                      : wsml_image_encode_jpeg(&small, 90, &buf, &len, &err);
-        if (rc != 0) abort();
+        if (rc != 0)
+            abort();
         wsml_image back;
-        if (wsml_image_decode_buffer(buf, len, &back, &err) != 0) abort();
-        if (back.height != 5 || back.width != 7) abort();
+        if (wsml_image_decode_buffer(buf, len, &back, &err) != 0)
+            abort();
+        if (back.height != 5 || back.width != 7)
+            abort();
         wsml_image_free(&back);
         free(buf);
     }

@@ -15,19 +15,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wsml_err_clear(&err);
     wsml_safetensors st;
     if (wsml_st_read(path, &st, &err) != 0) {
-        if (!err.msg[0] || strchr(err.msg, '\n')) abort();
+        if (!err.msg[0] || strchr(err.msg, '\n'))
+            abort();
         return 0;
     }
     const char *base = st.file_buf, *end = base + st.file_len;
     size_t total = 0;
     for (size_t i = 0; i < st.n; i++) {
         const wsml_tensor_view *t = &st.tensors[i];
-        if ((const char *)t->data < base || (const char *)t->data + t->nbytes > end) abort();
-        if (wsml_st_find(&st, t->name) == NULL) abort();
+        if ((const char *)t->data < base || (const char *)t->data + t->nbytes > end)
+            abort();
+        if (wsml_st_find(&st, t->name) == NULL)
+            abort();
         total += t->nbytes;
         if (t->count <= (1u << 16)) {
             float *dst = malloc((t->count ? t->count : 1) * sizeof *dst);
-            if (!dst) abort();
+            if (!dst)
+                abort();
             wsml_st_get_f32(&st, t->name, t->ndim, t->shape, dst, &err);
             free(dst);
         }
@@ -36,10 +40,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wsml_st_meta(&st, "format", buf, sizeof buf);
     if (total <= (1u << 16)) {
         const char *out = fuzz_path("out.safetensors");
-        if (wsml_st_write(out, st.tensors, st.n, st.metadata_json, &err) != 0) abort();
+        if (wsml_st_write(out, st.tensors, st.n, st.metadata_json, &err) != 0)
+            abort();
         wsml_safetensors b;
-        if (wsml_st_read(out, &b, &err) != 0) abort();
-        if (b.n != st.n) abort();
+        if (wsml_st_read(out, &b, &err) != 0)
+            abort();
+        if (b.n != st.n)
+            abort();
         for (size_t i = 0; i < st.n; i++) {
             const wsml_tensor_view *t = &st.tensors[i], *u = wsml_st_find(&b, t->name);
             if (!u || u->dtype != t->dtype || u->ndim != t->ndim || u->nbytes != t->nbytes ||

@@ -13,14 +13,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     wsml_err_clear(&err);
     wsml_store_meta m;
     char *json = malloc(size ? size : 1);
-    if (!json) return 0;
+    if (!json)
+        return 0;
     memcpy(json, data, size);
     int rc = wsml_store_meta_parse(json, size, &m, &err);
     if (rc == 0) {
-        if (m.num_classes < 1 || !m.class_names || !m.info_json) abort();
+        if (m.num_classes < 1 || !m.class_names || !m.info_json)
+            abort();
         for (int i = 0; i < m.num_classes; i++)
-            if (!m.class_names[i]) abort();
-        if (m.height < 1 || m.width < 1 || m.channels < 1) abort();
+            if (!m.class_names[i])
+                abort();
+        if (m.height < 1 || m.width < 1 || m.channels < 1)
+            abort();
     } else if (!err.msg[0] || strchr(err.msg, '\n')) {
         abort();
     }

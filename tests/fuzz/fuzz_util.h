@@ -7,10 +7,10 @@
 #ifndef WSML_FUZZ_UTIL_H
 #define WSML_FUZZ_UTIL_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +29,11 @@ static inline void fuzz_rm_rf(const char *path) {
     if (d) {
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
             char sub[1024];
-            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
+            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
+                continue;
             fuzz_rm_rf(sub);
         }
         closedir(d);
@@ -42,20 +44,24 @@ static inline void fuzz_rm_rf(const char *path) {
 }
 
 static inline void fuzz_cleanup(void) {
-    if (fuzz_dir_path[0]) fuzz_rm_rf(fuzz_dir_path);
+    if (fuzz_dir_path[0])
+        fuzz_rm_rf(fuzz_dir_path);
 }
 
 // Removes the scratch dirs of fuzz processes that died without running atexit (a crash
 // or timeout ends libFuzzer with _exit).
 static inline void fuzz_remove_stale(const char *base) {
     DIR *d = opendir(base);
-    if (!d) return;
+    if (!d)
+        return;
     struct dirent *e;
     while ((e = readdir(d))) {
         long pid;
         char tail;
-        if (sscanf(e->d_name, "wsml-fuzz-%ld%c", &pid, &tail) != 1 || pid <= 0) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; // alive (or not ours)
+        if (sscanf(e->d_name, "wsml-fuzz-%ld%c", &pid, &tail) != 1 || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; // alive (or not ours)
         char path[512];
         snprintf(path, sizeof path, "%s/%s", base, e->d_name);
         fuzz_rm_rf(path);
@@ -69,7 +75,8 @@ static inline const char *fuzz_dir(void) {
         fuzz_remove_stale(base);
         snprintf(fuzz_dir_path, sizeof fuzz_dir_path, "%s/wsml-fuzz-%ld", base, (long)getpid());
         fuzz_rm_rf(fuzz_dir_path);
-        if (mkdir(fuzz_dir_path, 0700) != 0) abort();
+        if (mkdir(fuzz_dir_path, 0700) != 0)
+            abort();
         atexit(fuzz_cleanup);
     }
     return fuzz_dir_path;
@@ -101,17 +108,22 @@ static inline const char *fuzz_path(const char *rel) {
 static inline const char *fuzz_write(const char *rel, const void *data, size_t len) {
     const char *p = fuzz_path(rel);
     FILE *f = fopen(p, "wb");
-    if (!f) abort();
-    if (len && fwrite(data, 1, len, f) != len) abort();
-    if (fclose(f) != 0) abort();
+    if (!f)
+        abort();
+    if (len && fwrite(data, 1, len, f) != len)
+        abort();
+    if (fclose(f) != 0)
+        abort();
     return p;
 }
 
-static inline void fuzz_unlink(const char *rel) { unlink(fuzz_path(rel)); }
+static inline void fuzz_unlink(const char *rel) {
+    unlink(fuzz_path(rel));
+}
 
 // Splits data at FUZZ_SEP into at most max parts; returns the count (>= 1).
 static inline int fuzz_split(const uint8_t *data, size_t size, const uint8_t **part, size_t *len,
-                      int max) {
+                             int max) {
     const size_t sl = sizeof(FUZZ_SEP) - 1;
     int n = 0;
     size_t start = 0;

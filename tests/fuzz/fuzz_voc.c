@@ -4,9 +4,9 @@
 #include "tests/fuzz/fuzz_ingest_common.h"
 
 static const char *const classes[20] = {
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor"};
+    "aeroplane", "bicycle",     "bird",  "boat",        "bottle", "bus",      "car",
+    "cat",       "chair",       "cow",   "diningtable", "dog",    "horse",    "motorbike",
+    "person",    "pottedplant", "sheep", "sofa",        "train",  "tvmonitor"};
 static const char *const fuzzed[4] = {"aeroplane_train", "aeroplane_val", "bicycle_train",
                                       "person_val"};
 
@@ -18,14 +18,16 @@ static void setup(void) {
     for (int c = 0; c < 20; c++)
         for (int p = 0; p < 2; p++) {
             char rel[96];
-            snprintf(rel, sizeof rel, "voc/ImageSets/Main/%s_%s.txt", classes[c], p ? "val" : "train");
+            snprintf(rel, sizeof rel, "voc/ImageSets/Main/%s_%s.txt", classes[c],
+                     p ? "val" : "train");
             fuzz_write(rel, p ? val : train, strlen(p ? val : train));
         }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static int ready;
-    if (!ready) setup(), ready = 1;
+    if (!ready)
+        setup(), ready = 1;
     const uint8_t *part[4];
     size_t len[4];
     int n = fuzz_split(data, size, part, len, 4);

@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int replay_file(const char *path) {
     FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    if (!f)
+        return 0;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -28,16 +29,19 @@ int main(int argc, char **argv) {
     long count = 0;
     for (int i = 1; i < argc; i++) {
         struct stat st;
-        if (stat(argv[i], &st) != 0) continue;
+        if (stat(argv[i], &st) != 0)
+            continue;
         if (!S_ISDIR(st.st_mode)) {
             count += replay_file(argv[i]);
             continue;
         }
         DIR *d = opendir(argv[i]);
-        if (!d) continue;
+        if (!d)
+            continue;
         struct dirent *e;
         while ((e = readdir(d))) {
-            if (e->d_name[0] == '.') continue;
+            if (e->d_name[0] == '.')
+                continue;
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", argv[i], e->d_name);
             count += replay_file(path);

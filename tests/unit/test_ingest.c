@@ -40,7 +40,8 @@ static int on_img(void *ctx, int64_t id, const char *file_name, wsml_err *err) {
 
 static int on_ann(void *ctx, int64_t image_id, int64_t category_id, wsml_err *err) {
     collected *c = ctx;
-    if (c->n_ann == c->fail_at_ann) return wsml_errf(err, WSML_EFORMAT, "injected");
+    if (c->n_ann == c->fail_at_ann)
+        return wsml_errf(err, WSML_EFORMAT, "injected");
     if (c->n_ann < 16) {
         c->ann[c->n_ann][0] = image_id;
         c->ann[c->n_ann][1] = category_id;
@@ -49,8 +50,7 @@ static int on_ann(void *ctx, int64_t image_id, int64_t category_id, wsml_err *er
     return 0;
 }
 
-static int parse_chunked(const char *doc, size_t len, size_t chunk, collected *c,
-                         wsml_err *err) {
+static int parse_chunked(const char *doc, size_t len, size_t chunk, collected *c, wsml_err *err) {
     memset(c, 0, sizeof *c);
     c->fail_at_ann = -1;
     coco_json_handlers h = {.ctx = c, .category = on_cat, .image = on_img, .annotation = on_ann};
@@ -159,7 +159,8 @@ Test(ingest, coco_json_errors) {
     expect_error("{\"a\": -}", "expected a digit");
     expect_error("{\"a\": 1.}", "expected a digit after '.'");
     char deep[1200] = "{\"a\": ";
-    for (int i = 0; i < 300; i++) strcat(deep, "[");
+    for (int i = 0; i < 300; i++)
+        strcat(deep, "[");
     expect_error(deep, "nesting too deep");
 }
 
@@ -235,7 +236,7 @@ Test(ingest, carve_sizes) {
         double frac;
         size_t want_val;
     } cases[] = {{10, 0.25, 2}, {14, 0.25, 4}, {5717, 0.2, 1143}, {82081, 0.2, 16416},
-                 {5, 0.5, 2},   {7, 0.5, 4},   {3, 0.0, 0},        {4, 1.0, 4}};
+                 {5, 0.5, 2},   {7, 0.5, 4},   {3, 0.0, 0},       {4, 1.0, 4}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         uint32_t *tr, *va;
         size_t nt, nv;
@@ -246,14 +247,17 @@ Test(ingest, carve_sizes) {
         cr_assert_eq(nt + nv, cases[k].n);
         uint8_t *seen = calloc(cases[k].n, 1);
         for (size_t i = 0; i < nt; i++) {
-            if (i) cr_assert_lt(tr[i - 1], tr[i]);
+            if (i)
+                cr_assert_lt(tr[i - 1], tr[i]);
             seen[tr[i]]++;
         }
         for (size_t i = 0; i < nv; i++) {
-            if (i) cr_assert_lt(va[i - 1], va[i]);
+            if (i)
+                cr_assert_lt(va[i - 1], va[i]);
             seen[va[i]]++;
         }
-        for (size_t i = 0; i < cases[k].n; i++) cr_assert_eq(seen[i], 1);
+        for (size_t i = 0; i < cases[k].n; i++)
+            cr_assert_eq(seen[i], 1);
         free(seen);
         free(tr);
         free(va);

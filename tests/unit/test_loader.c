@@ -47,7 +47,8 @@ static void make_store(fixture *fx, int bad_index, int jpeg) {
         for (uint32_t i = 0; i < counts[s]; i++) {
             uint8_t px[H * W * 3];
             int8_t full[C], obs[C];
-            for (int k = 0; k < H * W * 3; k++) px[k] = (uint8_t)lcg();
+            for (int k = 0; k < H * W * 3; k++)
+                px[k] = (uint8_t)lcg();
             for (int c = 0; c < C; c++) {
                 full[c] = (int8_t)(lcg() % 2);
                 obs[c] = (int8_t)((int)(lcg() % 3) - 1);
@@ -74,10 +75,11 @@ static void make_store(fixture *fx, int bad_index, int jpeg) {
                 memcpy(fx->full[i], full, C);
                 memcpy(fx->observed[i], obs, C);
             }
-            wsml_record_in rec = {id,     full,  obs, C, jpeg ? WSML_ENC_JPEG : WSML_ENC_RAW,
-                                  H,      width, 3,   payload, len};
+            wsml_record_in rec = {id, full,  obs, C,       jpeg ? WSML_ENC_JPEG : WSML_ENC_RAW,
+                                  H,  width, 3,   payload, len};
             cr_assert_eq(wsml_store_put(w, (wsml_split)s, i, &rec, 0, &err), 0, "%s", err.msg);
-            if (jpeg) free(payload);
+            if (jpeg)
+                free(payload);
         }
     }
     char info[1024];
@@ -98,8 +100,8 @@ static void remove_store(fixture *fx) {
     cr_assert_eq(system(cmd), 0);
 }
 
-static wsml_loader *open_loader_layout(wsml_store *st, int B, int workers, int shuffle,
-                                       int flip, uint32_t seed, int nhwc) {
+static wsml_loader *open_loader_layout(wsml_store *st, int B, int workers, int shuffle, int flip,
+                                       uint32_t seed, int nhwc) {
     wsml_loader_config cfg;
     wsml_loader_config_default(&cfg);
     cfg.batch_size = B;
@@ -194,7 +196,8 @@ Test(loader, batches_equal_numpy_and_torchvision) {
     for (int e = 0; e < epochs; e++) {
         run_epoch(l, e + 1, 0, &d);
         cr_assert_eq(d.num_batches, 5);
-        for (int b = 0; b < 4; b++) cr_assert_eq(d.sizes[b], 5);
+        for (int b = 0; b < 4; b++)
+            cr_assert_eq(d.sizes[b], 5);
         cr_assert_eq(d.sizes[4], 3, "the last batch keeps the remainder (drop_last=False)");
         for (int j = 0; j < N_TRAIN; j++) {
             cr_assert_eq(d.index[j], order[e][j], "epoch %d position %d: index %lld, numpy %lld",

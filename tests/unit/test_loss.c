@@ -19,14 +19,17 @@
 static void compare_f32(const float *a, const float *b, size_t n, double *norm_err,
                         double *elem_err, size_t *bad) {
     double maxb = 0;
-    for (size_t i = 0; i < n; i++) maxb = fmax(maxb, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        maxb = fmax(maxb, fabs(b[i]));
     *norm_err = 0;
     *elem_err = 0;
     *bad = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        if (maxb > 0) *norm_err = fmax(*norm_err, d / maxb);
-        if (fabs(b[i]) >= 1e-3 * maxb && b[i] != 0) *elem_err = fmax(*elem_err, d / fabs(b[i]));
+        if (maxb > 0)
+            *norm_err = fmax(*norm_err, d / maxb);
+        if (fabs(b[i]) >= 1e-3 * maxb && b[i] != 0)
+            *elem_err = fmax(*elem_err, d / fabs(b[i]));
         *bad += d > 1e-5 * fabs(b[i]) + 1e-6 * maxb;
     }
 }
@@ -34,7 +37,7 @@ static void compare_f32(const float *a, const float *b, size_t n, double *norm_e
 // ---- every loss, every threshold, 5 epochs with LL-Cp label state ---------------------------
 
 Test(loss, matches_reference_transcription, .timeout = 120) {
-    static const char *const names[] = {"full", "an",   "an-ls", "wan", "epr",
+    static const char *const names[] = {"full", "an",   "an-ls", "wan",  "epr",
                                         "role", "ll-r", "ll-ct", "ll-cp"};
     FILE *fp = oracle_open("loss");
     int32_t *ncases = read_array(fp, DT_I32, 1, NULL);
@@ -89,11 +92,17 @@ Test(loss, matches_reference_transcription, .timeout = 120) {
                 }
                 wsml_label_state_overlay(&state, idx, bb, obs);
 
-                wsml_loss_input in = {.batch_size = bb, .num_classes = C, .epoch = epoch,
-                                      .logits = z, .observed = obs, .full = full_rows,
+                wsml_loss_input in = {.batch_size = bb,
+                                      .num_classes = C,
+                                      .epoch = epoch,
+                                      .logits = z,
+                                      .observed = obs,
+                                      .full = full_rows,
                                       .estimator_logits = g};
-                wsml_loss_output out = {.dlogits = dz, .destimator_logits = g ? dg : NULL,
-                                        .flips = flips, .modified = mod};
+                wsml_loss_output out = {.dlogits = dz,
+                                        .destimator_logits = g ? dg : NULL,
+                                        .flips = flips,
+                                        .modified = mod};
                 int rc = wsml_loss_compute(&cfg, &in, &out, &err);
                 cr_assert_eq(rc, 0, "%s", err.msg);
                 const char *what = names[kind];
@@ -110,14 +119,18 @@ Test(loss, matches_reference_transcription, .timeout = 120) {
                 worst_grad_elem = fmax(worst_grad_elem, elem_err);
                 if (kind != WSML_LOSS_ROLE)
                     worst_grad_elem_not_role = fmax(worst_grad_elem_not_role, elem_err);
-                cr_expect_eq(bad, 0, "%s C=%d epoch %d: %zu entries of dL/dz off (worst %g of "
-                             "max|dL/dz|, %g relative)", what, C, epoch, bad, norm_err, elem_err);
+                cr_expect_eq(bad, 0,
+                             "%s C=%d epoch %d: %zu entries of dL/dz off (worst %g of "
+                             "max|dL/dz|, %g relative)",
+                             what, C, epoch, bad, norm_err, elem_err);
                 if (g) {
                     compare_f32(dg, want_dg, n, &norm_err, &elem_err, &bad);
                     worst_dg_norm = fmax(worst_dg_norm, norm_err);
                     worst_dg_elem = fmax(worst_dg_elem, elem_err);
-                    cr_expect_eq(bad, 0, "role C=%d epoch %d: %zu entries of dL/dG off (worst %g "
-                                 "of max|dL/dG|, %g relative)", C, epoch, bad, norm_err, elem_err);
+                    cr_expect_eq(bad, 0,
+                                 "role C=%d epoch %d: %zu entries of dL/dG off (worst %g "
+                                 "of max|dL/dG|, %g relative)",
+                                 C, epoch, bad, norm_err, elem_err);
                 }
 
                 // The modified set, exactly; the diagnostics from it.
@@ -173,8 +186,9 @@ Test(loss, matches_reference_transcription, .timeout = 120) {
     cr_log_info("loss: %d cases, %ld batches, %ld modified entries (%ld observed ones under "
                 "quirks), %ld flips; worst rel loss err %.3g, dL/dz err %.3g of max / %.3g "
                 "elementwise (%.3g without ROLE), dL/dG %.3g of max / %.3g elementwise",
-                num_cases, batches, modified_total, quirk_observed_modified, flips_total, worst_loss,
-                worst_grad_norm, worst_grad_elem, worst_grad_elem_not_role, worst_dg_norm, worst_dg_elem);
+                num_cases, batches, modified_total, quirk_observed_modified, flips_total,
+                worst_loss, worst_grad_norm, worst_grad_elem, worst_grad_elem_not_role,
+                worst_dg_norm, worst_dg_elem);
     // The cases must exercise what they claim to.
     cr_expect_gt(modified_total, 1000);
     cr_expect_gt(flips_total, 100);
@@ -256,8 +270,8 @@ Test(loss, rejects_bad_input) {
     wsml_loss_config_default(&cfg);
     float z[4] = {0, 1, NAN, 2}, dz[4];
     int8_t obs[4] = {1, 0, 0, 0};
-    wsml_loss_input in = {.batch_size = 2, .num_classes = 2, .epoch = 1, .logits = z,
-                          .observed = obs};
+    wsml_loss_input in = {
+        .batch_size = 2, .num_classes = 2, .epoch = 1, .logits = z, .observed = obs};
     wsml_loss_output out = {.dlogits = dz};
     wsml_err err = {0};
     cr_expect_eq(wsml_loss_compute(&cfg, &in, &out, &err), WSML_ENUMERIC);
@@ -283,7 +297,8 @@ Test(loss, label_state_checkpoint_round_trip) {
     int64_t idx[16];
     int32_t flips[2 * 300];
     for (int round = 0; round < 40; round++) {
-        for (int b = 0; b < 16; b++) idx[b] = (round * 7919 + b * 104729) % 100000;
+        for (int b = 0; b < 16; b++)
+            idx[b] = (round * 7919 + b * 104729) % 100000;
         for (int f = 0; f < 300; f++) {
             flips[2 * f] = f % 16;
             flips[2 * f + 1] = (f * 37 + round * 11) % 5000;
@@ -303,7 +318,8 @@ Test(loss, label_state_checkpoint_round_trip) {
     cr_assert_eq(wsml_label_state_init(&t, 100000, 5000, &err), 0);
     cr_assert_eq(wsml_label_state_load_view(&t, &view, &err), 0, "%s", err.msg);
     cr_expect_eq(t.count, s.count);
-    for (size_t i = 0; i < n; i++) cr_expect(wsml_label_state_contains(&t, pairs[2 * i], (int)pairs[2 * i + 1]));
+    for (size_t i = 0; i < n; i++)
+        cr_expect(wsml_label_state_contains(&t, pairs[2 * i], (int)pairs[2 * i + 1]));
     pairs[1] = 5000; // a class out of range: refused, naming the tensor
     cr_expect_eq(wsml_label_state_load_view(&t, &view, &err), WSML_ECORRUPT);
     cr_expect(strstr(err.msg, WSML_LABEL_STATE_TENSOR), "%s", err.msg);

@@ -14,7 +14,8 @@
 static double rel_err(const float *a, const float *b, size_t n, size_t *differ) {
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-        if (a[i] != b[i]) (*differ)++;
+        if (a[i] != b[i])
+            (*differ)++;
         worst = fmax(worst, fabs((double)a[i] - b[i]) / fmax(fabs((double)b[i]), 1e-30));
     }
     return worst;
@@ -64,20 +65,24 @@ Test(optim, matches_torch_optim, .timeout = 60) {
         wsml_optim_config cfg;
         wsml_optim_config_default(&cfg, h[0] == 0 ? WSML_OPTIM_ADAM : WSML_OPTIM_SGD);
         cfg.weight_decay = f[1];
-        if (cfg.kind == WSML_OPTIM_SGD) cfg.momentum = f[2];
+        if (cfg.kind == WSML_OPTIM_SGD)
+            cfg.momentum = f[2];
         wsml_optim o;
         wsml_err err = {0};
         cr_assert_eq(wsml_optim_init(&o, &cfg, &err), 0, "%s", err.msg);
         cr_assert_eq(wsml_optim_add_group(&o, "backbone", sizes[0], lrs[0], &err), 0);
         cr_assert_eq(wsml_optim_add_group(&o, "head", sizes[1], lrs[1], &err), 1);
         float *params[2];
-        for (int g = 0; g < 2; g++) params[g] = read_array(fp, DT_F32, sizes[g], NULL);
+        for (int g = 0; g < 2; g++)
+            params[g] = read_array(fp, DT_F32, sizes[g], NULL);
         double worst = 0;
         size_t differ = 0, total = 0;
         for (int step = 1; step <= steps; step++) {
             float *grads[2];
-            for (int g = 0; g < 2; g++) grads[g] = read_array(fp, DT_F32, sizes[g], NULL);
-            for (int g = 0; g < 2; g++) wsml_optim_step(&o, g, params[g], grads[g]);
+            for (int g = 0; g < 2; g++)
+                grads[g] = read_array(fp, DT_F32, sizes[g], NULL);
+            for (int g = 0; g < 2; g++)
+                wsml_optim_step(&o, g, params[g], grads[g]);
             for (int g = 0; g < 2; g++) {
                 float *want = read_array(fp, DT_F32, sizes[g], NULL);
                 double e = rel_err(params[g], want, sizes[g], &differ);
@@ -88,7 +93,8 @@ Test(optim, matches_torch_optim, .timeout = 60) {
                 free(want);
                 free(grads[g]);
             }
-            if (step == steps / 2) save_and_restore(&o, &cfg, lrs, sizes);
+            if (step == steps / 2)
+                save_and_restore(&o, &cfg, lrs, sizes);
         }
         for (int g = 0; g < 2; g++) {
             cr_expect_eq(o.group[g].step, steps);

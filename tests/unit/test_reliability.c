@@ -49,14 +49,22 @@ static void record_for(int s, uint32_t i, char *id, size_t id_cap, int8_t *full,
         full[c] = u < 15 ? 1 : 0;
         obs[c] = u < 5 ? 1 : (u > 95 ? -1 : 0);
     }
-    for (int k = 0; k < H * W * 3; k++) img[k] = (uint8_t)wsml_rng_u32(&r);
+    for (int k = 0; k < H * W * 3; k++)
+        img[k] = (uint8_t)wsml_rng_u32(&r);
 }
 
 static wsml_record_in record_in(const char *id, const int8_t *full, const int8_t *obs,
                                 const uint8_t *img) {
-    wsml_record_in in = {.id = id, .full = full, .observed = obs, .num_classes = C,
-                         .encoding = WSML_ENC_RAW, .height = H, .width = W, .channels = 3,
-                         .image = img, .image_len = H * W * 3};
+    wsml_record_in in = {.id = id,
+                         .full = full,
+                         .observed = obs,
+                         .num_classes = C,
+                         .encoding = WSML_ENC_RAW,
+                         .height = H,
+                         .width = W,
+                         .channels = 3,
+                         .image = img,
+                         .image_len = H * W * 3};
     return in;
 }
 
@@ -75,7 +83,8 @@ static void write_store(void) {
         }
     char info[2048];
     int n = snprintf(info, sizeof info, "{\"name\":\"rel\",\"format\":\"test\",\"classes\":[");
-    for (int c = 0; c < C; c++) n += snprintf(info + n, sizeof info - (size_t)n, "%s\"c%d\"", c ? "," : "", c);
+    for (int c = 0; c < C; c++)
+        n += snprintf(info + n, sizeof info - (size_t)n, "%s\"c%d\"", c ? "," : "", c);
     snprintf(info + n, sizeof info - (size_t)n,
              "],\"counts\":{\"train\":%u,\"val\":%u,\"test\":%u},\"height\":%d,\"width\":%d,"
              "\"channels\":3,\"encoding\":\"raw\",\"full_label_default\":0}",
@@ -93,8 +102,10 @@ static void on_bad(void *ctx, wsml_split split, uint32_t index, const char *what
     bad_set *b = ctx;
     (void)what;
     b->n++;
-    if ((unsigned)split < WSML_NUM_SPLITS && index < split_count[split]) b->hit[split][index]++;
-    else b->out_of_range++;
+    if ((unsigned)split < WSML_NUM_SPLITS && index < split_count[split])
+        b->hit[split][index]++;
+    else
+        b->out_of_range++;
 }
 
 Test(reliability, verify_finds_exactly_100_flipped_records, .init = make_tmp, .fini = cleanup) {
@@ -118,7 +129,8 @@ Test(reliability, verify_finds_exactly_100_flipped_records, .init = make_tmp, .f
     while (flipped < 100) {
         int s = (int)(wsml_rng_u32(&r) % WSML_NUM_SPLITS);
         uint32_t i = wsml_rng_u32(&r) % split_count[s];
-        if (damaged[s][i]) continue;
+        if (damaged[s][i])
+            continue;
         char id[64];
         int8_t full[C], obs[C];
         uint8_t img[H * W * 3];
@@ -154,8 +166,9 @@ Test(reliability, verify_finds_exactly_100_flipped_records, .init = make_tmp, .f
     cr_assert_eq(b.out_of_range, 0);
     for (int s = 0; s < WSML_NUM_SPLITS; s++)
         for (uint32_t i = 0; i < split_count[s]; i++)
-            cr_assert_eq(b.hit[s][i], damaged[s][i], "split %d index %u: reported %d times, damaged %d", s,
-                         i, b.hit[s][i], damaged[s][i]);
+            cr_assert_eq(b.hit[s][i], damaged[s][i],
+                         "split %d index %u: reported %d times, damaged %d", s, i, b.hit[s][i],
+                         damaged[s][i]);
 
     // The CRC-checking reader refuses exactly the damaged records, naming them.
     wsml_store *st_ = wsml_store_open(dir, 1, &err);
@@ -194,12 +207,14 @@ static int same_metadata(const char *a, const char *b) {
     json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
     char crc_buf[32] = "";
     const char *crc = json_string_value(json_object_get(ja, WSML_ST_CRC_KEY));
-    if (crc) snprintf(crc_buf, sizeof crc_buf, "%s", crc), crc = crc_buf;
+    if (crc)
+        snprintf(crc_buf, sizeof crc_buf, "%s", crc), crc = crc_buf;
     json_object_del(ja, WSML_ST_CRC_KEY);
     const char *k;
     json_t *v;
     void *tmp;
-    json_object_foreach_safe(jb, tmp, k, v) if (crc && json_is_string(v) && !strcmp(json_string_value(v), crc))
+    json_object_foreach_safe(jb, tmp, k,
+                             v) if (crc && json_is_string(v) && !strcmp(json_string_value(v), crc))
         json_object_del(jb, k);
     int same = ja && jb && json_equal(ja, jb);
     json_decref(ja);
@@ -208,9 +223,12 @@ static int same_metadata(const char *a, const char *b) {
 }
 
 static int same_contents(const wsml_safetensors *a, const wsml_safetensors *b) {
-    if (a->n != b->n) return 0;
-    if (!a->metadata_json != !b->metadata_json) return 0;
-    if (a->metadata_json && !same_metadata(a->metadata_json, b->metadata_json)) return 0;
+    if (a->n != b->n)
+        return 0;
+    if (!a->metadata_json != !b->metadata_json)
+        return 0;
+    if (a->metadata_json && !same_metadata(a->metadata_json, b->metadata_json))
+        return 0;
     for (size_t i = 0; i < a->n; i++) {
         const wsml_tensor_view *t = &a->tensors[i], *u = wsml_st_find(b, t->name);
         if (!u || u->dtype != t->dtype || u->ndim != t->ndim || u->nbytes != t->nbytes ||
@@ -221,29 +239,53 @@ static int same_contents(const wsml_safetensors *a, const wsml_safetensors *b) {
     return 1;
 }
 
-Test(reliability, every_bit_flip_and_truncation_of_a_checkpoint_is_caught, .init = make_tmp, .fini = cleanup) {
+Test(reliability, every_bit_flip_and_truncation_of_a_checkpoint_is_caught, .init = make_tmp,
+     .fini = cleanup) {
     float w[3][4], bias[3];
     int64_t flips[2][2] = {{0, 3}, {5, 1}}, steps = 17;
-    for (int i = 0; i < 12; i++) w[i / 4][i % 4] = (float)i * 0.37f - 1.5f;
-    for (int i = 0; i < 3; i++) bias[i] = (float)i - 0.25f;
+    for (int i = 0; i < 12; i++)
+        w[i / 4][i % 4] = (float)i * 0.37f - 1.5f;
+    for (int i = 0; i < 3; i++)
+        bias[i] = (float)i - 0.25f;
     wsml_tensor_view t[4] = {
-        {.name = "fc.weight", .dtype = WSML_DT_F32, .ndim = 2, .shape = {3, 4}, .data = w, .nbytes = sizeof w},
-        {.name = "fc.bias", .dtype = WSML_DT_F32, .ndim = 1, .shape = {3}, .data = bias, .nbytes = sizeof bias},
-        {.name = "label_state.flips", .dtype = WSML_DT_I64, .ndim = 2, .shape = {2, 2}, .data = flips,
+        {.name = "fc.weight",
+         .dtype = WSML_DT_F32,
+         .ndim = 2,
+         .shape = {3, 4},
+         .data = w,
+         .nbytes = sizeof w},
+        {.name = "fc.bias",
+         .dtype = WSML_DT_F32,
+         .ndim = 1,
+         .shape = {3},
+         .data = bias,
+         .nbytes = sizeof bias},
+        {.name = "label_state.flips",
+         .dtype = WSML_DT_I64,
+         .ndim = 2,
+         .shape = {2, 2},
+         .data = flips,
          .nbytes = sizeof flips},
-        {.name = "bn1.num_batches_tracked", .dtype = WSML_DT_I64, .ndim = 0, .data = &steps, .nbytes = 8},
+        {.name = "bn1.num_batches_tracked",
+         .dtype = WSML_DT_I64,
+         .ndim = 0,
+         .data = &steps,
+         .nbytes = 8},
     };
     char path[400], bad[400];
     snprintf(path, sizeof path, "%s/last.safetensors", tmp);
     // the damaged copies live in memory (/dev/shm) when possible: 1,000 writes and reads
-    if (access("/dev/shm", W_OK) == 0) snprintf(bad, sizeof bad, "/dev/shm/wsml-rel-%d.safetensors", (int)getpid());
-    else snprintf(bad, sizeof bad, "%s/bad.safetensors", tmp);
+    if (access("/dev/shm", W_OK) == 0)
+        snprintf(bad, sizeof bad, "/dev/shm/wsml-rel-%d.safetensors", (int)getpid());
+    else
+        snprintf(bad, sizeof bad, "%s/bad.safetensors", tmp);
     wsml_err err = {0};
-    cr_assert_eq(wsml_st_write(path, t, 4,
-                               "{\"state.epoch\":\"3\",\"state.global_step\":\"27\",\"loss\":\"ll-cp\","
-                               "\"note\":\"caf\\u00e9\"}",
-                               &err),
-                 0, "%s", err.msg);
+    cr_assert_eq(
+        wsml_st_write(path, t, 4,
+                      "{\"state.epoch\":\"3\",\"state.global_step\":\"27\",\"loss\":\"ll-cp\","
+                      "\"note\":\"caf\\u00e9\"}",
+                      &err),
+        0, "%s", err.msg);
     wsml_safetensors ref;
     cr_assert_eq(wsml_st_read(path, &ref, &err), 0, "%s", err.msg);
     size_t len = ref.file_len;
@@ -261,12 +303,13 @@ Test(reliability, every_bit_flip_and_truncation_of_a_checkpoint_is_caught, .init
         wsml_safetensors st;
         wsml_err_clear(&err);
         if (wsml_st_read(bad, &st, &err) != 0) {
-            cr_assert(strstr(err.msg, bad) && !strchr(err.msg, '\n'), "byte %zu bit %d: %s", pos, bit, err.msg);
+            cr_assert(strstr(err.msg, bad) && !strchr(err.msg, '\n'), "byte %zu bit %d: %s", pos,
+                      bit, err.msg);
             detected++;
             continue;
         }
-        cr_assert(same_contents(&ref, &st), "byte %zu bit %d: read back different contents: %s", pos, bit,
-                  st.metadata_json ? st.metadata_json : "(no metadata)");
+        cr_assert(same_contents(&ref, &st), "byte %zu bit %d: read back different contents: %s",
+                  pos, bit, st.metadata_json ? st.metadata_json : "(no metadata)");
         harmless++;
         wsml_st_free(&st);
     }
@@ -276,12 +319,14 @@ Test(reliability, every_bit_flip_and_truncation_of_a_checkpoint_is_caught, .init
         cr_assert_eq(fwrite(file, 1, cut, f), cut);
         fclose(f);
         wsml_safetensors st;
-        cr_assert_neq(wsml_st_read(bad, &st, &err), 0, "truncated to %zu of %zu bytes but read", cut, len);
+        cr_assert_neq(wsml_st_read(bad, &st, &err), 0, "truncated to %zu of %zu bytes but read",
+                      cut, len);
         cr_assert(strstr(err.msg, bad), "%s", err.msg);
     }
     unlink(bad);
-    cr_log_info("%zu-byte checkpoint: %ld of %ld bit flips detected, %ld harmless; %zu truncations detected", len,
-                detected, detected + harmless, harmless, len);
+    cr_log_info("%zu-byte checkpoint: %ld of %ld bit flips detected, %ld harmless; %zu truncations "
+                "detected",
+                len, detected, detected + harmless, harmless, len);
     cr_assert_gt(detected, (long)len * 9 / 10);
     free(file);
     wsml_st_free(&ref);

@@ -54,11 +54,14 @@ static void write_store(int C, int dflt, wsml_encoding enc, int finish) {
     for (int s = 0; s < 3; s++)
         for (int i = 0; i < counts[s]; i++) {
             labels_for(s, i, C, dflt, full, obs);
-            for (size_t k = 0; k < sizeof img; k++) img[k] = (uint8_t)(k * 7 + i + 31 * s);
+            for (size_t k = 0; k < sizeof img; k++)
+                img[k] = (uint8_t)(k * 7 + i + 31 * s);
             char id[64];
             snprintf(id, sizeof id, "img_%d_%d.jpg", s, i);
-            wsml_record_in rec = {id, full, obs, C, enc, 4, 5, 3, img, enc == WSML_ENC_RAW ? sizeof img : 17};
-            cr_assert_eq(wsml_store_put(w, (wsml_split)s, (uint32_t)i, &rec, dflt, &err), 0, "%s", err.msg);
+            wsml_record_in rec = {id, full, obs, C,   enc,
+                                  4,  5,    3,   img, enc == WSML_ENC_RAW ? sizeof img : 17};
+            cr_assert_eq(wsml_store_put(w, (wsml_split)s, (uint32_t)i, &rec, dflt, &err), 0, "%s",
+                         err.msg);
         }
     free(full);
     free(obs);
@@ -68,11 +71,13 @@ static void write_store(int C, int dflt, wsml_encoding enc, int finish) {
     }
     char info[1 << 16];
     int n = snprintf(info, sizeof info, "{\"name\":\"t\",\"classes\":[");
-    for (int c = 0; c < C; c++) n += snprintf(info + n, sizeof info - n, "%s\"c%d\"", c ? "," : "", c);
-    snprintf(info + n, sizeof info - n,
-             "],\"counts\":{\"train\":7,\"val\":3,\"test\":5},\"height\":4,\"width\":5,\"channels\":3,"
-             "\"encoding\":\"%s\",\"full_label_default\":%d}",
-             enc == WSML_ENC_RAW ? "raw" : "jpeg", dflt);
+    for (int c = 0; c < C; c++)
+        n += snprintf(info + n, sizeof info - n, "%s\"c%d\"", c ? "," : "", c);
+    snprintf(
+        info + n, sizeof info - n,
+        "],\"counts\":{\"train\":7,\"val\":3,\"test\":5},\"height\":4,\"width\":5,\"channels\":3,"
+        "\"encoding\":\"%s\",\"full_label_default\":%d}",
+        enc == WSML_ENC_RAW ? "raw" : "jpeg", dflt);
     cr_assert_eq(wsml_store_writer_finish(w, info, &err), 0, "%s", err.msg);
 }
 
@@ -90,7 +95,8 @@ static void check_round_trip(int C, int dflt, wsml_encoding enc) {
     for (int sp = 2; sp >= 0; sp--) // random access, not in write order
         for (int i = counts[sp] - 1; i >= 0; i--) {
             wsml_record rec;
-            cr_assert_eq(wsml_reader_get(r, (wsml_split)sp, (uint32_t)i, &rec, &err), 0, "%s", err.msg);
+            cr_assert_eq(wsml_reader_get(r, (wsml_split)sp, (uint32_t)i, &rec, &err), 0, "%s",
+                         err.msg);
             labels_for(sp, i, C, dflt, full, obs);
             wsml_record_full_labels(&rec, C, f2);
             wsml_record_observed_labels(&rec, C, o2);
@@ -110,11 +116,15 @@ static void check_round_trip(int C, int dflt, wsml_encoding enc) {
     wsml_store_close(s);
 }
 
-Test(store, round_trip_raw_default_negative, .init = make_tmp, .fini = cleanup) { check_round_trip(20, 0, WSML_ENC_RAW); }
+Test(store, round_trip_raw_default_negative, .init = make_tmp, .fini = cleanup) {
+    check_round_trip(20, 0, WSML_ENC_RAW);
+}
 Test(store, round_trip_5000_classes_unknown_default, .init = make_tmp, .fini = cleanup) {
     check_round_trip(5000, -1, WSML_ENC_RAW);
 }
-Test(store, round_trip_jpeg_payload, .init = make_tmp, .fini = cleanup) { check_round_trip(80, 0, WSML_ENC_JPEG); }
+Test(store, round_trip_jpeg_payload, .init = make_tmp, .fini = cleanup) {
+    check_round_trip(80, 0, WSML_ENC_JPEG);
+}
 
 Test(store, incomplete_store_refused, .init = make_tmp, .fini = cleanup) {
     write_store(5, 0, WSML_ENC_RAW, 0);
@@ -133,7 +143,8 @@ Test(store, existing_refused_without_force, .init = make_tmp, .fini = cleanup) {
     wsml_store *s = wsml_store_open(dir, 0, &err);
     cr_assert(s, "%s", err.msg);
     pid_t pid = fork();
-    if (pid == 0) _exit(wsml_store_create(dir, 1, &err) ? 0 : 3); // another process
+    if (pid == 0)
+        _exit(wsml_store_create(dir, 1, &err) ? 0 : 3); // another process
     int st;
     waitpid(pid, &st, 0);
     cr_assert_eq(WEXITSTATUS(st), 3, "ingest into a store held open by a reader must be refused");
@@ -221,7 +232,8 @@ Test(store, parse_rejects_garbage) {
     wsml_err err = {0};
     wsml_record rec;
     uint8_t junk[64] = "WSR1";
-    for (size_t len = 0; len <= sizeof junk; len++) cr_assert_neq(wsml_record_parse(junk, len, 1, &rec, &err), 0);
+    for (size_t len = 0; len <= sizeof junk; len++)
+        cr_assert_neq(wsml_record_parse(junk, len, 1, &rec, &err), 0);
     memset(junk + 4, 0xff, 60);
     cr_assert_neq(wsml_record_parse(junk, sizeof junk, 0, &rec, &err), 0);
 }
@@ -237,7 +249,10 @@ Test(store, cli_info_verify_export_against_numpy, .init = make_tmp, .fini = clea
     const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
     char cmd[16384], d[256];
     snprintf(d, sizeof d, "%.*s", (int)(strlen(dir) - 2), dir);
-    snprintf(cmd, sizeof cmd, "%s/wsml-store info %s --json > %s/info.json && %s -c \"import json; d=json.load(open('%s/info.json')); assert d['counts']=={'train':7,'val':3,'test':5}, d; assert len(d['classes'])==20\"",
+    snprintf(cmd, sizeof cmd,
+             "%s/wsml-store info %s --json > %s/info.json && %s -c \"import json; "
+             "d=json.load(open('%s/info.json')); assert d['counts']=={'train':7,'val':3,'test':5}, "
+             "d; assert len(d['classes'])==20\"",
              b, dir, d, py, d);
     cr_assert_eq(run(cmd), 0, "%s", cmd);
     snprintf(cmd, sizeof cmd, "%s/wsml-store verify %s --quiet", b, dir);
@@ -255,20 +270,27 @@ Test(store, cli_info_verify_export_against_numpy, .init = make_tmp, .fini = clea
     size_t o = 0;
     for (int i = 0; i < 7; i++) {
         labels_for(0, i, 20, 0, full, obs);
-        for (int c = 0; c < 20; c++) o += snprintf(expect + o, sizeof expect - o, "%d,", full[c]);
-        for (int c = 0; c < 20; c++) o += snprintf(expect + o, sizeof expect - o, "%d,", obs[c]);
+        for (int c = 0; c < 20; c++)
+            o += snprintf(expect + o, sizeof expect - o, "%d,", full[c]);
+        for (int c = 0; c < 20; c++)
+            o += snprintf(expect + o, sizeof expect - o, "%d,", obs[c]);
     }
     snprintf(cmd, sizeof cmd,
-             "%s -c \"import numpy as np; from PIL import Image; l=np.load('%s/l.npy'); o=np.load('%s/o.npy'); "
+             "%s -c \"import numpy as np; from PIL import Image; l=np.load('%s/l.npy'); "
+             "o=np.load('%s/o.npy'); "
              "assert l.dtype==np.int8 and l.shape==(7,20), l.shape; "
              "e=np.array([%s]).reshape(7,2,20); assert (l==e[:,0]).all() and (o==e[:,1]).all(); "
-             "ids=open('%s/ids.txt').read().split(); assert ids==['img_0_%%d.jpg'%%i for i in range(7)], ids; "
+             "ids=open('%s/ids.txt').read().split(); assert ids==['img_0_%%d.jpg'%%i for i in "
+             "range(7)], ids; "
              "im=np.asarray(Image.open('%s/png/2.png')); assert im.shape==(4,5,3); "
              "assert (im.reshape(-1)==(np.arange(60)*7+2+62)%%256).all()\"",
              py, d, d, expect, d, d);
     cr_assert_eq(run(cmd), 0, "%s", cmd);
     flip_record_byte();
-    snprintf(cmd, sizeof cmd, "%s/wsml-store verify %s >/dev/null 2>%s/verify.err; test $? -eq 1 && grep -q 'val record 1' %s/verify.err", b, dir, d, d);
+    snprintf(cmd, sizeof cmd,
+             "%s/wsml-store verify %s >/dev/null 2>%s/verify.err; test $? -eq 1 && grep -q 'val "
+             "record 1' %s/verify.err",
+             b, dir, d, d);
     cr_assert_eq(run(cmd), 0, "%s", cmd);
     snprintf(cmd, sizeof cmd, "%s/wsml-store info %s/nope 2>/dev/null", b, d);
     cr_assert_eq(run(cmd), 1);
@@ -282,7 +304,8 @@ Test(store, cli_info_verify_export_against_numpy, .init = make_tmp, .fini = clea
 static void random_labels(wsml_rng *r, int C, int8_t *full, int8_t *obs) {
     for (int c = 0; c < C; c++) {
         full[c] = (int8_t)((int)wsml_rng_interval(r, 2) - 1);
-        if (obs) obs[c] = (int8_t)((int)wsml_rng_interval(r, 2) - 1);
+        if (obs)
+            obs[c] = (int8_t)((int)wsml_rng_interval(r, 2) - 1);
     }
 }
 
@@ -291,7 +314,8 @@ Test(store, codec_round_trip_exact_and_compact) {
     wsml_rng_seed(&r, 7);
     const int classes[] = {1, 7, 80, 5000};
     uint8_t img[6 * 4 * 3];
-    for (size_t k = 0; k < sizeof img; k++) img[k] = (uint8_t)(k * 13 + 1);
+    for (size_t k = 0; k < sizeof img; k++)
+        img[k] = (uint8_t)(k * 13 + 1);
     for (int ci = 0; ci < 4; ci++)
         for (int dflt = -1; dflt <= 0; dflt++)
             for (int with_obs = 0; with_obs < 2; with_obs++)
@@ -299,9 +323,18 @@ Test(store, codec_round_trip_exact_and_compact) {
                     int C = classes[ci];
                     int8_t *full = malloc(C), *obs = malloc(C), *f2 = malloc(C), *o2 = malloc(C);
                     random_labels(&r, C, full, with_obs ? obs : NULL);
-                    if (!with_obs) memset(obs, 0, C);
-                    wsml_record_in in = {"dir/ünïcode id.jpg", full, with_obs ? obs : NULL, C,
-                                         (wsml_encoding)enc, 6, 4, 3, img, enc ? 29 : sizeof img};
+                    if (!with_obs)
+                        memset(obs, 0, C);
+                    wsml_record_in in = {"dir/ünïcode id.jpg",
+                                         full,
+                                         with_obs ? obs : NULL,
+                                         C,
+                                         (wsml_encoding)enc,
+                                         6,
+                                         4,
+                                         3,
+                                         img,
+                                         enc ? 29 : sizeof img};
                     uint8_t *val;
                     size_t len;
                     wsml_err err = {0};
@@ -310,7 +343,8 @@ Test(store, codec_round_trip_exact_and_compact) {
                     // listed labels are the full ones that differ from the default and the
                     // non-zero observed ones.
                     size_t listed = 0;
-                    for (int c = 0; c < C; c++) listed += (full[c] != dflt) + (obs[c] != 0);
+                    for (int c = 0; c < C; c++)
+                        listed += (full[c] != dflt) + (obs[c] != 0);
                     cr_assert_eq(len, 40 + strlen(in.id) + 4 * listed + in.image_len);
                     wsml_record rec;
                     cr_assert_eq(wsml_record_parse(val, len, 1, &rec, &err), 0, "%s", err.msg);
@@ -356,7 +390,8 @@ Test(store, codec_truncated_and_flipped_records_fail) {
     wsml_rng_seed(&r, 11);
     random_labels(&r, 30, full, obs);
     uint8_t img[2 * 3 * 3];
-    for (size_t k = 0; k < sizeof img; k++) img[k] = (uint8_t)k;
+    for (size_t k = 0; k < sizeof img; k++)
+        img[k] = (uint8_t)k;
     wsml_record_in in = {"abc", full, obs, 30, WSML_ENC_RAW, 2, 3, 3, img, sizeof img};
     uint8_t *val;
     size_t len;
@@ -373,7 +408,8 @@ Test(store, codec_truncated_and_flipped_records_fail) {
         for (int bit = 0; bit < 8; bit++) {
             val[pos] ^= (uint8_t)(1u << bit);
             err.msg[0] = 0;
-            cr_assert_lt(wsml_record_parse(val, len, 1, &rec, &err), 0, "flip at %zu.%d parsed", pos, bit);
+            cr_assert_lt(wsml_record_parse(val, len, 1, &rec, &err), 0, "flip at %zu.%d parsed",
+                         pos, bit);
             cr_assert(err.msg[0]);
             val[pos] ^= (uint8_t)(1u << bit);
         }
@@ -389,19 +425,22 @@ Test(store, codec_random_garbage_never_overreads) {
     for (int t = 0; t < 20000; t++) {
         size_t n = (size_t)wsml_rng_interval(&r, 200);
         uint8_t *b = malloc(n ? n : 1);
-        for (size_t k = 0; k < n; k++) b[k] = (uint8_t)wsml_rng_u32(&r);
+        for (size_t k = 0; k < n; k++)
+            b[k] = (uint8_t)wsml_rng_u32(&r);
         if (n >= 36 && t % 2) {
             memcpy(b, "WSR1", 4);
             b[10] = 0, b[11] = 0, b[5] = 3;
             uint32_t rest = (uint32_t)(n - 40);
             // Lengths that almost add up, or overflow when multiplied by 4.
             uint32_t f[6] = {rest / 3, t % 7 ? 1 : 0x40000000u, 0, 0, 0, 0};
-            for (int k = 0; k < 6; k++) memcpy(b + 12 + 4 * k, &f[k], 4);
+            for (int k = 0; k < 6; k++)
+                memcpy(b + 12 + 4 * k, &f[k], 4);
         }
         wsml_record rec;
         wsml_err err = {0};
         if (wsml_record_parse(b, n, t % 3 == 0, &rec, &err) == 0) {
-            uint64_t labels = 4ull * ((uint64_t)rec.n_full_pos + rec.n_full_neg + rec.n_obs_pos + rec.n_obs_neg);
+            uint64_t labels =
+                4ull * ((uint64_t)rec.n_full_pos + rec.n_full_neg + rec.n_obs_pos + rec.n_obs_neg);
             cr_assert((const uint8_t *)rec.id + rec.id_len <= b + n);
             cr_assert(rec.labels_blob + labels <= b + n);
             cr_assert(rec.image + rec.image_len <= b + n);
@@ -432,9 +471,10 @@ Test(store, codec_class_index_range_checked) {
 // ---- meta -----------------------------------------------------------------------
 
 Test(store, meta_parse_validates) {
-    const char *good = "{\"name\":\"n\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":1,\"val\":0,"
-                       "\"test\":2},\"height\":3,\"width\":4,\"channels\":3,\"encoding\":\"jpeg\","
-                       "\"full_label_default\":-1}";
+    const char *good =
+        "{\"name\":\"n\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":1,\"val\":0,"
+        "\"test\":2},\"height\":3,\"width\":4,\"channels\":3,\"encoding\":\"jpeg\","
+        "\"full_label_default\":-1}";
     wsml_store_meta m;
     wsml_err err = {0};
     cr_assert_eq(wsml_store_meta_parse(good, strlen(good), &m, &err), 0, "%s", err.msg);
@@ -445,21 +485,28 @@ Test(store, meta_parse_validates) {
     cr_assert_eq(m.full_label_default, -1);
     wsml_store_meta_free(&m);
     const char *bad[] = {
-        "", "[]", "{\"name\":\"n\"}",
+        "",
+        "[]",
+        "{\"name\":\"n\"}",
         "{\"name\":\"n\",\"classes\":[],\"counts\":{\"train\":1,\"val\":0,\"test\":2},\"height\":3,"
         "\"width\":4,\"channels\":3,\"encoding\":\"raw\",\"full_label_default\":0}",
-        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":-1,\"val\":0,\"test\":2},\"height\":3,"
+        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":-1,\"val\":0,\"test\":2},"
+        "\"height\":3,"
         "\"width\":4,\"channels\":3,\"encoding\":\"raw\",\"full_label_default\":0}",
-        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":1,\"val\":0,\"test\":2},\"height\":3,"
+        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":1,\"val\":0,\"test\":2},"
+        "\"height\":3,"
         "\"width\":4,\"channels\":3,\"encoding\":\"png\",\"full_label_default\":0}",
-        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":1,\"val\":0,\"test\":2},\"height\":3,"
+        "{\"name\":\"n\",\"classes\":[\"a\"],\"counts\":{\"train\":1,\"val\":0,\"test\":2},"
+        "\"height\":3,"
         "\"width\":4,\"channels\":3,\"encoding\":\"raw\",\"full_label_default\":1}",
-        "{\"name\":\"n\",\"classes\":[7],\"counts\":{\"train\":1,\"val\":0,\"test\":2},\"height\":3,"
+        "{\"name\":\"n\",\"classes\":[7],\"counts\":{\"train\":1,\"val\":0,\"test\":2},\"height\":"
+        "3,"
         "\"width\":4,\"channels\":3,\"encoding\":\"raw\",\"full_label_default\":0}",
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         err.msg[0] = 0;
-        cr_assert_lt(wsml_store_meta_parse(bad[k], strlen(bad[k]), &m, &err), 0, "parsed: %s", bad[k]);
+        cr_assert_lt(wsml_store_meta_parse(bad[k], strlen(bad[k]), &m, &err), 0, "parsed: %s",
+                     bad[k]);
         cr_assert(err.msg[0] && !strchr(err.msg, '\n'));
         wsml_store_meta_free(&m);
     }
@@ -495,9 +542,11 @@ static void *reader_thread(void *p) {
         labels_for(sp, i, a->C, 0, full, obs);
         wsml_record_full_labels(&rec, a->C, f2);
         wsml_record_observed_labels(&rec, a->C, o2);
-        if (memcmp(full, f2, a->C) || memcmp(obs, o2, a->C) || rec.image[1] != (uint8_t)(7 + i + 31 * sp))
+        if (memcmp(full, f2, a->C) || memcmp(obs, o2, a->C) ||
+            rec.image[1] != (uint8_t)(7 + i + 31 * sp))
             a->failures++;
-        if (t % 100 == 99) wsml_reader_reset(r); // views released; the reader goes on
+        if (t % 100 == 99)
+            wsml_reader_reset(r); // views released; the reader goes on
     }
     wsml_reader_end(r);
     return NULL;
@@ -554,9 +603,10 @@ Test(store, writer_checks_order_and_counts, .init = make_tmp, .fini = cleanup) {
     cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, 0, &rec, 0, &err), 0, "%s", err.msg);
     rec.num_classes = 1;
     cr_assert_lt(wsml_store_put(w, WSML_SPLIT_TRAIN, 1, &rec, 0, &err), 0);
-    const char *info = "{\"name\":\"n\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":2,\"val\":0,"
-                       "\"test\":0},\"height\":1,\"width\":1,\"channels\":3,\"encoding\":\"raw\","
-                       "\"full_label_default\":0}";
+    const char *info =
+        "{\"name\":\"n\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":2,\"val\":0,"
+        "\"test\":0},\"height\":1,\"width\":1,\"channels\":3,\"encoding\":\"raw\","
+        "\"full_label_default\":0}";
     cr_assert_lt(wsml_store_writer_finish(w, info, &err), 0); // 1 record put, info says 2
     cr_assert(strstr(err.msg, "train = 2 but 1"), "%s", err.msg);
     cr_assert_null(wsml_store_open(dir, 0, &err));
@@ -592,7 +642,8 @@ Test(store, map_grows_past_initial_size, .init = make_tmp, .fini = cleanup) {
         char id[16];
         snprintf(id, sizeof id, "big%d", i);
         wsml_record_in rec = {id, full, NULL, 3, WSML_ENC_RAW, H, W, 3, img, (size_t)H * W * 3};
-        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s",
+                     err.msg);
     }
     char info[512];
     snprintf(info, sizeof info,
@@ -612,7 +663,8 @@ Test(store, map_grows_past_initial_size, .init = make_tmp, .fini = cleanup) {
     wsml_reader *r = wsml_reader_begin(s, &err);
     for (int i = 0; i < N; i += 13) {
         wsml_record rec;
-        cr_assert_eq(wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, &err), 0, "%s",
+                     err.msg);
         cr_assert_eq(rec.image_len, (uint32_t)H * W * 3);
         cr_assert_eq(rec.image[i], 0xee);
         cr_assert_eq(rec.image[H * W * 3 - 1], (uint8_t)i);
@@ -632,7 +684,8 @@ Test(store, truncated_data_file_is_an_error_not_a_crash, .init = make_tmp, .fini
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         cr_assert_eq(truncate(path, sizes[k]), 0);
         wsml_err err = {0};
-        cr_assert_null(wsml_store_open(dir, 1, &err), "opened with %lld bytes", (long long)sizes[k]);
+        cr_assert_null(wsml_store_open(dir, 1, &err), "opened with %lld bytes",
+                       (long long)sizes[k]);
         cr_assert(strstr(err.msg, dir), "%s", err.msg);
         cr_assert_lt(wsml_store_verify(dir, NULL, NULL, &err), 0);
     }
@@ -647,7 +700,8 @@ typedef struct {
 static void collect_bad(void *ctx, wsml_split split, uint32_t index, const char *what) {
     bad_list *b = ctx;
     (void)what;
-    if (b->n < 64) b->split[b->n] = split, b->index[b->n] = index;
+    if (b->n < 64)
+        b->split[b->n] = split, b->index[b->n] = index;
     b->n++;
 }
 
@@ -661,7 +715,8 @@ static int damage_record(const char *id, size_t bytes_after_id) {
     long n = ftell(f);
     char *buf = malloc(n);
     fseek(f, 0, SEEK_SET);
-    if (fread(buf, 1, n, f) != (size_t)n) n = 0;
+    if (fread(buf, 1, n, f) != (size_t)n)
+        n = 0;
     int hits = 0;
     size_t idl = strlen(id);
     for (char *p = buf; n && (p = memmem(p, n - (p - buf), id, idl)); p += idl) {
@@ -683,18 +738,21 @@ Test(store, verify_finds_every_damaged_record, .init = make_tmp, .fini = cleanup
     int8_t full[C] = {1, 0, 0, -1, 0, 0, 0, 0, 0, 0}; // 2 listed labels: 8 bytes after the id
     uint8_t img[8 * 8 * 3];
     for (int i = 0; i < N; i++) {
-        for (size_t k = 0; k < sizeof img; k++) img[k] = (uint8_t)(k + i);
+        for (size_t k = 0; k < sizeof img; k++)
+            img[k] = (uint8_t)(k + i);
         char id[32];
         snprintf(id, sizeof id, "<rec-%05d>", i);
         wsml_record_in rec = {id, full, NULL, C, WSML_ENC_RAW, 8, 8, 3, img, sizeof img};
-        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s",
+                     err.msg);
     }
     char info[512];
-    snprintf(info, sizeof info,
-             "{\"name\":\"d\",\"classes\":[\"0\",\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"],"
-             "\"counts\":{\"train\":%d,\"val\":0,\"test\":0},\"height\":8,\"width\":8,\"channels\":3,"
-             "\"encoding\":\"raw\",\"full_label_default\":0}",
-             N);
+    snprintf(
+        info, sizeof info,
+        "{\"name\":\"d\",\"classes\":[\"0\",\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"],"
+        "\"counts\":{\"train\":%d,\"val\":0,\"test\":0},\"height\":8,\"width\":8,\"channels\":3,"
+        "\"encoding\":\"raw\",\"full_label_default\":0}",
+        N);
     cr_assert_eq(wsml_store_writer_finish(w, info, &err), 0, "%s", err.msg);
     // Damage 40 distinct random records (ascending, as verify reports them).
     wsml_rng r;
@@ -702,9 +760,11 @@ Test(store, verify_finds_every_damaged_record, .init = make_tmp, .fini = cleanup
     int64_t perm[N];
     wsml_rng_permutation(&r, perm, N);
     int chosen[N] = {0};
-    for (int k = 0; k < 40; k++) chosen[perm[k]] = 1;
+    for (int k = 0; k < 40; k++)
+        chosen[perm[k]] = 1;
     for (int i = 0; i < N; i++) {
-        if (!chosen[i]) continue;
+        if (!chosen[i])
+            continue;
         char id[32];
         snprintf(id, sizeof id, "<rec-%05d>", i);
         cr_assert_geq(damage_record(id, 8 + (size_t)(i % 192)), 1, "record %d not found", i);
@@ -756,7 +816,8 @@ Test(store, cli_jpeg_images_and_errors, .init = make_tmp, .fini = cleanup) {
     int8_t full[2] = {1, -1};
     for (int i = 0; i < N; i++) {
         uint8_t px[H * W * 3];
-        for (int k = 0; k < H * W * 3; k++) px[k] = (uint8_t)((k % 3) * 80 + (k / 3 % W) * 5 + i * 9);
+        for (int k = 0; k < H * W * 3; k++)
+            px[k] = (uint8_t)((k % 3) * 80 + (k / 3 % W) * 5 + i * 9);
         wsml_image img = {H, W, 3, px};
         void *jpg;
         size_t len;
@@ -768,30 +829,38 @@ Test(store, cli_jpeg_images_and_errors, .init = make_tmp, .fini = cleanup) {
         fclose(f);
         snprintf(id, sizeof id, "src%d.jpg", i);
         wsml_record_in rec = {id, full, NULL, 2, WSML_ENC_JPEG, H, W, 3, jpg, len};
-        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TEST, (uint32_t)i, &rec, 0, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TEST, (uint32_t)i, &rec, 0, &err), 0, "%s",
+                     err.msg);
         free(jpg);
     }
     char info[512];
-    snprintf(info, sizeof info,
-             "{\"name\":\"j\",\"format\":\"test\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":0,"
-             "\"val\":0,\"test\":%d},\"height\":%d,\"width\":%d,\"channels\":3,\"encoding\":\"jpeg\","
-             "\"full_label_default\":0,\"skipped\":[{\"path\":\"x.jpg\",\"reason\":\"truncated\"}]}",
-             N, H, W);
+    snprintf(
+        info, sizeof info,
+        "{\"name\":\"j\",\"format\":\"test\",\"classes\":[\"a\",\"b\"],\"counts\":{\"train\":0,"
+        "\"val\":0,\"test\":%d},\"height\":%d,\"width\":%d,\"channels\":3,\"encoding\":\"jpeg\","
+        "\"full_label_default\":0,\"skipped\":[{\"path\":\"x.jpg\",\"reason\":\"truncated\"}]}",
+        N, H, W);
     cr_assert_eq(wsml_store_writer_finish(w, info, &err), 0, "%s", err.msg);
     const char *b = getenv("WSML_BUILD") ? getenv("WSML_BUILD") : "build";
     const char *py = getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3";
     char cmd[8192];
-    snprintf(cmd, sizeof cmd,
-             "%s/wsml-store export %s --split test --what images --out %s/all --quiet && "
-             "%s/wsml-store export %s --split test --what images --range 3:5 --out %s/part --quiet && "
-             "%s/wsml-store info %s > %s/info.txt && grep -q 'skipped   1 image (first: x.jpg: truncated)' %s/info.txt && "
-             "%s -c \"import glob, numpy as np; from PIL import Image\n"
-             "fs = sorted(glob.glob('%s/all/*.png')); assert [f.split('/')[-1] for f in fs] == ['%%02d.png' %% i for i in range(%d)], fs\n"
-             "for i, f in enumerate(fs):\n"
-             "    a = np.asarray(Image.open(f)).astype(float); e = np.asarray(Image.open('%s/src%%d.jpg' %% i).convert('RGB')).astype(float)\n"
-             "    assert a.shape == (%d, %d, 3) and np.abs(a - e).mean() < 1.0, (f, np.abs(a - e).mean())\n"
-             "assert sorted(p.split('/')[-1] for p in glob.glob('%s/part/*.png')) == ['3.png', '4.png']\"",
-             b, dir, d, b, dir, d, b, dir, d, d, py, d, N, d, H, W, d);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s/wsml-store export %s --split test --what images --out %s/all --quiet && "
+        "%s/wsml-store export %s --split test --what images --range 3:5 --out %s/part --quiet && "
+        "%s/wsml-store info %s > %s/info.txt && grep -q 'skipped   1 image (first: x.jpg: "
+        "truncated)' %s/info.txt && "
+        "%s -c \"import glob, numpy as np; from PIL import Image\n"
+        "fs = sorted(glob.glob('%s/all/*.png')); assert [f.split('/')[-1] for f in fs] == "
+        "['%%02d.png' %% i for i in range(%d)], fs\n"
+        "for i, f in enumerate(fs):\n"
+        "    a = np.asarray(Image.open(f)).astype(float); e = "
+        "np.asarray(Image.open('%s/src%%d.jpg' %% i).convert('RGB')).astype(float)\n"
+        "    assert a.shape == (%d, %d, 3) and np.abs(a - e).mean() < 1.0, (f, np.abs(a - "
+        "e).mean())\n"
+        "assert sorted(p.split('/')[-1] for p in glob.glob('%s/part/*.png')) == ['3.png', "
+        "'4.png']\"",
+        b, dir, d, b, dir, d, b, dir, d, d, py, d, N, d, H, W, d);
     cr_assert_eq(run(cmd), 0, "%s", cmd);
     const char *usage_errors[] = {"export %s --split test --what images --range 5:3 --out %s/x",
                                   "export %s --split test --what images --range 0:13 --out %s/x",
@@ -807,7 +876,9 @@ Test(store, cli_jpeg_images_and_errors, .init = make_tmp, .fini = cleanup) {
         snprintf(args, sizeof args, usage_errors[k], dir, d);
         snprintf(cmd, sizeof cmd, "%s/wsml-store %s 2>%s/err.txt", b, args, d);
         cr_assert_eq(run(cmd), 2, "%s", cmd);
-        snprintf(cmd, sizeof cmd, "test $(wc -l < %s/err.txt) -eq 1 && grep -q '^wsml-store: error: ' %s/err.txt", d, d);
+        snprintf(cmd, sizeof cmd,
+                 "test $(wc -l < %s/err.txt) -eq 1 && grep -q '^wsml-store: error: ' %s/err.txt", d,
+                 d);
         cr_assert_eq(run(cmd), 0, "one error line expected for: %s", args);
     }
     snprintf(cmd, sizeof cmd, "%s/wsml-store --help | grep -q examples", b);
@@ -822,7 +893,9 @@ Test(store, cli_jpeg_images_and_errors, .init = make_tmp, .fini = cleanup) {
     wsml_store_writer_abort(w2);
     snprintf(cmd, sizeof cmd, "%s/wsml-store verify %s 2>%s/err.txt", b, dir, d);
     cr_assert_eq(run(cmd), 1);
-    snprintf(cmd, sizeof cmd, "test $(wc -l < %s/err.txt) -eq 1 && grep -q '%s: store is incomplete' %s/err.txt", d, dir, d);
+    snprintf(cmd, sizeof cmd,
+             "test $(wc -l < %s/err.txt) -eq 1 && grep -q '%s: store is incomplete' %s/err.txt", d,
+             dir, d);
     cr_assert_eq(run(cmd), 0);
 }
 
@@ -845,22 +918,26 @@ Test(store, put_encoded_stores_what_put_stores, .init = make_tmp, .fini = cleanu
         for (int i = 0; i < N; i++) {
             labels_for(0, i, C, 0, full, obs);
             size_t len = 100 + (size_t)(i * 37) % 5900;
-            for (size_t k = 0; k < len; k++) img[k] = (uint8_t)(k * 13 + i);
+            for (size_t k = 0; k < len; k++)
+                img[k] = (uint8_t)(k * 13 + i);
             char id[32];
             snprintf(id, sizeof id, "r%d", i);
             wsml_record_in rec = {id, full, obs, C, WSML_ENC_JPEG, 4, 5, 3, img, len};
             if (pass == 0) {
-                cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0, "%s", err.msg);
+                cr_assert_eq(wsml_store_put(w, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, 0, &err), 0,
+                             "%s", err.msg);
             } else {
                 cr_assert_eq(wsml_record_encode_into(&rec, 0, &buf, &err), 0, "%s", err.msg);
-                cr_assert_eq(wsml_store_put_encoded(w, WSML_SPLIT_TRAIN, (uint32_t)i, C, 0, &buf, &err), 0,
-                             "%s", err.msg);
+                cr_assert_eq(
+                    wsml_store_put_encoded(w, WSML_SPLIT_TRAIN, (uint32_t)i, C, 0, &buf, &err), 0,
+                    "%s", err.msg);
             }
         }
         wsml_record_buf_free(&buf);
         char info[1024];
         int n = snprintf(info, sizeof info, "{\"name\":\"t\",\"classes\":[");
-        for (int c = 0; c < C; c++) n += snprintf(info + n, sizeof info - n, "%s\"c%d\"", c ? "," : "", c);
+        for (int c = 0; c < C; c++)
+            n += snprintf(info + n, sizeof info - n, "%s\"c%d\"", c ? "," : "", c);
         snprintf(info + n, sizeof info - n,
                  "],\"counts\":{\"train\":%d,\"val\":0,\"test\":0},\"height\":4,\"width\":5,"
                  "\"channels\":3,\"encoding\":\"jpeg\",\"full_label_default\":0}",
@@ -876,8 +953,10 @@ Test(store, put_encoded_stores_what_put_stores, .init = make_tmp, .fini = cleanu
     int8_t f2[C], o2[C];
     for (int i = 0; i < N; i++) {
         wsml_record x, y;
-        cr_assert_eq(wsml_reader_get(ra, WSML_SPLIT_TRAIN, (uint32_t)i, &x, &err), 0, "%s", err.msg);
-        cr_assert_eq(wsml_reader_get(rb, WSML_SPLIT_TRAIN, (uint32_t)i, &y, &err), 0, "%s", err.msg);
+        cr_assert_eq(wsml_reader_get(ra, WSML_SPLIT_TRAIN, (uint32_t)i, &x, &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(wsml_reader_get(rb, WSML_SPLIT_TRAIN, (uint32_t)i, &y, &err), 0, "%s",
+                     err.msg);
         cr_assert_eq(x.id_len, y.id_len);
         cr_assert(!memcmp(x.id, y.id, x.id_len));
         cr_assert_eq(x.image_len, y.image_len);

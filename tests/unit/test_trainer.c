@@ -67,43 +67,107 @@ Test(trainer, options_round_trip_through_config_json) {
     cr_assert_eq(b.trace, a.trace);
     cr_assert_eq(b.epr_k_given, a.epr_k_given);
     // doubles exactly, not approximately
-    cr_assert(b.width_mult == a.width_mult && b.loss.delta_rel_percent == a.loss.delta_rel_percent &&
-              b.lr == a.lr);
+    cr_assert(b.width_mult == a.width_mult &&
+              b.loss.delta_rel_percent == a.loss.delta_rel_percent && b.lr == a.lr);
 }
 
 // Changes the option named by flags[i] of the resume cases.
 static const char *const RESUME_FLAGS[] = {
-    "--lr",        "--lr-mult",   "--threads",         "--seed",    "--batch",
-    "--loss",      "--threshold", "--delta-rel",       "--r0",      "--delta-abs",
-    "--width-mult", "--arch",     "--head",            "--alpha",   "--optimizer",
-    "--flip",      "--shuffle",   "--early-stop",      "--backend", "--init",
-    "--freeze-backbone", "--reference-quirks", "--epr-k",
+    "--lr",
+    "--lr-mult",
+    "--threads",
+    "--seed",
+    "--batch",
+    "--loss",
+    "--threshold",
+    "--delta-rel",
+    "--r0",
+    "--delta-abs",
+    "--width-mult",
+    "--arch",
+    "--head",
+    "--alpha",
+    "--optimizer",
+    "--flip",
+    "--shuffle",
+    "--early-stop",
+    "--backend",
+    "--init",
+    "--freeze-backbone",
+    "--reference-quirks",
+    "--epr-k",
 };
 static void resume_change(int i, wsml_train_opts *o) {
     switch (i) {
-    case 0: o->lr *= 2; break;
-    case 1: o->lr_mult = 1; break;
-    case 2: o->threads = 4; break;
-    case 3: o->seed = 2; break;
-    case 4: o->batch = 32; break;
-    case 5: o->loss.kind = WSML_LOSS_LL_CT; break;
-    case 6: o->loss.threshold = WSML_THRESHOLD_RELATIVE; break;
-    case 7: o->loss.delta_rel_percent = 0.3; break;
-    case 8: o->loss.r0 = 2; break;
-    case 9: o->loss.delta_abs = 0.1; break;
-    case 10: o->width_mult = 0.5; break;
-    case 11: snprintf(o->arch, sizeof o->arch, "resnet18"); break;
-    case 12: snprintf(o->head, sizeof o->head, "linear"); break;
-    case 13: o->alpha = 5; break;
-    case 14: o->optimizer = WSML_OPTIM_ADAM; break;
-    case 15: o->flip = 1; break;
-    case 16: o->shuffle = 1; break;
-    case 17: o->early_stop = 1; break;
-    case 18: snprintf(o->backend, sizeof o->backend, "cpu"); break;
-    case 19: o->init[0] = 0; break;
-    case 20: o->freeze_backbone = 0; break;
-    case 21: o->loss.reference_quirks = 0; break;
-    case 22: o->loss.expected_num_pos = 1.5; break;
+    case 0:
+        o->lr *= 2;
+        break;
+    case 1:
+        o->lr_mult = 1;
+        break;
+    case 2:
+        o->threads = 4;
+        break;
+    case 3:
+        o->seed = 2;
+        break;
+    case 4:
+        o->batch = 32;
+        break;
+    case 5:
+        o->loss.kind = WSML_LOSS_LL_CT;
+        break;
+    case 6:
+        o->loss.threshold = WSML_THRESHOLD_RELATIVE;
+        break;
+    case 7:
+        o->loss.delta_rel_percent = 0.3;
+        break;
+    case 8:
+        o->loss.r0 = 2;
+        break;
+    case 9:
+        o->loss.delta_abs = 0.1;
+        break;
+    case 10:
+        o->width_mult = 0.5;
+        break;
+    case 11:
+        snprintf(o->arch, sizeof o->arch, "resnet18");
+        break;
+    case 12:
+        snprintf(o->head, sizeof o->head, "linear");
+        break;
+    case 13:
+        o->alpha = 5;
+        break;
+    case 14:
+        o->optimizer = WSML_OPTIM_ADAM;
+        break;
+    case 15:
+        o->flip = 1;
+        break;
+    case 16:
+        o->shuffle = 1;
+        break;
+    case 17:
+        o->early_stop = 1;
+        break;
+    case 18:
+        snprintf(o->backend, sizeof o->backend, "cpu");
+        break;
+    case 19:
+        o->init[0] = 0;
+        break;
+    case 20:
+        o->freeze_backbone = 0;
+        break;
+    case 21:
+        o->loss.reference_quirks = 0;
+        break;
+    case 22:
+        o->loss.expected_num_pos = 1.5;
+        break;
     }
 }
 
@@ -116,8 +180,7 @@ Test(trainer, resume_refuses_changed_numerics) {
         resume_change(i, &b);
         cr_assert_eq(wsml_train_opts_same_run(&a, &b, &err), WSML_EARG, "%s not refused",
                      RESUME_FLAGS[i]);
-        cr_assert(strstr(err.msg, RESUME_FLAGS[i]), "message for %s: %s", RESUME_FLAGS[i],
-                  err.msg);
+        cr_assert(strstr(err.msg, RESUME_FLAGS[i]), "message for %s: %s", RESUME_FLAGS[i], err.msg);
     }
     // What a resumed run may change: how long, how often it saves, its loader threads,
     // whether it traces, where it is.
@@ -135,28 +198,67 @@ Test(trainer, resume_refuses_changed_numerics) {
 }
 
 static const char *const CHECK_FLAGS[] = {
-    "--store", "--out",    "--arch",   "--width-mult", "--head",   "--pretrained", "--freeze-backbone",
-    "--lr",    "--epochs", "--batch",  "--threads",    "--resume", "--delta-rel",  "--reference-quirks",
+    "--store",
+    "--out",
+    "--arch",
+    "--width-mult",
+    "--head",
+    "--pretrained",
+    "--freeze-backbone",
+    "--lr",
+    "--epochs",
+    "--batch",
+    "--threads",
+    "--resume",
+    "--delta-rel",
+    "--reference-quirks",
 };
 static void check_change(int i, wsml_train_opts *o) {
     switch (i) {
-    case 0: o->store[0] = 0; break;
-    case 1: o->out[0] = 0; break;
-    case 2: snprintf(o->arch, sizeof o->arch, "vgg16"); break;
-    case 3: o->width_mult = 0; break;
-    case 4: snprintf(o->head, sizeof o->head, "mlp"); break;
+    case 0:
+        o->store[0] = 0;
+        break;
+    case 1:
+        o->out[0] = 0;
+        break;
+    case 2:
+        snprintf(o->arch, sizeof o->arch, "vgg16");
+        break;
+    case 3:
+        o->width_mult = 0;
+        break;
+    case 4:
+        snprintf(o->head, sizeof o->head, "mlp");
+        break;
     case 5:
         snprintf(o->pretrained, sizeof o->pretrained, "a.safetensors");
         snprintf(o->init, sizeof o->init, "b.safetensors");
         break;
-    case 6: o->freeze_backbone = 1; break;
-    case 7: o->lr = -1; break;
-    case 8: o->epochs = 0; break;
-    case 9: o->batch = 0; break;
-    case 10: o->threads = -1; break;
-    case 11: o->resume = o->force = 1; break;
-    case 12: o->loss.kind = WSML_LOSS_LL_R; o->loss.delta_rel_percent = 101; break;
-    case 13: o->loss.reference_quirks = 1; break;
+    case 6:
+        o->freeze_backbone = 1;
+        break;
+    case 7:
+        o->lr = -1;
+        break;
+    case 8:
+        o->epochs = 0;
+        break;
+    case 9:
+        o->batch = 0;
+        break;
+    case 10:
+        o->threads = -1;
+        break;
+    case 11:
+        o->resume = o->force = 1;
+        break;
+    case 12:
+        o->loss.kind = WSML_LOSS_LL_R;
+        o->loss.delta_rel_percent = 101;
+        break;
+    case 13:
+        o->loss.reference_quirks = 1;
+        break;
     }
 }
 

@@ -52,10 +52,10 @@ typedef struct {
     size_t device_used_bytes;    // total − free of the whole device now (cudaMemGetInfo):
                                  // includes the CUDA context and library allocations
     size_t device_total_bytes;
-    const char *precision;   // "tf32", "fp32" or "bf16"
+    const char *precision;    // "tf32", "fp32" or "bf16"
     int bf16_fallback_layers; // bf16: convolutions prepared in float32 (TF32) because
                               // cuDNN offered no bf16 algorithm for their shape
-    const char *algo_search; // "heuristic" or "find"
+    const char *algo_search;  // "heuristic" or "find"
 } wsml_cuda_memory;
 
 // Memory figures of a backend made by wsml_backend_cuda_create (be->name "cuda").
