@@ -14,6 +14,7 @@
 #include "eval/csv.h"
 #include "eval/page_plot.h"
 #include "eval/paper.h"
+#include "store/store.h"
 
 #define LL_RELATIVE_ROW "LL-relative (best of R/Ct/Cp)"
 
@@ -656,6 +657,74 @@ void wsml_page_plots_free(char **plots, int num_plots) {
     free_strings(plots, num_plots);
 }
 
+// ---- the base rate of the diagnostics
+// ------------------------------------------------------------
+
+// The store a run trained on (config.json's "store"), copied into buf; 0 if unknown.
+static int run_store(const char *run_dir, char *buf, size_t cap) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/config.json", run_dir);
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *cfg =
+        json_is_object(json_object_get(root, "options")) ? json_object_get(root, "options") : root;
+    json_t *store = json_object_get(cfg, "store");
+    int ok = json_is_string(store) && snprintf(buf, cap, "%s", json_string_value(store)) < (int)cap;
+    json_decref(root);
+    return ok;
+}
+
+// Naive AN's baseline for the precision of the large-loss selection: the share of hidden
+// positives (full label 1, observed 0) among the unobserved entries of the training split,
+// i.e. what a random pick of unobserved entries would hit. Counted from the store the
+// runs trained on (labels only, no CRC); NaN when it cannot be read or when its hidden
+// positives differ from the runs' own count (epoch 1's hidden_pos): the store is not the
+// one they trained on.
+static double base_rate(const picked_logs *p) {
+    char store_dir[4096] = "";
+    double run_hidden = NAN;
+    for (int i = 0; i < p->num_methods && isnan(run_hidden); i++) {
+        char *first = strndup(p->methods[i].runs, strcspn(p->methods[i].runs, ";"));
+        if (first && p->methods[i].num_logs && p->methods[i].logs[0].hidden_pos_start > 0 &&
+            run_store(first, store_dir, sizeof(store_dir)))
+            run_hidden = p->methods[i].logs[0].hidden_pos_start;
+        free(first);
+    }
+    if (isnan(run_hidden))
+        return NAN;
+    wsml_err err = {0};
+    wsml_store *store = wsml_store_open(store_dir, 0, &err);
+    wsml_reader *reader = store ? wsml_reader_begin(store, &err) : NULL;
+    if (!reader) {
+        wsml_store_close(store);
+        return NAN;
+    }
+    const wsml_store_meta *meta = wsml_store_meta_get(store);
+    int C = meta->num_classes;
+    int8_t *full = malloc((size_t)C), *observed = malloc((size_t)C);
+    int64_t hidden = 0, unobserved = 0;
+    int rc = full && observed ? 0 : WSML_ENOMEM;
+    for (uint32_t i = 0; !rc && i < meta->count[WSML_SPLIT_TRAIN]; i++) {
+        wsml_record rec;
+        if ((rc = wsml_reader_get(reader, WSML_SPLIT_TRAIN, i, &rec, &err)))
+            break;
+        wsml_record_full_labels(&rec, C, full);
+        wsml_record_observed_labels(&rec, C, observed);
+        for (int c = 0; c < C; c++) {
+            unobserved += observed[c] == 0;
+            hidden += observed[c] == 0 && full[c] == 1;
+        }
+        if (i % 4096 == 4095)
+            wsml_reader_reset(reader); // bounded snapshot over big splits
+    }
+    free(full);
+    free(observed);
+    wsml_reader_end(reader);
+    wsml_store_close(store);
+    if (rc || unobserved == 0 || (double)hidden != run_hidden)
+        return NAN;
+    return (double)hidden / (double)unobserved;
+}
+
 static const char *CAPTION_MAP =
     "Validation mAP per epoch of each method's picked setting: the line is the mean over its "
     "seeds, the band runs from the lowest to the highest seed. Epoch 1 is never modified, so "
@@ -670,7 +739,9 @@ static const char *CAPTION_LL =
     "by LL-Ct/Cp), the share that are hidden positives (true labels hidden by the partial "
     "labels). <b>Recall</b>: the share of <i>all</i> hidden positives of the training split "
     "that the epoch does not train as negatives (modified in the epoch, or corrected "
-    "permanently by LL-Cp before it); Naive AN, which modifies nothing, is the baseline at 0. "
+    "permanently by LL-Cp before it). Naive AN modifies nothing: its recall is 0, and the "
+    "dashed line in the precision panel is the share of hidden positives among all its "
+    "assumed negatives (the unobserved entries), what a random pick would hit. "
     "LL-Cp's panel counts its permanent corrections and how many of them were right.";
 
 // The frequency-group bars of a by-group section, one picture per dataset: the rows the
@@ -774,8 +845,9 @@ static int write_section(FILE *f, const wsml_page_section *sec, int index, const
             break;
         }
         int has_curves = page_plot_curves(plots_dir, stem, ds, p.methods, p.num_methods, err);
-        int has_ll =
-            has_curves < 0 ? 0 : page_plot_ll(plots_dir, stem, ds, p.methods, p.num_methods, err);
+        int has_ll = has_curves < 0 ? 0
+                                    : page_plot_ll(plots_dir, stem, ds, p.methods, p.num_methods,
+                                                   base_rate(&p), err);
         picked_logs_free(&p);
         if ((rc = has_curves < 0 ? has_curves : has_ll < 0 ? has_ll : 0))
             break;

@@ -60,6 +60,8 @@ typedef struct {
     double *corrected_true_pos;    // LL-Cp: corrected_true_pos_total (NaN for other losses)
     double *corrected;             // LL-Cp: corrected_total
     int knows_hidden;              // some epoch has hidden_pos > 0
+    double hidden_pos_start;       // the first epoch's hidden_pos: every hidden positive of
+                                   // the training split (NaN without that line)
     int finished;                  // the final line exists
     int best_epoch, early_stopped; // from the final line (0 when unfinished)
     double best_val_map, test_map; // from the final line (NaN when unfinished)

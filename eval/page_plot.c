@@ -271,7 +271,7 @@ static int knows_hidden(const page_method *m) {
 }
 
 int page_plot_ll(const char *dir, const char *stem, const char *dataset, const page_method *methods,
-                 int num_methods, wsml_err *err) {
+                 int num_methods, double base_rate, wsml_err *err) {
     int *keep = calloc((size_t)num_methods + 1, sizeof(int)), num_ll = 0, num_cp = 0;
     if (!keep)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
@@ -302,6 +302,11 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
                 "# columns: epoch, precision mean lo hi, recall mean lo hi, "
                 "corrected_true_pos_total mean lo hi, corrected_total mean lo hi, seeds\n",
                 dataset);
+        if (!isnan(base_rate))
+            fprintf(f,
+                    "# base_rate %.17g: hidden positives / unobserved entries of the "
+                    "training split (the store's labels)\n",
+                    base_rate);
         static const size_t OFFSETS[4] = {
             offsetof(wsml_run_log, precision), offsetof(wsml_run_log, recall),
             offsetof(wsml_run_log, corrected_true_pos), offsetof(wsml_run_log, corrected)};
@@ -320,13 +325,15 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
         static const char *const TITLES[3] = {
             "precision: share of the modified entries\\nthat are hidden positives",
             "recall: share of all hidden positives\\nmodified or corrected",
-            "LL-Cp: permanent corrections\\n(cumulative; solid: true positives)"};
+            "LL-Cp: permanent corrections\\n(cumulative over epochs)"};
         for (int panel = 0; panel < panels; panel++) {
             fprintf(f, "set title \"%s\"\n", TITLES[panel]);
             if (panel < 2)
-                fprintf(f, "set yrange [0:1]\nset ylabel 'share'\nset key top left\n");
+                fprintf(f, "set yrange [0:1]\nset ylabel 'share'\nset key top %s\n",
+                        panel ? "left" : "right");
             else
-                fprintf(f, "set yrange [0:*]\nset ylabel 'entries'\nset key top left\n");
+                fprintf(f,
+                        "set yrange [0:*]\nset ylabel 'entries'\nset key top left Left reverse\n");
             int block = 0, first = 1;
             for (int i = 0; i < num_methods; i++) {
                 if (!keep[i])
@@ -340,19 +347,25 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
                     if (panel < 2) {
                         gp_band_line(f, data, block, panel ? 5 : 2, s, methods[i].name, first);
                     } else {
-                        gp_band_line(f, data, block, 8, s, methods[i].name, first);
+                        char title[200];
+                        snprintf(title, sizeof(title), "%s: true positives", methods[i].name);
+                        gp_band_line(f, data, block, 8, s, title, first);
                         fprintf(f,
                                 ", \\\n     '' index %d using 1:11 with linespoints lc rgb "
                                 "'%s' dt 3 pt 6 ps 0.9 lw 2 title ",
                                 block, s.colour);
-                        char title[200];
-                        snprintf(title, sizeof(title), "%s: all corrections", methods[i].name);
+                        snprintf(title, sizeof(title), "%s: all", methods[i].name);
                         gp_string(f, title);
                     }
                     first = 0;
                 }
                 block++;
             }
+            if (panel == 0 && !isnan(base_rate))
+                fprintf(f,
+                        ", \\\n     %.17g with lines lc rgb '#4d4d4d' dt 2 lw 2 title "
+                        "'Naive AN (base rate)'",
+                        base_rate);
             fprintf(f, "\n");
         }
         fprintf(f, "unset multiplot\n");

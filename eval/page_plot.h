@@ -21,10 +21,12 @@ int page_plot_curves(const char *dir, const char *stem, const char *dataset,
                      const page_method *methods, int num_methods, wsml_err *err);
 
 // The large-loss diagnostics: writes DIR/STEM-ll.dat and STEM-ll.gp for the methods whose
-// names start with "LL-" (and "Naive AN" in the recall panel). Returns 1 when written, 0
-// when no LL method knows hidden positives, or a negative wsml_code.
+// names start with "LL-" (and "Naive AN" in the recall panel). base_rate: the share of
+// hidden positives among the unobserved training entries (a flat line in the precision
+// panel), NaN when unknown. Returns 1 when written, 0 when no LL method knows hidden
+// positives, or a negative wsml_code.
 int page_plot_ll(const char *dir, const char *stem, const char *dataset, const page_method *methods,
-                 int num_methods, wsml_err *err);
+                 int num_methods, double base_rate, wsml_err *err);
 
 // Test mAP per frequency group: bars per method, the paper's beside.
 //   ours, paper: (num_methods, num_groups), NaN where there is no value.

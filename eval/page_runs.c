@@ -48,6 +48,7 @@ static void derive(const epoch_line *lines, wsml_run_log *log) {
     for (int e = 0; e < n; e++)
         if (lines[e].hidden_pos > 0)
             log->knows_hidden = 1;
+    log->hidden_pos_start = n ? lines[0].hidden_pos : NAN;
     double corrected_tp_before = 0; // LL-Cp's true-positive corrections of epochs 1..e-1
     for (int e = 0; e < n; e++) {
         const epoch_line *l = &lines[e];
@@ -68,7 +69,7 @@ static void derive(const epoch_line *lines, wsml_run_log *log) {
 
 int wsml_run_log_read(const char *run_dir, wsml_run_log *log, wsml_err *err) {
     memset(log, 0, sizeof(*log));
-    log->best_val_map = log->test_map = NAN;
+    log->best_val_map = log->test_map = log->hidden_pos_start = NAN;
     char path[4200];
     snprintf(path, sizeof(path), "%s/run.jsonl", run_dir);
     char *text = NULL;
