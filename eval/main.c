@@ -521,9 +521,7 @@ static int run_report(int argc, char **argv) {
     if (status < 0 && num_sections == 0)
         status = wsml_usage_error("%s", "report: give at least one RUNDIR");
     if (status < 0) {
-        char command[4200];
-        snprintf(command, sizeof(command), "wsml-eval report --out %s", out);
-        wsml_page_opts opts = {title, sections, num_sections, cams, num_cams, command};
+        wsml_page_opts opts = {title, sections, num_sections, cams, num_cams, "wsml-eval report"};
         char **plots = NULL;
         int num_plots = 0;
         wsml_err err = {0};

@@ -244,7 +244,8 @@ static const char *CSS =
     "@page{size:A4;margin:12mm}\n"
     "@media print{body{max-width:none;padding:0;font-size:9.5pt}a{color:inherit;"
     "text-decoration:none}h2{break-after:avoid}h3{break-after:avoid}"
-    "table,figure,.glance{break-inside:avoid}.row figure{flex:1 1 45%}nav{display:none}}\n";
+    "table,figure,.glance{break-inside:avoid}.row figure{flex:1 1 45%}nav{display:none}"
+    "figure img{max-height:240mm;width:auto}}\n";
 
 static void cell_number(FILE *f, double v, const char *cls) {
     if (isnan(v))
@@ -819,8 +820,39 @@ static int html_groups(FILE *f, const section_data *s, const char *sec_slug, con
     return rc;
 }
 
+// The details of a section: the picks, the missing runs and every run's settings.
+static void write_details(FILE *f, const wsml_page_section *sec, const section_data *s) {
+    fprintf(f, "<h3>Picked hyper-parameters</h3>\n");
+    html_picks(f, s);
+    if (s->table.num_missing) {
+        fprintf(f, "<h3>Missing runs (not counted): %d of %d</h3>\n<ul class=\"note\">\n",
+                s->table.num_missing, sec->num_runs);
+        char *copy = strdup(s->table.missing), *save = NULL;
+        for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l;
+             l = strtok_r(NULL, "\n", &save)) {
+            fprintf(f, "<li><code>");
+            html(f, strlen(l) > s->prefix ? l + s->prefix : l);
+            fprintf(f, "</code></li>\n");
+        }
+        free(copy);
+        fprintf(f, "</ul>\n");
+    }
+    fprintf(f, "<h3>Runs and their settings</h3>\n");
+    if (s->prefix) {
+        fprintf(f, "<p class=\"note\">Run directories below <code>");
+        char *prefix = strndup(sec->run_dirs[0], s->prefix);
+        html(f, prefix);
+        free(prefix);
+        fprintf(f, "</code>; each holds <code>config.json</code> (every flag) and "
+                   "<code>run.jsonl</code> (every epoch).</p>\n");
+    }
+    html_runs(f, sec, s);
+}
+
+// A section's results (details = 0: the tables and plots, what a reader looks at first) or
+// its details (details = 1, at the end of the page).
 static int write_section(FILE *f, const wsml_page_section *sec, int index, const char *plots_dir,
-                         plot_list *plots, wsml_err *err) {
+                         plot_list *plots, int details, wsml_err *err) {
     section_data s;
     int rc = section_load(sec, &s, err);
     if (rc) {
@@ -829,9 +861,15 @@ static int write_section(FILE *f, const wsml_page_section *sec, int index, const
     }
     char sec_slug[128];
     slug(sec->title, sec_slug, sizeof(sec_slug));
-    fprintf(f, "<section id=\"s%d\">\n<h2>", index + 1);
+    fprintf(f, "<section id=\"%c%d\">\n<h2>", details ? 'd' : 's', index + 1);
     html(f, sec->title);
-    fprintf(f, "</h2>\n");
+    fprintf(f, "%s</h2>\n", details ? ": picks and runs" : "");
+    if (details) {
+        write_details(f, sec, &s);
+        fprintf(f, "</section>\n");
+        section_free(&s);
+        return 0;
+    }
     html_glance(f, &s, sec->by);
     html_results(f, &s, sec->by);
     for (int d = 0; d < s.num_datasets && !rc; d++) {
@@ -872,6 +910,9 @@ static int write_section(FILE *f, const wsml_page_section *sec, int index, const
         if (has_ll && !rc) {
             char plot_stem[340];
             snprintf(plot_stem, sizeof(plot_stem), "%s-ll", stem);
+            fprintf(f, "<h3>");
+            html(f, ds);
+            fprintf(f, ": what the large losses are</h3>\n");
             snprintf(src, sizeof(src), "plots/%s.png", plot_stem);
             html_figure(f, src, "large-loss diagnostics per epoch", CAPTION_LL);
             rc = plot_add(plots, plot_stem);
@@ -882,33 +923,6 @@ static int write_section(FILE *f, const wsml_page_section *sec, int index, const
     }
     if (!rc && sec->by == WSML_TABLE_BY_GROUP)
         rc = html_groups(f, &s, sec_slug, plots_dir, plots, err);
-    if (!rc) {
-        fprintf(f, "<h3>Picked hyper-parameters</h3>\n");
-        html_picks(f, &s);
-        if (s.table.num_missing) {
-            fprintf(f, "<h3>Missing runs (not counted): %d of %d</h3>\n<ul class=\"note\">\n",
-                    s.table.num_missing, sec->num_runs);
-            char *copy = strdup(s.table.missing), *save = NULL;
-            for (char *l = copy ? strtok_r(copy, "\n", &save) : NULL; l;
-                 l = strtok_r(NULL, "\n", &save)) {
-                fprintf(f, "<li><code>");
-                html(f, strlen(l) > s.prefix ? l + s.prefix : l);
-                fprintf(f, "</code></li>\n");
-            }
-            free(copy);
-            fprintf(f, "</ul>\n");
-        }
-        fprintf(f, "<h3>Runs and their settings</h3>\n");
-        if (s.prefix) {
-            fprintf(f, "<p class=\"note\">Run directories below <code>");
-            char *prefix = strndup(sec->run_dirs[0], s.prefix);
-            html(f, prefix);
-            free(prefix);
-            fprintf(f, "</code>; each holds <code>config.json</code> (every flag) and "
-                       "<code>run.jsonl</code> (every epoch).</p>\n");
-        }
-        html_runs(f, sec, &s);
-    }
     fprintf(f, "</section>\n");
     section_free(&s);
     return rc;
@@ -979,29 +993,32 @@ int wsml_page_write(const wsml_page_opts *opts, const char *out_dir, char ***plo
     }
     if (opts->num_cams)
         fprintf(f, "<li><a href=\"#cam\">Class activation maps</a></li>\n");
-    fprintf(f, "</ul></nav>\n");
-    plot_list plots = {0};
-    for (int i = 0; i < opts->num_sections && !rc; i++) {
-        // Run directories without trailing '/' (as the table names them).
-        wsml_page_section sec = opts->sections[i];
-        char **dirs = calloc((size_t)sec.num_runs + 1, sizeof(char *));
-        for (int r = 0; dirs && r < sec.num_runs; r++) {
-            size_t len = strlen(sec.run_dirs[r]);
-            while (len > 1 && sec.run_dirs[r][len - 1] == '/')
-                len--;
-            if (!(dirs[r] = strndup(sec.run_dirs[r], len))) {
-                free_strings(dirs, r);
-                dirs = NULL;
-            }
-        }
-        if (!dirs) {
-            rc = wsml_errf(err, WSML_ENOMEM, "out of memory");
-            break;
-        }
-        sec.run_dirs = (const char *const *)dirs;
-        rc = write_section(f, &sec, i, plots_dir, &plots, err);
-        free_strings(dirs, sec.num_runs);
+    for (int i = 0; i < opts->num_sections; i++) {
+        fprintf(f, "<li><a href=\"#d%d\">", i + 1);
+        html(f, opts->sections[i].title);
+        fprintf(f, ": picks and runs</a></li>\n");
     }
+    fprintf(f, "</ul></nav>\n");
+    // The sections with run directories without trailing '/' (as the table names them).
+    wsml_page_section *secs = calloc((size_t)opts->num_sections + 1, sizeof(*secs));
+    rc = secs ? 0 : WSML_ENOMEM;
+    for (int i = 0; i < opts->num_sections && !rc; i++) {
+        secs[i] = opts->sections[i];
+        char **dirs = calloc((size_t)secs[i].num_runs + 1, sizeof(char *));
+        rc = dirs ? 0 : WSML_ENOMEM;
+        for (int r = 0; !rc && r < secs[i].num_runs; r++) {
+            size_t len = strlen(secs[i].run_dirs[r]);
+            while (len > 1 && secs[i].run_dirs[r][len - 1] == '/')
+                len--;
+            rc = (dirs[r] = strndup(secs[i].run_dirs[r], len)) ? 0 : WSML_ENOMEM;
+        }
+        secs[i].run_dirs = (const char *const *)dirs;
+    }
+    if (rc)
+        wsml_errf(err, rc, "out of memory");
+    plot_list plots = {0};
+    for (int i = 0; i < opts->num_sections && !rc; i++)
+        rc = write_section(f, &secs[i], i, plots_dir, &plots, 0, err);
     if (!rc && opts->num_cams)
         fprintf(f, "<section id=\"cam\">\n<h2>Class activation maps</h2>\n");
     for (int i = 0; i < opts->num_cams && !rc; i++) {
@@ -1016,10 +1033,15 @@ int wsml_page_write(const wsml_page_opts *opts, const char *out_dir, char ***plo
     }
     if (!rc && opts->num_cams)
         fprintf(f, "</section>\n");
+    for (int i = 0; i < opts->num_sections && !rc; i++)
+        rc = write_section(f, &secs[i], i, plots_dir, &plots, 1, err);
+    for (int i = 0; secs && i < opts->num_sections; i++)
+        free_strings((char **)secs[i].run_dirs, secs[i].num_runs);
+    free(secs);
     if (!rc && opts->command) {
         fprintf(f, "<p class=\"note\">Made by <code>");
         html(f, opts->command);
-        fprintf(f, "</code>, then gnuplot on every <code>plots/*.gp</code>.</p>\n");
+        fprintf(f, "</code>; the plots by gnuplot from <code>plots/*.gp</code>.</p>\n");
     }
     fprintf(f, "</body>\n</html>\n");
     int failed = ferror(f) | fclose(f);

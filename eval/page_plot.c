@@ -87,16 +87,16 @@ static int close_out(out_file *o, int rc, wsml_err *err) {
 
 // The lines every script starts with: terminal, output, missing values, grid.
 static void gp_header(FILE *f, const char *stem, const char *what, const char *data, int width,
-                      int height) {
+                      int height, int font_pt) {
     fprintf(f,
             "# %s (wsml-eval report). Data: %s. Run in this folder: gnuplot %s.gp\n"
-            "set terminal pngcairo size %d,%d font 'DejaVu Sans,13' linewidth 1.5 noenhanced\n"
+            "set terminal pngcairo size %d,%d font 'DejaVu Sans,%d' linewidth 1.5 noenhanced\n"
             "set output '%s.png'\n"
             "set datafile missing 'NaN'\n"
             "set grid lc rgb '#dddddd'\n"
             "set border 3\n"
             "set tics nomirror\n",
-            what, data, stem, width, height, stem);
+            what, data, stem, width, height, font_pt, stem);
 }
 
 static int max_epochs(const page_method *m, int n) {
@@ -229,7 +229,7 @@ int page_plot_curves(const char *dir, const char *stem, const char *dataset,
             break;
         }
         gp_header(f, plot_stem, plot ? "Train loss per epoch" : "Validation mAP per epoch", data,
-                  960, 600);
+                  960, 600, 16);
         fprintf(f, "set title ");
         gp_string(f, plot ? "train loss per epoch (mean over seeds, band: lowest to highest)"
                           : "validation mAP per epoch (mean over seeds, band: lowest to highest)");
@@ -318,7 +318,7 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
     if (!rc && (f = open_out(&o, dir, data_stem, ".gp", err))) {
         int panels = num_cp ? 3 : 2, epochs = max_epochs(methods, num_methods);
         snprintf(plot_stem, sizeof(plot_stem), "%s", data_stem);
-        gp_header(f, plot_stem, "Large-loss diagnostics per epoch", data, 520 * panels, 560);
+        gp_header(f, plot_stem, "Large-loss diagnostics per epoch", data, 520 * panels, 560, 15);
         fprintf(f, "set style fill transparent solid 0.15 noborder\n");
         gp_epoch_axis(f, epochs);
         fprintf(f, "set multiplot layout 1,%d\n", panels);
@@ -329,11 +329,13 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
         for (int panel = 0; panel < panels; panel++) {
             fprintf(f, "set title \"%s\"\n", TITLES[panel]);
             if (panel < 2)
-                fprintf(f, "set yrange [0:1]\nset ylabel 'share'\nset key top %s\n",
-                        panel ? "left" : "right");
+                fprintf(
+                    f,
+                    "set yrange [0:1.32]\nset ytics 0,0.2,1\nset ylabel 'share'\nset key top %s\n",
+                    panel ? "left" : "right");
             else
-                fprintf(f,
-                        "set yrange [0:*]\nset ylabel 'entries'\nset key top left Left reverse\n");
+                fprintf(f, "set yrange [0:*]\nset ytics autofreq\nset ylabel 'entries'\nset key "
+                           "top left Left reverse\n");
             int block = 0, first = 1;
             for (int i = 0; i < num_methods; i++) {
                 if (!keep[i])
@@ -426,7 +428,7 @@ int page_plot_groups(const char *dir, const char *stem, const char *dataset,
         return rc;
     if (!(f = open_out(&o, dir, data_stem, ".gp", err)))
         return err->code;
-    gp_header(f, data_stem, "Test mAP per class-frequency group", data, 1200, 600);
+    gp_header(f, data_stem, "Test mAP per class-frequency group", data, 1200, 600, 15);
     fprintf(f,
             "set title 'test mAP per class-frequency group (G1 rarest); hatched: the paper'\n"
             "set ylabel 'test mAP'\nset yrange [%g:%g]\nset grid noxtics\n"
