@@ -17,7 +17,8 @@ static const struct {
     const char *method, *colour;
 } COLOURS[] = {{"Full labels", "#1b9e77"}, {"Naive AN", "#4d4d4d"}, {"LL-R", "#1f77b4"},
                {"LL-Ct", "#ff7f0e"},       {"LL-Cp", "#d62728"},    {"ROLE", "#9467bd"},
-               {"EPR", "#8c564b"},         {"WAN", "#e377c2"},      {"AN-LS", "#bcbd22"}};
+               {"EPR", "#8c564b"},         {"WAN", "#e377c2"},      {"AN-LS", "#bcbd22"},
+               {"LL-relative", "#7570b3"}};
 static const char *const SPARE_COLOURS[] = {"#17becf", "#7f7f7f", "#aec7e8", "#98df8a"};
 
 typedef struct {
@@ -428,12 +429,12 @@ int page_plot_groups(const char *dir, const char *stem, const char *dataset,
         return rc;
     if (!(f = open_out(&o, dir, data_stem, ".gp", err)))
         return err->code;
-    gp_header(f, data_stem, "Test mAP per class-frequency group", data, 1200, 600, 15);
+    gp_header(f, data_stem, "Test mAP per class-frequency group", data, 1200, 700, 15);
     fprintf(f,
             "set title 'test mAP per class-frequency group (G1 rarest); hatched: the paper'\n"
             "set ylabel 'test mAP'\nset yrange [%g:%g]\nset grid noxtics\n"
             "set style data histograms\nset style histogram clustered gap 1\n"
-            "set key outside right top\nset xtics scale 0\n",
+            "set key outside below center horizontal\nset xtics scale 0\n",
             y0, y1);
     int first = 1;
     for (int m = 0; m < num_methods; m++) {
