@@ -75,6 +75,18 @@ static FILE *open_out(out_file *o, const char *dir, const char *stem, const char
     return o->open ? o->af.f : NULL;
 }
 
+// The names of a plot's files: STEM-KIND (its .gp writes STEM-KIND.png) and its data file.
+typedef struct {
+    char stem[600], data[620];
+} plot_names;
+
+static plot_names names_of(const char *stem, const char *kind) {
+    plot_names n;
+    snprintf(n.stem, sizeof(n.stem), "%s-%s", stem, kind);
+    snprintf(n.data, sizeof(n.data), "%s.dat", n.stem);
+    return n;
+}
+
 static int close_out(out_file *o, int rc, wsml_err *err) {
     if (!o->open)
         return rc;
@@ -174,6 +186,21 @@ static int write_bands(FILE *f, const page_method *m, int n, const size_t *offse
     return 0;
 }
 
+// Writes DIR/NAMES->data: header (comment lines), then the bands of write_bands.
+static int write_band_file(const char *dir, const plot_names *names, const char *header,
+                           const page_method *m, int n, const size_t *offsets, int num_quantities,
+                           const int *keep, wsml_err *err) {
+    out_file o = {0};
+    FILE *f = open_out(&o, dir, names->stem, ".dat", err);
+    if (!f)
+        return err->code;
+    fputs(header, f);
+    int rc = write_bands(f, m, n, offsets, num_quantities, keep);
+    if (rc)
+        wsml_errf(err, rc, "%s/%s: out of memory", dir, names->data);
+    return close_out(&o, rc, err);
+}
+
 // One method's band and mean line: `index block using 1:lo:hi` filled, then `1:mean`.
 static void gp_band_line(FILE *f, const char *data, int block, int mean_column, line_style s,
                          const char *title, int first) {
@@ -202,25 +229,19 @@ int page_plot_curves(const char *dir, const char *stem, const char *dataset,
         free(keep);
         return 0;
     }
-    char data_stem[600], data[620];
-    snprintf(data_stem, sizeof(data_stem), "%s-curves", stem);
-    snprintf(data, sizeof(data), "%s.dat", data_stem);
+    plot_names names = names_of(stem, "curves");
+    const char *data = names.data;
+    char header[600];
+    snprintf(header, sizeof(header),
+             "# Validation mAP and train loss per epoch, %s: each method's pick, over its "
+             "seeds (wsml-eval report).\n"
+             "# columns: epoch, val_map mean lo hi, train_loss mean lo hi, seeds\n",
+             dataset);
+    static const size_t OFFSETS[2] = {offsetof(wsml_run_log, val_map),
+                                      offsetof(wsml_run_log, train_loss)};
+    int rc = write_band_file(dir, &names, header, methods, num_methods, OFFSETS, 2, keep, err);
     out_file o = {0};
-    FILE *f = open_out(&o, dir, data_stem, ".dat", err);
-    int rc = f ? 0 : err->code;
-    if (f) {
-        fprintf(f,
-                "# Validation mAP and train loss per epoch, %s: each method's pick, over its "
-                "seeds (wsml-eval report).\n"
-                "# columns: epoch, val_map mean lo hi, train_loss mean lo hi, seeds\n",
-                dataset);
-        static const size_t OFFSETS[2] = {offsetof(wsml_run_log, val_map),
-                                          offsetof(wsml_run_log, train_loss)};
-        rc = write_bands(f, methods, num_methods, OFFSETS, 2, keep);
-        if (rc)
-            wsml_errf(err, rc, "%s/%s: out of memory", dir, data);
-    }
-    rc = close_out(&o, rc, err);
+    FILE *f;
     int epochs = max_epochs(methods, num_methods);
     for (int plot = 0; plot < 2 && !rc; plot++) {
         char plot_stem[600];
@@ -287,39 +308,32 @@ int page_plot_ll(const char *dir, const char *stem, const char *dataset, const p
         free(keep);
         return 0;
     }
-    char data_stem[600], data[620], plot_stem[600];
-    snprintf(data_stem, sizeof(data_stem), "%s-ll", stem);
-    snprintf(data, sizeof(data), "%s.dat", data_stem);
+    plot_names names = names_of(stem, "ll");
+    const char *data_stem = names.stem, *data = names.data;
+    char header[1200], base[200] = "";
+    if (!isnan(base_rate))
+        snprintf(base, sizeof(base),
+                 "# base_rate %.17g: hidden positives / unobserved entries of the training "
+                 "split (the store's labels)\n",
+                 base_rate);
+    snprintf(header, sizeof(header),
+             "# Large-loss diagnostics per epoch, %s (wsml-eval report; definitions in "
+             "eval/page.h):\n"
+             "#   precision = modified_hidden_pos / modified\n"
+             "#   recall = (modified_hidden_pos + corrected TP before) / (hidden_pos + "
+             "corrected TP before)\n"
+             "# columns: epoch, precision mean lo hi, recall mean lo hi, "
+             "corrected_true_pos_total mean lo hi, corrected_total mean lo hi, seeds\n%s",
+             dataset, base);
+    static const size_t OFFSETS[4] = {
+        offsetof(wsml_run_log, precision), offsetof(wsml_run_log, recall),
+        offsetof(wsml_run_log, corrected_true_pos), offsetof(wsml_run_log, corrected)};
+    int rc = write_band_file(dir, &names, header, methods, num_methods, OFFSETS, 4, keep, err);
     out_file o = {0};
-    FILE *f = open_out(&o, dir, data_stem, ".dat", err);
-    int rc = f ? 0 : err->code;
-    if (f) {
-        fprintf(f,
-                "# Large-loss diagnostics per epoch, %s (wsml-eval report; definitions in "
-                "eval/page.h):\n"
-                "#   precision = modified_hidden_pos / modified\n"
-                "#   recall = (modified_hidden_pos + corrected TP before) / (hidden_pos + "
-                "corrected TP before)\n"
-                "# columns: epoch, precision mean lo hi, recall mean lo hi, "
-                "corrected_true_pos_total mean lo hi, corrected_total mean lo hi, seeds\n",
-                dataset);
-        if (!isnan(base_rate))
-            fprintf(f,
-                    "# base_rate %.17g: hidden positives / unobserved entries of the "
-                    "training split (the store's labels)\n",
-                    base_rate);
-        static const size_t OFFSETS[4] = {
-            offsetof(wsml_run_log, precision), offsetof(wsml_run_log, recall),
-            offsetof(wsml_run_log, corrected_true_pos), offsetof(wsml_run_log, corrected)};
-        rc = write_bands(f, methods, num_methods, OFFSETS, 4, keep);
-        if (rc)
-            wsml_errf(err, rc, "%s/%s: out of memory", dir, data);
-    }
-    rc = close_out(&o, rc, err);
+    FILE *f;
     if (!rc && (f = open_out(&o, dir, data_stem, ".gp", err))) {
         int panels = num_cp ? 3 : 2, epochs = max_epochs(methods, num_methods);
-        snprintf(plot_stem, sizeof(plot_stem), "%s", data_stem);
-        gp_header(f, plot_stem, "Large-loss diagnostics per epoch", data, 520 * panels, 560, 15);
+        gp_header(f, data_stem, "Large-loss diagnostics per epoch", data, 520 * panels, 560, 15);
         fprintf(f, "set style fill transparent solid 0.15 noborder\n");
         gp_epoch_axis(f, epochs);
         fprintf(f, "set multiplot layout 1,%d\n", panels);
@@ -402,9 +416,8 @@ int page_plot_groups(const char *dir, const char *stem, const char *dataset,
     double y0 = floor((lo - 3) / 5) * 5, y1 = ceil((hi + 2) / 5) * 5;
     y0 = y0 < 0 ? 0 : y0;
     y1 = y1 > 100 ? 100 : y1;
-    char data_stem[600], data[620];
-    snprintf(data_stem, sizeof(data_stem), "%s-groups", stem);
-    snprintf(data, sizeof(data), "%s.dat", data_stem);
+    plot_names names = names_of(stem, "groups");
+    const char *data_stem = names.stem, *data = names.data;
     out_file o = {0};
     FILE *f = open_out(&o, dir, data_stem, ".dat", err);
     if (!f)
