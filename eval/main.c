@@ -77,7 +77,7 @@ static void usage(FILE *f) {
             "  --out DIR        the page's folder (created; files of the same names replaced)\n"
             "  --table TITLE    starts a table section; the RUNDIRs and --by after it are its\n"
             "                   own (without --table: one section titled \"Results\")\n"
-            "  --by dataset     the section's layout, as for table (default dataset)\n"
+            "  --by dataset|group  the section's layout, as for table (default dataset)\n"
             "  --title TEXT     the page's title (default \"wsml results\")\n"
             "  --cam FILE       a wsml-cam figure to show (copied into DIR); repeatable\n"
             "\n"
