@@ -62,6 +62,30 @@ static int render(const char *text, int font_px, int *text_ok, wsml_err *err, ws
     return 1;
 }
 
+#define MAX_LABEL_LINES 4
+
+// Renders the first len bytes of text, cut at the end with "…" until it is at most max_w
+// pixels wide (long image ids). Returns 1 with *mask set, 0 when text does not render
+// (see render), or a negative wsml_code.
+static int render_fitting(const char *text, size_t len, int font_px, int max_w, int *text_ok,
+                          wsml_err *err, wsml_image *mask) {
+    char buf[512];
+    if (len > sizeof(buf) - 4)
+        len = sizeof(buf) - 4;
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    for (size_t keep = len;; keep--) {
+        int rc = render(buf, font_px, text_ok, err, mask);
+        if (rc <= 0 || mask->width <= max_w || keep <= 1)
+            return rc;
+        wsml_image_free(mask);
+        // drop a character (never in the middle of a UTF-8 sequence), then "…"
+        while (keep > 1 && ((unsigned char)text[keep - 1] & 0xC0) == 0x80)
+            keep--;
+        memcpy(buf + keep - 1, "\xE2\x80\xA6", 4);
+    }
+}
+
 int wsml_cam_figure(const uint8_t *tiles, int rows, int cols, int tile_h, int tile_w,
                     const char *const *titles, const char *const *row_labels, wsml_image *out,
                     int *text_ok, wsml_err *err) {
@@ -101,26 +125,41 @@ int wsml_cam_figure(const uint8_t *tiles, int rows, int cols, int tile_h, int ti
                        tiles + ((((size_t)r * cols + c) * tile_h + y) * tile_w) * 3,
                        (size_t)tile_w * 3);
 
-    // class names: white on a black box at the top-left of each row's first tile
+    // row labels (one line each, e.g. image id and class): white on a black box at the
+    // top-left of each row's first tile
     for (int r = 0; r < rows && row_labels; r++) {
-        wsml_image mask;
-        int rc = render(row_labels[r], font_px, text_ok, err, &mask);
+        if (!row_labels[r])
+            continue;
+        int y0 = header + r * tile_h;
+        wsml_image masks[MAX_LABEL_LINES];
+        int num_lines = 0, box_w = 0, rc = 0;
+        for (const char *line = row_labels[r]; *line && num_lines < MAX_LABEL_LINES;) {
+            size_t len = strcspn(line, "\n");
+            rc = render_fitting(line, len, font_px, tile_w - 2 * pad, text_ok, err,
+                                &masks[num_lines]);
+            if (rc < 0)
+                break;
+            if (rc > 0 && masks[num_lines].width > box_w)
+                box_w = masks[num_lines].width;
+            num_lines += rc > 0;
+            line += len + (line[len] == '\n');
+        }
+        int line_h = font_px + pad, y = y0 + pad;
+        if (num_lines && rc >= 0) {
+            rect box = {0, y0, box_w + 2 * pad, y0 + num_lines * line_h + pad};
+            box.x1 = box.x1 > tile_w ? tile_w : box.x1;
+            box.y1 = box.y1 > y0 + tile_h ? y0 + tile_h : box.y1;
+            fill(img, fig_w, box, 0);
+            for (int k = 0; k < num_lines; k++, y += line_h)
+                draw_mask(img, fig_w, &masks[k], pad, y + (font_px - masks[k].height) / 2, box,
+                          white);
+        }
+        for (int k = 0; k < num_lines; k++)
+            wsml_image_free(&masks[k]);
         if (rc < 0) {
             free(img);
             return rc;
         }
-        if (rc == 0)
-            continue;
-        int text_h = mask.height > font_px ? mask.height : font_px;
-        int y0 = header + r * tile_h;
-        rect box = {0, y0, mask.width + 2 * pad, y0 + text_h + 2 * pad};
-        if (box.x1 > tile_w)
-            box.x1 = tile_w;
-        if (box.y1 > y0 + tile_h)
-            box.y1 = y0 + tile_h;
-        fill(img, fig_w, box, 0);
-        draw_mask(img, fig_w, &mask, pad, y0 + pad + (text_h - mask.height) / 2, box, white);
-        wsml_image_free(&mask);
     }
     out->pixels = img;
     out->height = fig_h;

@@ -34,9 +34,9 @@ static void usage(FILE *f) {
             "1x1 convolution for the BoostLU head), upsampled bilinearly to the image\n"
             "(PyTorch's align_corners=False rule), ReLU, divided by its maximum, drawn with\n"
             "matplotlib's jet colour map at 50%% over the image. One figure: a header row with\n"
-            "the column names, then one row per (image, class) with the class name on it;\n"
-            "columns = the input image, then one per model. The same inputs give the same\n"
-            "bytes.\n"
+            "the column names, then one row per (image, class) labelled with the image's id\n"
+            "and the class name; columns = the input image, then one per model (name them by\n"
+            "method with --name). The same inputs give the same bytes.\n"
             "\n"
             "  --store DIR      a store written by wsml-ingest (images at the network's size)\n"
             "  --split NAME     train, val or test (default test)\n"
@@ -285,6 +285,12 @@ static void default_name(const char *path, char *buf, size_t cap) {
     copy_text(buf, cap, file);
 }
 
+static void free_labels(char **labels, int count) {
+    for (int i = 0; labels && i < count; i++)
+        free(labels[i]);
+    free(labels);
+}
+
 static void sanitise(const char *in, char *out, size_t cap) {
     size_t i = 0;
     for (; in[i] && i + 1 < cap; i++) {
@@ -402,7 +408,18 @@ static int run(const cam_args *a) {
     }
     if (a->each && wsml_mkdirs(a->each, &err))
         goto done;
-    const char **row_labels = calloc((size_t)num_rows, sizeof(char *));
+    // Row labels: the image's id, then the class (two lines).
+    char **row_labels = calloc((size_t)num_rows + 1, sizeof(char *));
+    for (int r = 0; row_labels && r < num_rows; r++) {
+        const char *id = images[rows[r].image].id, *cls = meta->class_names[rows[r].cls];
+        size_t len = strlen(id) + strlen(cls) + 2;
+        if (!(row_labels[r] = malloc(len))) {
+            free_labels(row_labels, r);
+            row_labels = NULL;
+            break;
+        }
+        snprintf(row_labels[r], len, "%s\n%s", id, cls);
+    }
     if (!row_labels) {
         wsml_errf(&err, WSML_ENOMEM, "out of memory");
         goto done;
@@ -412,7 +429,6 @@ static int run(const cam_args *a) {
         row_digits = 3;
     for (int r = 0; r < num_rows; r++) {
         const chosen_image *im = &images[rows[r].image];
-        row_labels[r] = meta->class_names[rows[r].cls];
         uint8_t *row_tiles = tiles + tile_bytes * cols * r;
         if (to_tile(im->pixels, H, W, tile_h, tile_w, row_tiles, &err))
             break;
@@ -444,7 +460,7 @@ static int run(const cam_args *a) {
             break;
     }
     if (err.code) {
-        free(row_labels);
+        free_labels(row_labels, num_rows);
         goto done;
     }
     const char *titles[MAX_MODELS + 1];
@@ -452,9 +468,9 @@ static int run(const cam_args *a) {
     for (int m = 0; m < M; m++)
         titles[m + 1] = names[m];
     int text_ok = 1;
-    int rc = wsml_cam_figure(tiles, num_rows, cols, tile_h, tile_w, titles, row_labels, &figure,
-                             &text_ok, &err);
-    free(row_labels);
+    int rc = wsml_cam_figure(tiles, num_rows, cols, tile_h, tile_w, titles,
+                             (const char *const *)row_labels, &figure, &text_ok, &err);
+    free_labels(row_labels, num_rows);
     if (rc)
         goto done;
     if (!text_ok) {

@@ -15,6 +15,7 @@
 #include "common/npy.h"
 #include "eval/infer.h"
 #include "eval/metrics.h"
+#include "eval/page.h"
 #include "eval/table.h"
 #include "store/store.h"
 
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
             "            [--threads N] [--workers N]\n"
             "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
             "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--out PREFIX] [--quiet]\n"
+            "  " PROG " report --out DIR [--title TEXT] [--cam FIG.png]...\n"
+            "            [--table TITLE] [--by dataset|group] RUNDIR... [--table TITLE ...]\n"
             "\n"
             "Average precision per class exactly as scikit-learn's average_precision_score\n"
             "(ties grouped), mAP = 100 x mean AP (SPEC section 4). Labels: 1 positive,\n"
@@ -66,6 +69,18 @@ static void usage(FILE *f) {
             "  --out PREFIX     write PREFIX.md, PREFIX.csv and PREFIX.picks.csv instead of\n"
             "                   printing the Markdown table\n"
             "\n"
+            "The results page of finished runs (eval/page.h): DIR/index.html with the tables\n"
+            "(the paper's numbers beside ours), the learning curves and large-loss diagnostics\n"
+            "of each method's pick, the frequency-group bars (--by group), the CAM figures and\n"
+            "every run's settings; DIR/plots/ gets the plots' data files and gnuplot scripts\n"
+            "(run gnuplot on each DIR/plots/*.gp in DIR/plots to draw them; make report does).\n"
+            "  --out DIR        the page's folder (created; files of the same names replaced)\n"
+            "  --table TITLE    starts a table section; the RUNDIRs and --by after it are its\n"
+            "                   own (without --table: one section titled \"Results\")\n"
+            "  --by dataset|group  the section's layout, as for table (default dataset)\n"
+            "  --title TEXT     the page's title (default \"wsml results\")\n"
+            "  --cam FILE       a wsml-cam figure to show (copied into DIR); repeatable\n"
+            "\n"
             "  -q, --quiet      no info lines; -h, --help this text\n"
             "\n"
             "Examples:\n"
@@ -75,6 +90,9 @@ static void usage(FILE *f) {
             "  " PROG " --store data/stores/voc --model best.safetensors --backend cuda \\\n"
             "            --precision bf16\n"
             "  " PROG " table runs/table1/*/*/ --by dataset --out results/table1\n"
+            "  " PROG " report --out results/report --table 'Table 1' runs/table1/*/*/ \\\n"
+            "            --table 'Table 2' --by group runs/table2/*/*/ --cam results/cam.png\n"
+            "  (cd results/report/plots && for f in *.gp; do gnuplot \"$f\"; done)\n"
             "\n"
             "Exit status: 0 ok, 1 runtime error, 2 usage error.\n");
 }
@@ -433,6 +451,97 @@ static int run_table(int argc, char **argv) {
     return status;
 }
 
+// ---- report ------------------------------------------------------------------------------
+
+static int run_report(int argc, char **argv) {
+    static const struct option options[] = {
+        {"out", required_argument, 0, 'o'},   {"title", required_argument, 0, 'T'},
+        {"table", required_argument, 0, 't'}, {"by", required_argument, 0, 'b'},
+        {"cam", required_argument, 0, 'c'},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    // Every argument can belong to a section, so there are at most argc of each.
+    wsml_page_section *sections = calloc((size_t)argc + 1, sizeof(*sections));
+    const char **dirs = calloc((size_t)argc + 1, sizeof(char *));
+    const char **cams = calloc((size_t)argc + 1, sizeof(char *));
+    int *first_dir = calloc((size_t)argc + 1, sizeof(int));
+    if (!sections || !dirs || !cams || !first_dir) {
+        free(sections);
+        free(dirs);
+        free(cams);
+        free(first_dir);
+        fprintf(stderr, PROG ": out of memory\n");
+        return 1;
+    }
+    const char *out = NULL, *title = NULL;
+    int num_sections = 0, num_dirs = 0, num_cams = 0, opt, status = -1;
+    // "-" first: RUNDIRs come back in order (as option 1), so they join the section
+    // opened by the --table before them.
+    while (status < 0 && (opt = getopt_long(argc, argv, "-qh", options, NULL)) != -1) {
+        if ((opt == 1 || opt == 'b') && num_sections == 0) // runs before any --table
+            sections[num_sections++] = (wsml_page_section){.title = "Results"};
+        wsml_page_section *sec = num_sections ? &sections[num_sections - 1] : NULL;
+        switch (opt) {
+        case 1:
+            dirs[num_dirs++] = optarg;
+            sec->num_runs++;
+            break;
+        case 't':
+            first_dir[num_sections] = num_dirs;
+            sections[num_sections++] = (wsml_page_section){.title = optarg};
+            break;
+        case 'b':
+            if (!strcmp(optarg, "dataset"))
+                sec->by = WSML_TABLE_BY_DATASET;
+            else if (!strcmp(optarg, "group"))
+                sec->by = WSML_TABLE_BY_GROUP;
+            else
+                status =
+                    wsml_usage_error("report: --by must be dataset or group, not '%s'", optarg);
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'T':
+            title = optarg;
+            break;
+        case 'c':
+            cams[num_cams++] = optarg;
+            break;
+        default:
+            status = wsml_shared_option(opt, usage, "report: ", argv[optind - 1]);
+        }
+    }
+    if (status < 0 && !out)
+        status = wsml_usage_error("%s", "report: give --out DIR");
+    for (int i = 0; status < 0 && i < num_sections; i++) {
+        sections[i].run_dirs = dirs + first_dir[i];
+        if (sections[i].num_runs == 0)
+            status = wsml_usage_error("report: section '%s' has no RUNDIR", sections[i].title);
+    }
+    if (status < 0 && num_sections == 0)
+        status = wsml_usage_error("%s", "report: give at least one RUNDIR");
+    if (status < 0) {
+        wsml_page_opts opts = {title, sections, num_sections, cams, num_cams, "wsml-eval report"};
+        char **plots = NULL;
+        int num_plots = 0;
+        wsml_err err = {0};
+        if (wsml_page_write(&opts, out, &plots, &num_plots, &err)) {
+            status = fail(&err);
+        } else {
+            wsml_info("wrote %s/index.html and %d gnuplot scripts: run gnuplot on each "
+                      "%s/plots/*.gp in %s/plots",
+                      out, num_plots, out, out);
+            wsml_page_plots_free(plots, num_plots);
+            status = 0;
+        }
+    }
+    free(sections);
+    free(dirs);
+    free(cams);
+    free(first_dir);
+    return status;
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -440,6 +549,8 @@ int main(int argc, char **argv) {
     opterr = 0; // one error line of our own instead of getopt's
     if (argc > 1 && !strcmp(argv[1], "table"))
         return run_table(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "report"))
+        return run_report(argc - 1, argv + 1);
     static const struct option options[] = {{"scores", required_argument, 0, 's'},
                                             {"labels", required_argument, 0, 'l'},
                                             {"groups", required_argument, 0, 'g'},

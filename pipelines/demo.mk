@@ -7,7 +7,7 @@
 #      10x below the head's, as the paper), DEMO_SEEDS seeds each;
 #   4. print the Table-1-style result (validation-picked epoch, test mAP, ± std over
 #      seeds) and the per-epoch val mAP; draw a CAM figure comparing AN with the best
-#      LL model (by val mAP).
+#      LL method (by mean val mAP); write the report (pipelines/report.mk).
 # Everything is a file under DEMO_DIR: a rerun only does what is missing (the backbone
 # and the stores are kept by `make demo-clean`; remove DEMO_DIR to start over).
 #
@@ -71,10 +71,12 @@ $(foreach m,$(DEMO_METHODS),$(foreach s,$(DEMO_SEEDS),\
   $(eval $(call WSML_RUN,$(DEMO_DIR)/runs/$(m)-s$(s),$(DEMO_STORES)/mosaic,$(call demo_flags,$(m),$(s)),$(DEMO_DIR)/backbone.safetensors))\
   $(eval DEMO_RUNS += $(DEMO_DIR)/runs/$(m)-s$(s)/done)))
 
-# The LL run of the first seed with the best validation mAP, for the CAM figure.
-demo_best_ll = $$(for r in $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1); do \
-  printf '%s %s\n' "$$(grep '"event": *"final"' $$r/run.jsonl | sed 's/.*"best_val_map": *\([0-9.eE+-]*\).*/\1/')" $$r; \
-  done | sort -g | tail -1 | cut -d' ' -f2)
+# The LL method (LL-R, LL-Ct or LL-Cp) whose pick has the best mean validation mAP in
+# the demo's table, for the CAM figure: "METHOD|RUNDIR" (its first seed's run); columns
+# found by their names in the picks' header.
+demo_best_ll = $$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$$i] = i; next } \
+  $$1 ~ /^LL-(R|Ct|Cp)$$/ && $$col["val_map"] > best { best = $$col["val_map"]; split($$col["run_dirs"], d, ";"); pick = $$1 "|" d[1] } \
+  END { print pick }' $(DEMO_DIR)/table.picks.csv)
 DEMO_CAM := $(if $(wildcard cam/main.c),$(BUILD)/wsml-cam)
 
 # make demo-sweep: how DEMO_DELTA_REL was chosen. LL-R with each of DEMO_SWEEP_DELTAS,
@@ -109,13 +111,14 @@ demo: | $(BUILD)/wsml-ingest $(BUILD)/wsml-train $(BUILD)/wsml-eval $(DEMO_CAM)
 	@cat $(DEMO_DIR)/table.md
 	@echo "(tables: $(DEMO_DIR)/table.md, .csv, .picks.csv)"
 	@if [ -x $(WSML)/wsml-cam ] && [ -d $(DEMO_DIR)/runs/an-s$(DEMO_SEED1) ] && ls -d $(DEMO_DIR)/runs/ll-*-s$(DEMO_SEED1) >/dev/null 2>&1; then \
-	  best=$(demo_best_ll); \
+	  pick=$(demo_best_ll); method=$${pick%%|*}; best=$${pick#*|}; \
 	  $(WSML)/wsml-cam --store $(DEMO_STORES)/mosaic --split test --count $(DEMO_CAM_COUNT) \
 	    --model $(DEMO_DIR)/runs/an-s$(DEMO_SEED1)/best.safetensors --name "Naive AN" \
-	    --model $$best/best.safetensors --name "$$(basename $$best)" \
+	    --model $$best/best.safetensors --name "$$method" \
 	    --out $(DEMO_DIR)/cam.png --threads $(DEMO_PRE_THREADS) --quiet && \
-	  echo "CAM figure (Naive AN vs $$(basename $$best), $(DEMO_CAM_COUNT) test mosaics): $(DEMO_DIR)/cam.png"; \
+	  echo "CAM figure (Naive AN vs $$method, $(DEMO_CAM_COUNT) test mosaics): $(DEMO_DIR)/cam.png"; \
 	fi
+	$(call report_after,demo-report)
 
 demo-clean:
 	rm -rf $(DEMO_DIR)/runs $(DEMO_DIR)/table.* $(DEMO_DIR)/cam.png

@@ -31,3 +31,4 @@ table1: $(RUNS_table1) | $(BUILD)/wsml-eval
 	@mkdir -p $(RESULTS)
 	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --out $(RESULTS)/table1
 	@cat $(RESULTS)/table1.md
+	$(call report_after,results-report)

@@ -16,3 +16,4 @@ table2: $(RUNS_table2) | $(BUILD)/wsml-eval
 	@mkdir -p $(RESULTS)
 	$(WSML)/wsml-eval table $(dir $(RUNS_table2)) --by group --out $(RESULTS)/table2
 	@cat $(RESULTS)/table2.md
+	$(call report_after,results-report)

@@ -122,5 +122,5 @@ expect_fail 1 "groups.json" wsml-eval --scores tie1_scores.npy --labels tie1_lab
 expect_fail 1 "nonexistent.npy" wsml-eval --scores nonexistent.npy --labels rand_labels.npy
 expect_fail 2 "labels" wsml-eval --scores rand_scores.npy
 expect_fail 2 "bogus" wsml-eval --bogus
-wsml-eval --help | grep -q "Examples"
+wsml-eval --help > help.txt && grep -q "Examples" help.txt
 echo "eval_sklearn: bad inputs rejected"

@@ -6,9 +6,7 @@
 # make does nothing and that `make demo-clean` keeps the stores and the backbone.
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 pipeline_bin eval cam
-MAKE_ARGS+=(DEMO_DIR="$PWD/demo" DEMO_SIZE=32 DEMO_WIDTH=0.125 DEMO_BATCH=25 DEMO_THREADS=1 DEMO_PRE_THREADS=1 DEMO_JOBS=2
-    DEMO_ITEMS_TRAIN=400 DEMO_ITEMS_TEST=100 DEMO_MOSAIC_TRAIN=250 DEMO_MOSAIC_TEST=100
-    DEMO_PRE_EPOCHS=1 DEMO_EPOCHS=2 DEMO_SEEDS="1 2" DEMO_CAM_COUNT=2)
+MAKE_ARGS+=(DEMO_DIR="$PWD/demo" "${DEMO_SMALL[@]}")
 M() { make "${MAKE_ARGS[@]}" "$@"; }
 
 M demo > demo1.txt 2>&1 || { cat demo1.txt; exit 1; }
@@ -44,7 +42,7 @@ print("ok: table cells = mean test mAP of 2 seeds; LL runs modified labels in ep
 EOF
 
 if [ -x "$B/wsml-cam" ]; then
-  grep -q "CAM figure (Naive AN vs ll-" demo1.txt
+  grep -q "CAM figure (Naive AN vs LL-" demo1.txt
   "$PYTHON" -c "
 from PIL import Image
 im = Image.open('demo/cam.png'); im.load()

@@ -27,3 +27,10 @@ calls() { grep -c "^wsml-$1 " calls.txt 2>/dev/null || true; }
 # test adds its pipeline's variables.
 MAKE_ARGS=(-C "$repo" --no-print-directory BUILD="$B" WSML="$PWD/bin" -o "$B/config.mk")
 for x in ingest train eval cam store; do MAKE_ARGS+=(-o "$B/wsml-$x"); done
+
+# make demo at toy size (a few hundred 32x32 mosaics, a 1/8-width ResNet-18, 1 pretraining
+# epoch, 2 fine-tuning epochs, 2 seeds): pipeline_demo.sh and report_page.sh add these to
+# MAKE_ARGS.
+DEMO_SMALL=(DEMO_SIZE=32 DEMO_WIDTH=0.125 DEMO_BATCH=25 DEMO_THREADS=1 DEMO_PRE_THREADS=1 DEMO_JOBS=2
+    DEMO_ITEMS_TRAIN=400 DEMO_ITEMS_TEST=100 DEMO_MOSAIC_TRAIN=250 DEMO_MOSAIC_TEST=100
+    DEMO_PRE_EPOCHS=1 DEMO_EPOCHS=2 DEMO_SEEDS="1 2" DEMO_CAM_COUNT=2)
