@@ -59,6 +59,7 @@ static void usage(FILE *f) {
             "  --backend NAME   cpu (default) or cuda; --threads N compute threads of the cpu\n"
             "                   backend (default 0 = all CPUs)\n"
             "  -q, --quiet      no progress bar or info lines; -h, --help this text\n"
+            "  --version        versions of wsml and its libraries\n"
             "\n"
             "Rows: images in the order chosen, each image's classes in class-index order.\n"
             "Images go through the network one at a time, so an image's maps do not depend\n"
@@ -500,21 +501,15 @@ done:
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
     opterr = 0; // one error line of our own instead of getopt's
-    static const struct option options[] = {{"store", required_argument, 0, 'S'},
-                                            {"split", required_argument, 0, 'P'},
-                                            {"model", required_argument, 0, 'M'},
-                                            {"name", required_argument, 0, 'n'},
-                                            {"ids", required_argument, 0, 'i'},
-                                            {"count", required_argument, 0, 'c'},
-                                            {"out", required_argument, 0, 'o'},
-                                            {"each", required_argument, 0, 'e'},
-                                            {"size", required_argument, 0, 's'},
-                                            {"cams", required_argument, 0, 'C'},
-                                            {"backend", required_argument, 0, 'B'},
-                                            {"threads", required_argument, 0, 't'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
+        {"model", required_argument, 0, 'M'},   {"name", required_argument, 0, 'n'},
+        {"ids", required_argument, 0, 'i'},     {"count", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},     {"each", required_argument, 0, 'e'},
+        {"size", required_argument, 0, 's'},    {"cams", required_argument, 0, 'C'},
+        {"backend", required_argument, 0, 'B'}, {"threads", required_argument, 0, 't'},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     cam_args a = {.split = "test", .backend = "cpu", .size = 224};
     int opt, status;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {

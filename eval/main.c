@@ -66,7 +66,7 @@ static void usage(FILE *f) {
             "  --out PREFIX     write PREFIX.md, PREFIX.csv and PREFIX.picks.csv instead of\n"
             "                   printing the Markdown table\n"
             "\n"
-            "  -q, --quiet      no info lines; -h, --help this text\n"
+            "  -q, --quiet      no info lines; -h, --help this text; --version the versions\n"
             "\n"
             "Examples:\n"
             "  " PROG " --scores scores.npy --labels labels.npy --out results/\n"
@@ -372,10 +372,13 @@ static int write_text(const char *path, const char *text, wsml_err *err) {
 }
 
 static int run_table(int argc, char **argv) {
-    static const struct option options[] = {
-        {"by", required_argument, 0, 'b'},  {"epochs", no_argument, 0, 'e'},
-        {"out", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0}};
+    static const struct option options[] = {{"by", required_argument, 0, 'b'},
+                                            {"epochs", no_argument, 0, 'e'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"version", no_argument, 0, 'V'},
+                                            {0, 0, 0, 0}};
     wsml_table_by by = WSML_TABLE_BY_DATASET;
     const char *out_prefix = NULL;
     int opt, with_epochs = 0;
@@ -440,25 +443,17 @@ int main(int argc, char **argv) {
     opterr = 0; // one error line of our own instead of getopt's
     if (argc > 1 && !strcmp(argv[1], "table"))
         return run_table(argc - 1, argv + 1);
-    static const struct option options[] = {{"scores", required_argument, 0, 's'},
-                                            {"labels", required_argument, 0, 'l'},
-                                            {"groups", required_argument, 0, 'g'},
-                                            {"classes", required_argument, 0, 'c'},
-                                            {"out", required_argument, 0, 'o'},
-                                            {"json", no_argument, 0, 'j'},
-                                            {"store", required_argument, 0, 'S'},
-                                            {"split", required_argument, 0, 'P'},
-                                            {"model", required_argument, 0, 'M'},
-                                            {"backend", required_argument, 0, 'B'},
-                                            {"batch", required_argument, 0, 'b'},
-                                            {"threads", required_argument, 0, 't'},
-                                            {"workers", required_argument, 0, 'w'},
-                                            {"head", required_argument, 0, 'H'},
-                                            {"alpha", required_argument, 0, 'A'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {"precision", required_argument, 0, 'R'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
+        {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
+        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
+        {"model", required_argument, 0, 'M'},   {"backend", required_argument, 0, 'B'},
+        {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
+        {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {"precision", required_argument, 0, 'R'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
     int as_json = 0, opt;
     store_args st = {.split = "test"};

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sysinfo.h"
 #include "ingest/ingest.h"
 
 #define PROG "wsml-ingest"
@@ -64,7 +65,7 @@ static void usage(FILE *f) {
         "  --test-count N      test mosaics (default 5000); items: first N test items (10000)\n"
         "  --tile-prob P       probability that a mosaic tile holds an item (default 0.7)\n"
         "  --mosaic-seed S     seed of the mosaic and item-position draws (default 0)\n"
-        "  -h, --help          this help\n"
+        "  -h, --help          this help;  --version  versions of wsml and its libraries\n"
         "\n"
         "Examples:\n"
         "  wsml-ingest --format voc --root data/VOCdevkit/VOC2012 --out stores/voc\n"
@@ -486,6 +487,7 @@ int main(int argc, char **argv) {
         {"tile-prob", required_argument, 0, OPT_TILE_PROB},
         {"mosaic-seed", required_argument, 0, OPT_MOSAIC_SEED},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     long v;
@@ -594,6 +596,9 @@ int main(int argc, char **argv) {
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            wsml_print_version(stdout);
+            return 0;
         default:
             fprintf(stderr, PROG ": see --help\n");
             return 2;
@@ -624,10 +629,8 @@ int main(int argc, char **argv) {
         o.encoding = fashion ? WSML_ENC_RAW : WSML_ENC_JPEG;
     if (o.val_frac < 0)
         o.val_frac = !strcmp(o.format, "fashion-items") ? 0.0 : 0.2;
-    if (o.jobs <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o.jobs = n > 0 ? (int)n : 1;
-    }
+    if (o.jobs <= 0)
+        o.jobs = wsml_cpu_count();
     wsml_set_quiet(o.quiet);
     return run(&o, want_json);
 }
