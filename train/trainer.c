@@ -28,6 +28,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/safetensors.h"
+#include "common/sysinfo.h"
 #include "store/store.h"
 #include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
@@ -1406,10 +1407,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
             snprintf(t->o.store, sizeof t->o.store, "%s", real);
         free(real);
     }
-    if (t->o.threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t->o.threads = n > 0 ? (int)n : 1;
-    }
+    if (t->o.threads <= 0)
+        t->o.threads = wsml_cpu_count(); // config.json keeps it: a resumed run needs it
     snprintf(t->path_config, sizeof t->path_config, "%s/config.json", t->o.out);
     snprintf(t->path_jsonl, sizeof t->path_jsonl, "%s/run.jsonl", t->o.out);
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);

@@ -22,12 +22,9 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/sysinfo.h" // WSML_VERSION
 #include "train/loss.h"
 #include "train/optim.h"
-
-#ifndef WSML_VERSION
-#define WSML_VERSION "0.1.0"
-#endif
 
 #define WSML_PATH_MAX 4096
 
