@@ -394,8 +394,8 @@ static int run(ingest_opts *o, int want_json) {
                 wsml_warn("  ... and %zu more", skips.n - 20);
         }
         uint32_t total = written[0] + written[1] + written[2];
-        wsml_info("wrote %s: %u images in %.1f s (%.0f img/s)", o->out, total, secs,
-                  secs > 0 ? total / secs : 0.0);
+        wsml_info("wrote %s: %u images in %.1f s (%.0f img/s, %d decode thread%s)", o->out, total,
+                  secs, secs > 0 ? total / secs : 0.0, o->jobs, o->jobs == 1 ? "" : "s");
         if (want_json) {
             json_object_set_new(info, "seconds", json_real(secs));
             json_dumpf(info, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
@@ -632,5 +632,6 @@ int main(int argc, char **argv) {
     if (o.jobs <= 0)
         o.jobs = wsml_cpu_count();
     wsml_set_quiet(o.quiet);
+    wsml_set_run_dir(o.out);
     return run(&o, want_json);
 }
