@@ -39,7 +39,7 @@ static void usage(FILE *f) {
         "Options:\n"
         "  --format FORMAT     one of the formats above (required)\n"
         "  --root DIR          dataset folder (required, except fashion: default\n"
-        "                      " FASHION_DIR ")\n"
+        "                      $WSML_FASHION_MNIST, else " FASHION_DIR ")\n"
         "  --out STORE         store directory to create (required)\n"
         "  --force             replace an existing STORE\n"
         "  --name NAME         store name (default: the format, or --root's basename for npy/csv)\n"
@@ -621,7 +621,9 @@ int main(int argc, char **argv) {
     if (!o.root) {
         if (!fashion)
             return usage_error("--root is required for --format %s%s", o.format, "");
-        o.root = FASHION_DIR;
+        // Debian's dataset-fashion-mnist, or the release's four .gz files anywhere else
+        const char *env = getenv("WSML_FASHION_MNIST");
+        o.root = env && *env ? env : FASHION_DIR;
     }
     if (o.size < 0)
         o.size = fashion ? 56 : 448;

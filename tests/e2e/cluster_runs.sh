@@ -6,7 +6,8 @@
 #  - every run directory keeps train.log: timestamped lines with the run's name, the
 #    quoted command line, versions, CPUs, the run's own lines (also under --quiet), the
 #    error that ended it and the exit status; --resume appends, --force starts afresh;
-#  - stderr lines carry the time and the run name.
+#  - stderr lines carry the time and the run name;
+#  - wsml-ingest reads Fashion-MNIST from $WSML_FASHION_MNIST (a copy of the four files).
 fail() { echo "FAIL: $*"; exit 1; }
 
 head=$(git -C "$WSML_TESTS/.." rev-parse --short=12 HEAD 2> /dev/null || true)
@@ -21,8 +22,17 @@ for x in ingest train eval cam store; do
 done
 echo "ok: --version on all five: $(head -n1 v.txt)"
 
+# Fashion-MNIST from anywhere (no Debian package): $WSML_FASHION_MNIST
+mkdir fmnist
+cp /usr/share/datasets/fashion-mnist/*-ubyte.gz fmnist/
+set +e
+WSML_FASHION_MNIST=$PWD/no-such-dir wsml-ingest --format fashion-items --out x --quiet 2> fm.err
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "$PWD/no-such-dir" fm.err || fail "WSML_FASHION_MNIST not read: exit $rc $(cat fm.err)"
+
 ncpu=$(nproc)
-taskset -c 0 wsml-ingest --format fashion-mosaic --size 32 --train-count 40 --test-count 8 \
+WSML_FASHION_MNIST=$PWD/fmnist taskset -c 0 wsml-ingest --format fashion-mosaic --size 32 --train-count 40 --test-count 8 \
   --out st 2> ingest.err || fail "ingest: $(cat ingest.err)"
 grep -Eq '^wsml-ingest: [0-9]{2}:[0-9]{2}:[0-9]{2} \[st\] wrote st: 48 images in .*, 1 decode thread\)$' \
   ingest.err || fail "taskset -c 0 wsml-ingest: $(cat ingest.err)"
