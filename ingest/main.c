@@ -1,4 +1,4 @@
-// wsml-ingest: a dataset as released -> a wsml store (DATASETS.md, SPEC.md §1).
+// wsml-ingest: a dataset as released -> a wsml store (docs/datasets.md, docs/methods.md §1).
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -26,7 +26,7 @@ static void usage(FILE *f) {
         "Reads a dataset as released and writes a wsml store (train, val, test splits with\n"
         "full and observed labels and pre-resized images).\n"
         "\n"
-        "Formats (DATASETS.md):\n"
+        "Formats (downloads, layouts, what is read: docs/datasets.md):\n"
         "  voc             PASCAL VOC 2012; --root = VOCdevkit/VOC2012\n"
         "  coco            MS COCO 2014; --root holds annotations/, train2014/, val2014/\n"
         "  npy             formatted_{train,val}_{images,labels}[_obs].npy (NUS-WIDE)\n"
@@ -54,7 +54,7 @@ static void usage(FILE *f) {
         "  --val-frac F        fraction of the official train split carved into val\n"
         "                      (default 0.2; 0 for fashion-items)\n"
         "  --split-seed S      seed of the val carve permutation (default 1200)\n"
-        "  --jobs N            decode threads (default: number of cores)\n"
+        "  --jobs N            decode threads (default: the CPUs this process may use)\n"
         "  --strict            a corrupt or unreadable image is fatal (default: skipped)\n"
         "  --quiet             no progress bar or info lines\n"
         "  --json              print a JSON summary on stdout at the end\n"

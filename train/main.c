@@ -1,5 +1,5 @@
 // wsml-train: trains a multi-label classifier from a store's partial labels with one of
-// the losses of SPEC.md §2 and writes a run directory (train/trainer.h).
+// the losses of docs/methods.md §2 and writes a run directory (train/trainer.h).
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -33,7 +33,7 @@ static void usage(FILE *f) {
         "  --resume               continue RUNDIR's run from last.safetensors, exactly; the\n"
         "                         options default to config.json's and must not change it\n"
         "  --force                replace a run already in RUNDIR\n"
-        "Loss (SPEC.md section 2):\n"
+        "Loss (docs/methods.md section 2):\n"
         "  --loss LOSS            full | an | an-ls | wan | epr | role | ll-r | ll-ct | ll-cp\n"
         "                         (default an)\n"
         "  --threshold KIND       relative | absolute: how ll-* choose large losses (relative)\n"
@@ -44,7 +44,7 @@ static void usage(FILE *f) {
         "  --epr-k K              epr/role expected positives per image (default: Cole et al.'s\n"
         "                         value for voc/coco/nuswide/cub, else the train split's mean)\n"
         "  --reference-quirks     reproduce the public LargeLossMatters code (ll-cp runs as\n"
-        "                         ll-ct; see SPEC.md) instead of the paper\n"
+        "                         ll-ct; docs/methods.md) instead of the paper\n"
         "Model:\n"
         "  --arch ARCH            resnet18 | resnet34 | resnet50 | resnet101 (default resnet18)\n"
         "  --width-mult X         channel width multiplier (default 1 = torchvision)\n"
@@ -54,7 +54,7 @@ static void usage(FILE *f) {
         "                         head is re-initialised for the store's classes\n"
         "  --init CKPT            start from a whole network (head included), e.g. the\n"
         "                         best.safetensors of a --freeze-backbone run (LinearInit)\n"
-        "  --freeze-backbone      train the head only (LinearInit, SPEC.md section 3)\n"
+        "  --freeze-backbone      train the head only (LinearInit, docs/methods.md section 3)\n"
         "Optimisation:\n"
         "  --recipe paper         the paper's recipe (resnet50, batch 16, Adam, lr 1e-5, head\n"
         "                         lr x10, 10 epochs); other flags override it\n"
@@ -75,8 +75,8 @@ static void usage(FILE *f) {
         "                         (bfloat16 inputs, fp32 accumulation; weights, optimiser\n"
         "                         state and BN statistics stay fp32; cuda only). The cpu\n"
         "                         backend computes in fp32 (tf32 runs as fp32 there)\n"
-        "  --threads N            compute threads (default: the CPUs this process may use,\n"
-        "                         as taskset, cgroups or Slurm set them); a resumed run keeps it\n"
+        "  --threads N            compute threads (default: the CPUs this process may use:\n"
+        "                         taskset, Slurm, cgroups); a resumed run keeps it\n"
         "  --workers N            loader threads (default 2; never changes the numbers)\n"
         "  --save-every N         also save last.safetensors every N steps (default 200;\n"
         "                         0 = at the end of each epoch only)\n"
