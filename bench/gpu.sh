@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/gpu.sh — issue 5's one GPU script (BENCH.md row `train-gpu`, /work/shared/DEVICE.md):
+# bench/gpu.sh — issue 5's one GPU script (docs/benchmarks.md: row `train-gpu`, "Running on
+# a bare GPU machine"):
 # versions, the GPU parity tests (cuda backend vs cpu backend), then wsml's training step
 # against PyTorch on the same GPU (ResNet-50, 448x448, batch 16 and 64; images/s, peak GPU
 # memory, % of the GPU's peak FLOP rate). Logs and JSON go to $OUT (the device tool's
@@ -15,7 +16,7 @@
 #         over bench/shim/, a small stand-in for Criterion), copies of libwsml-cuda.so and
 #         wsml-train, and store/ (a small raw fashion-mosaic store for an end-to-end
 #         `wsml-train --backend cuda` run) — none of them needs libvips or Criterion,
-#       - .devlibs/: the .deb files of the run-time libraries they need (DEVICE.md step 1:
+#       - .devlibs/: the .deb files of the run-time libraries they need (docs/benchmarks.md, GPU machine, 1.:
 #           echo /.devlibs/ >> .git/info/exclude; mkdir -p .devlibs
 #           (cd .devlibs && apt-get download liblmdb0 libopenblas0-pthread libgfortran5 \
 #                                             libjansson4 libquadmath0 libjpeg62-turbo)

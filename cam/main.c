@@ -1,5 +1,5 @@
 // wsml-cam: class activation maps of one or more checkpoints over chosen images of a
-// store split, as one figure grid like the supplement's Figure 1 (SPEC §5, cam/cam.h).
+// store split, as one figure grid like the supplement's Figure 1 (docs/methods.md §5, cam/cam.h).
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -346,7 +346,7 @@ static int run(const cam_args *a) {
     if (select_images(store, (wsml_split)split, a, &images, &num_images, &rows, &num_rows, &err))
         goto done;
 
-    // the network's input: the training loader's normalisation, no flip (SPEC §3)
+    // the network's input: the training loader's normalisation, no flip (docs/methods.md §3)
     wsml_loader_config lcfg;
     wsml_loader_config_default(&lcfg);
     const size_t image_floats = (size_t)H * W * 3;

@@ -1,5 +1,6 @@
 // wsml-eval: AP/mAP from score files or from a model over a store split, and the
-// results tables of finished runs. Rules: SPEC §4 (eval/metrics.h); tables: eval/table.h.
+// results tables of finished runs. Rules: docs/methods.md §4 (eval/metrics.h); tables:
+// eval/table.h.
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>

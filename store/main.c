@@ -1,4 +1,4 @@
-// wsml-store: inspect, verify and export a dataset store (store.h, DESIGN.md).
+// wsml-store: inspect, verify and export a dataset store (store.h).
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
