@@ -109,6 +109,8 @@ echo "== versions"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
     --format=csv 2>&1 || true
 "$G/wsml-gpubench" --describe 2>&1 || true
+# the versions a run logs: the driver and the cuDNN that load here; cuBLAS is never loaded
+"$G/wsml-train" --version 2>&1 || true
 echo "pip CUDA packages: $(ls "$SP/nvidia" 2>/dev/null | tr '\n' ' ')"
 
 # ---- correctness: the cuda backend against the cpu backend ---------------------------------
@@ -161,6 +163,8 @@ if [ -x "$G/wsml-train" ] && [ -f "$G/store/data.mdb" ] && [ "$(left)" -gt 150 ]
     timeout 60 "$G/wsml-train" "${net[@]}" --precision tf32 --out "$tr/resume" --resume \
         2>&1 | tail -3 || train_rc=1
     for d in "$tr"/*/; do cp "$d/run.jsonl" "$OUTDIR/train-$(basename "$d").jsonl" 2>/dev/null || true; done
+    # the run log names the GPU (docs/build.md "Logs")
+    grep -h "GPU 0: \|CUDA backend" "$tr/tf32/train.log" || { echo "tf32/train.log: no GPU line"; train_rc=1; }
     $PY bench/gpu_train_check.py "$tr" || train_rc=1
     echo "wsml-train end to end: $([ "$train_rc" = 0 ] && echo passed || echo FAILED)"
 fi
