@@ -172,7 +172,7 @@ Test(log, run_log_file, .init = cr_redirect_stderr) {
     snprintf(ver, sizeof ver, "version: wsml-train %s (git %s)\n", WSML_VERSION, wsml_git_commit());
     cr_assert(strstr(body, ver), "%s in %s", ver, body);
     cr_assert(strstr(body, "version: OpenBLAS "), "%s", body);
-    cr_assert(strstr(body, "version: CUDA backend "), "%s", body);
+    cr_assert(strstr(body, "version: CUDA backend"), "%s", body);
     char cpus[64];
     snprintf(cpus, sizeof cpus, "CPUs: %d usable (affinity)", wsml_cpu_count());
     cr_assert(strstr(body, cpus), "%s", body);
