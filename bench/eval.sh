@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench` row "eval": wsml-eval vs a scikit-learn average_precision_score loop on
-# 40,000 x 80 random scores (BENCH.md). Both sides single-threaded, warmed up, median of
+# 40,000 x 80 random scores (docs/benchmarks.md). Both sides single-threaded, warmed up, median of
 # several repetitions. ours = the whole `wsml-eval --scores --labels` process (reading
 # the .npy files included); peer = only the in-process sklearn loop over the classes
 # (Python start-up and loading excluded), so the ratio is conservative.

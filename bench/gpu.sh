@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/gpu.sh — issue 5's one GPU script (BENCH.md row `train-gpu`, /work/shared/DEVICE.md):
+# bench/gpu.sh — issue 5's one GPU script (docs/benchmarks.md: row `train-gpu`, "Running on
+# a bare GPU machine"):
 # versions, the GPU parity tests (cuda backend vs cpu backend), then wsml's training step
 # against PyTorch on the same GPU (ResNet-50, 448x448, batch 16 and 64; images/s, peak GPU
 # memory, % of the GPU's peak FLOP rate). Logs and JSON go to $OUT (the device tool's
@@ -15,7 +16,7 @@
 #         over bench/shim/, a small stand-in for Criterion), copies of libwsml-cuda.so and
 #         wsml-train, and store/ (a small raw fashion-mosaic store for an end-to-end
 #         `wsml-train --backend cuda` run) — none of them needs libvips or Criterion,
-#       - .devlibs/: the .deb files of the run-time libraries they need (DEVICE.md step 1:
+#       - .devlibs/: the .deb files of the run-time libraries they need (docs/benchmarks.md, GPU machine, 1.:
 #           echo /.devlibs/ >> .git/info/exclude; mkdir -p .devlibs
 #           (cd .devlibs && apt-get download liblmdb0 libopenblas0-pthread libgfortran5 \
 #                                             libjansson4 libquadmath0 libjpeg62-turbo)
@@ -108,6 +109,8 @@ echo "== versions"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit \
     --format=csv 2>&1 || true
 "$G/wsml-gpubench" --describe 2>&1 || true
+# the versions a run logs: the driver and the cuDNN that load here; cuBLAS is never loaded
+"$G/wsml-train" --version 2>&1 || true
 echo "pip CUDA packages: $(ls "$SP/nvidia" 2>/dev/null | tr '\n' ' ')"
 
 # ---- correctness: the cuda backend against the cpu backend ---------------------------------
@@ -160,6 +163,8 @@ if [ -x "$G/wsml-train" ] && [ -f "$G/store/data.mdb" ] && [ "$(left)" -gt 150 ]
     timeout 60 "$G/wsml-train" "${net[@]}" --precision tf32 --out "$tr/resume" --resume \
         2>&1 | tail -3 || train_rc=1
     for d in "$tr"/*/; do cp "$d/run.jsonl" "$OUTDIR/train-$(basename "$d").jsonl" 2>/dev/null || true; done
+    # the run log names the GPU (docs/build.md "Logs")
+    grep -h "GPU 0: \|CUDA backend" "$tr/tf32/train.log" || { echo "tf32/train.log: no GPU line"; train_rc=1; }
     $PY bench/gpu_train_check.py "$tr" || train_rc=1
     echo "wsml-train end to end: $([ "$train_rc" = 0 ] && echo passed || echo FAILED)"
 fi

@@ -1,10 +1,10 @@
 // wsml-gpubench: times wsml's training step on synthetic data, the `train-gpu` row of
-// BENCH.md (bench/gpu.sh runs it next to PyTorch on the same GPU).
+// docs/benchmarks.md (bench/gpu.sh runs it next to PyTorch on the same GPU).
 //
 // One step = what wsml-train does per batch, minus the data loader: input copy, forward
 // in train mode, binary cross-entropy gradient of the logits on the host (all labels
 // observed), zero_grad, backward, Adam update of the two parameter groups (backbone lr,
-// head 10x lr, SPEC §3) — on the device (wsml_cuda_optim_step) or, with
+// head 10x lr, docs/methods.md §3) — on the device (wsml_cuda_optim_step) or, with
 // --optimizer host, on the host with the parameter/gradient copies wsml-train makes
 // today. Steps are timed with the host clock after the step's final synchronisation
 // (forward and backward already end with one); the median of --steps steps after

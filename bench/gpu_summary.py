@@ -1,5 +1,5 @@
 """Summary of bench/gpu.sh: reads the JSON lines of wsml-gpubench (ours) and
-bench/gpu_torch.py (peer), prints BENCH.md's comparison lines
+bench/gpu_torch.py (peer), prints docs/benchmarks.md's comparison lines
 
   train-gpu: ours=… peer=… ratio=…x (higher is better)  [what was compared]
 

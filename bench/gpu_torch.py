@@ -1,6 +1,6 @@
-"""The PyTorch peer of bench/gpu_step.c (BENCH.md, row train-gpu): the same training step
+"""The PyTorch peer of bench/gpu_step.c (docs/benchmarks.md, row train-gpu): the same training step
 on the same GPU — torchvision ResNet, random NHWC-normalised input, BCE-with-logits on
-random multi-hot labels, Adam with the backbone/head learning rates of SPEC section 3 —
+random multi-hot labels, Adam with the backbone/head learning rates of docs/methods.md section 3 —
 in PyTorch's usual modes:
 
   fp32      eager, NCHW, TF32 off for cuDNN and matmul

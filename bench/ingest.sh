@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench` row "ingest" (BENCH.md, issue 3): images/s of wsml-ingest turning ~2,000
+# `make bench` row "ingest" (docs/benchmarks.md, issue 3): images/s of wsml-ingest turning ~2,000
 # photo-sized JPEGs (500x375, generated once with PIL into $WSML_BUILD/bench/ingest-src)
 # into a 448x448 store, against a Python peer on the same files with the same number of
 # workers: PIL open + convert('RGB') + resize((448, 448), BILINEAR) in a

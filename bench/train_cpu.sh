@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# train-cpu row (BENCH.md, issue 4): wsml-train's training step on the cpu backend against
+# train-cpu row (docs/benchmarks.md, issue 4): wsml-train's training step on the cpu backend against
 # PyTorch (Debian python3-torch) on the same model, batch, input size and thread count.
 #   ours: wsml-train --trace records each step's time (forward + loss + backward + Adam
 #         update, not the loader, which runs beside it); the median of the steps after
@@ -10,7 +10,7 @@
 # Rows: ResNet-18 at 64x64 batch 32, and the demo's model (DEMO_* below, kept in step with
 # pipelines/demo.mk). Then, only if the ten-step PyTorch parity test passes with the
 # OpenBLAS kernel OpenBLAS picks itself (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset in that
-# command only, BENCH.md), the ResNet-18 row again with that kernel.
+# command only, docs/benchmarks.md), the ResNet-18 row again with that kernel.
 # Prints "train-cpu…: ours=… img/s peer=… img/s ratio=…x (higher is better)" per row and
 # writes $WSML_BUILD/bench/train_cpu.json (kernel names from each run's config.json).
 set -euo pipefail

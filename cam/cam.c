@@ -1,5 +1,5 @@
 // Class activation maps: upsampling, normalisation, colour map, overlay, and running a
-// checkpoint to get them (see cam/cam.h; SPEC §5).
+// checkpoint to get them (see cam/cam.h; docs/methods.md §5).
 #include "cam/cam.h"
 
 #include <math.h>

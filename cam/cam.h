@@ -1,4 +1,4 @@
-// libwsml-cam: class activation maps (SPEC §5) and the figure of the supplement's
+// libwsml-cam: class activation maps (docs/methods.md §5) and the figure of the supplement's
 // Figure 1 (`wsml-cam`): rows = (image, ground-truth class), columns = the input image,
 // then one CAM overlay per model.
 //

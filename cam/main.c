@@ -1,5 +1,5 @@
 // wsml-cam: class activation maps of one or more checkpoints over chosen images of a
-// store split, as one figure grid like the supplement's Figure 1 (SPEC §5, cam/cam.h).
+// store split, as one figure grid like the supplement's Figure 1 (docs/methods.md §5, cam/cam.h).
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "           [--each DIR] [--size PX] [--cams FILE.npy] [--backend cpu|cuda]\n"
             "           [--threads N] [--quiet]\n"
             "\n"
-            "Class activation maps (SPEC section 5): for each chosen image and each of its\n"
+            "Class activation maps (docs/methods.md): for each chosen image and each of its\n"
             "ground-truth classes (full label 1), the CAM of each model, i.e. the fc weights of\n"
             "the class applied to the last feature map at every position (no bias; the same\n"
             "1x1 convolution for the BoostLU head), upsampled bilinearly to the image\n"
@@ -57,8 +57,9 @@ static void usage(FILE *f) {
             "                   store's aspect ratio\n"
             "  --cams FILE      also the normalised CAMs as .npy float32 (rows, models, H, W)\n"
             "  --backend NAME   cpu (default) or cuda; --threads N compute threads of the cpu\n"
-            "                   backend (default 0 = all CPUs)\n"
+            "                   backend (default 0 = the CPUs this process may use)\n"
             "  -q, --quiet      no progress bar or info lines; -h, --help this text\n"
+            "  --version        versions of wsml and its libraries\n"
             "\n"
             "Rows: images in the order chosen, each image's classes in class-index order.\n"
             "Images go through the network one at a time, so an image's maps do not depend\n"
@@ -351,7 +352,7 @@ static int run(const cam_args *a) {
     if (select_images(store, (wsml_split)split, a, &images, &num_images, &rows, &num_rows, &err))
         goto done;
 
-    // the network's input: the training loader's normalisation, no flip (SPEC §3)
+    // the network's input: the training loader's normalisation, no flip (docs/methods.md §3)
     wsml_loader_config lcfg;
     wsml_loader_config_default(&lcfg);
     const size_t image_floats = (size_t)H * W * 3;
@@ -516,21 +517,15 @@ done:
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
     opterr = 0; // one error line of our own instead of getopt's
-    static const struct option options[] = {{"store", required_argument, 0, 'S'},
-                                            {"split", required_argument, 0, 'P'},
-                                            {"model", required_argument, 0, 'M'},
-                                            {"name", required_argument, 0, 'n'},
-                                            {"ids", required_argument, 0, 'i'},
-                                            {"count", required_argument, 0, 'c'},
-                                            {"out", required_argument, 0, 'o'},
-                                            {"each", required_argument, 0, 'e'},
-                                            {"size", required_argument, 0, 's'},
-                                            {"cams", required_argument, 0, 'C'},
-                                            {"backend", required_argument, 0, 'B'},
-                                            {"threads", required_argument, 0, 't'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
+        {"model", required_argument, 0, 'M'},   {"name", required_argument, 0, 'n'},
+        {"ids", required_argument, 0, 'i'},     {"count", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},     {"each", required_argument, 0, 'e'},
+        {"size", required_argument, 0, 's'},    {"cams", required_argument, 0, 'C'},
+        {"backend", required_argument, 0, 'B'}, {"threads", required_argument, 0, 't'},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     cam_args a = {.split = "test", .backend = "cpu", .size = 224};
     int opt, status;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "common/sysinfo.h"
 
 int wsml_usage_error(const char *fmt, ...) {
     va_list ap;
@@ -35,6 +36,9 @@ int wsml_shared_option(int opt, void (*usage)(FILE *), const char *context, cons
         return -1;
     case 'h':
         usage(stdout);
+        return 0;
+    case 'V':
+        wsml_print_version(stdout);
         return 0;
     default:
         return wsml_usage_error("%sunknown option or missing value: '%s'", context, arg);

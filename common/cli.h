@@ -15,7 +15,8 @@ int wsml_parse_int(const char *s, int lo, int hi, int *out);
 
 // The options every wsml program has, for the `default:` of its getopt switch: 'q'
 // (-q/--quiet) silences info lines and returns -1 (parsing goes on); 'h' (-h/--help)
-// prints usage(stdout) and returns 0; anything else is an unknown option or a missing
+// prints usage(stdout) and returns 0; 'V' (--version) prints the version block
+// (wsml_print_version) and returns 0; anything else is an unknown option or a missing
 // value, "PROG: CONTEXTunknown option or missing value: 'ARG'" (arg = argv[optind - 1]),
 // and returns 2. main returns what is not -1.
 int wsml_shared_option(int opt, void (*usage)(FILE *), const char *context, const char *arg);

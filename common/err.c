@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
+
 // Messages are one line whatever they quote: control characters that come from input
 // (a JSON parser's "near '...'" text, a file name) become spaces. Found by fuzzing
 // (tests/fuzz/regressions/store_meta).
@@ -48,5 +50,7 @@ void wsml_err_clear(wsml_err *err) {
 }
 
 void wsml_err_print(const char *prog, const wsml_err *err) {
-    fprintf(stderr, "%s: error: %s\n", prog, err && err->msg[0] ? err->msg : "unknown error");
+    const char *msg = err && err->msg[0] ? err->msg : "unknown error";
+    fprintf(stderr, "%s: error: %s\n", prog, msg);
+    wsml_log_note("error: %s", msg);
 }

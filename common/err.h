@@ -35,7 +35,7 @@ int wsml_err_prefix(wsml_err *err, const char *fmt, ...) __attribute__((format(p
 // Clears err to WSML_OK.
 void wsml_err_clear(wsml_err *err);
 
-// Prints "PROG: error: MSG" to stderr.
+// Prints "PROG: error: MSG" to stderr (and to the run log, common/log.h, if one is open).
 void wsml_err_print(const char *prog, const wsml_err *err);
 
 #endif

@@ -1,6 +1,6 @@
 // The half of common/image.h that needs no libvips: JPEG decoding and encoding with
 // libjpeg, PIL-exact resizing, freeing. wsml-train and wsml-eval link only this half (they
-// run on GPU machines without libvips, DEVICE.md); the linker fails if they reach image.c.
+// run on GPU machines without libvips, docs/benchmarks.md); the linker fails if they reach image.c.
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 // Inference over one split of a store (`wsml-eval --store`): the trained network of
 // libwsml-train (train/net.h) run in eval mode over every record in index order, with
-// the training loader's preprocessing (no flip, ImageNet normalisation, SPEC §3).
+// the training loader's preprocessing (no flip, ImageNet normalisation, docs/methods.md §3).
 //
 // The network's shape is read from the checkpoint itself: the architecture from its
 // tensor names (layer1.0.conv3 = bottleneck; the number of layer3 blocks tells 18/34 or

@@ -1,5 +1,6 @@
 // wsml-eval: AP/mAP from score files or from a model over a store split, and the
-// results tables of finished runs. Rules: SPEC §4 (eval/metrics.h); tables: eval/table.h.
+// results tables of finished runs. Rules: docs/methods.md §4 (eval/metrics.h); tables:
+// eval/table.h.
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -35,9 +36,9 @@ static void usage(FILE *f) {
             "            [--table TITLE] [--by dataset|group] RUNDIR... [--table TITLE ...]\n"
             "\n"
             "Average precision per class exactly as scikit-learn's average_precision_score\n"
-            "(ties grouped), mAP = 100 x mean AP (SPEC section 4). Labels: 1 positive,\n"
-            "0 negative, -1 unknown (masked out; a class with no known label is skipped, a\n"
-            "class with no positive has AP 0).\n"
+            "(ties grouped), mAP = 100 x mean AP (docs/methods.md section 4). Labels: 1\n"
+            "positive, 0 negative, -1 unknown (masked out; a class with no known label is\n"
+            "skipped, a class with no positive has AP 0).\n"
             "\n"
             "Metrics from numpy files:\n"
             "  --scores FILE    (N, C) float32/float64 scores or logits\n"
@@ -56,7 +57,8 @@ static void usage(FILE *f) {
             "                   architecture, width and classes are read from its tensors\n"
             "  --head NAME      linear or boostlu (default: the checkpoint's metadata or the\n"
             "                   run's config.json beside it, else linear); --alpha A likewise\n"
-            "  --backend NAME   cpu (default) or cuda; --threads N compute threads (0 = all)\n"
+            "  --backend NAME   cpu (default) or cuda; --threads N compute threads (default\n"
+            "                   0 = the CPUs this process may use: taskset, Slurm, cgroups)\n"
             "  --precision P    tf32 (default), fp32 or bf16 (cuda only): what convolutions\n"
             "                   and GEMMs compute in; the cpu backend computes in fp32\n"
             "  --batch N        images per forward (default 32); --workers N loader threads\n"
@@ -81,7 +83,7 @@ static void usage(FILE *f) {
             "  --title TEXT     the page's title (default \"wsml results\")\n"
             "  --cam FILE       a wsml-cam figure to show (copied into DIR); repeatable\n"
             "\n"
-            "  -q, --quiet      no info lines; -h, --help this text\n"
+            "  -q, --quiet      no info lines; -h, --help this text; --version the versions\n"
             "\n"
             "Examples:\n"
             "  " PROG " --scores scores.npy --labels labels.npy --out results/\n"
@@ -390,10 +392,13 @@ static int write_text(const char *path, const char *text, wsml_err *err) {
 }
 
 static int run_table(int argc, char **argv) {
-    static const struct option options[] = {
-        {"by", required_argument, 0, 'b'},  {"epochs", no_argument, 0, 'e'},
-        {"out", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0}};
+    static const struct option options[] = {{"by", required_argument, 0, 'b'},
+                                            {"epochs", no_argument, 0, 'e'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"version", no_argument, 0, 'V'},
+                                            {0, 0, 0, 0}};
     wsml_table_by by = WSML_TABLE_BY_DATASET;
     const char *out_prefix = NULL;
     int opt, with_epochs = 0;
@@ -551,25 +556,17 @@ int main(int argc, char **argv) {
         return run_table(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "report"))
         return run_report(argc - 1, argv + 1);
-    static const struct option options[] = {{"scores", required_argument, 0, 's'},
-                                            {"labels", required_argument, 0, 'l'},
-                                            {"groups", required_argument, 0, 'g'},
-                                            {"classes", required_argument, 0, 'c'},
-                                            {"out", required_argument, 0, 'o'},
-                                            {"json", no_argument, 0, 'j'},
-                                            {"store", required_argument, 0, 'S'},
-                                            {"split", required_argument, 0, 'P'},
-                                            {"model", required_argument, 0, 'M'},
-                                            {"backend", required_argument, 0, 'B'},
-                                            {"batch", required_argument, 0, 'b'},
-                                            {"threads", required_argument, 0, 't'},
-                                            {"workers", required_argument, 0, 'w'},
-                                            {"head", required_argument, 0, 'H'},
-                                            {"alpha", required_argument, 0, 'A'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {"precision", required_argument, 0, 'R'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
+        {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
+        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
+        {"model", required_argument, 0, 'M'},   {"backend", required_argument, 0, 'B'},
+        {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
+        {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {"precision", required_argument, 0, 'R'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
     int as_json = 0, opt;
     store_args st = {.split = "test"};

@@ -1,4 +1,4 @@
-// Average precision, mAP and group mAP (SPEC §4); see eval/metrics.h for the rules.
+// Average precision, mAP and group mAP (docs/methods.md §4); see eval/metrics.h for the rules.
 //
 // How AP is computed: for one class the known entries are split into positives and
 // negatives, each turned into order-preserving 64-bit keys of their score and

@@ -1,7 +1,7 @@
 // libwsml-eval metrics: average precision per class, mAP, and mAP per class-frequency
-// group (SPEC §4). The public header of the metrics half of libwsml-eval.
+// group (docs/methods.md §4). The public header of the metrics half of libwsml-eval.
 //
-// Definitions (SPEC §4, identical to scikit-learn's average_precision_score):
+// Definitions (docs/methods.md §4, identical to scikit-learn's average_precision_score):
 //   For one class, take the entries whose label is known (1 or 0; -1 = unknown is
 //   masked out), sort them by score descending and group equal scores (each distinct
 //   score is one threshold). With P positives, tp_n / fp_n the cumulative counts at
@@ -30,7 +30,7 @@
 
 #include "common/err.h"
 
-// Class-frequency groups G1..Gk (SPEC §4) in compressed form: group g holds
+// Class-frequency groups G1..Gk (docs/methods.md §4) in compressed form: group g holds
 // classes[offsets[g] .. offsets[g+1]-1]. A class may be in no group.
 typedef struct {
     int num_groups;

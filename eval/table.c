@@ -534,7 +534,7 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
     }
     int multi = num_datasets > 1;
     // Header.
-    fprintf(md, "Test mAP of the setting with the best validation mAP (SPEC §3)");
+    fprintf(md, "Test mAP of the setting with the best validation mAP (docs/methods.md §3)");
     fprintf(md, "%s.\n\n| method |", by == WSML_TABLE_BY_GROUP ? ", by class-frequency group" : "");
     fprintf(csv, "method");
     if (by == WSML_TABLE_BY_GROUP) {

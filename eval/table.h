@@ -1,7 +1,7 @@
 // Results tables from finished training runs (`wsml-eval table`): the paper's layout,
 // rows = methods, columns = datasets (Table 1) or frequency groups (Table 2).
 //
-// A run directory (written by wsml-train, see DESIGN.md "Trainer") is read as follows:
+// A run directory (written by wsml-train, see train/trainer.h) is read as follows:
 //   config.json : the flags, under "options" (as wsml-train writes it) or at the top
 //                 level: "loss" (an, ll-r, ll-ct, ll-cp, full, an-ls, wan, epr, role),
 //                 "threshold" (relative|absolute), "delta_rel", "r0", "delta_abs", "lr",
@@ -26,13 +26,12 @@
 // "LL-R", "LL-Ct", "LL-Cp" (relative threshold), "LL-relative (best of R/Ct/Cp)",
 // "LL-R abs", "LL-Ct abs", "LL-Cp abs"; any other loss is shown by its name.
 //
-// Selection (validation-based, SPEC §3): runs of one method on one dataset are grouped by
-// their hyper-parameters (lr; delta_rel for relative LL; r0 and delta_abs for absolute LL)
-// with the seeds of a setting averaged; the setting with the highest mean best-val mAP is
-// picked (ties: the first in sorted order of its description) and its mean test mAP is
-// reported (± the standard deviation over seeds when there are several). The
-// "LL-relative" row picks among all relative LL-R/Ct/Cp settings the same way. A cell
-// whose grid has unfinished runs is marked with "*".
+// Selection (validation-based, docs/methods.md §3): runs of one method on one dataset are grouped
+// by their hyper-parameters (lr; delta_rel for relative LL; r0 and delta_abs for absolute LL) with
+// the seeds of a setting averaged; the setting with the highest mean best-val mAP is picked (ties:
+// the first in sorted order of its description) and its mean test mAP is reported (± the standard
+// deviation over seeds when there are several). The "LL-relative" row picks among all relative
+// LL-R/Ct/Cp settings the same way. A cell whose grid has unfinished runs is marked with "*".
 #ifndef WSML_EVAL_TABLE_H
 #define WSML_EVAL_TABLE_H
 

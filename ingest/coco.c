@@ -1,4 +1,4 @@
-// MS COCO 2014 (DATASETS.md; reference: preproc/format_coco.py of Cole et al.).
+// MS COCO 2014 (docs/datasets.md; reference: preproc/format_coco.py of Cole et al.).
 // annotations/instances_{train,val}2014.json, streamed (coco_json.c). Class index =
 // position in "categories" (ids 1..90 with gaps; both files must agree). A split's
 // images = the image ids with at least one annotation, sorted as decimal strings (the

@@ -1,12 +1,12 @@
-// Your own data (DATASETS.md "--format csv").
+// Your own data (docs/datasets.md "--format csv").
 // --root holds train.csv and optionally val.csv and test.csv. Each has a header naming
 // its columns: path, labels and optionally observed (any order). Fields follow RFC 4180
 // (double quotes around a field that holds a comma or a quote; "" inside a quoted field
 // is one quote). path is relative to --images (default --root); labels are class names
 // joined by '|' (empty = no positive); observed lists observed positives the same way,
 // with '-name' for an observed negative, and is imported as given (otherwise observed
-// labels are simulated, SPEC §1). Classes: --classes FILE (its order), else the sorted
-// union of every name used. Without val.csv, val is carved from train (SPEC §1).
+// labels are simulated, docs/methods.md §1). Classes: --classes FILE (its order), else the sorted
+// union of every name used. Without val.csv, val is carved from train (docs/methods.md §1).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-// CUB-200-2011 attributes as classes (DATASETS.md; reference: preproc/format_cub.py).
+// CUB-200-2011 attributes as classes (docs/datasets.md; reference: preproc/format_cub.py).
 // --root holds CUB_200_2011/ and attributes.txt ("<id> <name>", ids 1..312 in order).
 //   CUB_200_2011/images.txt                          "<image_id> <relative path>"
 //   CUB_200_2011/train_test_split.txt                "<image_id> <is_train>"

@@ -1,4 +1,4 @@
-// Fashion-MNIST based demo data (DATASETS.md "Fashion mosaic", "Fashion items").
+// Fashion-MNIST based demo data (docs/datasets.md "Fashion mosaic", "Fashion items").
 //
 // Source: the gzip'd IDX files of the Debian package dataset-fashion-mnist
 // ({train,t10k}-{images-idx3,labels-idx1}-ubyte.gz): big-endian magic 0x00000803
@@ -19,7 +19,7 @@
 //  Items are drawn with replacement. Labels = the classes of the items present.
 //  fashion-items, per source set (same two seeds), for each item i in file order:
 //      position = randint(0, 4); the item alone at that tile, one positive label.
-// The val split is then carved from the official train list by the usual SPEC §1 rule.
+// The val split is then carved from the official train list by the usual docs/methods.md §1 rule.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 // libwsml-ingest: source-format readers and the shared ingest machinery behind
-// wsml-ingest (ingest/main.c). Contract: ../shared/DATASETS.md (formats, orders) and
-// SPEC.md §1 (validation carve, simulated single positives).
+// wsml-ingest (ingest/main.c). Contract: docs/datasets.md (formats, orders) and
+// docs/methods.md §1 (validation carve, simulated single positives).
 //
 // A reader (one file per format) fills an ingest_dataset: class names and, per
 // *official* split, the list of images in the reference order with their full labels
@@ -30,7 +30,7 @@ typedef struct {
     int size;            // output side (both sides resized to it)
     wsml_encoding encoding;
     int quality;          // JPEG quality when encoding = jpeg
-    int num_pos, num_neg; // SPEC §1 single positive simulation (-1 = all)
+    int num_pos, num_neg; // docs/methods.md §1 single positive simulation (-1 = all)
     uint32_t seed;        // observed-label generator seed
     double val_frac;      // fraction of official train carved into val
     uint32_t split_seed;  // permutation seed of the val carve
@@ -197,7 +197,7 @@ int coco_json_parse_buffer(const char *name, const void *buf, size_t len, size_t
                            const coco_json_handlers *h, wsml_err *err);
 
 // ---- shared steps -----------------------------------------------------------------------
-// SPEC §1: simulated observed labels on every official split that has none, each with
+// docs/methods.md §1: simulated observed labels on every official split that has none, each with
 // a fresh RandomState(seed), images in list order.
 int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint32_t seed,
                              wsml_err *err);
@@ -205,12 +205,12 @@ int ingest_simulate_observed(ingest_dataset *ds, int num_pos, int num_neg, uint3
 // full: (C) values in {0,1}; obs: (C) output; pos_buf/neg_buf: scratch of C int64.
 void ingest_observe_row(const int8_t *full, int C, int num_pos, int num_neg, wsml_rng *rng,
                         int64_t *pos_buf, int64_t *neg_buf, int8_t *obs);
-// SPEC §1 validation carve: n_val = round(val_frac*N) (numpy round: half to even),
+// docs/methods.md §1 validation carve: n_val = round(val_frac*N) (numpy round: half to even),
 // perm = RandomState(split_seed).permutation(N); train = sort(perm[:N-n_val]),
 // val = sort(perm[N-n_val:]). Outputs malloc'd index arrays.
 int ingest_carve_val(size_t n, double val_frac, uint32_t split_seed, uint32_t **train_idx,
                      size_t *n_train, uint32_t **val_idx, size_t *n_val, wsml_err *err);
-// SPEC §4 frequency groups from the train list's positive counts.
+// docs/methods.md §4 frequency groups from the train list's positive counts.
 int ingest_frequency_groups(ingest_dataset *ds, const ingest_list *train, wsml_err *err);
 
 // A skipped image (corrupt/unreadable), reported in info JSON and the summary.

@@ -1,4 +1,4 @@
-// wsml-ingest: a dataset as released -> a wsml store (DATASETS.md, SPEC.md §1).
+// wsml-ingest: a dataset as released -> a wsml store (docs/datasets.md, docs/methods.md §1).
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sysinfo.h"
 #include "ingest/ingest.h"
 
 #define PROG "wsml-ingest"
@@ -25,7 +26,7 @@ static void usage(FILE *f) {
         "Reads a dataset as released and writes a wsml store (train, val, test splits with\n"
         "full and observed labels and pre-resized images).\n"
         "\n"
-        "Formats (DATASETS.md):\n"
+        "Formats (downloads, layouts, what is read: docs/datasets.md):\n"
         "  voc             PASCAL VOC 2012; --root = VOCdevkit/VOC2012\n"
         "  coco            MS COCO 2014; --root holds annotations/, train2014/, val2014/\n"
         "  npy             formatted_{train,val}_{images,labels}[_obs].npy (NUS-WIDE)\n"
@@ -38,7 +39,7 @@ static void usage(FILE *f) {
         "Options:\n"
         "  --format FORMAT     one of the formats above (required)\n"
         "  --root DIR          dataset folder (required, except fashion: default\n"
-        "                      " FASHION_DIR ")\n"
+        "                      $WSML_FASHION_MNIST, else " FASHION_DIR ")\n"
         "  --out STORE         store directory to create (required)\n"
         "  --force             replace an existing STORE\n"
         "  --name NAME         store name (default: the format, or --root's basename for npy/csv)\n"
@@ -53,7 +54,7 @@ static void usage(FILE *f) {
         "  --val-frac F        fraction of the official train split carved into val\n"
         "                      (default 0.2; 0 for fashion-items)\n"
         "  --split-seed S      seed of the val carve permutation (default 1200)\n"
-        "  --jobs N            decode threads (default: number of cores)\n"
+        "  --jobs N            decode threads (default: the CPUs this process may use)\n"
         "  --strict            a corrupt or unreadable image is fatal (default: skipped)\n"
         "  --quiet             no progress bar or info lines\n"
         "  --json              print a JSON summary on stdout at the end\n"
@@ -64,7 +65,7 @@ static void usage(FILE *f) {
         "  --test-count N      test mosaics (default 5000); items: first N test items (10000)\n"
         "  --tile-prob P       probability that a mosaic tile holds an item (default 0.7)\n"
         "  --mosaic-seed S     seed of the mosaic and item-position draws (default 0)\n"
-        "  -h, --help          this help\n"
+        "  -h, --help          this help;  --version  versions of wsml and its libraries\n"
         "\n"
         "Examples:\n"
         "  wsml-ingest --format voc --root data/VOCdevkit/VOC2012 --out stores/voc\n"
@@ -393,8 +394,8 @@ static int run(ingest_opts *o, int want_json) {
                 wsml_warn("  ... and %zu more", skips.n - 20);
         }
         uint32_t total = written[0] + written[1] + written[2];
-        wsml_info("wrote %s: %u images in %.1f s (%.0f img/s)", o->out, total, secs,
-                  secs > 0 ? total / secs : 0.0);
+        wsml_info("wrote %s: %u images in %.1f s (%.0f img/s, %d decode thread%s)", o->out, total,
+                  secs, secs > 0 ? total / secs : 0.0, o->jobs, o->jobs == 1 ? "" : "s");
         if (want_json) {
             json_object_set_new(info, "seconds", json_real(secs));
             json_dumpf(info, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
@@ -486,6 +487,7 @@ int main(int argc, char **argv) {
         {"tile-prob", required_argument, 0, OPT_TILE_PROB},
         {"mosaic-seed", required_argument, 0, OPT_MOSAIC_SEED},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     long v;
@@ -594,6 +596,9 @@ int main(int argc, char **argv) {
         case 'h':
             usage(stdout);
             return 0;
+        case 'V':
+            wsml_print_version(stdout);
+            return 0;
         default:
             fprintf(stderr, PROG ": see --help\n");
             return 2;
@@ -616,7 +621,9 @@ int main(int argc, char **argv) {
     if (!o.root) {
         if (!fashion)
             return usage_error("--root is required for --format %s%s", o.format, "");
-        o.root = FASHION_DIR;
+        // Debian's dataset-fashion-mnist, or the release's four .gz files anywhere else
+        const char *env = getenv("WSML_FASHION_MNIST");
+        o.root = env && *env ? env : FASHION_DIR;
     }
     if (o.size < 0)
         o.size = fashion ? 56 : 448;
@@ -624,10 +631,9 @@ int main(int argc, char **argv) {
         o.encoding = fashion ? WSML_ENC_RAW : WSML_ENC_JPEG;
     if (o.val_frac < 0)
         o.val_frac = !strcmp(o.format, "fashion-items") ? 0.0 : 0.2;
-    if (o.jobs <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o.jobs = n > 0 ? (int)n : 1;
-    }
+    if (o.jobs <= 0)
+        o.jobs = wsml_cpu_count();
     wsml_set_quiet(o.quiet);
+    wsml_set_run_dir(o.out);
     return run(&o, want_json);
 }

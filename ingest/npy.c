@@ -1,4 +1,4 @@
-// Pre-formatted numpy files (DATASETS.md "NUS-WIDE"): the form Cole et al.'s scripts
+// Pre-formatted numpy files (docs/datasets.md "NUS-WIDE"): the form Cole et al.'s scripts
 // write for every dataset, and the form NUS-WIDE is distributed in.
 //   formatted_{train,val}_images.npy      1-D <U strings, paths relative to the image root
 //   formatted_{train,val}_labels.npy      N x C, 0/1 (float64 in the release)
@@ -94,7 +94,7 @@ static int load_split(const char *root, const char *phase, npy_split *s, wsml_er
     return 0;
 }
 
-// The reference reads NUS-WIDE images from <root>/Flickr while DATASETS.md describes
+// The reference reads NUS-WIDE images from <root>/Flickr while docs/datasets.md describes
 // paths that start with "Flickr/": without --images, use <root>/Flickr when the first
 // training path is missing under <root> but present there.
 static int guess_image_root(ingest_dataset *ds, const npy_split *train, wsml_err *err) {

@@ -1,4 +1,4 @@
-// Partial-label simulation, validation carve and frequency groups (SPEC §1, §4).
+// Partial-label simulation, validation carve and frequency groups (docs/methods.md §1, §4).
 //
 // Reference: Cole et al., preproc/generate_observed_labels.py and datasets.py
 // (elijahcole/single-positive-multi-label, reused unchanged by LargeLossMatters):
@@ -164,7 +164,7 @@ static int cmp_class_count(const void *a, const void *b) {
     return (x->cls > y->cls) - (x->cls < y->cls);
 }
 
-// SPEC §4: classes sorted ascending by their number of positive training labels (ties
+// docs/methods.md §4: classes sorted ascending by their number of positive training labels (ties
 // by class index: a stable sort), cut into five groups of equal size; when C is not a
 // multiple of 5 the first C%5 groups get one extra class (numpy.array_split).
 int ingest_frequency_groups(ingest_dataset *ds, const ingest_list *train, wsml_err *err) {

@@ -1,4 +1,4 @@
-// OpenImages V3, real partial labels (DATASETS.md; SPEC §1 "Real partial labels").
+// OpenImages V3, real partial labels (docs/datasets.md; docs/methods.md §1 "Real partial labels").
 // --root holds:
 //   2017_11/classes-trainable.txt           one MID a line: the classes, in that order
 //   2017_11/class-descriptions.csv          "MID,display name" (class names)
@@ -10,7 +10,7 @@
 // disagree about a pair, a positive wins. A split's images are those with at least one
 // trainable verified label, sorted by ImageID. train -> wsml train, validation -> val,
 // test -> test (the release's own validation split: nothing is carved). The frequency
-// groups G1..G5 (SPEC §4) are computed from the train split by main.c.
+// groups G1..G5 (docs/methods.md §4) are computed from the train split by main.c.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// PASCAL VOC 2012 (DATASETS.md; reference: preproc/format_pascal.py of Cole et al.).
+// PASCAL VOC 2012 (docs/datasets.md; reference: preproc/format_pascal.py of Cole et al.).
 // ImageSets/Main/<class>_<phase>.txt, lines "<image_id> <flag>" (flag 1 present, -1
 // absent, 0 difficult = absent). A phase's images = those with at least one 1, sorted
 // by file name "<image_id>.jpg". Phase train -> wsml train (val carved from it), phase

@@ -1,5 +1,5 @@
 # make cam-figure DATA=DIR PRETRAINED=FILE — the supplement's Figure 1 (supp. §C,
-# SPEC §5): class activation maps of COCO test images, one row per ground-truth class of
+# docs/methods.md §5): class activation maps of COCO test images, one row per ground-truth class of
 # each image, columns image | Naive AN | ROLE | LL-Ct, each column the run of its method
 # on COCO that the validation split picks (best mean val mAP: `wsml-eval table`'s rule).
 # Writes $(RESULTS)/cam-figure.png.

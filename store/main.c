@@ -1,4 +1,4 @@
-// wsml-store: inspect, verify and export a dataset store (store.h, DESIGN.md).
+// wsml-store: inspect, verify and export a dataset store (store.h).
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include "common/image.h"
 #include "common/log.h"
 #include "common/npy.h"
+#include "common/sysinfo.h"
 #include "store/store.h"
 
 #define PROG "wsml-store"
@@ -42,7 +43,7 @@ static void usage(FILE *f) {
           "  --out PATH        output file (.npy, text) or directory (images)\n"
           "  --range A:B       records A <= i < B (A or B may be left out)\n"
           "  --quiet           no progress bar or summary line\n"
-          "  --help            this text\n"
+          "  --help            this text;  --version  versions of wsml and its libraries\n"
           "\n"
           "exit status: 0 ok (verify: store clean), 1 runtime error (verify: damage found),\n"
           "2 usage error\n"
@@ -408,11 +409,15 @@ static int cmd_export(const char *dir, const char *split_name, const char *what_
 
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
-    static const struct option opts[] = {
-        {"json", no_argument, 0, 'j'},        {"quiet", no_argument, 0, 'q'},
-        {"split", required_argument, 0, 's'}, {"what", required_argument, 0, 'w'},
-        {"out", required_argument, 0, 'o'},   {"range", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"split", required_argument, 0, 's'},
+                                         {"what", required_argument, 0, 'w'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"range", required_argument, 0, 'r'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {0, 0, 0, 0}};
     int as_json = 0;
     const char *split = NULL, *what = NULL, *out = NULL, *range = NULL;
     int c;
@@ -439,6 +444,9 @@ int main(int argc, char **argv) {
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            wsml_print_version(stdout);
             return 0;
         default:
             return usage_error("unknown option or missing value: %s", argv[optind - 1]);

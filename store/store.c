@@ -1,4 +1,4 @@
-// The dataset store: one LMDB environment per directory (store.h, DESIGN.md).
+// The dataset store: one LMDB environment per directory (store.h).
 //
 // Files in a store directory:
 //   data.mdb   the LMDB environment (sub-databases meta, train, val, test)

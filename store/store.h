@@ -1,4 +1,4 @@
-// libwsml-store: the on-disk dataset store (DESIGN.md "Store format").
+// libwsml-store: the on-disk dataset store: its format, below, is what must stay stable.
 //
 // A store is a directory holding one LMDB environment with named sub-databases:
 //   meta   : "version" (decimal text), "info" (JSON, see below), "complete" ("1",

@@ -150,7 +150,7 @@ struct wsml_backend {
     int (*bias_add)(wsml_backend *be, int64_t rows, int cols, float *y, const float *bias);
     // dbias: (cols) += column sums of dy: (rows, cols).
     int (*bias_backward)(wsml_backend *be, int64_t rows, int cols, float *dbias, const float *dy);
-    // BoostLU head (SPEC §2), after the 1x1 conv made cam: (n, hw, C):
+    // BoostLU head (docs/methods.md §2), after the 1x1 conv made cam: (n, hw, C):
     //   logits[b, c] = mean_s cam'[b, s, c],  cam' = alpha * cam where cam > 0, else cam.
     int (*boostlu_forward)(wsml_backend *be, int n, int hw, int C, float alpha, float *logits,
                            const float *cam);

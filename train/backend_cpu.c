@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/sysinfo.h"
 #include "train/backend.h"
 
 // The memory-bound loops below are compiled for AVX-512, AVX2+FMA and baseline x86-64,
@@ -1141,10 +1142,8 @@ static void cpu_destroy(wsml_backend *be) {
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err) {
     *out = NULL;
     int threads = opt ? opt->num_threads : 0;
-    if (threads <= 0) {
-        long online = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = online > 0 ? (int)online : 1;
-    }
+    if (threads <= 0)
+        threads = wsml_cpu_count();
     if (threads > 256)
         return wsml_errf(err, WSML_EARG, "--threads %d: at most 256", threads);
     wsml_backend *be = calloc(1, sizeof(*be));

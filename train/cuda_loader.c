@@ -4,16 +4,14 @@
 // relocating libcublasLt), CPU runs included. These wrappers keep the API of
 // train/cuda/backend_cuda.h for C callers.
 //
-// Where the library is looked up: $WSML_CUDA_LIB if set, else next to the running
-// executable, else one directory up (build/tests/unit -> build/).
+// Where the library is looked up: wsml_cuda_library (common/sysinfo.h).
 #include <dlfcn.h>
-#include <libgen.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "common/sysinfo.h"
 #include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
 
@@ -27,28 +25,8 @@ static int (*p_memory_info)(wsml_backend *, wsml_cuda_memory *);
 static int (*p_optim_step)(wsml_backend *, wsml_optim *, int, float *, const float *, float *,
                            float *);
 
-static void try_open(const char *path) {
-    if (lib)
-        return;
-    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib && !load_error[0])
-        snprintf(load_error, sizeof load_error, "%s", dlerror());
-}
-
 static void load(void) {
-    const char *env = getenv("WSML_CUDA_LIB");
-    if (env && *env)
-        try_open(env);
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 64);
-    if (!lib && n > 0) {
-        exe[n] = '\0';
-        char *dir = dirname(exe), path[4200];
-        snprintf(path, sizeof path, "%s/libwsml-cuda.so", dir);
-        try_open(path);
-        snprintf(path, sizeof path, "%s/../libwsml-cuda.so", dir);
-        try_open(path);
-    }
+    lib = wsml_cuda_library(load_error, sizeof load_error, NULL, 0);
     if (!lib)
         return;
     *(void **)&p_create = dlsym(lib, "wsml_backend_cuda_create");

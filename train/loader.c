@@ -67,7 +67,7 @@ void wsml_loader_config_default(wsml_loader_config *cfg) {
     cfg->seed = 0;
     cfg->height = 224;
     cfg->width = 224;
-    // ImageNet statistics, as torchvision's Normalize in the reference (SPEC §3).
+    // ImageNet statistics, as torchvision's Normalize in the reference (docs/methods.md §3).
     cfg->mean[0] = 0.485f, cfg->mean[1] = 0.456f, cfg->mean[2] = 0.406f;
     cfg->std[0] = 0.229f, cfg->std[1] = 0.224f, cfg->std[2] = 0.225f;
 }

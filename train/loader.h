@@ -18,7 +18,7 @@
 //
 // Pixels: out = ((float)u8 / 255 − mean_c) / std_c in float32, which is what
 // torchvision's ToTensor() followed by Normalize(mean, std) computes; ImageNet mean
-// (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) by default (SPEC §3).
+// (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) by default (docs/methods.md §3).
 #ifndef WSML_LOADER_H
 #define WSML_LOADER_H
 

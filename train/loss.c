@@ -1,4 +1,4 @@
-// Losses of SPEC.md §2 (see loss.h for exactly what each computes).
+// Losses of docs/methods.md §2 (see loss.h for exactly what each computes).
 //
 // Per-entry arithmetic is float32 in the order PyTorch evaluates the reference code,
 // so that the selected entries and the values match it to float rounding; batch sums
@@ -213,7 +213,7 @@ static int loss_large_family(const wsml_loss_config *cfg, const wsml_loss_input 
         unobserved_loss[i] = in->observed[i] == 0 ? loss : 0.0f;
     }
 
-    // Which entries are modified in this batch (SPEC §2 "Large-loss modification").
+    // Which entries are modified in this batch (docs/methods.md §2 "Large-loss modification").
     int have_threshold = 0, strict = 0;
     float thr = NAN;
     if (modify && cfg->threshold == WSML_THRESHOLD_RELATIVE) {

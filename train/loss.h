@@ -1,11 +1,11 @@
-// Training losses of SPEC.md §2: the large-loss family (AN, LL-R, LL-Ct, LL-Cp with a
+// Training losses of docs/methods.md §2: the large-loss family (AN, LL-R, LL-Ct, LL-Cp with a
 // relative or absolute threshold), Cole et al.'s baselines (AN-LS, WAN, EPR, ROLE) and
 // the fully labelled upper bound — one module, pure CPU code over plain arrays.
 //
 // The loss is tiny next to the network (B x C numbers), so every backend uses this
 // code: the CUDA backend copies the logits (and ROLE's estimator rows) to the host,
 // calls wsml_loss_compute, and copies dL/dz back. The BoostLU head needs nothing
-// here: it only changes how the logits are made (SPEC §2 "BoostLU").
+// here: it only changes how the logits are made (docs/methods.md §2 "BoostLU").
 //
 // Exactness: each function is a transcription of the reference code's arithmetic
 // (LargeLossMatters losses.py/train.py; single-positive-multi-label losses.py), in
@@ -37,7 +37,7 @@ typedef enum {
 #define WSML_LOSS_NUM_KINDS 9
 
 typedef enum {
-    WSML_THRESHOLD_RELATIVE, // top-k of the batch's unobserved losses (SPEC §2)
+    WSML_THRESHOLD_RELATIVE, // top-k of the batch's unobserved losses (docs/methods.md §2)
     WSML_THRESHOLD_ABSOLUTE, // fixed value R(t) = R0 - (t-1)·Δabs (supp. §B)
 } wsml_threshold_kind;
 
@@ -49,7 +49,7 @@ typedef struct {
     double delta_abs;              // absolute threshold decrement per epoch
     double ls_coef;                // AN-LS smoothing, default 0.1
     double expected_num_pos;       // EPR/ROLE k (wsml_expected_num_pos)
-    // Reproduce the public LargeLossMatters code instead of the paper (SPEC §2 note):
+    // Reproduce the public LargeLossMatters code instead of the paper (docs/methods.md §2 note):
     // LL-Cp runs exactly as LL-Ct (k from the rejection rate, no flips), and with a
     // relative threshold the modification test is the reference's
     // `where(U < thr, L, corrected)` over ALL entries, so that when thr == 0 observed
@@ -73,7 +73,7 @@ int wsml_loss_is_large_loss(wsml_loss_kind kind);
 // WSML_EARG naming the flag (--delta-rel, --epr-k, ...) otherwise.
 int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_err *err);
 
-// EPR/ROLE's k (SPEC §2): Cole et al.'s table for dataset names "voc"/"pascal" 1.5,
+// EPR/ROLE's k (docs/methods.md §2): Cole et al.'s table for dataset names "voc"/"pascal" 1.5,
 // "coco" 2.9, "nuswide"/"nus-wide" 1.9, "cub" 3.14e1; any other name: the mean number
 // of positives (full == 1) per image of `full` (N x C), or 0 when full is NULL or N == 0.
 double wsml_expected_num_pos(const char *dataset_name, const int8_t *full, int64_t num_images,
@@ -149,7 +149,7 @@ typedef struct {
 //   wan  : l = nlog(p) on observed positives, nlog(1−p)/(C−1) elsewhere; loss = Σ l / N.
 //   epr  : l = nlog(p) on observed positives, 0 elsewhere; reg = (mean_b Σ_c p − k)²/C²;
 //          loss = Σ l / N + reg.
-//   role : q = sigmoid(G rows); l = 0.5·(A_f + A_g) + 0.5·(X_f + X_g) (SPEC §2, with
+//   role : q = sigmoid(G rows); l = 0.5·(A_f + A_g) + 0.5·(X_f + X_g) (docs/methods.md §2, with
 //          the bars detached); reg = 0.5·(reg_epr(p) + reg_epr(q)); loss = Σ l / N + reg.
 // dlogits = dloss/dz (and destimator_logits = dloss/dG for ROLE), as PyTorch's
 // autograd gives for the reference code. Observed negatives (-1) count as "not an

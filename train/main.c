@@ -1,5 +1,5 @@
 // wsml-train: trains a multi-label classifier from a store's partial labels with one of
-// the losses of SPEC.md §2 and writes a run directory (train/trainer.h).
+// the losses of docs/methods.md §2 and writes a run directory (train/trainer.h).
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -9,8 +9,10 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
+#include "common/sysinfo.h"
 #include "eval/metrics.h"
 #include "train/backend.h"
+#include "train/cuda/backend_cuda.h"
 #include "train/trainer.h"
 
 #define PROG "wsml-train"
@@ -22,7 +24,8 @@ static void usage(FILE *f) {
         "Trains a ResNet on a store's observed (partial) labels with one of the losses of\n"
         "Kim et al. (CVPR 2022) or its baselines; selects the epoch with the best val mAP\n"
         "(clean labels) and reports its test mAP. RUNDIR receives config.json, run.jsonl\n"
-        "(one line per epoch), best.safetensors and last.safetensors (for --resume).\n"
+        "(one line per epoch), best.safetensors, last.safetensors (for --resume) and\n"
+        "train.log (timestamped lines of every invocation: command, versions, progress).\n"
         "\n"
         "Data and output:\n"
         "  --store STORE          a store made by wsml-ingest (required)\n"
@@ -30,7 +33,7 @@ static void usage(FILE *f) {
         "  --resume               continue RUNDIR's run from last.safetensors, exactly; the\n"
         "                         options default to config.json's and must not change it\n"
         "  --force                replace a run already in RUNDIR\n"
-        "Loss (SPEC.md section 2):\n"
+        "Loss (docs/methods.md section 2):\n"
         "  --loss LOSS            full | an | an-ls | wan | epr | role | ll-r | ll-ct | ll-cp\n"
         "                         (default an)\n"
         "  --threshold KIND       relative | absolute: how ll-* choose large losses (relative)\n"
@@ -41,7 +44,7 @@ static void usage(FILE *f) {
         "  --epr-k K              epr/role expected positives per image (default: Cole et al.'s\n"
         "                         value for voc/coco/nuswide/cub, else the train split's mean)\n"
         "  --reference-quirks     reproduce the public LargeLossMatters code (ll-cp runs as\n"
-        "                         ll-ct; see SPEC.md) instead of the paper\n"
+        "                         ll-ct; docs/methods.md) instead of the paper\n"
         "Model:\n"
         "  --arch ARCH            resnet18 | resnet34 | resnet50 | resnet101 (default resnet18)\n"
         "  --width-mult X         channel width multiplier (default 1 = torchvision)\n"
@@ -51,7 +54,7 @@ static void usage(FILE *f) {
         "                         head is re-initialised for the store's classes\n"
         "  --init CKPT            start from a whole network (head included), e.g. the\n"
         "                         best.safetensors of a --freeze-backbone run (LinearInit)\n"
-        "  --freeze-backbone      train the head only (LinearInit, SPEC.md section 3)\n"
+        "  --freeze-backbone      train the head only (LinearInit, docs/methods.md section 3)\n"
         "Optimisation:\n"
         "  --recipe paper         the paper's recipe (resnet50, batch 16, Adam, lr 1e-5, head\n"
         "                         lr x10, 10 epochs); other flags override it\n"
@@ -72,13 +75,14 @@ static void usage(FILE *f) {
         "                         (bfloat16 inputs, fp32 accumulation; weights, optimiser\n"
         "                         state and BN statistics stay fp32; cuda only). The cpu\n"
         "                         backend computes in fp32 (tf32 runs as fp32 there)\n"
-        "  --threads N            compute threads (default: all CPUs); a resumed run keeps it\n"
+        "  --threads N            compute threads (default: the CPUs this process may use:\n"
+        "                         taskset, Slurm, cgroups); a resumed run keeps it\n"
         "  --workers N            loader threads (default 2; never changes the numbers)\n"
         "  --save-every N         also save last.safetensors every N steps (default 200;\n"
         "                         0 = at the end of each epoch only)\n"
         "  --trace                one run.jsonl line per step (loss, modified entries)\n"
         "  -q, --quiet            no progress bar or info lines\n"
-        "  -h, --help             this help;  --version  the version\n"
+        "  -h, --help             this help;  --version  versions of wsml and its libraries\n"
         "\n"
         "Examples:\n"
         "  # the paper's recipe on PASCAL VOC (LL-Ct, relative threshold 0.2%% per epoch)\n"
@@ -417,7 +421,7 @@ static int parse_args(int argc, char **argv, wsml_train_opts *o, int apply_recip
             usage(stdout);
             return -1;
         case OPT_VERSION:
-            printf("%s %s\n", PROG, WSML_VERSION);
+            wsml_print_version(stdout);
             return -1;
         case ':':
             return usage_error("%s: missing value", flag);
@@ -467,6 +471,27 @@ static void on_signal(int sig) {
     g_stop = 1; // the loop finishes the step, saves last.safetensors and stops
 }
 
+// RUNDIR/train.log (common/log.h): every invocation appends its header and lines
+// (--resume continues the story); --force starts it afresh with the run.
+static int open_run_log(const wsml_train_opts *o, int argc, char **argv, wsml_err *err) {
+    char path[WSML_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/train.log", o->out);
+    int rc = wsml_mkdirs(o->out, err);
+    if (rc == 0)
+        rc = wsml_log_open(path, o->force, err);
+    if (rc < 0)
+        return rc;
+    wsml_set_run_dir(o->out);
+    wsml_log_header(argc, argv);
+    wsml_log_note("threads %d, backend %s", o->threads, o->backend);
+    if (!strcmp(o->backend, "cuda")) {
+        char gpu[1024];
+        wsml_cuda_describe(0, gpu, sizeof gpu);
+        wsml_log_note("GPU 0: %s", gpu);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
     wsml_train_opts o;
@@ -506,6 +531,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
         return 2;
     }
+    if (o.threads <= 0)
+        o.threads = wsml_cpu_count();
+    if (open_run_log(&o, argc, argv, &err) < 0) {
+        wsml_err_print(PROG, &err);
+        return 1;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -518,11 +549,11 @@ int main(int argc, char **argv) {
     wsml_train_hooks hooks = {metrics_hook, &g_stop};
     wsml_train_result res;
     rc = wsml_train_run(&o, &hooks, &res, &err);
-    if (rc < 0) {
+    // Options the store or the build cannot serve are usage errors (exit 2), found before
+    // any training; anything later is a runtime error.
+    int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : 0;
+    if (rc < 0)
         wsml_err_print(PROG, &err);
-        // Options the store or the build cannot serve are usage errors (exit 2), found
-        // before any training; anything later is a runtime error.
-        return rc == WSML_EARG && !res.started ? 2 : 1;
-    }
-    return 0;
+    wsml_log_note("exit status %d", status);
+    return status;
 }

@@ -1,12 +1,12 @@
 // The network of libwsml-train: ResNet-18/34/50/101 in torchvision's exact layout and
 // tensor names, with the linear head (global average pool -> fc) or BoostLU's CAM head
-// (SPEC §2), forward and backward on a backend (train/backend.h).
+// (docs/methods.md §2), forward and backward on a backend (train/backend.h).
 //
 // Memory (llm.c style): all parameters are ONE backend allocation carved into named
 // tensors, the gradients a second one with the same layout, the BatchNorm running
 // statistics a third; activations are allocated once for max_batch. The backbone's
 // parameters come first and the head's (fc.weight, fc.bias) last, so the two
-// optimiser groups of SPEC §3 (backbone lr, head lr_mult·lr) are two contiguous ranges:
+// optimiser groups of docs/methods.md §3 (backbone lr, head lr_mult·lr) are two contiguous ranges:
 //   params[0 .. num_backbone_params)  and  params[num_backbone_params .. num_params).
 //
 // Layouts: the input and every activation are NHWC (the store holds HWC images);
@@ -37,7 +37,8 @@ typedef enum {
 typedef enum {
     WSML_HEAD_LINEAR,  // "linear":  logits = fc(mean_hw(features))
     WSML_HEAD_BOOSTLU, // "boostlu": cam = fc applied per position (1x1 conv, with bias);
-                       //            logits = mean_hw(cam > 0 ? alpha·cam : cam)  (SPEC §2)
+                       //            logits = mean_hw(cam > 0 ? alpha·cam : cam)
+                       //            (docs/methods.md §2)
 } wsml_head_kind;
 
 typedef struct {
@@ -129,7 +130,7 @@ typedef struct {
     int64_t shape[4];     // PyTorch's shape (OIHW for convolutions; () for counters)
     size_t offset, count; // element range in wsml_net_params()/grads() (PARAM) or
                           // wsml_net_buffers() (RUNNING); count 1 for COUNTER
-    int is_head;          // fc.weight, fc.bias (the lr_mult group, SPEC §3)
+    int is_head;          // fc.weight, fc.bias (the lr_mult group, docs/methods.md §3)
     int ohwi;             // stored as (O, KH, KW, I), a permutation of `shape`
 } wsml_net_tensor_info;
 
@@ -180,7 +181,7 @@ const float *wsml_net_logits(const wsml_net *net);
 int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err);
 int wsml_net_zero_grad(wsml_net *net, wsml_err *err);
 
-// LinearInit (SPEC §3): with a frozen backbone, backward stops at the head, so only
+// LinearInit (docs/methods.md §3): with a frozen backbone, backward stops at the head, so only
 // fc.* get gradients (the backbone's stay as they are, i.e. zero after zero_grad) and
 // the backward costs next to nothing. As in the reference (LargeLossMatters
 // models.py: requires_grad = False, model.train()), the backbone still runs in the
@@ -200,8 +201,8 @@ void wsml_net_feature_shape(const wsml_net *net, int *h, int *w, int *F);
 // batch · feature_side(H) · feature_side(W) >= 2.
 int wsml_net_feature_side(int input_side);
 int wsml_net_read_features(wsml_net *net, float *host_dst, wsml_err *err);
-// CAM of SPEC §5 before upsampling: cam[b, c, y, x] = Σ_k fc.weight[c, k] · F[b, y, x, k]
-// (no bias, no boost, as the reference's get_cam), host (n, C, h, w).
+// CAM of docs/methods.md §5 before upsampling: cam[b, c, y, x] = Σ_k fc.weight[c, k] · F[b, y, x,
+// k] (no bias, no boost, as the reference's get_cam), host (n, C, h, w).
 int wsml_net_cam(wsml_net *net, float *host_dst, wsml_err *err);
 
 // ---- inspection (tests; comparing backends layer by layer) ----------------------------------

@@ -1,6 +1,6 @@
 // Optimisers with PyTorch's exact update rules (torch.optim.Adam / torch.optim.SGD of
 // PyTorch 1.13, the single-tensor CPU path), over flat float32 arrays grouped in
-// parameter groups (SPEC §3: backbone lr, head lr = lr_mult · lr; ROLE's estimator).
+// parameter groups (docs/methods.md §3: backbone lr, head lr = lr_mult · lr; ROLE's estimator).
 //
 // Float32 op order: each step evaluates the same float32 operations as PyTorch's
 // kernels, including the fused multiply-adds of its vectorised `add(x, alpha=a)` and
@@ -36,7 +36,7 @@ typedef struct {
 } wsml_optim_config;
 
 // PyTorch's Adam defaults (β 0.9/0.999, eps 1e-8, wd 0) or the reference's SGD
-// (momentum 0.9, weight decay 1e-3) — SPEC §3.
+// (momentum 0.9, weight decay 1e-3) — docs/methods.md §3.
 void wsml_optim_config_default(wsml_optim_config *cfg, wsml_optim_kind kind);
 // "adam" / "sgd" -> kind; -1 if unknown.
 int wsml_optim_kind_parse(const char *name);

@@ -877,7 +877,8 @@ int wsml_net_forward(wsml_net *net, const float *input, int n, wsml_net_mode mod
            "fc");
         BE(be->bias_add(be, n, C, net->logits_dev, net->fc_b), "fc");
     } else {
-        // cam = 1x1 conv with fc's weights: (n·hw, F) · (C, F)^T + b; then BoostLU (SPEC §2)
+        // cam = 1x1 conv with fc's weights: (n·hw, F) · (C, F)^T + b; then BoostLU
+        // (docs/methods.md §2)
         BE(be->gemm(be, 0, 1, n * hw, C, F, 1.0f, feats, F, net->fc_w, F, 0.0f, net->cam, C), "fc");
         BE(be->bias_add(be, (int64_t)n * hw, C, net->cam, net->fc_b), "fc");
         BE(be->boostlu_forward(be, n, hw, C, cfg->alpha, net->logits_dev, net->cam), "boostlu");

@@ -1,13 +1,13 @@
 // The training loop (train/trainer.h): epochs of the large-loss family and baselines
-// (SPEC §2) with the paper's recipe (SPEC §3), validation-based model selection, the
-// reference's early stop, and checkpoints that resume exactly.
+// (docs/methods.md §2) with the paper's recipe (docs/methods.md §3), validation-based model
+// selection, the reference's early stop, and checkpoints that resume exactly.
 //
 // The order of one step follows the reference (LargeLossMatters train.py):
 //   zero_grad; logits = model(images); loss = compute_batch_loss(logits, y_obs);
 //   loss.backward(); optimizer.step(); LL-Cp: y_obs[idx[flips]] = 1 (after the step,
 //   so the flips affect later batches — here: later epochs, as each image appears once
 //   per epoch).
-// After each epoch: val mAP on clean labels (SPEC §4), best checkpoint on a strictly
+// After each epoch: val mAP on clean labels (docs/methods.md §4), best checkpoint on a strictly
 // better val mAP, early stop when val mAP is more than 3 points below the best; the
 // clean rate / absolute threshold of the next epoch is a function of its number t.
 #define _GNU_SOURCE
@@ -28,6 +28,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/safetensors.h"
+#include "common/sysinfo.h"
 #include "store/store.h"
 #include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
@@ -40,7 +41,7 @@ enum { STOP_NONE = 0, STOP_EPOCHS = 1, STOP_EARLY = 2 };
 // last.safetensors' metadata (decimal text; doubles with 17 significant digits, which
 // round-trips them exactly).
 typedef struct {
-    int epoch;            // the epoch in progress, 1-based (t of SPEC §2)
+    int epoch;            // the epoch in progress, 1-based (t of docs/methods.md §2)
     int64_t batches_done; // batches of `epoch` already trained
     int64_t global_step;  // optimizer steps so far
     double best_val_map;  // -inf until the first validation
@@ -801,7 +802,7 @@ static int check_config(trainer *t, wsml_err *err) {
     return rc;
 }
 
-// EPR/ROLE's expected positives per image (SPEC §2): the table, else the mean over the
+// EPR/ROLE's expected positives per image (docs/methods.md §2): the table, else the mean over the
 // training split's full labels.
 static int resolve_epr_k(trainer *t, wsml_err *err) {
     if (t->o.epr_k_given || (t->o.loss.kind != WSML_LOSS_EPR && t->o.loss.kind != WSML_LOSS_ROLE))
@@ -909,7 +910,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     }
     wsml_net_set_frozen_backbone(t->net, o->freeze_backbone);
 
-    // Optimizer groups (SPEC §3): backbone at lr, head at lr_mult·lr; ROLE's estimator
+    // Optimizer groups (docs/methods.md §3): backbone at lr, head at lr_mult·lr; ROLE's estimator
     // at lr_mult·lr as Cole et al.; a frozen backbone has no group (requires_grad=False).
     wsml_optim_config oc;
     wsml_optim_config_default(&oc, o->optimizer);
@@ -1260,7 +1261,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         json_object_set_new(j, "steps", json_integer(s->global_step));
         json_object_set_new(j, "train_loss", json_real(s->images ? s->loss_sum / s->images : 0));
         json_object_set_new(j, "modified", json_integer(s->modified));
-        // SPEC §2 "Diagnostics": how many modified entries are hidden true positives.
+        // docs/methods.md §2 "Diagnostics": how many modified entries are hidden true positives.
         json_object_set_new(j, "modified_hidden_pos", json_integer(s->modified_hidden_pos));
         json_object_set_new(j, "modified_precision",
                             s->modified ? json_real((double)s->modified_hidden_pos / s->modified)
@@ -1406,10 +1407,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
             snprintf(t->o.store, sizeof t->o.store, "%s", real);
         free(real);
     }
-    if (t->o.threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t->o.threads = n > 0 ? (int)n : 1;
-    }
+    if (t->o.threads <= 0)
+        t->o.threads = wsml_cpu_count(); // config.json keeps it: a resumed run needs it
     snprintf(t->path_config, sizeof t->path_config, "%s/config.json", t->o.out);
     snprintf(t->path_jsonl, sizeof t->path_jsonl, "%s/run.jsonl", t->o.out);
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);

@@ -1,4 +1,4 @@
-// The training loop of wsml-train (DESIGN.md "Trainer", SPEC.md §2–3): options, the
+// The training loop of wsml-train (docs/methods.md §2–3): options, the
 // run directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
 //
 // Run directory:
@@ -22,12 +22,9 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/sysinfo.h" // WSML_VERSION
 #include "train/loss.h"
 #include "train/optim.h"
-
-#ifndef WSML_VERSION
-#define WSML_VERSION "0.1.0"
-#endif
 
 #define WSML_PATH_MAX 4096
 
@@ -42,11 +39,11 @@ typedef struct {
     double alpha;                   // BoostLU's boost of positive CAM values
     char pretrained[WSML_PATH_MAX]; // ImageNet weights by name, fc re-initialised ("" none)
     char init[WSML_PATH_MAX];       // a checkpoint to start from, head included ("" none)
-    int freeze_backbone;            // train the head only (LinearInit, SPEC §3)
-    // loss (SPEC §2)
+    int freeze_backbone;            // train the head only (LinearInit, docs/methods.md §3)
+    // loss (docs/methods.md §2)
     wsml_loss_config loss;
     int epr_k_given; // --epr-k given (else from the dataset)
-    // optimisation (SPEC §3)
+    // optimisation (docs/methods.md §3)
     wsml_optim_kind optimizer;
     double lr, lr_mult;
     int epochs, batch;
@@ -70,13 +67,13 @@ typedef struct {
 // seed 1, flip and shuffle on, early stop on, cpu, tf32, threads 1, workers 2, save every
 // 200.
 void wsml_train_opts_default(wsml_train_opts *o);
-// The paper's recipe (SPEC §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
+// The paper's recipe (docs/methods.md §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
 // epochs, flip, early stop. Applied before the other flags, so flags override it.
 void wsml_train_opts_paper(wsml_train_opts *o);
 // Checks values and combinations (WSML_EARG naming the flag).
 int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err);
 
-// Metrics over (n, c) scores and labels (SPEC §4): mAP in points and, when the store's
+// Metrics over (n, c) scores and labels (docs/methods.md §4): mAP in points and, when the store's
 // info JSON holds frequency groups (OpenImages), each group's mAP (at most 16 groups;
 // *num_groups = 0 otherwise). The trainer takes it as a function so that libwsml-train
 // does not depend on libwsml-eval (main.c passes one built on eval/metrics.h).

@@ -13,7 +13,7 @@ void wsml_train_opts_default(wsml_train_opts *o) {
     snprintf(o->arch, sizeof o->arch, "resnet18");
     o->width_mult = 1.0;
     snprintf(o->head, sizeof o->head, "linear");
-    o->alpha = 5.0; // BoostLU's default (SPEC §2)
+    o->alpha = 5.0; // BoostLU's default (docs/methods.md §2)
     wsml_loss_config_default(&o->loss);
     o->optimizer = WSML_OPTIM_ADAM;
     o->lr = 1e-4;
@@ -32,7 +32,7 @@ void wsml_train_opts_default(wsml_train_opts *o) {
 }
 
 void wsml_train_opts_paper(wsml_train_opts *o) {
-    // SPEC §3: ResNet-50 (ImageNet weights via --pretrained), 448x448 (the store's
+    // docs/methods.md §3: ResNet-50 (ImageNet weights via --pretrained), 448x448 (the store's
     // size), flip, batch 16, Adam, lr 1e-5, head 10x, 10 epochs, best-val selection,
     // the reference's early stop.
     snprintf(o->arch, sizeof o->arch, "resnet50");

@@ -1,4 +1,4 @@
-# wsml-cam against PyTorch and matplotlib (SPEC §5). A tiny csv store (96x96 JPEG, five
+# wsml-cam against PyTorch and matplotlib (docs/methods.md §5). A tiny csv store (96x96 JPEG, five
 # classes, one test image without any positive) and two torchvision ResNet-18s with
 # random weights as safetensors, one in a run-dir layout with the BoostLU head in its
 # metadata. Checks:

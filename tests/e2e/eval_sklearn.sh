@@ -1,4 +1,4 @@
-# wsml-eval --scores/--labels against scikit-learn's average_precision_score (the SPEC §4
+# wsml-eval --scores/--labels against scikit-learn's average_precision_score (the docs/methods.md §4
 # oracle): random and heavily tied scores, float32/float64, int8/int64/float labels,
 # all-negative classes, masked (-1) entries, a class with no known label, groups; then
 # bad inputs (truncated .npy, shape mismatch, bad label, usage errors).

@@ -2,7 +2,7 @@
 # A tiny OpenImages-format store (verified labels: -1 unknown entries and frequency
 # groups) and a torchvision ResNet-18 with random weights saved as safetensors. Checks:
 # scores.npy = sigmoid(torchvision model(x)) on the exported test images (linear head and
-# BoostLU's CAM head, SPEC §2); per-class AP / mAP / group mAP of metrics.json equal
+# BoostLU's CAM head, docs/methods.md §2); per-class AP / mAP / group mAP of metrics.json equal
 # sklearn's on those scores over the verified entries; the error for a checkpoint
 # whose class count differs from the store's.
 
@@ -86,7 +86,7 @@ def check(out, want, what):
     assert s.shape == (N, C) and s.dtype == np.float32, (s.shape, s.dtype)
     err = np.abs(s - want).max()
     assert err <= 1e-4, (what, "scores differ from PyTorch by", err)
-    # metrics on OUR scores against sklearn, verified entries only (SPEC §4)
+    # metrics on OUR scores against sklearn, verified entries only (docs/methods.md §4)
     aps = []
     for k in range(C):
         known = labels[:, k] != -1

@@ -1,6 +1,6 @@
 # wsml-train and wsml-eval on a store of JPEG records (wsml-ingest's default encoding),
 # and without libvips: they decode records with libjpeg alone (common/image_core.c), so
-# that they run on GPU machines that have no libvips (DEVICE.md). Checks: neither
+# that they run on GPU machines that have no libvips (docs/benchmarks.md). Checks: neither
 # executable links libvips; a run trains on the JPEG store to the end with finite losses;
 # wsml-eval scores its test split as the run did. (That libjpeg alone decodes the pixels
 # of PIL and of the libvips path: tests/unit/test_image.c.)

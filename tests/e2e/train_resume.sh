@@ -88,6 +88,7 @@ kill_during_save() { # PID
   done
 }
 mid_epoch_resumes=0
+launched=0
 for trial in 1 2 3 4 5 6 7; do
   if [ -f kill/last.safetensors ]; then
     read -r epoch batch step < <($PYTHON state.py kill/last.safetensors)
@@ -96,6 +97,7 @@ for trial in 1 2 3 4 5 6 7; do
   fi
   wsml-train "${flags[@]}" --out kill --resume --quiet &
   pid=$!
+  launched=$((launched + 1))
   if [ $trial -eq 1 ]; then
     # right after the checkpoint of step 3 (its trace line 4 follows the save)
     for _ in $(seq 1 2000); do [ "$(steps_seen)" -ge 5 ] && break; sleep 0.005; done
@@ -112,8 +114,18 @@ done
 [ $mid_epoch_resumes -ge 1 ] || { echo "no trial resumed mid-epoch after a checkpoint"; exit 1; }
 [ $saves_killed -ge 1 ] || { echo "no trial was killed during a checkpoint save"; exit 1; }
 wsml-train "${flags[@]}" --out kill --resume --quiet
-ls kill | grep -v -E '^(best|last)\.safetensors$|^run\.jsonl$|^config\.json$' && \
+ls kill | grep -v -E '^(best|last)\.safetensors$|^run\.jsonl$|^config\.json$|^train\.log$' && \
   { echo "temporary files left in the run directory"; exit 1; }
+# train.log: every invocation appended its lines (a kill right at start-up may come before
+# the first), every line whole (one write per line: no SIGKILL leaves half a line), and the
+# last invocation ended with status 0
+starts=$(grep -c ' wsml-train: start ' kill/train.log)
+[ "$starts" -ge 2 ] && [ "$starts" -le $((launched + 1)) ] ||
+  { echo "train.log: $starts invocations logged of $((launched + 1))"; exit 1; }
+bad=$(grep -Evc '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} \[kill\] wsml-train: ' kill/train.log || true)
+[ "$bad" = 0 ] || { echo "train.log: $bad broken lines"; grep -Ev '^[0-9]{4}-' kill/train.log | head -3; exit 1; }
+tail -n1 kill/train.log | grep -q 'wsml-train: exit status 0$' || { echo "train.log ends: $(tail -n1 kill/train.log)"; exit 1; }
+echo "ok: train.log holds $starts of $((launched + 1)) invocations, every line whole"
 $PYTHON compare.py ref kill llcp
 
 # ROLE (estimator G and its Adam state) stopped by --max-steps mid-epoch, then resumed.

@@ -165,7 +165,7 @@ def load_npy(root, classes_file):
 
 
 def read_openimages(root):
-    """DATASETS.md rules written independently: trainable order, conf 1/0, positive wins,
+    """docs/datasets.md rules written independently: trainable order, conf 1/0, positive wins,
     images with a trainable label sorted by ImageID; unknown = -1."""
     meta = os.path.join(root, '2017_11')
     mids = [l.strip() for l in open(os.path.join(meta, 'classes-trainable.txt')) if l.strip()]

@@ -8,9 +8,9 @@ The loss functions below are line-by-line transcriptions of the public reference
   - single-positive-multi-label (Cole et al., CVPR 2021): losses.py `neg_log`,
     `expected_positive_regularizer`, `loss_an_ls`, `loss_wan`, `loss_epr`, `loss_role`,
     `compute_batch_loss`, and models.py's LabelEstimator initialisation.
-Where SPEC.md decides what the reference leaves open (LL-Cp with `==` instead of `is`,
+Where docs/methods.md decides what the reference leaves open (LL-Cp with `==` instead of `is`,
 observed entries never modified, the absolute threshold of supp. §B), the "paper"
-variant below is the reference code with exactly those lines changed, marked SPEC.
+variant below is the reference code with exactly those lines changed, marked "methods.md".
 
 Output: a binary stream on stdout of self-describing arrays: for each array an int32
 dtype code, an int32 element count, then the little-endian data.
@@ -86,7 +86,7 @@ def ll_compute_batch_loss(preds, label_vec, P):
 
 
 def ll_compute_batch_loss_paper(preds, label_vec, P):
-    """The reference with SPEC.md's decisions: LL-Cp tested with ==, observed entries
+    """The reference with docs/methods.md's decisions: LL-Cp tested with ==, observed entries
     never modified, and the absolute threshold R(t) (supp. §B)."""
     assert preds.dim() == 2
     batch_size = int(preds.size(0))
@@ -96,19 +96,19 @@ def ll_compute_batch_loss_paper(preds, label_vec, P):
     correction_idx = None
     modified = torch.zeros_like(loss_matrix, dtype=torch.bool)
     unobserved_loss = unobserved_mask.bool() * loss_matrix
-    if P['threshold'] == 'absolute':  # SPEC: U > R(t), R(t) = R0 - (t-1)·Δabs
+    if P['threshold'] == 'absolute':  # methods.md: U > R(t), R(t) = R0 - (t-1)·Δabs
         R = P['r0'] - (P['epoch'] - 1) * P['delta_abs']
         modified = unobserved_mask & (unobserved_loss > R)
         correction_idx = torch.where(modified)
     elif P['clean_rate'] != 1:
-        if P['mod_scheme'] == 'LL-Cp':  # SPEC: == (the paper's LL-Cp)
+        if P['mod_scheme'] == 'LL-Cp':  # methods.md: == (the paper's LL-Cp)
             k = math.ceil(batch_size * num_classes * P['delta_rel'])
         else:
             k = math.ceil(batch_size * num_classes * (1 - P['clean_rate']))
         topk = torch.topk(unobserved_loss.flatten(), k)
         topk_lossvalue = topk.values[-1]
         correction_idx = torch.where(unobserved_loss > topk_lossvalue)
-        modified = unobserved_mask & ~(unobserved_loss < topk_lossvalue)  # SPEC: observed never
+        modified = unobserved_mask & ~(unobserved_loss < topk_lossvalue)  # methods.md: observed never
     if P['mod_scheme'] in ['LL-Ct', 'LL-Cp']:
         final_loss_matrix = torch.where(modified, corrected_loss_matrix, loss_matrix)
     elif P['mod_scheme'] == 'LL-R':
@@ -326,7 +326,7 @@ def run_loss_case(cs):
             flips = np.zeros((0, 2), np.int32)
             if kind in cole_loss_functions:
                 batch = {'preds': torch.sigmoid(logits),
-                         'label_vec_obs': label_vec_obs.clip(0)}  # SPEC: -1 = "other entry"
+                         'label_vec_obs': label_vec_obs.clip(0)}  # methods.md: -1 = "other entry"
                 if kind == 'role':
                     g_rows = (rs.randn(bb, c) * 2).astype(np.float32)
                     g_rows[label_matrix_obs[idx] == 1] = inverse_sigmoid(0.995)

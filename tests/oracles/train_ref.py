@@ -138,7 +138,7 @@ def cmd_steps(a):
             loss, correction_idx, mod = ll_compute_batch_loss_paper(logits, y, P)
             loss.backward()
             opt.step()
-            if scheme == "LL-Cp" and correction_idx is not None:  # SPEC: the paper's LL-Cp
+            if scheme == "LL-Cp" and correction_idx is not None:  # methods.md: the paper's LL-Cp
                 obs[idx[correction_idx[0].numpy()], correction_idx[1].numpy()] = 1.0
             losses.append(float(loss))
             modified.append(int(mod.sum()))

@@ -1787,7 +1787,7 @@ static int cuda_bias_backward(wsml_backend *be, int64_t rows, int cols, float *d
 }
 
 // logits: (n, C) = mean_s boost(cam: (n, hw, C)), boost(v) = v > 0 ? alpha·v : v
-// (SPEC §2); one thread per (b, c), double sum as the cpu backend.
+// (docs/methods.md §2); one thread per (b, c), double sum as the cpu backend.
 __global__ void boostlu_forward_kernel(int n, int hw, int C, float alpha, float *logits,
                                        const float *cam) {
     const int64_t total = (int64_t)n * C;
