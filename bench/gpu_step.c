@@ -1,14 +1,16 @@
 // wsml-gpubench: times wsml's training step on synthetic data, the `train-gpu` row of
 // BENCH.md (bench/gpu.sh runs it next to PyTorch on the same GPU).
 //
-// One step = what wsml-train does per batch, minus the data loader: input copy, forward
-// in train mode, binary cross-entropy gradient of the logits on the host (all labels
-// observed), zero_grad, backward, Adam update of the two parameter groups (backbone lr,
-// head 10x lr, SPEC §3) — on the device (wsml_cuda_optim_step) or, with
-// --optimizer host, on the host with the parameter/gradient copies wsml-train makes
-// today. Steps are timed with the host clock after the step's final synchronisation
-// (forward and backward already end with one); the median of --steps steps after
-// --warmup untimed ones is reported.
+// One step = what wsml-train does per batch, minus the data loader: the batch's copy from
+// pinned host memory to the GPU (the loader's buffers are pinned; bench/gpu_torch.py
+// copies its batch from pinned memory every step too, so both sides pay the same
+// transfer), forward in train mode, binary cross-entropy gradient of the logits on the
+// host (all labels observed), zero_grad, backward, Adam update of the two parameter
+// groups (backbone lr, head 10x lr, SPEC §3) — on the device (wsml_cuda_optim_step) or,
+// with --optimizer host, on the host with the parameter/gradient copies. Steps are timed
+// with the host clock after the step's final synchronisation (forward and backward
+// already end with one); the median of --steps steps after --warmup untimed ones is
+// reported.
 //
 // Built by `bash bench/gpu.sh --prepare` (not by the GNUmakefile: it is a benchmark,
 // linked only against libwsml-train/common so that it runs on the GPU machine, which has
@@ -64,7 +66,7 @@ static void usage(FILE *f) {
             "  --optimizer O    device (default; cuda only) | host (as wsml-train today) | none\n"
             "  --threads N      cpu backend threads (default all)\n"
             "  --describe       print the GPU and library versions and exit\n"
-            "Environment: WSML_PRECISION=tf32|fp32, WSML_CUDNN_ALGO=heuristic|find.\n"
+            "Environment: WSML_PRECISION=tf32|fp32|bf16, WSML_CUDNN_ALGO=heuristic|find.\n"
             "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
 }
 
@@ -179,7 +181,9 @@ int main(int argc, char **argv) {
     }
 
     size_t in_count = (size_t)batch * size * size * 3;
-    float *input = malloc(in_count * sizeof(float));
+    // pinned on the cuda backend (as wsml-train's loader buffers), plain memory on the cpu
+    float *input = be->host_alloc ? be->host_alloc(be, in_count * sizeof(float))
+                                  : malloc(in_count * sizeof(float));
     float *labels = malloc((size_t)batch * classes * sizeof(float));
     float *dlogits = malloc((size_t)batch * classes * sizeof(float));
     double *t_step = calloc((size_t)steps, sizeof(double));
@@ -255,19 +259,25 @@ int main(int argc, char **argv) {
            "\"warmup\": %d, \"steps\": %d, \"step_ms\": %.3f, \"fwd_bwd_ms\": %.3f, "
            "\"images_per_s\": %.2f, \"create_s\": %.2f, \"first_loss\": %.6f, "
            "\"last_loss\": %.6f, \"peak_alloc_mib\": %.1f, \"device_used_mib\": %.1f, "
-           "\"device_total_mib\": %.1f, \"host_heap_mib\": %.1f, \"device\": \"%s\"}\n",
+           "\"device_total_mib\": %.1f, \"host_heap_mib\": %.1f, \"input\": \"%s\", "
+           "\"device\": \"%s\"}\n",
            be->name, prec, cuda ? mem.algo_search : "-", arch, size, batch, classes, optimizer,
            warmup, steps, step_s * 1e3, fb_s * 1e3, batch / step_s, t_create, first_loss, last_loss,
            mem.peak_allocated_bytes / 1048576.0, mem.device_used_bytes / 1048576.0,
            mem.device_total_bytes / 1048576.0, (mi.arena + mi.hblkhd) / 1048576.0,
+           be->host_alloc ? "pinned host memory, copied every step" : "host memory",
            cuda ? line : "cpu");
     if (device_opt) {
         be->free(be, m);
         be->free(be, v);
     }
+    if (be->host_alloc)
+        be->host_free(be, input);
+    else
+        free(input);
     wsml_optim_free(&opt);
     wsml_net_free(net);
     wsml_backend_destroy(be);
-    free(input), free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p), free(host_g);
+    free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p), free(host_g);
     return 0;
 }
