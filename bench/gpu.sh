@@ -231,15 +231,27 @@ step() {
     return 0
 }
 
+# enough NAME SECONDS: whether a stage that needs SECONDS still fits (else recorded as
+# skipped for time)
+enough() {
+    [ $(($(left) - MARGIN)) -ge "$2" ] && return 0
+    echo "== $1: SKIPPED (time: $(left) s left of $BUDGET, needs $2 s)"
+    record "$1" skipped 0 ""
+    return 1
+}
+
 record() { # NAME STATUS SECONDS RC
     printf '{"step": "%s", "status": "%s", "seconds": %s, "rc": "%s", "at_s": %s}\n' \
         "$1" "$2" "$3" "$4" $((SECONDS - T0)) >>"$WORK/steps.jsonl"
 }
 
+# summary WHEN: rewrites gpu.json, prints each stage's status; SUMMARY_RC = 0 when every
+# stage that ran passed (after the last stage: and every stage ran)
 summary() {
     echo "== summary after $1 ($((SECONDS - T0)) s)"
     timeout -k 2 20 $PY bench/gpu_summary.py --work "$WORK" --bench "$OUTDIR/gpu-bench.jsonl" \
-        --out "$OUTDIR/gpu.json" ${FINAL:+--final} || echo "   (summary failed: exit $?)"
+        --out "$OUTDIR/gpu.json" ${FINAL:+--final}
+    SUMMARY_RC=$?
 }
 
 want() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -253,12 +265,14 @@ stage_parity() {
 }
 
 stage_train() {
+    enough train 60 || return
     echo "== train: wsml-train --backend $BACKEND end to end ($(left) s left)"
     local R=$WORK/runs t0=$SECONDS
     mkdir -p "$R"
     # 18 runs, 6 at a time (16 cores there); each capped at 120 s
     echo "-- sweep: every loss x both heads, tf32, 3 epochs"
     sweep "$BACKEND" "$R" 6 2 120 --precision tf32 --seed 1
+    echo "-- sweep: $(grep -lx 0 "$R"/*.rc | wc -l) of $(ls "$R"/*.rc | wc -l) runs exited 0, $((SECONDS - t0)) s"
     record sweep finished $((SECONDS - t0)) ""
     # ll-cp, linear head, as the sweep's ll-cp-linear (seed 1); train_run NAME FLAGS... runs it
     # alone with FLAGS added and leaves its exit status in $R/NAME.rc
@@ -300,12 +314,14 @@ bench_rows() {
 }
 
 stage_bench() {
+    enough bench 30 || return
     echo "== bench: $ARCH ${SIZE}x$SIZE, wsml vs PyTorch on the same GPU ($(left) s left)"
     local b
     for b in $BATCHES; do bench_rows "$b"; done
 }
 
 stage_sanitizer() {
+    enough sanitizer 30 || return
     local san
     san=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)
     echo "== sanitizer: compute-sanitizer memcheck ($(left) s left)"
@@ -323,6 +339,7 @@ stage_sanitizer() {
 }
 
 stage_extra() {
+    enough extra 20 || return
     echo "== extra rows ($(left) s left)"
     local b
     for b in $BATCHES; do
@@ -417,3 +434,5 @@ for s in $STAGES; do
     summary "$s"
 done
 FINAL=1 summary "all stages"
+echo "gpu.sh: $([ "$SUMMARY_RC" = 0 ] && echo "every stage passed" || echo "NOT every stage passed (see above)"); results in $OUTDIR"
+exit "$SUMMARY_RC"

@@ -66,7 +66,7 @@ def read_text(path):
 
 def parity(text):
     """The shim runner's lines: [PASS]/[FAIL]/[SKIP] suite/name, then the Synthesis line."""
-    if text is None:
+    if text is None or not text.strip():
         return {"status": "not run"}
     tests = {}
     for m in re.finditer(r"^\[(PASS|FAIL|SKIP)\] (\S+?):?(?: \(([\d.]+) s\)|: (.*))?$", text, re.M):
@@ -192,9 +192,8 @@ def main():
                        "passed" if all(s["status"] == "passed" for s in extra) else "FAILED"}
     # a step that timed out or was skipped for time marks its stage
     for s in steps:
-        stage = ("parity" if s["step"] == "parity" else
+        stage = (s["step"] if s["step"] in STAGES else
                  "train" if s["step"].startswith(("train", "sweep")) else
-                 "sanitizer" if s["step"] == "sanitizer" else
                  "extra" if s in extra else
                  "bench" if s["step"].startswith(("wsml", "pytorch")) else None)
         if stage and s["status"] in ("timed out", "skipped") and stages[stage]["status"] != "FAILED":
