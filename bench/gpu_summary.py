@@ -88,9 +88,11 @@ def parity(text):
 def sanitizer(text):
     if text is None:
         return {"status": "not run"}
-    m = re.search(r"ERROR SUMMARY: (\d+) error", text)
-    errors = int(m.group(1)) if m else None
+    # one ERROR SUMMARY per process (each test runs in its own)
+    counts = [int(n) for n in re.findall(r"ERROR SUMMARY: (\d+) error", text)]
+    errors = sum(counts) if counts else None
     return {"status": "passed" if errors == 0 else "FAILED", "errors": errors,
+            "processes": len(counts),
             "tail": text.strip().splitlines()[-12:]}
 
 
@@ -190,13 +192,20 @@ def main():
     extra = [s for s in steps if "cudnnFind" in s["step"] or "host optimizer" in s["step"]]
     stages["extra"] = {"status": "not run" if not extra else
                        "passed" if all(s["status"] == "passed" for s in extra) else "FAILED"}
-    # a step that timed out or was skipped for time marks its stage
+    # a step that failed fails its stage; one that timed out or was skipped for time
+    # leaves it incomplete
     for s in steps:
         stage = (s["step"] if s["step"] in STAGES else
                  "train" if s["step"].startswith(("train", "sweep")) else
+                 "sanitizer" if s["step"].startswith("sanitizer") else
                  "extra" if s in extra else
                  "bench" if s["step"].startswith(("wsml", "pytorch")) else None)
-        if stage and s["status"] in ("timed out", "skipped") and stages[stage]["status"] != "FAILED":
+        if not stage or stages[stage]["status"] == "FAILED":
+            continue
+        if s["status"] == "failed":
+            stages[stage]["status"] = "FAILED"
+            stages[stage]["failed_step"] = s["step"]
+        elif s["status"] in ("timed out", "skipped"):
             stages[stage]["status"] = f"incomplete ({s['step']}: {s['status']})"
     doc = {"benchmark": "train-gpu", "describe": (read_text(w + "describe.txt") or "").strip(),
            "nvidia_smi": (read_text(w + "nvidia-smi.txt") or "").strip(),

@@ -92,12 +92,12 @@ EOF
 chmod +x "$G"/wsml-*
 t0=$(date +%s)
 rc=0
-GPU_BUDGET=30 GPU_STAGES="parity train bench" WSML_BUILD=$PWD/b OUT=$PWD/out3 \
+GPU_BUDGET=26 GPU_STAGES="parity train bench" WSML_BUILD=$PWD/b OUT=$PWD/out3 \
     bash "$repo/bench/gpu.sh" > out3.txt 2>&1 || rc=$?
 dt=$(( $(date +%s) - t0 ))
 cat out3.txt
 [ "$rc" != 0 ] || fail "a hung parity stage must not end with exit 0"
-[ "$dt" -le 40 ] || fail "budget 30 s, took $dt s"
+[ "$dt" -le 36 ] || fail "budget 26 s, took $dt s"
 grep -q -- '-- parity: timed out (exit 137' out3.txt || fail "parity not ended by its cap"
 if kill -0 "$(cat cudatest.pid)" 2>/dev/null; then fail "the hung step survived"; fi
 grep -q '^== train: SKIPPED (time' out3.txt || fail "train not skipped for time"
