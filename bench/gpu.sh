@@ -352,8 +352,9 @@ stage_extra() {
             "$G/wsml-gpubench" --backend "$BACKEND" --arch "$ARCH" --size "$SIZE" --batch "$b" \
             >>"$OUTDIR/gpu-bench.jsonl"
     done
-    step "wsml tf32 b16 host optimizer" 90 env WSML_PRECISION=tf32 "$G/wsml-gpubench" \
-        --backend "$BACKEND" --arch "$ARCH" --size "$SIZE" --batch 16 --optimizer host \
+    b=${BATCHES%% *}
+    step "wsml tf32 b$b host optimizer" 90 env WSML_PRECISION=tf32 "$G/wsml-gpubench" \
+        --backend "$BACKEND" --arch "$ARCH" --size "$SIZE" --batch "$b" --optimizer host \
         >>"$OUTDIR/gpu-bench.jsonl"
 }
 
@@ -390,9 +391,7 @@ STAGES=${GPU_STAGES:-parity train bench sanitizer extra}
 SIZE=${GPU_BENCH_SIZE:-448}
 BATCHES=${GPU_BENCH_BATCHES:-16 64}
 ARCH=${GPU_BENCH_ARCH:-resnet50}
-WORK=/tmp/wsml-gpu-work
-rm -rf "$WORK"
-mkdir -p "$WORK"
+WORK=$(mktemp -d /tmp/wsml-gpu-work.XXXXXX) || die "mktemp failed"
 : >"$OUTDIR/gpu-bench.jsonl"
 : >"$OUTDIR/gpu-runs.jsonl"
 
@@ -420,11 +419,16 @@ missing=$(ldd "$G/wsml-gpubench" "$G/wsml-cudatest" "$G/wsml-train" "$G/libwsml-
 [ -z "$missing" ] || printf 'gpu.sh: MISSING LIBRARIES (the stages below will fail):\n%s\n' "$missing"
 
 echo "== GPU"
-nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,clocks.max.sm,power.limit --format=csv 2>&1 | tee "$WORK/nvidia-smi.txt"
-describe=$("$G/wsml-gpubench" --describe 2>&1)
+if command -v nvidia-smi >/dev/null; then
+    timeout -k 5 30 nvidia-smi --query-gpu=name,uuid,driver_version,memory.total,clocks.max.sm,power.limit \
+        --format=csv 2>&1 | tee "$WORK/nvidia-smi.txt"
+else
+    echo "(no nvidia-smi)"
+fi
+describe=$(timeout -k 5 60 "$G/wsml-gpubench" --describe 2>&1)
 drc=$?
 echo "$describe" | tee "$WORK/describe.txt"
-if [ "$BACKEND" = cuda ] && [ $drc -ne 0 ] && ! nvidia-smi -L >/dev/null 2>&1; then
+if [ "$BACKEND" = cuda ] && [ $drc -ne 0 ] && ! timeout -k 5 30 nvidia-smi -L >/dev/null 2>&1; then
     die "no GPU here ($describe): nothing to run"
 fi
 cpus=$(nproc)

@@ -26,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cli.h"
+#include "common/log.h"
 #include "common/rng.h"
 #include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
@@ -80,8 +82,27 @@ int main(int argc, char **argv) {
         {"warmup", required_argument, 0, 'w'},  {"optimizer", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 'j'}, {"describe", no_argument, 0, 'd'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    wsml_set_prog("wsml-gpubench");
+    opterr = 0; // our own message for an unknown option
+    // numeric options: name, target, range
+    struct {
+        int ch;
+        const char *name;
+        int *v, lo, hi;
+    } nums[] = {{'s', "--size", &size, 32, 8192},        {'n', "--batch", &batch, 1, 65536},
+                {'c', "--classes", &classes, 1, 100000}, {'t', "--steps", &steps, 1, 100000},
+                {'w', "--warmup", &warmup, 0, 100000},   {'j', "--threads", &threads, 0, 1024}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        size_t k = 0;
+        while (k < sizeof nums / sizeof nums[0] && nums[k].ch != ch)
+            k++;
+        if (k < sizeof nums / sizeof nums[0]) {
+            if (wsml_parse_int(optarg, nums[k].lo, nums[k].hi, nums[k].v))
+                return wsml_usage_error("%s '%s': expected an integer in %d..%d", nums[k].name,
+                                        optarg, nums[k].lo, nums[k].hi);
+            continue;
+        }
         switch (ch) {
         case 'b':
             backend = optarg;
@@ -89,26 +110,8 @@ int main(int argc, char **argv) {
         case 'a':
             arch = optarg;
             break;
-        case 's':
-            size = atoi(optarg);
-            break;
-        case 'n':
-            batch = atoi(optarg);
-            break;
-        case 'c':
-            classes = atoi(optarg);
-            break;
-        case 't':
-            steps = atoi(optarg);
-            break;
-        case 'w':
-            warmup = atoi(optarg);
-            break;
         case 'o':
             optimizer = optarg;
-            break;
-        case 'j':
-            threads = atoi(optarg);
             break;
         case 'd':
             describe = 1;
@@ -117,15 +120,18 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return wsml_usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
-    if (steps < 1 || warmup < 0 || batch < 1 || size < 32 || classes < 1 ||
-        (strcmp(optimizer, "device") && strcmp(optimizer, "host") && strcmp(optimizer, "none"))) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind < argc)
+        return wsml_usage_error("unexpected argument '%s'", argv[optind]);
+    if (strcmp(optimizer, "device") && strcmp(optimizer, "host") && strcmp(optimizer, "none"))
+        return wsml_usage_error("--optimizer '%s': expected device, host or none", optimizer);
+    if (strcmp(backend, "cuda") && strcmp(backend, "cpu"))
+        return wsml_usage_error("--backend '%s': expected cuda or cpu", backend);
+    if (wsml_arch_parse(arch) < 0)
+        return wsml_usage_error("--arch '%s': expected resnet18, resnet34, resnet50 or resnet101",
+                                arch);
     int cuda = !strcmp(backend, "cuda");
     if (!cuda && !strcmp(optimizer, "device"))
         optimizer = "host";

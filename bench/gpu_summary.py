@@ -111,8 +111,11 @@ def bench(rows):
                                 if ok else None)
 
     def find_ours(batch, precision, optimizer="device", algo="heuristic"):
+        # (the cpu backend of a dry run has no algorithm choice: "-")
         return next((r for r in ours if r["batch"] == batch and r["precision"] == precision
-                     and r["optimizer"] == optimizer and r["algo"] == algo), None)
+                     and r["optimizer"] == optimizer
+                     and (r["algo"] == algo or (r["algo"] == "-" and algo == "heuristic"))),
+                    None)
 
     def find_peer(batch, mode):
         return next((r for r in peer if r["batch"] == batch and r["mode"] == mode), None)
@@ -123,7 +126,8 @@ def bench(rows):
         ("fp32", "device", "heuristic", "fp32", "fp32 vs PyTorch eager fp32"),
         ("bf16", "device", "heuristic", "bf16-cl", "bf16 vs PyTorch channels_last+bf16 autocast"),
         ("tf32", "device", "find", "tf32-cl", "tf32 cudnnFind vs PyTorch tf32 channels_last"),
-        ("tf32", "host", "heuristic", "tf32", "tf32, wsml-train's host Adam, vs PyTorch tf32"),
+        ("tf32", "host", "heuristic", "tf32", "tf32, host Adam, vs PyTorch tf32"),
+        ("fp32", "host", "heuristic", "fp32", "dry run: cpu backend vs PyTorch on the cpu"),
     ]
     comparisons = []
     for batch in sorted({r["batch"] for r in ours} | {r["batch"] for r in peer}):
