@@ -392,8 +392,6 @@ SIZE=${GPU_BENCH_SIZE:-448}
 BATCHES=${GPU_BENCH_BATCHES:-16 64}
 ARCH=${GPU_BENCH_ARCH:-resnet50}
 WORK=$(mktemp -d /tmp/wsml-gpu-work.XXXXXX) || die "mktemp failed"
-: >"$OUTDIR/gpu-bench.jsonl"
-: >"$OUTDIR/gpu-runs.jsonl"
 
 # ---- run-time libraries: ours from .devlibs, cuDNN/cuBLAS from the pip wheels ----------------
 LD_ORIG=${LD_LIBRARY_PATH:-}
@@ -431,6 +429,8 @@ echo "$describe" | tee "$WORK/describe.txt"
 if [ "$BACKEND" = cuda ] && [ $drc -ne 0 ] && ! timeout -k 5 30 nvidia-smi -L >/dev/null 2>&1; then
     die "no GPU here ($describe): nothing to run"
 fi
+: >"$OUTDIR/gpu-bench.jsonl"
+: >"$OUTDIR/gpu-runs.jsonl"
 cpus=$(nproc)
 echo "cores: $cpus; $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null)"
 record setup finished $((SECONDS - T0)) "$drc"
