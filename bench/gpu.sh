@@ -255,8 +255,6 @@ summary() {
     SUMMARY_RC=$?
 }
 
-want() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-
 # ---- stages ----------------------------------------------------------------------------------
 
 stage_parity() {
@@ -274,18 +272,21 @@ stage_train() {
     echo "-- sweep: every loss x both heads, tf32, 3 epochs"
     sweep "$BACKEND" "$R" "${GPU_TRAIN_JOBS:-6}" 2 120 --precision tf32 --seed 1
     echo "-- sweep: $(grep -lx 0 "$R"/*.rc | wc -l) of $(ls "$R"/*.rc | wc -l) runs exited 0, $((SECONDS - t0)) s"
+    local f
+    for f in "$R"/*.rc; do # the errors of the runs that failed
+        grep -qx 0 "$f" || { echo "   ${f%.rc}: exit $(cat "$f"):" && tail -3 "${f%.rc}.log"; }
+    done
     record sweep finished $((SECONDS - t0)) ""
     # ll-cp, linear head, as the sweep's ll-cp-linear (seed 1); train_run NAME FLAGS... runs it
-    # alone with FLAGS added and leaves its exit status in $R/NAME.rc
+    # alone with FLAGS added and leaves its exit status in $R/NAME.rc (errors: in the log)
     # shellcheck disable=SC2207
     local llcp=("$G/wsml-train" --store "$G/store" --backend "$BACKEND" "${TRAIN_NET[@]}"
         $(loss_flags ll-cp) --threads 2 --seed 1)
     train_run() {
         local name=$1
         shift
-        step "train $name" 120 "${llcp[@]}" "$@" >"$R/$name.out" 2>&1
+        step "train $name" 120 "${llcp[@]}" "$@"
         echo "$STEP_RC" >"$R/$name.rc"
-        tail -3 "$R/$name.out"
     }
     local p
     for p in fp32 bf16; do
