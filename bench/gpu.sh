@@ -404,8 +404,8 @@ if ls .devlibs/*.deb >/dev/null 2>&1; then
     export LD_LIBRARY_PATH="$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 # site-packages of the Python that has PyTorch (its nvidia/*/lib hold cuDNN, cuBLAS, NVRTC)
-SP=$(timeout 60 $PY -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null ||
-    timeout 20 $PY -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null || true)
+SP=$(timeout -k 5 60 $PY -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null ||
+    timeout -k 5 20 $PY -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null || true)
 for d in "$SP"/nvidia/*/lib; do
     [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
