@@ -46,7 +46,7 @@
 # runs use --backend cpu; the parity stage then fails, since its tests skip),
 # GPU_BENCH_SIZE/GPU_BENCH_BATCHES/GPU_BENCH_ARCH (448 / "16 64" / resnet50),
 # GPU_TRAIN_JOBS (end-to-end runs at a time, 6), GPU_DEVLIBS=0 (--prepare without
-# .devlibs).
+# .devlibs), GPU_KEEP_WORK=1 (keep the runs in /tmp/wsml-gpu-work.*).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 B=${WSML_BUILD:-build}
@@ -381,8 +381,9 @@ OUTDIR=${OUT:-$B/bench/gpu}
 mkdir -p "$OUTDIR" || die "cannot create $OUTDIR"
 exec > >(tee -a "$OUTDIR/gpu.log") 2>&1
 TEE_PID=$!
-# the log is complete before the script ends (tee may lag behind)
-trap 'exec >&- 2>&-; wait $TEE_PID 2>/dev/null' EXIT
+# at the end: the work folder goes (GPU_KEEP_WORK=1 keeps it), and the log is complete
+# before the script ends (tee may lag behind)
+trap '[ "${GPU_KEEP_WORK:-0}" = 1 ] || rm -rf "${WORK:-/nonexistent}"; exec >&- 2>&-; wait $TEE_PID 2>/dev/null' EXIT
 echo "== gpu.sh $(date -u +%Y-%m-%dT%H:%M:%SZ), budget $BUDGET s, backend $BACKEND"
 for f in wsml-train wsml-gpubench wsml-cudatest libwsml-cuda.so store/data.mdb; do
     [ -e "$G/$f" ] || die "$G/$f is missing: run 'bash bench/gpu.sh --prepare' on the build machine and carry $G (there is no network here to build with)"
@@ -398,9 +399,10 @@ WORK=$(mktemp -d /tmp/wsml-gpu-work.XXXXXX) || die "mktemp failed"
 LD_ORIG=${LD_LIBRARY_PATH:-}
 if ls .devlibs/*.deb >/dev/null 2>&1; then
     command -v dpkg >/dev/null || die "dpkg not found: cannot unpack .devlibs"
-    mkdir -p /tmp/devroot
-    for f in .devlibs/*.deb; do dpkg -x "$f" /tmp/devroot || echo "gpu.sh: dpkg -x $f failed"; done
-    L=/tmp/devroot/usr/lib/x86_64-linux-gnu
+    D=$WORK/devroot # never into / (DEVICE.md); one per run
+    mkdir -p "$D"
+    for f in .devlibs/*.deb; do dpkg -x "$f" "$D" || echo "gpu.sh: dpkg -x $f failed"; done
+    L=$D/usr/lib/x86_64-linux-gnu
     export LD_LIBRARY_PATH="$L:$L/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 # site-packages of the Python that has PyTorch (its nvidia/*/lib hold cuDNN, cuBLAS, NVRTC)
