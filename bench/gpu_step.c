@@ -1,14 +1,16 @@
 // wsml-gpubench: times wsml's training step on synthetic data, the `train-gpu` row of
 // docs/benchmarks.md (bench/gpu.sh runs it next to PyTorch on the same GPU).
 //
-// One step = what wsml-train does per batch, minus the data loader: input copy, forward
-// in train mode, binary cross-entropy gradient of the logits on the host (all labels
-// observed), zero_grad, backward, Adam update of the two parameter groups (backbone lr,
-// head 10x lr, docs/methods.md §3) — on the device (wsml_cuda_optim_step) or, with
-// --optimizer host, on the host with the parameter/gradient copies wsml-train makes
-// today. Steps are timed with the host clock after the step's final synchronisation
-// (forward and backward already end with one); the median of --steps steps after
-// --warmup untimed ones is reported.
+// One step = what wsml-train does per batch, minus the data loader: the batch's copy from
+// pinned host memory to the GPU (the loader's buffers are pinned; bench/gpu_torch.py
+// copies its batch from pinned memory every step too, so both sides pay the same
+// transfer), forward in train mode, binary cross-entropy gradient of the logits on the
+// host (all labels observed), zero_grad, backward, Adam update of the two parameter
+// groups (backbone lr, head 10x lr, docs/methods.md §3) — on the device (wsml_cuda_optim_step) or,
+// with --optimizer host, on the host with the parameter/gradient copies. Steps are timed
+// with the host clock after the step's final synchronisation (forward and backward
+// already end with one); the median of --steps steps after --warmup untimed ones is
+// reported.
 //
 // Built by `bash bench/gpu.sh --prepare` (not by the GNUmakefile: it is a benchmark,
 // linked only against libwsml-train/common so that it runs on the GPU machine, which has
@@ -24,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/cli.h"
+#include "common/log.h"
 #include "common/rng.h"
 #include "train/backend.h"
 #include "train/cuda/backend_cuda.h"
@@ -64,7 +68,7 @@ static void usage(FILE *f) {
             "  --optimizer O    device (default; cuda only) | host (as wsml-train today) | none\n"
             "  --threads N      cpu backend threads (default all)\n"
             "  --describe       print the GPU and library versions and exit\n"
-            "Environment: WSML_PRECISION=tf32|fp32, WSML_CUDNN_ALGO=heuristic|find.\n"
+            "Environment: WSML_PRECISION=tf32|fp32|bf16, WSML_CUDNN_ALGO=heuristic|find.\n"
             "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
 }
 
@@ -78,8 +82,27 @@ int main(int argc, char **argv) {
         {"warmup", required_argument, 0, 'w'},  {"optimizer", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 'j'}, {"describe", no_argument, 0, 'd'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    wsml_set_prog("wsml-gpubench");
+    opterr = 0; // our own message for an unknown option
+    // numeric options: name, target, range
+    struct {
+        int ch;
+        const char *name;
+        int *v, lo, hi;
+    } nums[] = {{'s', "--size", &size, 32, 8192},        {'n', "--batch", &batch, 1, 65536},
+                {'c', "--classes", &classes, 1, 100000}, {'t', "--steps", &steps, 1, 100000},
+                {'w', "--warmup", &warmup, 0, 100000},   {'j', "--threads", &threads, 0, 1024}};
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        size_t k = 0;
+        while (k < sizeof nums / sizeof nums[0] && nums[k].ch != ch)
+            k++;
+        if (k < sizeof nums / sizeof nums[0]) {
+            if (wsml_parse_int(optarg, nums[k].lo, nums[k].hi, nums[k].v))
+                return wsml_usage_error("%s '%s': expected an integer in %d..%d", nums[k].name,
+                                        optarg, nums[k].lo, nums[k].hi);
+            continue;
+        }
         switch (ch) {
         case 'b':
             backend = optarg;
@@ -87,26 +110,8 @@ int main(int argc, char **argv) {
         case 'a':
             arch = optarg;
             break;
-        case 's':
-            size = atoi(optarg);
-            break;
-        case 'n':
-            batch = atoi(optarg);
-            break;
-        case 'c':
-            classes = atoi(optarg);
-            break;
-        case 't':
-            steps = atoi(optarg);
-            break;
-        case 'w':
-            warmup = atoi(optarg);
-            break;
         case 'o':
             optimizer = optarg;
-            break;
-        case 'j':
-            threads = atoi(optarg);
             break;
         case 'd':
             describe = 1;
@@ -115,15 +120,18 @@ int main(int argc, char **argv) {
             usage(stdout);
             return 0;
         default:
-            usage(stderr);
-            return 2;
+            return wsml_usage_error("unknown option or missing value: '%s'", argv[optind - 1]);
         }
     }
-    if (steps < 1 || warmup < 0 || batch < 1 || size < 32 || classes < 1 ||
-        (strcmp(optimizer, "device") && strcmp(optimizer, "host") && strcmp(optimizer, "none"))) {
-        usage(stderr);
-        return 2;
-    }
+    if (optind < argc)
+        return wsml_usage_error("unexpected argument '%s'", argv[optind]);
+    if (strcmp(optimizer, "device") && strcmp(optimizer, "host") && strcmp(optimizer, "none"))
+        return wsml_usage_error("--optimizer '%s': expected device, host or none", optimizer);
+    if (strcmp(backend, "cuda") && strcmp(backend, "cpu"))
+        return wsml_usage_error("--backend '%s': expected cuda or cpu", backend);
+    if (wsml_arch_parse(arch) < 0)
+        return wsml_usage_error("--arch '%s': expected resnet18, resnet34, resnet50 or resnet101",
+                                arch);
     int cuda = !strcmp(backend, "cuda");
     if (!cuda && !strcmp(optimizer, "device"))
         optimizer = "host";
@@ -179,7 +187,9 @@ int main(int argc, char **argv) {
     }
 
     size_t in_count = (size_t)batch * size * size * 3;
-    float *input = malloc(in_count * sizeof(float));
+    // pinned on the cuda backend (as wsml-train's loader buffers), plain memory on the cpu
+    float *input = be->host_alloc ? be->host_alloc(be, in_count * sizeof(float))
+                                  : malloc(in_count * sizeof(float));
     float *labels = malloc((size_t)batch * classes * sizeof(float));
     float *dlogits = malloc((size_t)batch * classes * sizeof(float));
     double *t_step = calloc((size_t)steps, sizeof(double));
@@ -255,19 +265,25 @@ int main(int argc, char **argv) {
            "\"warmup\": %d, \"steps\": %d, \"step_ms\": %.3f, \"fwd_bwd_ms\": %.3f, "
            "\"images_per_s\": %.2f, \"create_s\": %.2f, \"first_loss\": %.6f, "
            "\"last_loss\": %.6f, \"peak_alloc_mib\": %.1f, \"device_used_mib\": %.1f, "
-           "\"device_total_mib\": %.1f, \"host_heap_mib\": %.1f, \"device\": \"%s\"}\n",
+           "\"device_total_mib\": %.1f, \"host_heap_mib\": %.1f, \"input\": \"%s\", "
+           "\"device\": \"%s\"}\n",
            be->name, prec, cuda ? mem.algo_search : "-", arch, size, batch, classes, optimizer,
            warmup, steps, step_s * 1e3, fb_s * 1e3, batch / step_s, t_create, first_loss, last_loss,
            mem.peak_allocated_bytes / 1048576.0, mem.device_used_bytes / 1048576.0,
            mem.device_total_bytes / 1048576.0, (mi.arena + mi.hblkhd) / 1048576.0,
+           be->host_alloc ? "pinned host memory, copied every step" : "host memory",
            cuda ? line : "cpu");
     if (device_opt) {
         be->free(be, m);
         be->free(be, v);
     }
+    if (be->host_alloc)
+        be->host_free(be, input);
+    else
+        free(input);
     wsml_optim_free(&opt);
     wsml_net_free(net);
     wsml_backend_destroy(be);
-    free(input), free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p), free(host_g);
+    free(labels), free(dlogits), free(t_step), free(t_fb), free(host_p), free(host_g);
     return 0;
 }

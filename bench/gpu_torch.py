@@ -1,5 +1,6 @@
 """The PyTorch peer of bench/gpu_step.c (docs/benchmarks.md, row train-gpu): the same training step
-on the same GPU — torchvision ResNet, random NHWC-normalised input, BCE-with-logits on
+on the same GPU — torchvision ResNet, a random batch copied from pinned host memory to
+the GPU every step (as wsml-gpubench does: same bytes, same transfer), BCE-with-logits on
 random multi-hot labels, Adam with the backbone/head learning rates of docs/methods.md section 3 —
 in PyTorch's usual modes:
 
@@ -18,6 +19,8 @@ Also prints the model's training FLOPs per image (2 x multiply-adds of every con
 linear layer, forward; x3 for forward + both backward passes) for the %-of-peak figures.
 
 Runs on the GPU machine's Python (PyTorch 2.x); one JSON object per line on stdout.
+--device cpu is a dry run of this script on a machine without a GPU (host clock, no
+memory figures).
 """
 import argparse
 import json
@@ -48,8 +51,9 @@ def count_train_flops(torch, torchvision, arch, size, classes):
     return 3 * 2 * macs[0]
 
 
-def run(torch, torchvision, arch, size, batch, classes, mode, warmup, steps, bench):
-    dev = torch.device("cuda")
+def run(torch, torchvision, device, arch, size, batch, classes, mode, warmup, steps, bench):
+    dev = torch.device(device)
+    cuda = device == "cuda"
     torch.backends.cudnn.benchmark = bench
     tf32 = mode != "fp32"
     torch.backends.cudnn.allow_tf32 = tf32
@@ -65,14 +69,21 @@ def run(torch, torchvision, arch, size, batch, classes, mode, warmup, steps, ben
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
     opt = torch.optim.Adam([{"params": backbone, "lr": 1e-5}, {"params": head, "lr": 1e-4}])
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    x = torch.randn(batch, 3, size, size, device=dev).to(memory_format=fmt)
+    # the batch in host memory, in the layout the model wants (NHWC for channels_last, as
+    # wsml's), pinned, copied to the GPU in every step
+    x_host = torch.randn(batch, 3, size, size).to(memory_format=fmt)
+    if cuda:
+        x_host = x_host.pin_memory()
+    layout_kept = x_host.is_contiguous(memory_format=fmt)
     y = (torch.rand(batch, classes, device=dev) < 0.2).float()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
 
     def step():
+        x = x_host.to(dev, non_blocking=True).contiguous(memory_format=fmt)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             out = model(x)
         loss = loss_fn(out.float(), y)
         loss.backward()
@@ -85,30 +96,40 @@ def run(torch, torchvision, arch, size, batch, classes, mode, warmup, steps, ben
         loss = step()
         if first is None:
             first = loss.item()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     warm_s = time.time() - t0
     times = []
     for _ in range(steps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        loss = step()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            loss = step()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            loss = step()
+            times.append(1e3 * (time.perf_counter() - t))
     last = loss.item()
     ms = statistics.median(times)
-    free, total = torch.cuda.mem_get_info()
+    free, total = torch.cuda.mem_get_info() if cuda else (None, None)
+    mib = lambda b: b / 2**20 if b is not None else None
     result = {
         "tool": "pytorch", "mode": mode, "precision": {"fp32": "fp32", "bf16-cl": "bf16"}.get(
             mode, "tf32"), "channels_last": channels_last, "cudnn_benchmark": bench,
         "arch": arch, "size": size, "batch": batch, "classes": classes, "optimizer": "adam",
         "warmup": warmup, "steps": steps, "step_ms": ms, "images_per_s": batch / (ms / 1e3),
         "warmup_s": warm_s, "first_loss": first, "last_loss": last,
-        "peak_alloc_mib": torch.cuda.max_memory_allocated() / 2**20,
-        "device_used_mib": (total - free) / 2**20, "device_total_mib": total / 2**20,
+        "peak_alloc_mib": mib(torch.cuda.max_memory_allocated()) if cuda else None,
+        "device_used_mib": mib(total - free) if cuda else None, "device_total_mib": mib(total),
+        "input": ("pinned host memory, copied every step" if cuda else "host memory")
+                 + ("" if layout_kept else " (layout converted on the device)"),
     }
-    del model, opt, x, y
-    torch.cuda.empty_cache()
+    del model, opt, x_host, y
+    if cuda:
+        torch.cuda.empty_cache()
     return result
 
 
@@ -123,6 +144,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--flops-only", action="store_true")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cpu: a dry run without a GPU")
     args = ap.parse_args()
     import torch
     import torchvision
@@ -132,20 +155,22 @@ def main():
                       "train_flops_per_image": flops}), flush=True)
     if args.flops_only:
         return
-    if not torch.cuda.is_available():
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
         sys.exit("gpu_torch.py: no CUDA device visible to PyTorch")
     print(json.dumps({"tool": "versions", "torch": torch.__version__,
                       "torchvision": torchvision.__version__,
                       "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-                      "gpu": torch.cuda.get_device_name(0)}), flush=True)
+                      "gpu": torch.cuda.get_device_name(0) if cuda else "cpu"}), flush=True)
     for batch in [int(b) for b in args.batch.split(",")]:
         for mode in args.modes.split(","):
             try:
-                r = run(torch, torchvision, args.arch, args.size, batch, args.classes, mode,
-                        args.warmup, args.steps, args.cudnn_benchmark)
+                r = run(torch, torchvision, args.device, args.arch, args.size, batch,
+                        args.classes, mode, args.warmup, args.steps, args.cudnn_benchmark)
             except RuntimeError as e:  # e.g. out of memory: record it, go on
                 r = {"tool": "pytorch", "mode": mode, "batch": batch, "error": str(e)[:300]}
-                torch.cuda.empty_cache()
+                if cuda:
+                    torch.cuda.empty_cache()
             print(json.dumps(r), flush=True)
 
 

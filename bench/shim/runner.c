@@ -1,13 +1,21 @@
 // The runner of bench/shim/criterion/criterion.h: runs every registered test (or those
-// whose "suite/name" matches the glob in argv[1]) in a forked child, prints one line per
-// test and Criterion's summary line, exits 0 only if nothing failed or crashed.
-// Usage: wsml-cudatest ['cuda/*']
+// whose "suite/name" matches GLOB) in a forked child, prints one line per test with its
+// time and Criterion's summary line, exits 0 only if nothing failed, crashed or hung.
+//
+// Usage: wsml-cudatest [--timeout S] [GLOB]      (default GLOB '*')
+//   --timeout S  caps every test at S seconds (default: the test's own .timeout, else
+//                600 s). The PARENT kills a test that runs past its time with SIGKILL:
+//                a test stuck in a driver call or ignoring signals still ends, and the
+//                next test runs (bench/gpu.sh uses --timeout 45).
+#include <errno.h>
 #include <fnmatch.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "criterion/criterion.h"
@@ -59,44 +67,110 @@ void shim_skip(const char *fmt, ...) {
     _exit(EXIT_SKIPPED);
 }
 
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int usage(void) {
+    fprintf(stderr, "Usage: wsml-cudatest [--timeout SECONDS] [GLOB]\n"
+                    "Runs the tests whose suite/name match GLOB (default '*'), each in its "
+                    "own process.\n"
+                    "Example: wsml-cudatest --timeout 45 'cuda/*'\n");
+    return 2;
+}
+
+// Waits for pid for at most `limit` seconds; then kills it (SIGKILL) and reaps it.
+// Returns the wait status; *timed_out says whether it was killed for time.
+static int wait_capped(pid_t pid, double limit, int *timed_out) {
+    int status = 0;
+    double t0 = now();
+    *timed_out = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return status;
+        if (r < 0 && errno != EINTR)
+            return status;
+        if (now() - t0 > limit) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            *timed_out = 1;
+            return status;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000}; // 20 ms
+        nanosleep(&ts, NULL);
+    }
+}
+
 int main(int argc, char **argv) {
-    const char *filter = argc > 1 ? argv[1] : "*";
+    const char *filter = "*";
+    int cap = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 86400) {
+                fprintf(stderr, "wsml-cudatest: --timeout '%s': expected seconds in 1..86400\n",
+                        argv[i]);
+                return 2;
+            }
+            cap = (int)v;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage();
+            return 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "wsml-cudatest: unknown option '%s'\n", argv[i]);
+            return usage();
+        } else {
+            filter = argv[i];
+        }
+    }
     int ran = 0, passed = 0, fails = 0, crashes = 0, skipped = 0;
     for (int i = 0; i < num_tests; i++) {
         char full[256];
         snprintf(full, sizeof full, "%s/%s", tests[i].suite, tests[i].name);
         if (fnmatch(filter, full, 0) != 0)
             continue;
+        int limit = tests[i].timeout > 0 ? tests[i].timeout : DEFAULT_TIMEOUT;
+        if (cap > 0 && cap < limit)
+            limit = cap;
         fprintf(stderr, "[RUN ] %s\n", full);
         fflush(NULL);
+        double t0 = now();
         pid_t pid = fork();
         if (pid < 0) {
             perror("fork");
             return 1;
         }
         if (pid == 0) {
-            alarm(tests[i].timeout > 0 ? (unsigned)tests[i].timeout : DEFAULT_TIMEOUT);
             tests[i].fn();
             fflush(NULL);
             _exit(failed ? 1 : 0);
         }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SKIPPED) {
+        int timed_out = 0;
+        int status = wait_capped(pid, limit, &timed_out);
+        double dt = now() - t0;
+        if (!timed_out && WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SKIPPED) {
             skipped++;
+            fprintf(stderr, "[SKIP] %s (%.1f s)\n", full, dt);
             continue;
         }
         ran++;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        if (timed_out) {
+            crashes++;
+            fprintf(stderr, "[FAIL] %s: timeout, killed after %d s\n", full, limit);
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
             passed++;
-            fprintf(stderr, "[PASS] %s\n", full);
+            fprintf(stderr, "[PASS] %s (%.1f s)\n", full, dt);
         } else if (WIFEXITED(status)) {
             fails++;
-            fprintf(stderr, "[FAIL] %s\n", full);
+            fprintf(stderr, "[FAIL] %s (%.1f s)\n", full, dt);
         } else {
             crashes++;
-            fprintf(stderr, "[FAIL] %s: crashed (signal %d%s)\n", full, WTERMSIG(status),
-                    WTERMSIG(status) == SIGALRM ? ", timeout" : "");
+            fprintf(stderr, "[FAIL] %s: crashed (signal %d) after %.1f s\n", full, WTERMSIG(status),
+                    dt);
         }
     }
     fprintf(stderr,

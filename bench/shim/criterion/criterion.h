@@ -5,7 +5,7 @@
 // executable. Same semantics as Criterion where test_cuda.c relies on them: each test
 // runs in its own forked process; cr_assert* ends the test as failed, cr_expect* marks it
 // failed and goes on, cr_skip_test ends it as skipped. Test options (.timeout = N) are
-// accepted; the timeout is enforced by the runner (alarm).
+// accepted; the runner enforces the timeout (it kills the test's process).
 #ifndef WSML_CRITERION_SHIM_H
 #define WSML_CRITERION_SHIM_H
 
