@@ -4,6 +4,13 @@
 # each on inputs whose right answer is known by hand.
 repo=$(cd "$WSML_TESTS/.." && pwd)
 fail() { echo "FAIL: $*"; exit 1; }
+# A process that still runs: a killed one may linger as a zombie when its parent died too
+# and this machine's PID 1 does not reap orphans.
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+}
 
 # ---- 1. the shim runner: pass, fail, skip, and a test that ignores SIGTERM and hangs --------
 cat > t.c <<'EOF'
@@ -40,7 +47,7 @@ grep -q '^\[SKIP\] t/skips' runner.log || fail "t/skips"
 grep -q '^\[FAIL\] t/hangs: timeout, killed after 2 s' runner.log || fail "t/hangs not killed"
 grep -q 'Tested: 3 | Passing: 1 | Failing: 1 | Crashing: 1 | Skipped: 1' runner.log ||
     fail "synthesis line"
-if kill -0 "$(cat hang.pid)" 2>/dev/null; then fail "the hung test's process survived"; fi
+if running "$(cat hang.pid)"; then fail "the hung test's process survived"; fi
 ./runner 't/passes' 2>/dev/null || fail "a passing selection must exit 0"
 rc=0; ./runner --timeout 0 2>err.txt || rc=$?
 [ "$rc" = 2 ] && grep -q -- "--timeout '0'" err.txt || fail "--timeout 0: exit $rc, $(cat err.txt)"
@@ -99,7 +106,7 @@ cat out3.txt
 [ "$rc" != 0 ] || fail "a hung parity stage must not end with exit 0"
 [ "$dt" -le 45 ] || fail "budget 35 s, took $dt s"
 grep -q -- '-- parity: timed out (exit 137' out3.txt || fail "parity not ended by its cap"
-if kill -0 "$(cat cudatest.pid)" 2>/dev/null; then fail "the hung step survived"; fi
+if running "$(cat cudatest.pid)"; then fail "the hung step survived"; fi
 grep -q '^== train: SKIPPED (time' out3.txt || fail "train not skipped for time"
 grep -q '^== bench: SKIPPED (time' out3.txt || fail "bench not skipped for time"
 [ "$(grep -c '^== summary after' out3.txt)" = 4 ] || fail "a summary after each of 3 stages + the last"
