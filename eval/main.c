@@ -501,13 +501,10 @@ int main(int argc, char **argv) {
                 return wsml_usage_error("--head must be linear or boostlu, not '%s'", optarg);
             st.infer.head = optarg;
             break;
-        case 'A': {
-            char *end;
-            st.infer.alpha = strtod(optarg, &end);
-            if (*end || end == optarg || !(st.infer.alpha > 0))
+        case 'A':
+            if (wsml_parse_double(optarg, 0, HUGE_VAL, &st.infer.alpha) || !(st.infer.alpha > 0))
                 return wsml_usage_error("--alpha expects a positive number, not '%s'", optarg);
             break;
-        }
         case 's':
             scores = optarg;
             break;

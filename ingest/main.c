@@ -1,5 +1,4 @@
 // wsml-ingest: a dataset as released -> a wsml store (DATASETS.md, SPEC.md §1).
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <malloc.h>
@@ -11,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "ingest/ingest.h"
 
@@ -89,31 +89,22 @@ static int usage_error(const char *fmt, const char *a, const char *b) {
     return 2;
 }
 
-static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        char range[64];
-        snprintf(range, sizeof range, "an integer in %ld..%ld", lo, hi);
-        fprintf(stderr, PROG ": error: %s %s: expected %s (see --help)\n", flag, s, range);
-        return -1;
-    }
-    *out = v;
-    return 0;
+// Reads an integer / number option in [lo, hi] (parsed by common/cli.h); a usage error
+// naming the flag otherwise.
+static int int_option(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    if (wsml_parse_i64(s, lo, hi, out) == 0)
+        return 0;
+    fprintf(stderr, PROG ": error: %s %s: expected an integer in %lld..%lld (see --help)\n", flag,
+            s, (long long)lo, (long long)hi);
+    return -1;
 }
 
-static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, PROG ": error: %s %s: expected a number in [%g, %g] (see --help)\n", flag,
-                s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+static int number_option(const char *flag, const char *s, double lo, double hi, double *out) {
+    if (wsml_parse_double(s, lo, hi, out) == 0)
+        return 0;
+    fprintf(stderr, PROG ": error: %s %s: expected a number in [%g, %g] (see --help)\n", flag, s,
+            lo, hi);
+    return -1;
 }
 
 static void on_signal(int sig) {
@@ -488,7 +479,7 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    long v;
+    int64_t v;
     double d;
     int c;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -512,7 +503,7 @@ int main(int argc, char **argv) {
             o.classes = optarg;
             break;
         case OPT_SIZE:
-            if (parse_long("--size", optarg, 8, 4096, &v))
+            if (int_option("--size", optarg, 8, 4096, &v))
                 return 2;
             o.size = (int)v;
             break;
@@ -525,37 +516,37 @@ int main(int argc, char **argv) {
                 return usage_error("--encoding %s: expected raw or jpeg%s", optarg, "");
             break;
         case OPT_QUALITY:
-            if (parse_long("--quality", optarg, 1, 100, &v))
+            if (int_option("--quality", optarg, 1, 100, &v))
                 return 2;
             o.quality = (int)v;
             break;
         case OPT_NUM_POS:
-            if (parse_long("--num-pos", optarg, -1, 1000000, &v))
+            if (int_option("--num-pos", optarg, -1, 1000000, &v))
                 return 2;
             o.num_pos = (int)v;
             break;
         case OPT_NUM_NEG:
-            if (parse_long("--num-neg", optarg, -1, 1000000, &v))
+            if (int_option("--num-neg", optarg, -1, 1000000, &v))
                 return 2;
             o.num_neg = (int)v;
             break;
         case OPT_SEED:
-            if (parse_long("--seed", optarg, 0, UINT32_MAX, &v))
+            if (int_option("--seed", optarg, 0, UINT32_MAX, &v))
                 return 2;
             o.seed = (uint32_t)v;
             break;
         case OPT_VAL_FRAC:
-            if (parse_double("--val-frac", optarg, 0, 1, &d))
+            if (number_option("--val-frac", optarg, 0, 1, &d))
                 return 2;
             o.val_frac = d;
             break;
         case OPT_SPLIT_SEED:
-            if (parse_long("--split-seed", optarg, 0, UINT32_MAX, &v))
+            if (int_option("--split-seed", optarg, 0, UINT32_MAX, &v))
                 return 2;
             o.split_seed = (uint32_t)v;
             break;
         case OPT_JOBS:
-            if (parse_long("--jobs", optarg, 1, 1024, &v))
+            if (int_option("--jobs", optarg, 1, 1024, &v))
                 return 2;
             o.jobs = (int)v;
             break;
@@ -572,22 +563,22 @@ int main(int argc, char **argv) {
             want_json = 1;
             break;
         case OPT_TRAIN_COUNT:
-            if (parse_long("--train-count", optarg, 0, 10000000, &v))
+            if (int_option("--train-count", optarg, 0, 10000000, &v))
                 return 2;
             o.train_count = v;
             break;
         case OPT_TEST_COUNT:
-            if (parse_long("--test-count", optarg, 0, 10000000, &v))
+            if (int_option("--test-count", optarg, 0, 10000000, &v))
                 return 2;
             o.test_count = v;
             break;
         case OPT_TILE_PROB:
-            if (parse_double("--tile-prob", optarg, 1e-6, 1, &d))
+            if (number_option("--tile-prob", optarg, 1e-6, 1, &d))
                 return 2;
             o.tile_prob = d;
             break;
         case OPT_MOSAIC_SEED:
-            if (parse_long("--mosaic-seed", optarg, 0, UINT32_MAX - 1, &v))
+            if (int_option("--mosaic-seed", optarg, 0, UINT32_MAX - 1, &v))
                 return 2;
             o.mosaic_seed = (uint32_t)v;
             break;
