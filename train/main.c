@@ -9,7 +9,6 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
-#include "eval/metrics.h"
 #include "train/backend.h"
 #include "train/trainer.h"
 
@@ -432,32 +431,6 @@ static int parse_args(int argc, char **argv, wsml_train_opts *o, int apply_recip
     return 0;
 }
 
-// ---- metrics (eval/metrics.h) ----------------------------------------------------------------
-
-static int metrics_hook(const float *scores, const int8_t *labels, int64_t n, int c,
-                        const char *store_info_json, double *map, double *group_maps,
-                        int *num_groups, wsml_err *err) {
-    wsml_groups groups = {0};
-    int rc = 0;
-    if (store_info_json) {
-        rc = wsml_groups_parse_json(store_info_json, c, "the store's info", &groups, err);
-        if (rc < 0)
-            return rc;
-    }
-    wsml_metrics m;
-    rc =
-        wsml_metrics_compute(scores, labels, n, c, groups.num_groups > 0 ? &groups : NULL, &m, err);
-    if (rc == 0) {
-        *map = m.map;
-        *num_groups = m.num_groups < WSML_TRAIN_MAX_GROUPS ? m.num_groups : WSML_TRAIN_MAX_GROUPS;
-        for (int g = 0; g < *num_groups; g++)
-            group_maps[g] = m.group_map[g];
-        wsml_metrics_free(&m);
-    }
-    wsml_groups_free(&groups);
-    return rc;
-}
-
 // ---- signals ---------------------------------------------------------------------------------
 
 static volatile sig_atomic_t g_stop;
@@ -515,7 +488,7 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    wsml_train_hooks hooks = {metrics_hook, &g_stop};
+    wsml_train_hooks hooks = {&g_stop};
     wsml_train_result res;
     rc = wsml_train_run(&o, &hooks, &res, &err);
     if (rc < 0) {

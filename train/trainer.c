@@ -27,6 +27,7 @@
 
 #include "common/fileio.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/safetensors.h"
 #include "store/store.h"
 #include "train/backend.h"
@@ -660,8 +661,8 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
     wsml_loader_close(l);
     if (rc == 0) {
         *num_groups = 0;
-        rc = t->hooks->metrics(scores, labels, n, t->C, t->meta->info_json, map, groups, num_groups,
-                               err);
+        rc = wsml_metrics_map_groups(scores, labels, n, t->C, t->meta->info_json, map, groups,
+                                     num_groups, err);
         if (rc < 0)
             wsml_err_prefix(err, "%s mAP", wsml_split_name(split));
     }
@@ -1238,7 +1239,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         busy_interval_end(t);
         s->train_seconds += wsml_now() - t0;
 
-        double val_map = 0, groups[WSML_TRAIN_MAX_GROUPS];
+        double val_map = 0, groups[WSML_METRICS_MAX_GROUPS];
         int ng = 0;
         rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
         if (rc == 1)
@@ -1392,8 +1393,9 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     int rc = wsml_train_opts_check(opts, err);
     if (rc < 0)
         return rc;
-    if (!hooks || !hooks->metrics)
-        return wsml_errf(err, WSML_EARG, "wsml_train_run: hooks->metrics is required");
+    static const wsml_train_hooks no_hooks = {NULL};
+    if (!hooks)
+        hooks = &no_hooks;
     trainer *t = calloc(1, sizeof *t);
     if (!t)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "common/metrics.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
@@ -76,17 +77,7 @@ void wsml_train_opts_paper(wsml_train_opts *o);
 // Checks values and combinations (WSML_EARG naming the flag).
 int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err);
 
-// Metrics over (n, c) scores and labels (SPEC §4): mAP in points and, when the store's
-// info JSON holds frequency groups (OpenImages), each group's mAP (at most 16 groups;
-// *num_groups = 0 otherwise). The trainer takes it as a function so that libwsml-train
-// does not depend on libwsml-eval (main.c passes one built on eval/metrics.h).
-typedef int (*wsml_metrics_fn)(const float *scores, const int8_t *labels, int64_t n, int c,
-                               const char *store_info_json, double *map, double *group_maps,
-                               int *num_groups, wsml_err *err);
-#define WSML_TRAIN_MAX_GROUPS 16
-
 typedef struct {
-    wsml_metrics_fn metrics;
     // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop.
     volatile sig_atomic_t *stop_requested;
 } wsml_train_hooks;
@@ -98,7 +89,7 @@ typedef struct {
     double best_val_map;
     double test_map;
     int num_groups; // OpenImages: test mAP per frequency group
-    double test_group_maps[WSML_TRAIN_MAX_GROUPS];
+    double test_group_maps[WSML_METRICS_MAX_GROUPS];
     int early_stopped;
     int started;     // training (or the final test pass) began: a later error is a
                      // runtime error, not a usage error
