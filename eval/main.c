@@ -13,10 +13,10 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/npy.h"
-#include "eval/infer.h"
 #include "eval/metrics.h"
 #include "eval/table.h"
 #include "store/store.h"
+#include "train/predict.h"
 
 #define PROG "wsml-eval"
 
@@ -301,7 +301,7 @@ done:
 typedef struct {
     const char *store, *split, *model, *out;
     int as_json;
-    wsml_infer_opts infer;
+    wsml_predict_opts infer;
 } store_args;
 
 static int run_store(const store_args *a) {
@@ -324,7 +324,8 @@ static int run_store(const store_args *a) {
     if (wsml_groups_parse_json(meta->info_json, c, a->store, &groups, &err))
         goto done;
     wsml_info("%s: %s split, %u images, %d classes", a->store, a->split, meta->count[split], c);
-    if (wsml_infer_split(store, (wsml_split)split, a->model, &a->infer, &scores, &labels, &n, &err))
+    if (wsml_predict_checkpoint(store, (wsml_split)split, a->model, &a->infer, &scores, &labels, &n,
+                                &err))
         goto done;
     if (wsml_metrics_compute(scores, labels, n, c, &groups, &m, &err)) {
         wsml_err_prefix(&err, "%s", a->model);

@@ -78,6 +78,8 @@ typedef struct wsml_net wsml_net;
 int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out, wsml_err *err);
 void wsml_net_free(wsml_net *net); // NULL is a no-op
 const wsml_net_config *wsml_net_get_config(const wsml_net *net);
+// The backend the network was created on.
+wsml_backend *wsml_net_backend(const wsml_net *net);
 
 // ---- weights ---------------------------------------------------------------------------
 

@@ -122,6 +122,10 @@ const wsml_net_config *wsml_net_get_config(const wsml_net *net) {
     return &net->cfg;
 }
 
+wsml_backend *wsml_net_backend(const wsml_net *net) {
+    return net->be;
+}
+
 // Blocks per stage and whether blocks are bottlenecks (torchvision resnet.py).
 static void arch_layout(wsml_arch arch, int blocks[4], int *bottleneck) {
     static const int L18[4] = {2, 2, 2, 2}, L34[4] = {3, 4, 6, 3}, L101[4] = {3, 4, 23, 3};

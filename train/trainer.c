@@ -34,6 +34,7 @@
 #include "train/cuda/backend_cuda.h"
 #include "train/loader.h"
 #include "train/net.h"
+#include "train/predict.h"
 
 enum { STOP_NONE = 0, STOP_EPOCHS = 1, STOP_EARLY = 2 };
 
@@ -566,37 +567,6 @@ static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) 
               old, fits, used[1] / 1048576.0, per_image / 1048576.0, free_now / 1048576.0);
 }
 
-// ---- the loader on a device --------------------------------------------------------------------
-
-// Pinned host buffers and a copy beside the compute (train/backend.h) where the backend
-// offers them; a cpu run's loader is left as it is (malloc, no hook).
-static void *pinned_alloc(size_t bytes, void *ctx) {
-    wsml_backend *be = ctx;
-    return be->host_alloc(be, bytes);
-}
-
-static void pinned_free(void *p, void *ctx) {
-    wsml_backend *be = ctx;
-    be->host_free(be, p);
-}
-
-static int stage_batch(const float *images, size_t bytes, void *ctx, wsml_err *err) {
-    wsml_backend *be = ctx;
-    return be->stage_input(be, images, bytes, err);
-}
-
-static void loader_use_device(trainer *t, wsml_loader_config *lc) {
-    if (t->be->host_alloc && t->be->host_free) {
-        lc->alloc = pinned_alloc;
-        lc->free = pinned_free;
-        lc->alloc_ctx = t->be;
-    }
-    if (t->be->stage_input) {
-        lc->on_filled = stage_batch;
-        lc->filled_ctx = t->be;
-    }
-}
-
 // The device's busy seconds so far (waiting for its queue first), or -1 where the backend
 // does not measure them (cpu: nothing is waited for).
 static double device_busy(trainer *t) {
@@ -609,56 +579,19 @@ static double device_busy(trainer *t) {
 
 // ---- evaluation -----------------------------------------------------------------------------
 
-// Scores (sigmoid of the logits, float32 as torch.sigmoid) of a whole split in eval mode,
-// then the metrics against its full labels. Returns 1 if a stop was requested meanwhile.
+// Scores of a whole split in eval mode (train/predict.h), then the metrics against its
+// full labels (SPEC §4). Returns 1 if a stop was requested meanwhile.
 static int evaluate(trainer *t, wsml_split split, double *map, double *groups, int *num_groups,
                     wsml_err *err) {
-    wsml_loader_config lc;
-    wsml_loader_config_default(&lc);
-    lc.split = split;
-    lc.batch_size = t->o.batch;
-    lc.num_workers = t->o.workers;
-    lc.shuffle = 0;
-    lc.flip = 0;
-    lc.height = t->H;
-    lc.width = t->W;
-    lc.nhwc = 1;
-    loader_use_device(t, &lc);
-    wsml_loader *l = wsml_loader_open(t->store, &lc, err);
-    if (!l)
-        return err->code < 0 ? err->code : WSML_EIO;
-    int64_t n = wsml_loader_num_images(l);
+    int64_t n = t->meta->count[split];
     float *scores = malloc((size_t)n * t->C * sizeof(float) + 4);
     int8_t *labels = malloc((size_t)n * t->C + 1);
     int rc = scores && labels ? 0
                               : wsml_errf(err, WSML_ENOMEM, "out of memory for %s scores",
                                           wsml_split_name(split));
     if (rc == 0)
-        rc = wsml_loader_start_epoch(l, 1, 0, err);
-    wsml_progress *p = rc == 0 ? wsml_progress_start(wsml_split_name(split),
-                                                     (uint64_t)wsml_loader_num_batches(l), "batch")
-                               : NULL;
-    wsml_batch *b;
-    int got;
-    while (rc == 0 && (got = wsml_loader_next(l, &b, err)) != 0) {
-        if (got < 0) {
-            rc = got;
-            break;
-        }
-        rc = wsml_net_forward(t->net, b->images, b->size, WSML_NET_EVAL, err);
-        if (rc < 0)
-            break;
-        const float *z = wsml_net_logits(t->net);
-        float *s = scores + (size_t)b->first_pos * t->C;
-        for (size_t i = 0; i < (size_t)b->size * t->C; i++)
-            s[i] = 1.0f / (1.0f + expf(-z[i]));
-        memcpy(labels + (size_t)b->first_pos * t->C, b->full, (size_t)b->size * t->C);
-        wsml_progress_add(p, 1);
-        if (t->hooks->stop_requested && *t->hooks->stop_requested)
-            rc = 1;
-    }
-    wsml_progress_end(p);
-    wsml_loader_close(l);
+        rc = wsml_predict_split(t->net, t->store, split, t->o.batch, t->o.workers,
+                                t->hooks->stop_requested, scores, labels, err);
     if (rc == 0) {
         *num_groups = 0;
         rc = wsml_metrics_map_groups(scores, labels, n, t->C, t->meta->info_json, map, groups,
@@ -1015,7 +948,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     lc.height = t->H;
     lc.width = t->W;
     lc.nhwc = 1;
-    loader_use_device(t, &lc);
+    wsml_loader_use_backend(&lc, t->be);
     t->loader = wsml_loader_open(t->store, &lc, err);
     if (!t->loader)
         return err->code < 0 ? err->code : WSML_EIO;
