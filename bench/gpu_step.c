@@ -4,10 +4,11 @@
 // One step = what wsml-train does per batch, minus the data loader: input copy, forward
 // in train mode, binary cross-entropy gradient of the logits on the host (all labels
 // observed), zero_grad, backward, Adam update of the two parameter groups (backbone lr,
-// head 10x lr, SPEC §3) — on the device (wsml_cuda_optim_step) or, with
-// --optimizer host, on the host with the parameter/gradient copies wsml-train makes
-// today. Steps are timed with the host clock after the step's final synchronisation
-// (forward and backward already end with one); the median of --steps steps after
+// head 10x lr, SPEC §3) — on the device (the backend's optim_step) or, with
+// --optimizer host, on the host with parameter/gradient copies (what wsml-train did
+// before its optimizer ran on the device). Steps are timed with the host clock after the step's
+// final synchronisation (forward and backward already end with one); the median of --steps steps
+// after
 // --warmup untimed ones is reported.
 //
 // Built by `bash bench/gpu.sh --prepare` (not by the GNUmakefile: it is a benchmark,
@@ -52,20 +53,19 @@ static int fail(const char *what, const wsml_err *err) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: wsml-gpubench [options]\n"
-            "Times wsml's training step (forward, BCE, backward, Adam) on random data.\n"
-            "  --backend B      cuda (default) | cpu\n"
-            "  --arch A         resnet18|34|50|101 (default resnet50)\n"
-            "  --size N         input N x N (default 448)\n"
-            "  --batch N        images per step (default 16)\n"
-            "  --classes C      output classes (default 20)\n"
-            "  --steps N        timed steps (default 10)   --warmup N  untimed (default 3)\n"
-            "  --optimizer O    device (default; cuda only) | host (as wsml-train today) | none\n"
-            "  --threads N      cpu backend threads (default all)\n"
-            "  --describe       print the GPU and library versions and exit\n"
-            "Environment: WSML_PRECISION=tf32|fp32, WSML_CUDNN_ALGO=heuristic|find.\n"
-            "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
+    fprintf(f, "Usage: wsml-gpubench [options]\n"
+               "Times wsml's training step (forward, BCE, backward, Adam) on random data.\n"
+               "  --backend B      cuda (default) | cpu\n"
+               "  --arch A         resnet18|34|50|101 (default resnet50)\n"
+               "  --size N         input N x N (default 448)\n"
+               "  --batch N        images per step (default 16)\n"
+               "  --classes C      output classes (default 20)\n"
+               "  --steps N        timed steps (default 10)   --warmup N  untimed (default 3)\n"
+               "  --optimizer O    device (default; cuda only) | host (copies to the host) | none\n"
+               "  --threads N      cpu backend threads (default all)\n"
+               "  --describe       print the GPU and library versions and exit\n"
+               "Environment: WSML_PRECISION=tf32|fp32, WSML_CUDNN_ALGO=heuristic|find.\n"
+               "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
 }
 
 int main(int argc, char **argv) {
@@ -220,8 +220,8 @@ int main(int argc, char **argv) {
         double t1 = now();
         float *params = wsml_net_params(net), *grads = wsml_net_grads(net);
         if (device_opt) {
-            if (wsml_cuda_optim_step(be, &opt, 0, params, grads, m, v) ||
-                wsml_cuda_optim_step(be, &opt, 1, params + nbb, grads + nbb, m + nbb, v + nbb) ||
+            if (be->optim_step(be, &opt, 0, params, grads, m, v) ||
+                be->optim_step(be, &opt, 1, params + nbb, grads + nbb, m + nbb, v + nbb) ||
                 be->synchronize(be))
                 return fail("optimizer", &be->err);
         } else if (host_opt) {
@@ -244,9 +244,9 @@ int main(int argc, char **argv) {
         }
     }
     double step_s = median(t_step, steps), fb_s = median(t_fb, steps);
-    wsml_cuda_memory mem;
+    wsml_backend_memory mem;
     memset(&mem, 0, sizeof mem);
-    if (cuda && wsml_cuda_memory_info(be, &mem))
+    if (cuda && be->memory_info(be, &mem))
         return fail("memory", &be->err);
     struct mallinfo2 mi = mallinfo2();
     const char *prec = cuda ? mem.precision : "fp32";

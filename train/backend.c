@@ -45,7 +45,7 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
         return rc;
     }
     if (strcmp(name, "cuda") == 0) {
-        // Loaded on demand from libwsml-cuda.so (train/cuda_loader.c).
+        // Loaded on demand from libwsml-cuda.so (train/backend_cuda.c).
         return wsml_backend_cuda_create(opt, out, err);
     }
     return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (cpu, cuda)", name);

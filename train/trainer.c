@@ -13,7 +13,6 @@
 #define _GNU_SOURCE
 #include "train/trainer.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
@@ -31,7 +30,6 @@
 #include "common/safetensors.h"
 #include "store/store.h"
 #include "train/backend.h"
-#include "train/cuda/backend_cuda.h"
 #include "train/loader.h"
 #include "train/net.h"
 #include "train/predict.h"
@@ -88,16 +86,15 @@ typedef struct {
     int saved_epoch;
 
     // per-step scratch (B = --batch)
-    int8_t *observed;                // (B, C) observed labels with LL-Cp's flips
-    float *dlogits;                  // (B, C)
-    int32_t *flips;                  // (2·B·C)
-    float *G_rows, *dG_rows;         // (B, C) ROLE
-    float *host_params, *host_grads; // (P) for a host optimizer over device memory
-    // --backend cuda: the optimizer of the network's groups runs on the device
-    // (wsml_cuda_optim_step) over device copies of their state; the host's wsml_optim
-    // keeps the step counts and receives the state only for checkpoints.
-    int device_optim;
-    float *dev_state[WSML_OPTIM_MAX_GROUPS][2]; // exp_avg, exp_avg_sq (NULL: none)
+    int8_t *observed;        // (B, C) observed labels with LL-Cp's flips
+    float *dlogits;          // (B, C)
+    int32_t *flips;          // (2·B·C)
+    float *G_rows, *dG_rows; // (B, C) ROLE
+    // The optimizer of the network's groups runs on the backend (be->optim_step) over
+    // its state as the backend holds it: the host's wsml_optim arrays themselves on a
+    // host_memory backend, else device copies that checkpoints copy back and forth (the
+    // host's wsml_optim keeps the step counts).
+    float *optim_state[WSML_OPTIM_MAX_GROUPS][2]; // exp_avg, exp_avg_sq (NULL: none)
     double step_loss;
 } trainer;
 
@@ -262,20 +259,21 @@ static int save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
 
 #define MAX_EXTRA (3 * WSML_OPTIM_MAX_GROUPS + 4)
 
-// With the optimizer on the device: copies the state of the device-stepped groups to the
-// host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a load).
+// With device copies of the optimizer state: copies the state of the backend-stepped
+// groups to the host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a
+// load). Nothing to do on a host_memory backend (the state is the host's).
 static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
-    if (!t->device_optim)
+    if (t->be->host_memory)
         return 0;
     for (int g = 0; g < t->optim.num_groups; g++) {
         wsml_optim_group *grp = &t->optim.group[g];
         float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
         for (int k = 0; k < 2; k++) {
-            if (!t->dev_state[g][k] || !host[k])
+            if (!t->optim_state[g][k] || !host[k])
                 continue;
             size_t bytes = grp->count * sizeof(float);
-            int rc = to_device ? t->be->copy_to_device(t->be, t->dev_state[g][k], host[k], bytes)
-                               : t->be->copy_to_host(t->be, host[k], t->dev_state[g][k], bytes);
+            int rc = to_device ? t->be->copy_to_device(t->be, t->optim_state[g][k], host[k], bytes)
+                               : t->be->copy_to_host(t->be, host[k], t->optim_state[g][k], bytes);
             if (rc < 0)
                 return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s", grp->name,
                                  t->be->err.msg);
@@ -437,40 +435,18 @@ static int load_last(trainer *t, wsml_err *err) {
 
 // One optimizer update of every group from the gradients of the last backward.
 static int optimizer_step(trainer *t, wsml_err *err) {
-    size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
+    size_t nbb = wsml_net_num_backbone_params(t->net);
     float *params = wsml_net_params(t->net), *grads = wsml_net_grads(t->net);
-    if (t->device_optim) {
-        // The same float32 arithmetic as wsml_optim_step (train/cuda/backend_cuda.h), in
-        // the device's queue: no parameter or gradient crosses the bus.
-        int gs[2] = {t->g_backbone, t->g_head};
-        size_t offset[2] = {0, nbb};
-        for (int k = 0; k < 2; k++) {
-            int g = gs[k];
-            if (g < 0)
-                continue;
-            if (wsml_cuda_optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
-                                     t->dev_state[g][0], t->dev_state[g][1]) < 0)
-                return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-        }
-        if (t->G)
-            wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
-        return 0;
-    }
-    if (!t->be->host_memory) {
-        // The optimizer runs on the host: copy there and back (a device optimizer can
-        // replace this without changing the numbers' definition).
-        if (t->be->copy_to_host(t->be, t->host_params, params, np * sizeof(float)) < 0 ||
-            t->be->copy_to_host(t->be, t->host_grads, grads, np * sizeof(float)) < 0)
+    int gs[2] = {t->g_backbone, t->g_head};
+    size_t offset[2] = {0, nbb};
+    for (int k = 0; k < 2; k++) {
+        int g = gs[k];
+        if (g < 0)
+            continue;
+        if (t->be->optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
+                              t->optim_state[g][0], t->optim_state[g][1]) < 0)
             return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-        params = t->host_params;
-        grads = t->host_grads;
     }
-    if (t->g_backbone >= 0)
-        wsml_optim_step(&t->optim, t->g_backbone, params, grads);
-    wsml_optim_step(&t->optim, t->g_head, params + nbb, grads + nbb);
-    if (!t->be->host_memory &&
-        t->be->copy_to_device(t->be, wsml_net_params(t->net), params, np * sizeof(float)) < 0)
-        return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
     if (t->G)
         wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
     return 0;
@@ -534,8 +510,8 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
 // should, measured by building the network for batches 1 and 2 (its memory grows
 // linearly with the batch) against the memory free now.
 static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) {
-    wsml_cuda_memory m0, m;
-    if (strcmp(t->be->name, "cuda") || wsml_cuda_memory_info(t->be, &m0) < 0)
+    wsml_backend_memory m0, m;
+    if (!t->be->memory_info || t->be->memory_info(t->be, &m0) < 0)
         return;
     char old[sizeof err->msg];
     snprintf(old, sizeof old, "%s", err->msg);
@@ -551,7 +527,7 @@ static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) 
                           free_now / 1048576.0);
             return;
         }
-        if (wsml_cuda_memory_info(t->be, &m) == 0 && m.allocated_bytes > m0.allocated_bytes)
+        if (t->be->memory_info(t->be, &m) == 0 && m.allocated_bytes > m0.allocated_bytes)
             used[b] = m.allocated_bytes - m0.allocated_bytes;
         wsml_net_free(net);
     }
@@ -686,8 +662,7 @@ static int write_config(trainer *t, wsml_err *err) {
                             json_integer(t->meta->count[s]));
     json_object_set_new(top, "counts", counts);
     json_object_set_new(top, "encoding", json_string(wsml_encoding_name(t->meta->encoding)));
-    const char *core = openblas_get_corename();
-    json_object_set_new(top, "blas_core", json_string(core ? core : ""));
+    json_object_set_new(top, "blas_core", json_string(wsml_backend_blas_core()));
     char *text = json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
     json_decref(top);
     if (!text)
@@ -908,34 +883,27 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     t->dlogits = malloc(BC * sizeof(float));
     if (!t->observed || !t->dlogits)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    t->device_optim = !t->be->host_memory && !strcmp(t->be->name, "cuda");
-    if (t->device_optim) {
-        int gs[2] = {t->g_backbone, t->g_head};
-        for (int k = 0; k < 2; k++) {
-            int g = gs[k];
-            if (g < 0)
+    int gs[2] = {t->g_backbone, t->g_head};
+    for (int k = 0; k < 2; k++) {
+        int g = gs[k];
+        if (g < 0)
+            continue;
+        wsml_optim_group *grp = &t->optim.group[g];
+        float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
+        for (int j = 0; j < 2; j++) {
+            if (!host[j] || t->be->host_memory) {
+                t->optim_state[g][j] = host[j];
                 continue;
-            const wsml_optim_group *grp = &t->optim.group[g];
-            const float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
-            for (int j = 0; j < 2; j++) {
-                if (!host[j])
-                    continue;
-                t->dev_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
-                if (!t->dev_state[g][j])
-                    return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
-                                     grp->name, t->be->err.msg);
             }
+            t->optim_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
+            if (!t->optim_state[g][j])
+                return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s", grp->name,
+                                 t->be->err.msg);
         }
-        rc = optim_state_copy(t, 1, err); // zeros, as wsml_optim's (a resume loads later)
-        if (rc < 0)
-            return rc;
-    } else if (!t->be->host_memory) {
-        t->host_params = malloc(np * sizeof(float));
-        t->host_grads = malloc(np * sizeof(float));
-        if (!t->host_params || !t->host_grads)
-            return wsml_errf(err, WSML_ENOMEM, "out of memory for host copies of %zu parameters",
-                             np);
     }
+    rc = optim_state_copy(t, 1, err); // zeros, as wsml_optim's (a resume loads later)
+    if (rc < 0)
+        return rc;
 
     wsml_loader_config lc;
     wsml_loader_config_default(&lc);
@@ -988,8 +956,8 @@ static void teardown(trainer *t) {
     wsml_loader_close(t->loader);
     wsml_net_free(t->net);
     for (int g = 0; g < WSML_OPTIM_MAX_GROUPS; g++)
-        for (int k = 0; k < 2 && t->be; k++)
-            t->be->free(t->be, t->dev_state[g][k]);
+        for (int k = 0; k < 2 && t->be && !t->be->host_memory; k++)
+            t->be->free(t->be, t->optim_state[g][k]);
     wsml_backend_destroy(t->be);
     wsml_optim_free(&t->optim);
     if (t->has_labels)
@@ -1001,8 +969,6 @@ static void teardown(trainer *t) {
     free(t->observed);
     free(t->dlogits);
     free(t->flips);
-    free(t->host_params);
-    free(t->host_grads);
     if (t->store)
         wsml_store_close(t->store);
 }

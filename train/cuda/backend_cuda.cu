@@ -1880,8 +1880,8 @@ __global__ void sgd_kernel(int64_t n, float *params, const float *grads, float *
     }
 }
 
-extern "C" int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
-                                    const float *grads, float *exp_avg, float *exp_avg_sq) {
+static int cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params,
+                           const float *grads, float *exp_avg, float *exp_avg_sq) {
     burst_begin(be);
     const char *op = "optimizer";
     if (g < 0 || g >= o->num_groups)
@@ -1912,6 +1912,27 @@ extern "C" int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, floa
             (float)cfg->weight_decay, cfg->weight_decay != 0, (float)(-grp->lr), grp->step == 1);
         LAUNCH_TRY(op, "sgd_kernel");
     }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// device figures
+
+static int cuda_memory_info(wsml_backend *be, wsml_backend_memory *out) {
+    memset(out, 0, sizeof(*out));
+    if (!be || !be->name || strcmp(be->name, "cuda") != 0)
+        return be ? wsml_errf(&be->err, WSML_EARG, "memory_info: not a cuda backend") : WSML_EARG;
+    cuda_impl *im = impl_of(be);
+    out->allocated_bytes = im->allocated;
+    out->peak_allocated_bytes = im->peak;
+    out->workspace_bytes = im->workspace_bytes;
+    out->precision = precision_name(im->precision);
+    out->bf16_fallback_layers = im->bf16_fallback_layers;
+    out->algo_search = im->find ? "find" : "heuristic";
+    size_t free_b = 0, total_b = 0;
+    CUDA_TRY("memory_info", cudaMemGetInfo(&free_b, &total_b));
+    out->device_used_bytes = total_b - free_b;
+    out->device_total_bytes = total_b;
     return 0;
 }
 
@@ -2102,6 +2123,8 @@ extern "C" int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_ba
     be->host_free = cuda_host_free;
     be->stage_input = cuda_stage_input;
     be->busy_seconds = cuda_busy_seconds;
+    be->optim_step = cuda_optim_step;
+    be->memory_info = cuda_memory_info;
     *out = be;
     return 0;
 }
@@ -2144,23 +2167,5 @@ extern "C" int wsml_cuda_describe(int device, char *buf, size_t cap) {
              prop.totalGlobalMem / 1073741824.0, driver / 1000, driver % 1000 / 10, runtime / 1000,
              runtime % 1000 / 10, v / 10000, v / 100 % 100, v % 100, CUDNN_MAJOR, CUDNN_MINOR,
              CUDNN_PATCHLEVEL, cb_major, cb_minor, cb_patch);
-    return 0;
-}
-
-extern "C" int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
-    memset(out, 0, sizeof(*out));
-    if (!be || !be->name || strcmp(be->name, "cuda") != 0)
-        return be ? wsml_errf(&be->err, WSML_EARG, "memory_info: not a cuda backend") : WSML_EARG;
-    cuda_impl *im = impl_of(be);
-    out->allocated_bytes = im->allocated;
-    out->peak_allocated_bytes = im->peak;
-    out->workspace_bytes = im->workspace_bytes;
-    out->precision = precision_name(im->precision);
-    out->bf16_fallback_layers = im->bf16_fallback_layers;
-    out->algo_search = im->find ? "find" : "heuristic";
-    size_t free_b = 0, total_b = 0;
-    CUDA_TRY("memory_info", cudaMemGetInfo(&free_b, &total_b));
-    out->device_used_bytes = total_b - free_b;
-    out->device_total_bytes = total_b;
     return 0;
 }
