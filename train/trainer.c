@@ -70,11 +70,9 @@ typedef struct {
     wsml_backend *be;
     wsml_net *net;
     wsml_optim optim;
-    int g_backbone, g_head, g_est; // optimizer groups (-1: absent)
+    int g_backbone, g_head; // the network's optimizer groups (-1: absent)
     wsml_loss_config loss;
-    wsml_label_state labels;
-    int has_labels;
-    float *G, *dG; // ROLE's estimator logits and their gradient (N, C)
+    wsml_loss_state *loss_state; // ROLE's estimator, LL-Cp's corrections (NULL: none)
 
     wsml_loader *loader;
     FILE *jsonl;
@@ -86,10 +84,8 @@ typedef struct {
     int saved_epoch;
 
     // per-step scratch (B = --batch)
-    int8_t *observed;        // (B, C) observed labels with LL-Cp's flips
-    float *dlogits;          // (B, C)
-    int32_t *flips;          // (2·B·C)
-    float *G_rows, *dG_rows; // (B, C) ROLE
+    int8_t *observed; // (B, C) observed labels with the loss state's corrections
+    float *dlogits;   // (B, C)
     // The optimizer of the network's groups runs on the backend (be->optim_step) over
     // its state as the backend holds it: the host's wsml_optim arrays themselves on a
     // host_memory backend, else device copies that checkpoints copy back and forth (the
@@ -298,30 +294,13 @@ static int save_last(trainer *t, wsml_err *err) {
     if (rc < 0)
         return rc;
     wsml_tensor_view extra[MAX_EXTRA];
-    size_t n = 0;
+    size_t n = 0, n_loss = 0;
     rc = wsml_optim_state_views(&t->optim, extra, MAX_EXTRA - 2, &n, err);
+    if (rc == 0)
+        rc = wsml_loss_state_save(t->loss_state, extra + n, MAX_EXTRA - n, &n_loss, err);
     if (rc < 0)
         return rc;
-    int64_t *pairs = NULL;
-    size_t npairs = 0;
-    if (t->has_labels) {
-        rc = wsml_label_state_pairs(&t->labels, &pairs, &npairs, err);
-        if (rc < 0)
-            return rc;
-        wsml_label_state_tensor_view(pairs, npairs, &extra[n++]);
-    }
-    if (t->G) {
-        wsml_tensor_view *v = &extra[n++];
-        memset(v, 0, sizeof *v);
-        v->name = "role.estimator_logits";
-        v->dtype = WSML_DT_F32;
-        v->ndim = 2;
-        v->shape[0] = t->n_train;
-        v->shape[1] = t->C;
-        v->count = (size_t)t->n_train * t->C;
-        v->data = t->G;
-        v->nbytes = v->count * sizeof(float);
-    }
+    n += n_loss;
     const train_state *s = &t->st;
     json_t *m = json_object();
     meta_set_model(t, m);
@@ -347,7 +326,6 @@ static int save_last(trainer *t, wsml_err *err) {
     json_decref(m);
     rc = wsml_net_save(t->net, t->path_last, extra, n, meta, err);
     free(meta);
-    free(pairs);
     if (rc == 0) {
         t->saved_step = s->global_step;
         t->saved_epoch = s->epoch;
@@ -371,20 +349,8 @@ static int load_last(trainer *t, wsml_err *err) {
         if (rc == 0)
             rc = optim_state_copy(t, 1, err);
     }
-    if (rc == 0 && t->has_labels) {
-        const wsml_tensor_view *v = wsml_st_find(&st, WSML_LABEL_STATE_TENSOR);
-        if (!v)
-            rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensor %s is missing", path,
-                           WSML_LABEL_STATE_TENSOR);
-        else if ((rc = wsml_label_state_load_view(&t->labels, v, err)) < 0)
-            wsml_err_prefix(err, "%s", path);
-    }
-    if (rc == 0 && t->G) {
-        const int64_t shape[2] = {t->n_train, t->C};
-        rc = wsml_st_get_f32(&st, "role.estimator_logits", 2, shape, t->G, err);
-        if (rc < 0)
-            wsml_err_prefix(err, "%s", path);
-    }
+    if (rc == 0 && (rc = wsml_loss_state_load(t->loss_state, &st, err)) < 0)
+        wsml_err_prefix(err, "%s", path);
     int64_t v64 = 0, seed = 0, threads = 0;
     train_state *s = &t->st;
 #define GET_INT(key, dst)                                                                          \
@@ -447,32 +413,21 @@ static int optimizer_step(trainer *t, wsml_err *err) {
                               t->optim_state[g][0], t->optim_state[g][1]) < 0)
             return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
     }
-    if (t->G)
-        wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
     return 0;
 }
 
 static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stats *stats,
                       wsml_err *err) {
     const int B = b->size, C = t->C;
-    memcpy(t->observed, b->observed, (size_t)B * C);
-    if (t->has_labels)
-        wsml_label_state_overlay(&t->labels, b->index, B, t->observed);
-    if (t->G)
-        for (int r = 0; r < B; r++)
-            memcpy(t->G_rows + (size_t)r * C, t->G + (size_t)b->index[r] * C, C * sizeof(float));
-
     int rc = wsml_net_zero_grad(t->net, err);
     if (rc == 0)
         rc = wsml_net_forward(t->net, b->images, B, WSML_NET_TRAIN, err);
     if (rc < 0)
         return rc;
-    wsml_loss_input in = {
-        B, C, epoch, wsml_net_logits(t->net), t->observed, b->full, t->G ? t->G_rows : NULL};
-    wsml_loss_output out = {.dlogits = t->dlogits,
-                            .destimator_logits = t->G ? t->dG_rows : NULL,
-                            .flips = t->has_labels ? t->flips : NULL,
-                            .modified = NULL};
+    memcpy(t->observed, b->observed, (size_t)B * C);
+    wsml_loss_input in = {B, C, epoch, wsml_net_logits(t->net), t->observed, b->full, NULL};
+    wsml_loss_output out = {.dlogits = t->dlogits};
+    wsml_loss_state_begin_batch(t->loss_state, b->index, B, t->observed, &in, &out);
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
     if (rc < 0)
         return rc;
@@ -481,27 +436,14 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     if (!isfinite(out.stats.loss))
         return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", out.stats.loss);
     rc = wsml_net_backward(t->net, t->dlogits, err);
-    if (rc < 0)
-        return rc;
-    if (t->G)
-        for (int r = 0; r < B; r++)
-            memcpy(t->dG + (size_t)b->index[r] * C, t->dG_rows + (size_t)r * C, C * sizeof(float));
-    rc = optimizer_step(t, err);
-    if (rc < 0)
-        return rc;
-    if (t->G) // the rows that are not in the next batch have a zero gradient (PyTorch's zero_grad)
-        for (int r = 0; r < B; r++)
-            memset(t->dG + (size_t)b->index[r] * C, 0, C * sizeof(float));
-    if (t->has_labels && out.stats.num_flips > 0) {
-        for (int64_t f = 0; f < out.stats.num_flips; f++) {
-            int row = t->flips[2 * f], cls = t->flips[2 * f + 1];
-            t->st.flips_true_pos += b->full[(size_t)row * C + cls] == 1;
-        }
-        rc = wsml_label_state_apply(&t->labels, b->index, B, t->flips, out.stats.num_flips, err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    if (rc == 0)
+        rc = optimizer_step(t, err);
+    int64_t flips_true_pos = 0;
+    if (rc == 0)
+        rc = wsml_loss_state_end_batch(t->loss_state, b->index, B, b->full, &out, &flips_true_pos,
+                                       err);
+    t->st.flips_true_pos += flips_true_pos;
+    return rc;
 }
 
 // ---- out of device memory --------------------------------------------------------------------
@@ -713,7 +655,7 @@ static int check_config(trainer *t, wsml_err *err) {
 // EPR/ROLE's expected positives per image (SPEC §2): the table, else the mean over the
 // training split's full labels.
 static int resolve_epr_k(trainer *t, wsml_err *err) {
-    if (t->o.epr_k_given || (t->o.loss.kind != WSML_LOSS_EPR && t->o.loss.kind != WSML_LOSS_ROLE))
+    if (t->o.epr_k_given || !wsml_loss_uses_expected_num_pos(t->o.loss.kind))
         return 0;
     double k = wsml_expected_num_pos(t->meta->name, NULL, 0, t->C);
     if (k <= 0) {
@@ -740,6 +682,23 @@ static int resolve_epr_k(trainer *t, wsml_err *err) {
     t->loss.expected_num_pos = k;
     t->o.loss.expected_num_pos = k;
     return 0;
+}
+
+// The training split's observed labels (N, C) (wsml_loss_state_env.read_observed).
+static int read_train_observed(void *ctx, int8_t *observed, wsml_err *err) {
+    trainer *t = ctx;
+    wsml_reader *r = wsml_reader_begin(t->store, err);
+    if (!r)
+        return err->code;
+    int rc = 0;
+    for (int64_t i = 0; i < t->n_train && rc >= 0; i++) {
+        wsml_record rec;
+        rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
+        if (rc >= 0)
+            wsml_record_observed_labels(&rec, t->C, observed + (size_t)i * t->C);
+    }
+    wsml_reader_end(r);
+    return rc < 0 ? rc : 0;
 }
 
 static int setup(trainer *t, int resume, wsml_err *err) {
@@ -826,7 +785,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     if (rc < 0)
         return rc;
     size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
-    t->g_backbone = t->g_est = -1;
+    t->g_backbone = -1;
     if (!o->freeze_backbone) {
         rc = t->g_backbone = wsml_optim_add_group(&t->optim, "backbone", nbb, o->lr, err);
         if (rc < 0)
@@ -835,50 +794,19 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     rc = t->g_head = wsml_optim_add_group(&t->optim, "head", np - nbb, o->lr * o->lr_mult, err);
     if (rc < 0)
         return rc;
+    // The loss's own state (ROLE's estimator adds its optimizer group after the network's).
+    wsml_loss_state_env env = {.num_images = t->n_train,
+                               .num_classes = t->C,
+                               .max_batch = o->batch,
+                               .seed = o->seed,
+                               .optim = &t->optim,
+                               .lr = o->lr * o->lr_mult,
+                               .read_observed = read_train_observed,
+                               .ctx = t};
+    rc = wsml_loss_state_create(&t->loss, &env, &t->loss_state, err);
+    if (rc < 0)
+        return rc;
     size_t BC = (size_t)o->batch * t->C;
-    if (o->loss.kind == WSML_LOSS_ROLE) {
-        size_t nc_all = (size_t)t->n_train * t->C;
-        t->G = malloc(nc_all * sizeof(float));
-        t->dG = calloc(nc_all, sizeof(float));
-        t->G_rows = malloc(BC * sizeof(float));
-        t->dG_rows = malloc(BC * sizeof(float));
-        int8_t *obs = malloc(nc_all + 1);
-        if (!t->G || !t->dG || !t->G_rows || !t->dG_rows || !obs) {
-            free(obs);
-            return wsml_errf(err, WSML_ENOMEM, "out of memory for ROLE's %lld x %d estimator",
-                             (long long)t->n_train, t->C);
-        }
-        wsml_reader *r = wsml_reader_begin(t->store, err);
-        if (!r) {
-            free(obs);
-            return err->code;
-        }
-        for (int64_t i = 0; i < t->n_train && rc >= 0; i++) {
-            wsml_record rec;
-            rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
-            if (rc >= 0)
-                wsml_record_observed_labels(&rec, t->C, obs + (size_t)i * t->C);
-        }
-        wsml_reader_end(r);
-        if (rc >= 0)
-            wsml_role_init_estimator(t->G, obs, t->n_train, t->C, o->seed);
-        free(obs);
-        if (rc < 0)
-            return rc;
-        rc = t->g_est =
-            wsml_optim_add_group(&t->optim, "estimator", nc_all, o->lr * o->lr_mult, err);
-        if (rc < 0)
-            return rc;
-    }
-    if (o->loss.kind == WSML_LOSS_LL_CP && !o->loss.reference_quirks) {
-        rc = wsml_label_state_init(&t->labels, t->n_train, t->C, err);
-        if (rc < 0)
-            return rc;
-        t->has_labels = 1;
-        t->flips = malloc(2 * BC * sizeof(int32_t));
-        if (!t->flips)
-            return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    }
     t->observed = malloc(BC + 1);
     t->dlogits = malloc(BC * sizeof(float));
     if (!t->observed || !t->dlogits)
@@ -960,15 +888,9 @@ static void teardown(trainer *t) {
             t->be->free(t->be, t->optim_state[g][k]);
     wsml_backend_destroy(t->be);
     wsml_optim_free(&t->optim);
-    if (t->has_labels)
-        wsml_label_state_free(&t->labels);
-    free(t->G);
-    free(t->dG);
-    free(t->G_rows);
-    free(t->dG_rows);
+    wsml_loss_state_free(t->loss_state);
     free(t->observed);
     free(t->dlogits);
-    free(t->flips);
     if (t->store)
         wsml_store_close(t->store);
 }
@@ -1091,7 +1013,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                                         isfinite(ls.threshold) ? json_real(ls.threshold)
                                                                : json_null());
                 }
-                if (t->has_labels)
+                if (wsml_loss_state_num_corrected(t->loss_state) >= 0)
                     json_object_set_new(j, "flips", json_integer(ls.num_flips));
                 // forward + loss + backward + update, without waiting for the loader
                 json_object_set_new(j, "step_s", json_real(t_step));
@@ -1174,11 +1096,12 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
                 json_object_set_new(j, "abs_threshold",
                                     json_real(wsml_ll_abs_threshold(&t->loss, e)));
         }
-        if (t->has_labels) {
+        int64_t corrected = wsml_loss_state_num_corrected(t->loss_state);
+        if (corrected >= 0) {
             s->flips_true_pos_total += s->flips_true_pos;
             json_object_set_new(j, "flips", json_integer(s->flips));
             json_object_set_new(j, "flips_true_pos", json_integer(s->flips_true_pos));
-            json_object_set_new(j, "corrected_total", json_integer((json_int_t)t->labels.count));
+            json_object_set_new(j, "corrected_total", json_integer(corrected));
             json_object_set_new(j, "corrected_true_pos_total",
                                 json_integer(s->flips_true_pos_total));
         }
