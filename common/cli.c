@@ -40,7 +40,7 @@ int wsml_parse_int(const char *s, int lo, int hi, int *out) {
 int wsml_parse_double(const char *s, double lo, double hi, double *out) {
     char *end;
     double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v) || !(v >= lo && v <= hi))
+    if (end == s || *end || isnan(v) || !(v >= lo && v <= hi))
         return -1;
     *out = v;
     return 0;

@@ -15,7 +15,8 @@ int wsml_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 // A decimal integer in [lo, hi] (one that overflows int64 is out of range):
 int wsml_parse_int(const char *s, int lo, int hi, int *out);
 int wsml_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
-// A finite number in strtod's syntax within [lo, hi] (NaN and infinities are refused):
+// A number in strtod's syntax within [lo, hi]: NaN is refused, and so are the
+// infinities unless lo = -HUGE_VAL / hi = HUGE_VAL (e.g. a checkpoint's -inf):
 int wsml_parse_double(const char *s, double lo, double hi, double *out);
 
 // The options every wsml program has, for the `default:` of its getopt switch: 'q'

@@ -39,4 +39,9 @@ Test(cli, numbers_finite_and_in_range) {
     }
     // an open bound is the caller's: (0, inf) = [0, HUGE_VAL] and then > 0
     cr_assert_eq(wsml_parse_double("0", 0, HUGE_VAL, &d), 0);
+    // infinities only where the range holds them; NaN never
+    cr_assert_eq(wsml_parse_double("-inf", -HUGE_VAL, HUGE_VAL, &d), 0);
+    cr_assert(isinf(d) && d < 0);
+    cr_assert_eq(wsml_parse_double("inf", 0, 1e308, &d), -1);
+    cr_assert_eq(wsml_parse_double("nan", -HUGE_VAL, HUGE_VAL, &d), -1);
 }
