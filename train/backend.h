@@ -231,8 +231,14 @@ typedef struct {
     wsml_precision precision; // cpu: bf16 is an error (WSML_EARG naming --precision)
 } wsml_backend_options;
 
-// "cpu" (always) or "cuda" (only in builds with WSML_HAVE_CUDA); WSML_EARG naming
-// --backend for an unknown or unavailable name. *out is NULL on failure.
+// The backends by name: "cpu" (0) and "cuda" (1); parse gives -1 for an unknown name,
+// name NULL past the last.
+#define WSML_NUM_BACKENDS 2
+int wsml_backend_parse(const char *name);
+const char *wsml_backend_name(int index);
+
+// "cpu" (always) or "cuda" (where libwsml-cuda.so loads); WSML_EARG naming --backend for
+// an unknown or unavailable name. *out is NULL on failure.
 int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
                         wsml_err *err);
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);

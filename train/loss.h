@@ -41,6 +41,7 @@ typedef enum {
     WSML_THRESHOLD_RELATIVE, // top-k of the batch's unobserved losses (SPEC §2)
     WSML_THRESHOLD_ABSOLUTE, // fixed value R(t) = R0 - (t-1)·Δabs (supp. §B)
 } wsml_threshold_kind;
+#define WSML_THRESHOLD_NUM_KINDS 2
 
 typedef struct {
     wsml_loss_kind kind;

@@ -33,12 +33,14 @@ typedef enum {
     WSML_ARCH_RESNET50,
     WSML_ARCH_RESNET101,
 } wsml_arch;
+#define WSML_NUM_ARCHS 4
 
 typedef enum {
     WSML_HEAD_LINEAR,  // "linear":  logits = fc(mean_hw(features))
     WSML_HEAD_BOOSTLU, // "boostlu": cam = fc applied per position (1x1 conv, with bias);
                        //            logits = mean_hw(cam > 0 ? alpha·cam : cam)  (SPEC §2)
 } wsml_head_kind;
+#define WSML_NUM_HEADS 2
 
 typedef struct {
     wsml_arch arch;

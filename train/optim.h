@@ -27,6 +27,7 @@
 #include "common/safetensors.h"
 
 typedef enum { WSML_OPTIM_ADAM, WSML_OPTIM_SGD } wsml_optim_kind;
+#define WSML_OPTIM_NUM_KINDS 2
 
 typedef struct {
     wsml_optim_kind kind;

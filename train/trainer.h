@@ -20,6 +20,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/err.h"
 #include "common/metrics.h"
@@ -66,16 +67,29 @@ typedef struct {
     char recipe[16]; // "" or "paper"
 } wsml_train_opts;
 
-// Defaults (README/--help): resnet18, width 1, linear head, alpha 5, loss an, relative
-// threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4, lr_mult 10, 10 epochs, batch 16,
-// seed 1, flip and shuffle on, early stop on, cpu, tf32, threads 1, workers 2, save every
-// 200.
+// Defaults: the option table's (train/trainer_opts.c; `wsml-train --help` lists them)
+// and, for the loss's settings, wsml_loss_config_default's: resnet18, width 1, linear
+// head, alpha 5, loss an, relative threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4,
+// lr_mult 10, 10 epochs, batch 16, seed 1, flip and shuffle on, early stop on, cpu, tf32,
+// threads 0 (all CPUs), workers 2, save every 200.
 void wsml_train_opts_default(wsml_train_opts *o);
 // The paper's recipe (SPEC §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
 // epochs, flip, early stop. Applied before the other flags, so flags override it.
 void wsml_train_opts_paper(wsml_train_opts *o);
 // Checks values and combinations (WSML_EARG naming the flag).
 int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err);
+
+// Applies a command line's options on top of *o (getopt_long over the option table of
+// train/trainer_opts.c; --recipe first, unless apply_recipe is 0: a resumed run's
+// config.json already holds the resolved values). Returns 0; WSML_OPTS_HELP or
+// WSML_OPTS_VERSION for --help / --version (nothing printed); or WSML_EARG with err
+// naming the flag and what it expects (a usage error).
+#define WSML_OPTS_HELP 1
+#define WSML_OPTS_VERSION 2
+int wsml_train_opts_parse(int argc, char **argv, wsml_train_opts *o, int apply_recipe,
+                          wsml_err *err);
+// The options part of --help, section by section, from the same table.
+void wsml_train_opts_help(FILE *f);
 
 typedef struct {
     // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop.
