@@ -11,11 +11,11 @@
 // trainable verified label, sorted by ImageID. train -> wsml train, validation -> val,
 // test -> test (the release's own validation split: nothing is carved). The frequency
 // groups G1..G5 (SPEC §4) are computed from the train split by main.c.
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cli.h"
 #include "ingest/ingest.h"
 
 typedef struct {
@@ -81,10 +81,8 @@ static int read_annotations(const char *path, const ingest_strmap *classes, oi_s
                            lr.lineno, nf, ncols);
             break;
         }
-        char *end;
-        errno = 0;
-        double conf = strtod(f[c_conf], &end);
-        if (errno || end == f[c_conf] || *end || (conf != 0 && conf != 1)) {
+        double conf;
+        if (wsml_parse_double(f[c_conf], 0, 1, &conf) || (conf != 0 && conf != 1)) {
             rc = wsml_errf(err, WSML_EFORMAT, "%s: line %ld: Confidence \"%s\", expected 0 or 1",
                            path, lr.lineno, f[c_conf]);
             break;

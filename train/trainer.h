@@ -1,5 +1,15 @@
-// The training loop of wsml-train (DESIGN.md "Trainer", SPEC.md §2–3): options, the
-// run directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
+// The training of wsml-train (DESIGN.md "Trainer", SPEC.md §2–3): its options, the run
+// directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
+//
+// train/ is layered (docs/train.md): this header and its three files sit on top —
+//   trainer_opts.c  the option table: every option once (flag, field, range, default,
+//                   config.json key, --help, whether it changes the numbers)
+//   trainer.c       setup and the loop (one step, epochs, validation, the test pass)
+//   rundir.c        the run directory and its checkpoints (train/trainer_impl.h)
+// — over the layers they use and never look inside: the network (net.h), the backend
+// table (backend.h), the losses with their state (loss.h), the optimizer (optim.h), the
+// loader (loader.h) and the predict path (predict.h); metrics come from
+// common/metrics.h.
 //
 // Run directory:
 //   config.json       every option with its resolved value, the store's identity, the
@@ -8,13 +18,14 @@
 //                     {"event": "final", ...} when the run is finished
 //   best.safetensors  the weights of the best validation epoch (torchvision names)
 //   last.safetensors  the weights plus everything an exact resume needs (optimiser
-//                     state, epoch/step counters, LL-Cp's label state, ROLE's G, best
-//                     so far, the run.jsonl length); written at the end of every epoch
-//                     and every --save-every steps, atomically (temp, fsync, rename)
+//                     state, the loss's state: LL-Cp's corrected labels, ROLE's
+//                     estimator; epoch/step counters, best so far, the run.jsonl length);
+//                     written at the end of every epoch and every --save-every steps,
+//                     atomically (temp, fsync, rename)
 // Resume: `--resume` continues from last.safetensors so that the final weights and
 // metrics equal those of an uninterrupted run on the CPU backend, bit for bit. Every
 // random draw is a function of (seed, epoch) (train/loader.h) or happens once at the
-// start (weights, ROLE's G), so there is no generator state to carry.
+// start (weights, ROLE's estimator), so there is no generator state to carry.
 #ifndef WSML_TRAINER_H
 #define WSML_TRAINER_H
 
