@@ -331,6 +331,16 @@ Test(loss, label_state_checkpoint_round_trip) {
 
 // ---- the loss state interface (train/loss_state.c) -------------------------------------------
 
+// A loss of `kind` with default settings and an empty Adam for its state.
+static void state_setup(wsml_loss_kind kind, wsml_loss_config *cfg, wsml_optim *optim) {
+    wsml_loss_config_default(cfg);
+    cfg->kind = kind;
+    wsml_optim_config oc;
+    wsml_optim_config_default(&oc, WSML_OPTIM_ADAM);
+    wsml_err err;
+    cr_assert_eq(wsml_optim_init(optim, &oc, &err), 0);
+}
+
 static int fill_observed(void *ctx, int8_t *observed, wsml_err *err) {
     (void)err;
     const int8_t *src = ctx; // (N, C)
@@ -342,13 +352,9 @@ static int fill_observed(void *ctx, int8_t *observed, wsml_err *err) {
 // as corrected, survive a checkpoint round trip; the reference's LL-Cp and AN keep no state.
 Test(loss, state_llcp_flips_overlay_and_checkpoint) {
     wsml_loss_config cfg;
-    wsml_loss_config_default(&cfg);
-    cfg.kind = WSML_LOSS_LL_CP;
     wsml_optim optim;
-    wsml_optim_config oc;
-    wsml_optim_config_default(&oc, WSML_OPTIM_ADAM);
     wsml_err err;
-    cr_assert_eq(wsml_optim_init(&optim, &oc, &err), 0);
+    state_setup(WSML_LOSS_LL_CP, &cfg, &optim);
     wsml_loss_state_env env = {.num_images = 6, .num_classes = 3, .max_batch = 2, .optim = &optim};
     wsml_loss_state *s = NULL;
     cr_assert_eq(wsml_loss_state_create(&cfg, &env, &s, &err), 0, "%s", err.msg);
@@ -412,13 +418,9 @@ Test(loss, state_llcp_flips_overlay_and_checkpoint) {
 // p -= lr · g / (|g| + eps), i.e. lr·sign(g) where g != 0, nothing where g = 0).
 Test(loss, state_role_rows_and_optimizer_step) {
     wsml_loss_config cfg;
-    wsml_loss_config_default(&cfg);
-    cfg.kind = WSML_LOSS_ROLE;
     wsml_optim optim;
-    wsml_optim_config oc;
-    wsml_optim_config_default(&oc, WSML_OPTIM_ADAM);
     wsml_err err;
-    cr_assert_eq(wsml_optim_init(&optim, &oc, &err), 0);
+    state_setup(WSML_LOSS_ROLE, &cfg, &optim);
     const int8_t observed_all[12] = {1, 0, -1, 0, 0, 0, 0, 1, 0, -1, 0, 0}; // (4, 3)
     wsml_loss_state_env env = {.num_images = 4,
                                .num_classes = 3,
