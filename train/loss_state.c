@@ -12,7 +12,8 @@ struct wsml_collective;
 // What one kind of state does; `self` is a state_size-byte block, zeroed before init.
 typedef struct {
     size_t state_size;
-    int (*init)(void *self, const wsml_loss_state_env *env, wsml_err *err);
+    int (*init)(void *self, const wsml_loss_config *cfg, const wsml_loss_state_env *env,
+                wsml_err *err);
     void (*free)(void *self);
     void (*begin_batch)(void *self, const int64_t *index, int batch_size, int8_t *observed,
                         wsml_loss_input *in, wsml_loss_output *out);
@@ -47,7 +48,9 @@ typedef struct {
     int group; // G's optimizer group ("estimator")
 } role_state;
 
-static int role_init(void *self, const wsml_loss_state_env *env, wsml_err *err) {
+static int role_init(void *self, const wsml_loss_config *cfg, const wsml_loss_state_env *env,
+                     wsml_err *err) {
+    (void)cfg;
     role_state *r = self;
     const size_t all = (size_t)env->num_images * env->num_classes;
     const size_t rows = (size_t)env->max_batch * env->num_classes;
@@ -156,7 +159,9 @@ typedef struct {
     int64_t *pairs; // the checkpoint tensor's data, from the last save
 } llcp_state;
 
-static int llcp_init(void *self, const wsml_loss_state_env *env, wsml_err *err) {
+static int llcp_init(void *self, const wsml_loss_config *cfg, const wsml_loss_state_env *env,
+                     wsml_err *err) {
+    (void)cfg;
     llcp_state *l = self;
     int rc = wsml_label_state_init(&l->labels, env->num_images, env->num_classes, err);
     if (rc < 0)
@@ -265,7 +270,7 @@ int wsml_loss_state_create(const wsml_loss_config *cfg, const wsml_loss_state_en
     }
     s->ops = ops;
     s->self = self;
-    int rc = ops->init(self, env, err);
+    int rc = ops->init(self, cfg, env, err);
     if (rc < 0) {
         wsml_loss_state_free(s);
         return rc;

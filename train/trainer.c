@@ -105,7 +105,12 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     if (rc < 0)
         return rc;
     memcpy(t->observed, b->observed, (size_t)B * C);
-    wsml_loss_input in = {B, C, epoch, wsml_net_logits(t->net), t->observed, b->full, NULL};
+    wsml_loss_input in = {.batch_size = B,
+                          .num_classes = C,
+                          .epoch = epoch,
+                          .logits = wsml_net_logits(t->net),
+                          .observed = t->observed,
+                          .full = b->full};
     wsml_loss_output out = {.dlogits = t->dlogits};
     wsml_loss_state_begin_batch(t->loss_state, b->index, B, t->observed, &in, &out);
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
