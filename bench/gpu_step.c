@@ -6,11 +6,10 @@
 // copies its batch from pinned memory every step too, so both sides pay the same
 // transfer), forward in train mode, binary cross-entropy gradient of the logits on the
 // host (all labels observed), zero_grad, backward, Adam update of the two parameter
-// groups (backbone lr, head 10x lr, docs/methods.md §3) — on the device (wsml_cuda_optim_step) or,
-// with --optimizer host, on the host with the parameter/gradient copies. Steps are timed
-// with the host clock after the step's final synchronisation (forward and backward
-// already end with one); the median of --steps steps after --warmup untimed ones is
-// reported.
+// groups (backbone lr, head 10x lr, docs/methods.md §3) — on the device (the backend's optim_step)
+// or, with --optimizer host, on the host with the parameter/gradient copies. Steps are timed with
+// the host clock after the step's final synchronisation (forward and backward already end with
+// one); the median of --steps steps after --warmup untimed ones is reported.
 //
 // Built by `bash bench/gpu.sh --prepare` (not by the GNUmakefile: it is a benchmark,
 // linked only against libwsml-train/common so that it runs on the GPU machine, which has
@@ -56,20 +55,19 @@ static int fail(const char *what, const wsml_err *err) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "Usage: wsml-gpubench [options]\n"
-            "Times wsml's training step (forward, BCE, backward, Adam) on random data.\n"
-            "  --backend B      cuda (default) | cpu\n"
-            "  --arch A         resnet18|34|50|101 (default resnet50)\n"
-            "  --size N         input N x N (default 448)\n"
-            "  --batch N        images per step (default 16)\n"
-            "  --classes C      output classes (default 20)\n"
-            "  --steps N        timed steps (default 10)   --warmup N  untimed (default 3)\n"
-            "  --optimizer O    device (default; cuda only) | host (as wsml-train today) | none\n"
-            "  --threads N      cpu backend threads (default all)\n"
-            "  --describe       print the GPU and library versions and exit\n"
-            "Environment: WSML_PRECISION=tf32|fp32|bf16, WSML_CUDNN_ALGO=heuristic|find.\n"
-            "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
+    fprintf(f, "Usage: wsml-gpubench [options]\n"
+               "Times wsml's training step (forward, BCE, backward, Adam) on random data.\n"
+               "  --backend B      cuda (default) | cpu\n"
+               "  --arch A         resnet18|34|50|101 (default resnet50)\n"
+               "  --size N         input N x N (default 448)\n"
+               "  --batch N        images per step (default 16)\n"
+               "  --classes C      output classes (default 20)\n"
+               "  --steps N        timed steps (default 10)   --warmup N  untimed (default 3)\n"
+               "  --optimizer O    device (default; cuda only) | host (copies to the host) | none\n"
+               "  --threads N      cpu backend threads (default all)\n"
+               "  --describe       print the GPU and library versions and exit\n"
+               "Environment: WSML_PRECISION=tf32|fp32|bf16, WSML_CUDNN_ALGO=heuristic|find.\n"
+               "Example: WSML_PRECISION=fp32 wsml-gpubench --batch 64\n");
 }
 
 int main(int argc, char **argv) {
@@ -230,8 +228,8 @@ int main(int argc, char **argv) {
         double t1 = now();
         float *params = wsml_net_params(net), *grads = wsml_net_grads(net);
         if (device_opt) {
-            if (wsml_cuda_optim_step(be, &opt, 0, params, grads, m, v) ||
-                wsml_cuda_optim_step(be, &opt, 1, params + nbb, grads + nbb, m + nbb, v + nbb) ||
+            if (be->optim_step(be, &opt, 0, params, grads, m, v) ||
+                be->optim_step(be, &opt, 1, params + nbb, grads + nbb, m + nbb, v + nbb) ||
                 be->synchronize(be))
                 return fail("optimizer", &be->err);
         } else if (host_opt) {
@@ -254,9 +252,9 @@ int main(int argc, char **argv) {
         }
     }
     double step_s = median(t_step, steps), fb_s = median(t_fb, steps);
-    wsml_cuda_memory mem;
+    wsml_backend_memory mem;
     memset(&mem, 0, sizeof mem);
-    if (cuda && wsml_cuda_memory_info(be, &mem))
+    if (cuda && be->memory_info(be, &mem))
         return fail("memory", &be->err);
     struct mallinfo2 mi = mallinfo2();
     const char *prec = cuda ? mem.precision : "fp32";

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "common/safetensors.h"
-#include "eval/infer.h"
 #include "train/net.h"
+#include "train/predict.h"
 
 // ---- maps ------------------------------------------------------------------------------
 
@@ -139,8 +139,7 @@ static int read_model(const char *model_path, int num_classes, wsml_safetensors 
     int rc = wsml_st_read(model_path, st, err);
     if (rc)
         return rc;
-    wsml_infer_opts opts = {0};
-    if ((rc = wsml_infer_model_config(st, model_path, &opts, cfg, err)) == 0 &&
+    if ((rc = wsml_checkpoint_config(st, model_path, NULL, 0, cfg, err)) == 0 &&
         cfg->num_classes != num_classes)
         rc = wsml_errf(err, WSML_EFORMAT, "%s has %d classes but the store has %d", model_path,
                        cfg->num_classes, num_classes);
@@ -176,7 +175,7 @@ int wsml_cam_run_model(const char *model_path, int num_classes, wsml_backend *be
     cfg.height = H;
     cfg.width = W;
     cfg.max_batch = batch;
-    rc = wsml_infer_build_net(&st, model_path, &cfg, be, &net, err);
+    rc = wsml_checkpoint_net(&st, model_path, &cfg, be, &net, err);
     wsml_st_free(&st); // the weights now live in the network
     if (rc)
         return rc;

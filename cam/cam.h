@@ -48,7 +48,7 @@ void wsml_cam_overlay(const uint8_t *image, const float *cam, int H, int W, uint
 // ---- models ---------------------------------------------------------------------------
 
 // Runs the checkpoint at model_path (a wsml-train best.safetensors or any torchvision
-// ResNet-18/34/50/101 in safetensors; its shape is read as eval/infer.h does) in eval
+// ResNet-18/34/50/101 in safetensors; its shape is read as train/predict.h says) in eval
 // mode on n normalised images and returns, for each requested (image, class) pair, the
 // CAM before upsampling.
 //   images: (n, H, W, 3) float32 NHWC, normalised as the training loader does

@@ -2,6 +2,7 @@
 #include "common/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +20,30 @@ int wsml_usage_error(const char *fmt, ...) {
     return 2;
 }
 
-int wsml_parse_int(const char *s, int lo, int hi, int *out) {
+int wsml_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
+    long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
+    *out = v;
+    return 0;
+}
+
+int wsml_parse_int(const char *s, int lo, int hi, int *out) {
+    int64_t v;
+    if (wsml_parse_i64(s, lo, hi, &v))
+        return -1;
     *out = (int)v;
+    return 0;
+}
+
+int wsml_parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || isnan(v) || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
     return 0;
 }
 

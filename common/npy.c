@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cli.h"
 #include "common/fileio.h"
 
 // descr (unquoted) -> dtype and bytes per element; 0 or -1 when unsupported.
@@ -28,10 +29,8 @@ static int parse_descr(const char *d, wsml_dtype *dt, size_t *itemsize) {
             return 0;
         }
     if (d[0] == '<' && d[1] == 'U' && isdigit((unsigned char)d[2])) {
-        char *e;
-        errno = 0;
-        long n = strtol(d + 2, &e, 10);
-        if (*e || errno || n <= 0 || n > (1 << 20))
+        int64_t n;
+        if (wsml_parse_i64(d + 2, 1, 1 << 20, &n))
             return -1;
         *dt = WSML_DT_STR;
         *itemsize = 4 * (size_t)n;

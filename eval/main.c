@@ -14,11 +14,11 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/npy.h"
-#include "eval/infer.h"
 #include "eval/metrics.h"
 #include "eval/page.h"
 #include "eval/table.h"
 #include "store/store.h"
+#include "train/predict.h"
 
 #define PROG "wsml-eval"
 
@@ -321,7 +321,7 @@ done:
 typedef struct {
     const char *store, *split, *model, *out;
     int as_json;
-    wsml_infer_opts infer;
+    wsml_predict_opts infer;
 } store_args;
 
 static int run_store(const store_args *a) {
@@ -344,7 +344,8 @@ static int run_store(const store_args *a) {
     if (wsml_groups_parse_json(meta->info_json, c, a->store, &groups, &err))
         goto done;
     wsml_info("%s: %s split, %u images, %d classes", a->store, a->split, meta->count[split], c);
-    if (wsml_infer_split(store, (wsml_split)split, a->model, &a->infer, &scores, &labels, &n, &err))
+    if (wsml_predict_checkpoint(store, (wsml_split)split, a->model, &a->infer, &scores, &labels, &n,
+                                &err))
         goto done;
     if (wsml_metrics_compute(scores, labels, n, c, &groups, &m, &err)) {
         wsml_err_prefix(&err, "%s", a->model);
@@ -609,13 +610,10 @@ int main(int argc, char **argv) {
                 return wsml_usage_error("--head must be linear or boostlu, not '%s'", optarg);
             st.infer.head = optarg;
             break;
-        case 'A': {
-            char *end;
-            st.infer.alpha = strtod(optarg, &end);
-            if (*end || end == optarg || !(st.infer.alpha > 0))
+        case 'A':
+            if (wsml_parse_double(optarg, 0, HUGE_VAL, &st.infer.alpha) || !(st.infer.alpha > 0))
                 return wsml_usage_error("--alpha expects a positive number, not '%s'", optarg);
             break;
-        }
         case 's':
             scores = optarg;
             break;

@@ -8,23 +8,21 @@
 // Images in images.txt order; is_train 1 -> wsml train (val carved from it), 0 -> test.
 // Full label = is_present. Every (image, attribute) pair must be listed exactly once
 // (the reference asserts 312 x 11,788 lines).
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "ingest/ingest.h"
 
 #define CUB_MAX_ID 100000000L
 
 static int parse_id(const char *s, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 0 || v > CUB_MAX_ID)
+    int64_t v;
+    if (wsml_parse_i64(s, 0, CUB_MAX_ID, &v))
         return -1;
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 

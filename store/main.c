@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/fileio.h"
 #include "common/image.h"
 #include "common/log.h"
@@ -265,6 +266,7 @@ static int cmd_verify(const char *dir) {
 // ---- export ---------------------------------------------------------------------
 
 // "A:B", "A:", ":B" or ":" against count; 0 or -1 (malformed) or -2 (outside the split).
+// Each bound is digits only (no sign, no space), at most UINT32_MAX.
 static int parse_range(const char *s, uint32_t count, uint32_t *a, uint32_t *b) {
     *a = 0, *b = count;
     if (!s)
@@ -272,22 +274,21 @@ static int parse_range(const char *s, uint32_t count, uint32_t *a, uint32_t *b) 
     const char *colon = strchr(s, ':');
     if (!colon)
         return -1;
-    char *end;
+    int64_t x;
     if (colon != s) {
         if (*s < '0' || *s > '9')
             return -1;
-        unsigned long long x = strtoull(s, &end, 10);
-        if (end != colon || x > UINT32_MAX)
+        char *first = strndup(s, (size_t)(colon - s));
+        int bad = !first || wsml_parse_i64(first, 0, UINT32_MAX, &x);
+        free(first);
+        if (bad)
             return -1;
         *a = (uint32_t)x;
     }
     if (colon[1]) {
-        if (colon[1] < '0' || colon[1] > '9')
+        if (colon[1] < '0' || colon[1] > '9' || wsml_parse_i64(colon + 1, 0, UINT32_MAX, &x))
             return -1;
-        unsigned long long y = strtoull(colon + 1, &end, 10);
-        if (*end || y > UINT32_MAX)
-            return -1;
-        *b = (uint32_t)y;
+        *b = (uint32_t)x;
     }
     if (*a > *b || *b > count)
         return -2;

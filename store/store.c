@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/fileio.h"
 #include "store/record.h"
 #include "store/store.h"
@@ -341,10 +343,9 @@ static wsml_store *open_store(const char *dir, int check_crc, int strict, wsml_e
     if (rc == 0) {
         char buf[16] = {0};
         memcpy(buf, v.mv_data, v.mv_size < 15 ? v.mv_size : 15);
-        char *end;
-        long lv = strtol(buf, &end, 10);
-        if (end != buf && *end == '\0' && v.mv_size < 15)
-            version = (int)lv;
+        int lv;
+        if (wsml_parse_int(buf, INT_MIN, INT_MAX, &lv) == 0 && v.mv_size < 15)
+            version = lv;
     }
     if (rc == 0 && version != WSML_STORE_VERSION) {
         wsml_errf(err, WSML_ESTATE,

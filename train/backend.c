@@ -28,27 +28,45 @@ const char *wsml_precision_name(wsml_precision p) {
     }
 }
 
+// The cpu backend computes in float32; tf32 is accepted as fp32 (what TF32 tensor cores
+// approximate), so that one command line runs on either backend.
+static int cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err) {
+    if (opt && opt->precision == WSML_PRECISION_BF16)
+        return wsml_errf(err, WSML_EARG,
+                         "--precision bf16: the cpu backend computes in fp32 only (tf32 "
+                         "runs as fp32 there); use --backend cuda for bf16, or --precision "
+                         "fp32");
+    int rc = wsml_backend_cpu_create(opt, out, err);
+    if (rc == 0)
+        (*out)->precision = "fp32";
+    return rc;
+}
+
+// Every backend by name (a new one adds a line here and to WSML_NUM_BACKENDS). cuda is
+// loaded on demand from libwsml-cuda.so (train/backend_cuda.c).
+static const struct {
+    const char *name;
+    int (*create)(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
+} BACKENDS[WSML_NUM_BACKENDS] = {{"cpu", cpu_create}, {"cuda", wsml_backend_cuda_create}};
+
+int wsml_backend_parse(const char *name) {
+    for (int i = 0; name && i < WSML_NUM_BACKENDS; i++)
+        if (!strcmp(name, BACKENDS[i].name))
+            return i;
+    return -1;
+}
+
+const char *wsml_backend_name(int index) {
+    return index >= 0 && index < WSML_NUM_BACKENDS ? BACKENDS[index].name : NULL;
+}
+
 int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
                         wsml_err *err) {
     *out = NULL;
-    if (!name || strcmp(name, "cpu") == 0) {
-        // The cpu backend computes in float32; tf32 is accepted as fp32 (what TF32 tensor
-        // cores approximate), so that one command line runs on either backend.
-        if (opt && opt->precision == WSML_PRECISION_BF16)
-            return wsml_errf(err, WSML_EARG,
-                             "--precision bf16: the cpu backend computes in fp32 only (tf32 "
-                             "runs as fp32 there); use --backend cuda for bf16, or --precision "
-                             "fp32");
-        int rc = wsml_backend_cpu_create(opt, out, err);
-        if (rc == 0)
-            (*out)->precision = "fp32";
-        return rc;
-    }
-    if (strcmp(name, "cuda") == 0) {
-        // Loaded on demand from libwsml-cuda.so (train/cuda_loader.c).
-        return wsml_backend_cuda_create(opt, out, err);
-    }
-    return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (cpu, cuda)", name);
+    int i = name ? wsml_backend_parse(name) : 0;
+    if (i < 0)
+        return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (cpu, cuda)", name);
+    return BACKENDS[i].create(opt, out, err);
 }
 
 void wsml_backend_destroy(wsml_backend *be) {

@@ -1,15 +1,18 @@
-// The compute backend of libwsml-train's network: a table of operations that the
-// network (train/resnet.c) calls for every layer. The network never touches
-// OpenBLAS, cuDNN or device memory itself; it only holds pointers that the backend
-// allocated ("device pointers") and passes them back to these operations.
+// The compute backend: a table of everything that touches a device — memory, the
+// layers the network (train/resnet.c) calls, the optimizer step, staging of input
+// batches, device figures. The network and the trainer never touch OpenBLAS, cuDNN or
+// device memory themselves and never ask which backend they run on; they only hold
+// pointers that the backend allocated ("device pointers") and pass them back to these
+// operations. A new backend fills this table (and wsml_backend_create learns its name).
 //
 //   cpu  (train/backend_cpu.c): OpenBLAS sgemm (im2col + sgemm, direct GEMM for 1x1
 //        convolutions) and a small pthread pool: each pool thread runs sgemm on its
 //        share of a layer, with OpenBLAS itself set to ONE thread (process-wide, so
 //        other OpenBLAS callers in the process get one thread too). Device memory is
 //        host memory. The reference: tested against PyTorch (tests/unit/test_net.c).
-//   cuda (train/cuda/*.cu, later): cuDNN convolution/batchnorm/pooling, cuBLAS GEMM,
-//        own kernels for the rest; tested against the cpu backend.
+//   cuda (train/cuda/, built into libwsml-cuda.so and loaded on demand by
+//        train/backend_cuda.c): cuDNN convolution, cuBLAS GEMM, own kernels for the
+//        rest; tested against the cpu backend (tests/unit/test_cuda.c).
 //
 // Layouts (the same on every backend, so that both can be compared buffer by buffer):
 //   activations  NHWC: x[((b*H + h)*W + w)*C + c], float32. A (n, H, W, C) tensor is
@@ -36,6 +39,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "train/optim.h"
 
 // One convolution layer (no bias, no groups, no dilation: all ResNet needs).
 // Filled by the network, then given to conv_prepare once; the backend may keep its
@@ -58,6 +62,20 @@ typedef struct {
 } wsml_pool_desc;
 
 typedef struct wsml_backend wsml_backend;
+
+// Memory figures of a device (memory_info). The cpu backend has none.
+typedef struct {
+    size_t allocated_bytes;      // now held by be->alloc (net tensors), workspace, scratch
+    size_t peak_allocated_bytes; // the largest allocated_bytes so far
+    size_t workspace_bytes;      // the shared convolution workspace
+    size_t device_used_bytes;    // total − free of the whole device now: includes the
+                                 // driver's context and library allocations
+    size_t device_total_bytes;
+    const char *precision;    // "tf32", "fp32" or "bf16"
+    int bf16_fallback_layers; // bf16: convolutions prepared in float32 (TF32) because
+                              // cuDNN offered no bf16 algorithm for their shape
+    const char *algo_search;  // how convolution algorithms are chosen: "heuristic" | "find"
+} wsml_backend_memory;
 
 struct wsml_backend {
     const char *name;      // "cpu" or "cuda"
@@ -158,6 +176,16 @@ struct wsml_backend {
     int (*boostlu_backward)(wsml_backend *be, int n, int hw, int C, float alpha, float *dcam,
                             const float *dlogits, const float *cam);
 
+    // ---- optimizer ----------------------------------------------------------------------
+    // One update of group g of o with train/optim.h's rules, bit for bit (PyTorch's float32
+    // order), over params and grads: device arrays of o->group[g].count floats. The
+    // group's state is in exp_avg (Adam's m or SGD's momentum buffer; NULL for SGD without
+    // momentum) and exp_avg_sq (Adam's v; NULL for SGD), device arrays too, initially zero
+    // like wsml_optim's; on a host_memory backend these are the group's own arrays.
+    // Increments o->group[g].step as wsml_optim_step does. May be queued (no wait).
+    int (*optim_step)(wsml_backend *be, wsml_optim *o, int g, float *params, const float *grads,
+                      float *exp_avg, float *exp_avg_sq);
+
     // ---- optional (NULL where a backend has no use for them: cpu) -------------------
     // Page-locked host memory for buffers that are copied to the device every step
     // (the loader's batches): faster copies, and copies that do not block the host.
@@ -174,6 +202,9 @@ struct wsml_backend {
     // bursts of work between two synchronize()s, of the device time from the burst's
     // first operation to its last. Up to date after synchronize().
     int (*busy_seconds)(wsml_backend *be, double *seconds);
+    // Memory figures of the device now (e.g. to say which --batch would fit after an
+    // out-of-memory error).
+    int (*memory_info)(wsml_backend *be, wsml_backend_memory *out);
 };
 
 // ---- creating backends ------------------------------------------------------------------
@@ -200,16 +231,26 @@ typedef struct {
     wsml_precision precision; // cpu: bf16 is an error (WSML_EARG naming --precision)
 } wsml_backend_options;
 
-// "cpu" (always) or "cuda" (only in builds with WSML_HAVE_CUDA); WSML_EARG naming
-// --backend for an unknown or unavailable name. *out is NULL on failure.
+// The backends by name: "cpu" (0) and "cuda" (1); parse gives -1 for an unknown name,
+// name NULL past the last.
+#define WSML_NUM_BACKENDS 2
+int wsml_backend_parse(const char *name);
+const char *wsml_backend_name(int index);
+
+// "cpu" (always) or "cuda" (where libwsml-cuda.so loads); WSML_EARG naming --backend for
+// an unknown or unavailable name. *out is NULL on failure.
 int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
                         wsml_err *err);
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
-// Implemented by train/cuda/ (issue 5) in build/libwsml-cuda.so, which
-// train/cuda_loader.c dlopen()s on first use; without it this returns WSML_EARG.
+// Implemented by train/cuda/ in build/libwsml-cuda.so, which train/backend_cuda.c
+// dlopen()s on first use; without it this returns WSML_EARG.
 int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.
 void wsml_backend_destroy(wsml_backend *be);
+
+// The OpenBLAS kernel ("core") of this process: the cpu backend's numerics depend on it,
+// so wsml-train records it in config.json (train/backend_cpu.c).
+const char *wsml_backend_blas_core(void);
 
 #endif

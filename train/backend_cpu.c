@@ -1125,6 +1125,17 @@ static int cpu_boostlu_backward(wsml_backend *be, int n, int hw, int C, float al
 }
 
 // ----------------------------------------------------------------------------
+// optimizer: train/optim.c's update on the host arrays themselves
+
+static int cpu_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params, const float *grads,
+                          float *exp_avg, float *exp_avg_sq) {
+    if (g < 0 || g >= o->num_groups)
+        return wsml_errf(&be->err, WSML_EARG, "optimizer: no parameter group %d", g);
+    wsml_optim_step_state(o, g, params, grads, exp_avg, exp_avg_sq);
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
 // creation
 
 static void cpu_destroy(wsml_backend *be) {
@@ -1137,6 +1148,11 @@ static void cpu_destroy(wsml_backend *be) {
         free(im);
     }
     free(be);
+}
+
+const char *wsml_backend_blas_core(void) {
+    const char *core = openblas_get_corename();
+    return core ? core : "";
 }
 
 int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err) {
@@ -1193,6 +1209,7 @@ int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out,
     be->bias_backward = cpu_bias_backward;
     be->boostlu_forward = cpu_boostlu_forward;
     be->boostlu_backward = cpu_boostlu_backward;
+    be->optim_step = cpu_optim_step;
     *out = be;
     return 0;
 }

@@ -72,6 +72,35 @@ void wsml_loader_config_default(wsml_loader_config *cfg) {
     cfg->std[0] = 0.229f, cfg->std[1] = 0.224f, cfg->std[2] = 0.225f;
 }
 
+// ---- buffers on a backend ----------------------------------------------------------------
+
+static void *pinned_alloc(size_t bytes, void *ctx) {
+    wsml_backend *be = ctx;
+    return be->host_alloc(be, bytes);
+}
+
+static void pinned_free(void *p, void *ctx) {
+    wsml_backend *be = ctx;
+    be->host_free(be, p);
+}
+
+static int stage_batch(const float *images, size_t bytes, void *ctx, wsml_err *err) {
+    wsml_backend *be = ctx;
+    return be->stage_input(be, images, bytes, err);
+}
+
+void wsml_loader_use_backend(wsml_loader_config *cfg, wsml_backend *be) {
+    if (be->host_alloc && be->host_free) {
+        cfg->alloc = pinned_alloc;
+        cfg->free = pinned_free;
+        cfg->alloc_ctx = be;
+    }
+    if (be->stage_input) {
+        cfg->on_filled = stage_batch;
+        cfg->filled_ctx = be;
+    }
+}
+
 uint32_t wsml_loader_epoch_seed(uint32_t seed, int epoch) {
     // splitmix64 (Steele et al.), one round.
     uint64_t z = ((uint64_t)seed << 32 | (uint32_t)epoch) + 0x9e3779b97f4a7c15ULL;

@@ -27,6 +27,7 @@
 
 #include "common/err.h"
 #include "store/store.h"
+#include "train/backend.h"
 
 typedef struct {
     wsml_split split;
@@ -56,6 +57,10 @@ typedef struct {
 // Defaults: train split, B 16, 2 workers, shuffle and flip on, seed 0, 224x224,
 // ImageNet mean/std, NCHW, malloc.
 void wsml_loader_config_default(wsml_loader_config *cfg);
+// Points cfg's buffer hooks at a backend (train/backend.h): page-locked image buffers
+// (host_alloc) and a copy to the device beside the compute (stage_input) where the
+// backend offers them; a backend without them (cpu) leaves cfg as it is.
+void wsml_loader_use_backend(wsml_loader_config *cfg, wsml_backend *be);
 
 // One batch. Arrays are owned by the loader and valid until the next
 // wsml_loader_next / wsml_loader_start_epoch / wsml_loader_close.

@@ -62,6 +62,10 @@ int wsml_loss_is_large_loss(wsml_loss_kind kind) {
     return kind == WSML_LOSS_LL_R || kind == WSML_LOSS_LL_CT || kind == WSML_LOSS_LL_CP;
 }
 
+int wsml_loss_uses_expected_num_pos(wsml_loss_kind kind) {
+    return kind == WSML_LOSS_EPR || kind == WSML_LOSS_ROLE;
+}
+
 int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_err *err) {
     if ((unsigned)cfg->kind >= WSML_LOSS_NUM_KINDS)
         return wsml_errf(err, WSML_EARG, "--loss: unknown loss kind %d", (int)cfg->kind);
@@ -86,7 +90,7 @@ int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_er
     if (cfg->kind == WSML_LOSS_WAN && num_classes < 2)
         return wsml_errf(err, WSML_EARG, "--loss wan: needs at least 2 classes, got %d",
                          num_classes);
-    if ((cfg->kind == WSML_LOSS_EPR || cfg->kind == WSML_LOSS_ROLE) &&
+    if (wsml_loss_uses_expected_num_pos(cfg->kind) &&
         !(cfg->expected_num_pos > 0.0 && isfinite(cfg->expected_num_pos)))
         return wsml_errf(err, WSML_EARG,
                          "--epr-k: expected positives per image %g must be > 0 for --loss %s",

@@ -22,6 +22,7 @@
 
 #include "common/err.h"
 #include "common/safetensors.h"
+#include "train/optim.h"
 
 typedef enum {
     WSML_LOSS_FULL,  // "full"  : bce(z, full == 1) — needs full labels (upper bound)
@@ -40,6 +41,7 @@ typedef enum {
     WSML_THRESHOLD_RELATIVE, // top-k of the batch's unobserved losses (docs/methods.md §2)
     WSML_THRESHOLD_ABSOLUTE, // fixed value R(t) = R0 - (t-1)·Δabs (supp. §B)
 } wsml_threshold_kind;
+#define WSML_THRESHOLD_NUM_KINDS 2
 
 typedef struct {
     wsml_loss_kind kind;
@@ -69,6 +71,8 @@ int wsml_threshold_kind_parse(const char *name);
 const char *wsml_threshold_kind_name(wsml_threshold_kind kind);
 // 1 for LL-R, LL-Ct, LL-Cp.
 int wsml_loss_is_large_loss(wsml_loss_kind kind);
+// 1 for the losses that use expected_num_pos (EPR, ROLE; docs/methods.md §2).
+int wsml_loss_uses_expected_num_pos(wsml_loss_kind kind);
 // Checks ranges (ls in [0,1], Δrel >= 0, k > 0 for EPR/ROLE, C >= 2 for WAN, ...);
 // WSML_EARG naming the flag (--delta-rel, --epr-k, ...) otherwise.
 int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_err *err);
@@ -187,6 +191,8 @@ typedef struct {
 
 // Name of the checkpoint tensor: I64 (n, 2) rows (image, class), sorted.
 #define WSML_LABEL_STATE_TENSOR "label_state.flips"
+// ROLE's estimator logits in checkpoints: F32 (N, C).
+#define WSML_ROLE_ESTIMATOR_TENSOR "role.estimator_logits"
 
 int wsml_label_state_init(wsml_label_state *s, int64_t num_images, int num_classes, wsml_err *err);
 void wsml_label_state_free(wsml_label_state *s);
@@ -208,5 +214,70 @@ void wsml_label_state_tensor_view(const int64_t *pairs, size_t n, wsml_tensor_vi
 // pair must lie inside (num_images, num_classes): WSML_ECORRUPT naming it otherwise,
 // and then the state is left unchanged.
 int wsml_label_state_load_view(wsml_label_state *s, const wsml_tensor_view *view, wsml_err *err);
+
+// ---- state a loss keeps across batches -------------------------------------------------
+//
+// Some losses keep state over the whole training split: ROLE its label estimator (the
+// logits G, N x C, trained by the optimizer beside the network), LL-Cp its permanent
+// corrections (wsml_label_state). The trainer holds them through this one interface and
+// never asks which loss it runs; a loss without state gets a NULL state, and every
+// function below accepts NULL (doing nothing). Adding a loss with state means adding its
+// functions and one line to the table in train/loss_state.c.
+//
+// One step of the trainer with a state s:
+//   observed = the batch's observed labels;  wsml_loss_state_begin_batch(s, ...);
+//   wsml_loss_compute(...);  network backward and optimizer step;
+//   wsml_loss_state_end_batch(s, ...).
+// Checkpoints carry the state's tensors (wsml_loss_state_save / _load), so that a resumed
+// run continues bit for bit.
+
+typedef struct wsml_loss_state wsml_loss_state;
+
+// What a state may need from the trainer when it is made.
+typedef struct {
+    int64_t num_images; // N of the training split
+    int num_classes;    // C
+    int max_batch;      // the largest batch B
+    uint32_t seed;      // --seed (ROLE's initial estimator)
+    wsml_optim *optim;  // a state with trained parameters adds its group here ...
+    double lr;          // ... at this learning rate (ROLE: lr_mult · lr, as Cole et al.)
+    // Fills observed (N, C) with the training split's observed labels (ROLE starts from
+    // them); returns 0 or a negative wsml_code with err set.
+    int (*read_observed)(void *ctx, int8_t *observed, wsml_err *err);
+    void *ctx;
+} wsml_loss_state_env;
+
+// Makes the state the loss of cfg keeps, or sets *out = NULL when it keeps none (every
+// loss but role, and ll-cp without reference_quirks). WSML_ENOMEM, or the errors of
+// env->read_observed and wsml_optim_add_group.
+int wsml_loss_state_create(const wsml_loss_config *cfg, const wsml_loss_state_env *env,
+                           wsml_loss_state **out, wsml_err *err);
+void wsml_loss_state_free(wsml_loss_state *s); // NULL is a no-op
+
+// Before wsml_loss_compute of a batch whose rows are the training images index[0..B-1]:
+// overrides observed (B, C) with the state's labels (LL-Cp: corrected entries become 1)
+// and points in/out at the state's buffers (ROLE: in->estimator_logits = the batch's rows
+// of G, out->destimator_logits; LL-Cp: out->flips). Buffers stay valid until end_batch.
+void wsml_loss_state_begin_batch(wsml_loss_state *s, const int64_t *index, int batch_size,
+                                 int8_t *observed, wsml_loss_input *in, wsml_loss_output *out);
+// After the network's optimizer step of that batch, with wsml_loss_compute's `out`:
+// makes the batch's results part of the state (ROLE: one optimizer step of G from the
+// batch's dL/dG rows, PyTorch's zero_grad for every other row; LL-Cp: the flips become
+// observed positives for later epochs). full (B, C) may be NULL; *flips_true_pos
+// receives how many of the batch's flips are full == 1 (0 without flips or full).
+int wsml_loss_state_end_batch(wsml_loss_state *s, const int64_t *index, int batch_size,
+                              const int8_t *full, const wsml_loss_output *out,
+                              int64_t *flips_true_pos, wsml_err *err);
+// Labels corrected so far (run.jsonl's corrected_total), or -1 for a state (or loss)
+// that corrects none.
+int64_t wsml_loss_state_num_corrected(const wsml_loss_state *s);
+
+// Checkpoint: views of the state's tensors (at most cap; *n = how many; 2 always
+// suffice), valid until the next call or wsml_loss_state_free. WSML_ENOMEM.
+int wsml_loss_state_save(wsml_loss_state *s, wsml_tensor_view *views, size_t cap, size_t *n,
+                         wsml_err *err);
+// Restores the state from a checkpoint's tensors: each tensor of wsml_loss_state_save
+// must be present with its dtype and shape, else WSML_ECORRUPT naming it.
+int wsml_loss_state_load(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err);
 
 #endif

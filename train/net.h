@@ -33,6 +33,7 @@ typedef enum {
     WSML_ARCH_RESNET50,
     WSML_ARCH_RESNET101,
 } wsml_arch;
+#define WSML_NUM_ARCHS 4
 
 typedef enum {
     WSML_HEAD_LINEAR,  // "linear":  logits = fc(mean_hw(features))
@@ -40,6 +41,7 @@ typedef enum {
                        //            logits = mean_hw(cam > 0 ? alpha·cam : cam)
                        //            (docs/methods.md §2)
 } wsml_head_kind;
+#define WSML_NUM_HEADS 2
 
 typedef struct {
     wsml_arch arch;
@@ -79,6 +81,8 @@ typedef struct wsml_net wsml_net;
 int wsml_net_create(const wsml_net_config *cfg, wsml_backend *be, wsml_net **out, wsml_err *err);
 void wsml_net_free(wsml_net *net); // NULL is a no-op
 const wsml_net_config *wsml_net_get_config(const wsml_net *net);
+// The backend the network was created on.
+wsml_backend *wsml_net_backend(const wsml_net *net);
 
 // ---- weights ---------------------------------------------------------------------------
 

@@ -142,14 +142,18 @@ static void sgd_update(float *params, const float *grads, float *buf, size_t n,
     }
 }
 
-void wsml_optim_step(wsml_optim *o, int g, float *params, const float *grads) {
+void wsml_optim_step_state(wsml_optim *o, int g, float *params, const float *grads, float *exp_avg,
+                           float *exp_avg_sq) {
     wsml_optim_group *grp = &o->group[g];
     grp->step++;
     if (o->cfg.kind == WSML_OPTIM_ADAM)
-        adam_update(params, grads, grp->exp_avg, grp->exp_avg_sq, grp->count, &o->cfg, grp->lr,
-                    grp->step);
+        adam_update(params, grads, exp_avg, exp_avg_sq, grp->count, &o->cfg, grp->lr, grp->step);
     else
-        sgd_update(params, grads, grp->exp_avg, grp->count, &o->cfg, grp->lr, grp->step);
+        sgd_update(params, grads, exp_avg, grp->count, &o->cfg, grp->lr, grp->step);
+}
+
+void wsml_optim_step(wsml_optim *o, int g, float *params, const float *grads) {
+    wsml_optim_step_state(o, g, params, grads, o->group[g].exp_avg, o->group[g].exp_avg_sq);
 }
 
 // ---- checkpoints ---------------------------------------------------------------------

@@ -27,6 +27,7 @@
 #include "common/safetensors.h"
 
 typedef enum { WSML_OPTIM_ADAM, WSML_OPTIM_SGD } wsml_optim_kind;
+#define WSML_OPTIM_NUM_KINDS 2
 
 typedef struct {
     wsml_optim_kind kind;
@@ -74,6 +75,13 @@ void wsml_optim_free(wsml_optim *o);
 // never stepped (a frozen backbone) keeps step 0, as in PyTorch.
 // params: (count,)  grads: (count,)
 void wsml_optim_step(wsml_optim *o, int g, float *params, const float *grads);
+// The same update with the group's state in the caller's arrays of count floats
+// (exp_avg: Adam's m or SGD's momentum buffer, NULL for SGD without momentum;
+// exp_avg_sq: Adam's v, NULL for SGD): the cpu backend's optim_step (train/backend.h).
+// wsml_optim_step(o, g, p, d) is wsml_optim_step_state(o, g, p, d, exp_avg, exp_avg_sq)
+// with the group's own arrays.
+void wsml_optim_step_state(wsml_optim *o, int g, float *params, const float *grads, float *exp_avg,
+                           float *exp_avg_sq);
 
 // ---- checkpoints ---------------------------------------------------------------------
 // The state as safetensors tensors over the optimiser's own memory:

@@ -100,26 +100,30 @@ static const char *const ARCH_NAMES[] = {"resnet18", "resnet34", "resnet50", "re
 static const char *const HEAD_NAMES[] = {"linear", "boostlu"};
 
 int wsml_arch_parse(const char *name) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < WSML_NUM_ARCHS; i++)
         if (name && strcmp(name, ARCH_NAMES[i]) == 0)
             return i;
     return -1;
 }
 const char *wsml_arch_name(wsml_arch arch) {
-    return (unsigned)arch < 4 ? ARCH_NAMES[arch] : "?";
+    return (unsigned)arch < WSML_NUM_ARCHS ? ARCH_NAMES[arch] : "?";
 }
 int wsml_head_parse(const char *name) {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < WSML_NUM_HEADS; i++)
         if (name && strcmp(name, HEAD_NAMES[i]) == 0)
             return i;
     return -1;
 }
 const char *wsml_head_name(wsml_head_kind head) {
-    return (unsigned)head < 2 ? HEAD_NAMES[head] : "?";
+    return (unsigned)head < WSML_NUM_HEADS ? HEAD_NAMES[head] : "?";
 }
 
 const wsml_net_config *wsml_net_get_config(const wsml_net *net) {
     return &net->cfg;
+}
+
+wsml_backend *wsml_net_backend(const wsml_net *net) {
+    return net->be;
 }
 
 // Blocks per stage and whether blocks are bottlenecks (torchvision resnet.py).

@@ -1,6 +1,8 @@
 // The training loop (train/trainer.h): epochs of the large-loss family and baselines
 // (docs/methods.md §2) with the paper's recipe (docs/methods.md §3), validation-based model
-// selection, the reference's early stop, and checkpoints that resume exactly.
+// selection, the reference's early stop, and checkpoints that resume exactly. The run directory and
+// the checkpoints are train/rundir.c's; the loss's own state (ROLE, LL-Cp) is the loss
+// module's (train/loss.h); everything on the device goes through the backend's table.
 //
 // The order of one step follows the reference (LargeLossMatters train.py):
 //   zero_grad; logits = model(images); loss = compute_batch_loss(logits, y_obs);
@@ -13,268 +15,61 @@
 #define _GNU_SOURCE
 #include "train/trainer.h"
 
-#include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/fileio.h"
 #include "common/log.h"
-#include "common/safetensors.h"
+#include "common/metrics.h"
 #include "common/sysinfo.h"
-#include "store/store.h"
-#include "train/backend.h"
-#include "train/cuda/backend_cuda.h"
-#include "train/loader.h"
-#include "train/net.h"
+#include "train/predict.h"
+#include "train/trainer_impl.h"
 
-enum { STOP_NONE = 0, STOP_EPOCHS = 1, STOP_EARLY = 2 };
+// ---- the optimizer on the backend ------------------------------------------------------------
 
-// Everything of a run that changes during training and is not a tensor: saved as
-// last.safetensors' metadata (decimal text; doubles with 17 significant digits, which
-// round-trips them exactly).
-typedef struct {
-    int epoch;            // the epoch in progress, 1-based (t of docs/methods.md §2)
-    int64_t batches_done; // batches of `epoch` already trained
-    int64_t global_step;  // optimizer steps so far
-    double best_val_map;  // -inf until the first validation
-    int best_epoch;       // 0 until the first validation
-    int stop_reason;      // STOP_*: the loop is over, only the test pass is left
-    int64_t jsonl_bytes;  // run.jsonl's length when the checkpoint was written
-    // the epoch in progress, so far
-    double loss_sum; // Σ batch loss · batch size
-    int64_t images;
-    int64_t modified, modified_hidden_pos, hidden_pos, flips, flips_true_pos;
-    double train_seconds;
-    // the whole run
-    int64_t flips_true_pos_total; // LL-Cp flips that are true positives
-} train_state;
-
-typedef struct {
-    wsml_train_opts o;
-    const wsml_train_hooks *hooks;
-    char path_config[WSML_PATH_MAX + 32], path_jsonl[WSML_PATH_MAX + 32];
-    char path_best[WSML_PATH_MAX + 32], path_last[WSML_PATH_MAX + 32];
-
-    wsml_store *store;
-    const wsml_store_meta *meta;
-    int C, H, W;
-    int64_t n_train;
-
-    wsml_backend *be;
-    wsml_net *net;
-    wsml_optim optim;
-    int g_backbone, g_head, g_est; // optimizer groups (-1: absent)
-    wsml_loss_config loss;
-    wsml_label_state labels;
-    int has_labels;
-    float *G, *dG; // ROLE's estimator logits and their gradient (N, C)
-
-    wsml_loader *loader;
-    FILE *jsonl;
-    train_state st;
-    int64_t saved_step; // global step of the last checkpoint (-1: none)
-    // The epoch's training time in this process and the device's busy time within it
-    // (gpu_idle_frac; busy_mark < 0: the backend does not measure it)
-    double idle_wall, idle_busy, busy_mark, wall_mark;
-    int saved_epoch;
-
-    // per-step scratch (B = --batch)
-    int8_t *observed;                // (B, C) observed labels with LL-Cp's flips
-    float *dlogits;                  // (B, C)
-    int32_t *flips;                  // (2·B·C)
-    float *G_rows, *dG_rows;         // (B, C) ROLE
-    float *host_params, *host_grads; // (P) for a host optimizer over device memory
-    // --backend cuda: the optimizer of the network's groups runs on the device
-    // (wsml_cuda_optim_step) over device copies of their state; the host's wsml_optim
-    // keeps the step counts and receives the state only for checkpoints.
-    int device_optim;
-    float *dev_state[WSML_OPTIM_MAX_GROUPS][2]; // exp_avg, exp_avg_sq (NULL: none)
-    double step_loss;
-} trainer;
-
-// ---- small helpers ----------------------------------------------------------------------
-
-static int file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-static void meta_set_int(json_t *m, const char *key, int64_t v) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", (long long)v);
-    json_object_set_new(m, key, json_string(buf));
-}
-
-static void meta_set_double(json_t *m, const char *key, double v) {
-    char buf[40];
-    snprintf(buf, sizeof buf, "%.17g", v);
-    json_object_set_new(m, key, json_string(buf));
-}
-
-static int meta_get_int(const wsml_safetensors *st, const char *path, const char *key, int64_t *v,
-                        wsml_err *err) {
-    char buf[64];
-    const char *s = wsml_st_meta(st, key, buf, sizeof buf);
-    char *end = NULL;
-    if (s) {
-        errno = 0;
-        long long x = strtoll(s, &end, 10);
-        if (errno == 0 && end != s && *end == 0) {
-            *v = x;
-            return 0;
+// Where the backend keeps the state of the network's groups: the host's own arrays on a
+// host_memory backend, else device arrays, zero like wsml_optim's (a resume loads later).
+static int optim_state_alloc(trainer *t, wsml_err *err) {
+    int gs[2] = {t->g_backbone, t->g_head};
+    for (int k = 0; k < 2; k++) {
+        int g = gs[k];
+        if (g < 0)
+            continue;
+        wsml_optim_group *grp = &t->optim.group[g];
+        float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
+        for (int j = 0; j < 2; j++) {
+            if (!host[j] || t->be->host_memory) {
+                t->optim_state[g][j] = host[j];
+                continue;
+            }
+            t->optim_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
+            if (!t->optim_state[g][j])
+                return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s", grp->name,
+                                 t->be->err.msg);
         }
     }
-    return wsml_errf(err, WSML_ECORRUPT, "%s: metadata \"%s\" is %s (expected an integer)", path,
-                     key, s ? s : "missing");
+    return trainer_optim_state_copy(t, 1, err);
 }
 
-static int meta_get_double(const wsml_safetensors *st, const char *path, const char *key, double *v,
-                           wsml_err *err) {
-    char buf[64];
-    const char *s = wsml_st_meta(st, key, buf, sizeof buf);
-    char *end = NULL;
-    if (s) {
-        *v = strtod(s, &end);
-        if (end != s && *end == 0)
-            return 0;
-    }
-    return wsml_errf(err, WSML_ECORRUPT, "%s: metadata \"%s\" is %s (expected a number)", path, key,
-                     s ? s : "missing");
-}
-
-// The network's identity, so that a checkpoint alone says how to build the network
-// (wsml-eval, wsml-cam).
-static void meta_set_model(trainer *t, json_t *m) {
-    json_object_set_new(m, "format", json_string("wsml-checkpoint"));
-    json_object_set_new(m, "wsml_version", json_string(WSML_VERSION));
-    json_object_set_new(m, "arch", json_string(t->o.arch));
-    meta_set_double(m, "width_mult", t->o.width_mult);
-    json_object_set_new(m, "head", json_string(t->o.head));
-    meta_set_double(m, "alpha", t->o.alpha);
-    meta_set_int(m, "num_classes", t->C);
-    meta_set_int(m, "height", t->H);
-    meta_set_int(m, "width", t->W);
-    json_object_set_new(m, "dataset", json_string(t->meta->name));
-    json_object_set_new(m, "loss", json_string(wsml_loss_kind_name(t->o.loss.kind)));
-}
-
-static char *dump_compact(json_t *j) {
-    return json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-}
-
-// ---- run.jsonl ---------------------------------------------------------------------------
-
-static int jsonl_write(trainer *t, json_t *obj, int sync, wsml_err *err) {
-    char *line = dump_compact(obj);
-    json_decref(obj);
-    if (!line)
-        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_jsonl);
-    int bad = fputs(line, t->jsonl) < 0 || fputc('\n', t->jsonl) == EOF || fflush(t->jsonl) != 0;
-    free(line);
-    if (!bad && sync)
-        bad = fsync(fileno(t->jsonl)) != 0;
-    if (bad)
-        return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
-    return 0;
-}
-
-// 1 if run.jsonl holds a final line (a finished run).
-static int jsonl_has_final(const char *path) {
-    char *text = NULL;
-    size_t len = 0;
-    wsml_err err;
-    if (wsml_read_file(path, &text, &len, &err) < 0)
-        return 0;
-    int found = 0;
-    for (char *line = text; line && line < text + len && !found;) {
-        char *end = memchr(line, '\n', (size_t)(text + len - line));
-        size_t n = end ? (size_t)(end - line) : (size_t)(text + len - line);
-        json_t *j = json_loadb(line, n, 0, NULL);
-        json_t *ev = j ? json_object_get(j, "event") : NULL;
-        found = json_is_string(ev) && !strcmp(json_string_value(ev), "final");
-        json_decref(j);
-        line = end ? end + 1 : NULL;
-    }
-    free(text);
-    return found;
-}
-
-// ---- weights and checkpoints ------------------------------------------------------------
-
-// Parameters and BN statistics must be finite before they may replace a checkpoint.
-static int check_finite_weights(trainer *t, wsml_err *err) {
-    size_t np = wsml_net_num_params(t->net), nb = wsml_net_num_buffer_floats(t->net);
-    const float *p = wsml_net_params(t->net), *b = wsml_net_buffers(t->net);
-    float *tmp = NULL;
-    if (!t->be->host_memory) {
-        tmp = malloc((np > nb ? np : nb) * sizeof(float) + 4);
-        if (!tmp)
-            return wsml_errf(err, WSML_ENOMEM, "out of memory checking the weights");
-        if (t->be->copy_to_host(t->be, tmp, p, np * sizeof(float)) < 0) {
-            free(tmp);
-            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
-        }
-        p = tmp;
-    }
-    size_t bad = np;
-    for (size_t i = 0; i < np && bad == np; i++)
-        if (!isfinite(p[i]))
-            bad = i;
-    if (bad == np && tmp) {
-        if (t->be->copy_to_host(t->be, tmp, b, nb * sizeof(float)) < 0) {
-            free(tmp);
-            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
-        }
-        b = tmp;
-    }
-    size_t bad_b = nb;
-    if (bad == np)
-        for (size_t i = 0; i < nb && bad_b == nb; i++)
-            if (!isfinite(b[i]))
-                bad_b = i;
-    free(tmp);
-    if (bad == np && bad_b == nb)
-        return 0;
-    return wsml_errf(err, WSML_ENUMERIC, "%s became non-finite",
-                     bad < np ? "the network's parameters" : "the BN running statistics");
-}
-
-static int save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
-    json_t *m = json_object();
-    meta_set_model(t, m);
-    meta_set_int(m, "epoch", epoch);
-    meta_set_double(m, "val_map", val_map);
-    char *meta = dump_compact(m);
-    json_decref(m);
-    int rc = wsml_net_save(t->net, t->path_best, NULL, 0, meta, err);
-    free(meta);
-    return rc;
-}
-
-#define MAX_EXTRA (3 * WSML_OPTIM_MAX_GROUPS + 4)
-
-// With the optimizer on the device: copies the state of the device-stepped groups to the
-// host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a load).
-static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
-    if (!t->device_optim)
+// With device copies of the optimizer state: copies the state of the backend-stepped
+// groups to the host's wsml_optim (to_device 0, before a checkpoint) or back (1, after a
+// load). Nothing to do on a host_memory backend (the state is the host's).
+int trainer_optim_state_copy(trainer *t, int to_device, wsml_err *err) {
+    if (t->be->host_memory)
         return 0;
     for (int g = 0; g < t->optim.num_groups; g++) {
         wsml_optim_group *grp = &t->optim.group[g];
         float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
         for (int k = 0; k < 2; k++) {
-            if (!t->dev_state[g][k] || !host[k])
+            if (!t->optim_state[g][k] || !host[k])
                 continue;
             size_t bytes = grp->count * sizeof(float);
-            int rc = to_device ? t->be->copy_to_device(t->be, t->dev_state[g][k], host[k], bytes)
-                               : t->be->copy_to_host(t->be, host[k], t->dev_state[g][k], bytes);
+            int rc = to_device ? t->be->copy_to_device(t->be, t->optim_state[g][k], host[k], bytes)
+                               : t->be->copy_to_host(t->be, host[k], t->optim_state[g][k], bytes);
             if (rc < 0)
                 return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s", grp->name,
                                  t->be->err.msg);
@@ -283,248 +78,57 @@ static int optim_state_copy(trainer *t, int to_device, wsml_err *err) {
     return 0;
 }
 
-// last.safetensors: weights + optimizer + label state + ROLE's G + train_state.
-static int save_last(trainer *t, wsml_err *err) {
-    int rc = check_finite_weights(t, err);
-    if (rc < 0)
-        return rc;
-    if (fflush(t->jsonl) != 0 || fsync(fileno(t->jsonl)) != 0)
-        return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
-    long bytes = ftell(t->jsonl);
-    if (bytes < 0)
-        return wsml_errf(err, WSML_EIO, "%s: %s", t->path_jsonl, strerror(errno));
-    t->st.jsonl_bytes = bytes;
-
-    rc = optim_state_copy(t, 0, err);
-    if (rc < 0)
-        return rc;
-    wsml_tensor_view extra[MAX_EXTRA];
-    size_t n = 0;
-    rc = wsml_optim_state_views(&t->optim, extra, MAX_EXTRA - 2, &n, err);
-    if (rc < 0)
-        return rc;
-    int64_t *pairs = NULL;
-    size_t npairs = 0;
-    if (t->has_labels) {
-        rc = wsml_label_state_pairs(&t->labels, &pairs, &npairs, err);
-        if (rc < 0)
-            return rc;
-        wsml_label_state_tensor_view(pairs, npairs, &extra[n++]);
+// One optimizer update of the network's groups from the gradients of the last backward.
+static int optimizer_step(trainer *t, wsml_err *err) {
+    size_t nbb = wsml_net_num_backbone_params(t->net);
+    float *params = wsml_net_params(t->net), *grads = wsml_net_grads(t->net);
+    int gs[2] = {t->g_backbone, t->g_head};
+    size_t offset[2] = {0, nbb};
+    for (int k = 0; k < 2; k++) {
+        int g = gs[k];
+        if (g < 0)
+            continue;
+        if (t->be->optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
+                              t->optim_state[g][0], t->optim_state[g][1]) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
     }
-    if (t->G) {
-        wsml_tensor_view *v = &extra[n++];
-        memset(v, 0, sizeof *v);
-        v->name = "role.estimator_logits";
-        v->dtype = WSML_DT_F32;
-        v->ndim = 2;
-        v->shape[0] = t->n_train;
-        v->shape[1] = t->C;
-        v->count = (size_t)t->n_train * t->C;
-        v->data = t->G;
-        v->nbytes = v->count * sizeof(float);
-    }
-    const train_state *s = &t->st;
-    json_t *m = json_object();
-    meta_set_model(t, m);
-    meta_set_int(m, "state.epoch", s->epoch);
-    meta_set_int(m, "state.batches_done", s->batches_done);
-    meta_set_int(m, "state.global_step", s->global_step);
-    meta_set_double(m, "state.best_val_map", s->best_val_map);
-    meta_set_int(m, "state.best_epoch", s->best_epoch);
-    meta_set_int(m, "state.stop_reason", s->stop_reason);
-    meta_set_int(m, "state.jsonl_bytes", s->jsonl_bytes);
-    meta_set_double(m, "state.loss_sum", s->loss_sum);
-    meta_set_int(m, "state.images", s->images);
-    meta_set_int(m, "state.modified", s->modified);
-    meta_set_int(m, "state.modified_hidden_pos", s->modified_hidden_pos);
-    meta_set_int(m, "state.hidden_pos", s->hidden_pos);
-    meta_set_int(m, "state.flips", s->flips);
-    meta_set_int(m, "state.flips_true_pos", s->flips_true_pos);
-    meta_set_double(m, "state.train_seconds", s->train_seconds);
-    meta_set_int(m, "state.flips_true_pos_total", s->flips_true_pos_total);
-    meta_set_int(m, "state.seed", t->o.seed);
-    meta_set_int(m, "state.threads", t->o.threads);
-    char *meta = dump_compact(m);
-    json_decref(m);
-    rc = wsml_net_save(t->net, t->path_last, extra, n, meta, err);
-    free(meta);
-    free(pairs);
-    if (rc == 0) {
-        t->saved_step = s->global_step;
-        t->saved_epoch = s->epoch;
-    }
-    return rc;
-}
-
-static int load_last(trainer *t, wsml_err *err) {
-    wsml_safetensors st;
-    const char *path = t->path_last;
-    int rc = wsml_st_read(path, &st, err);
-    if (rc < 0)
-        return rc;
-    rc = wsml_net_load_st(t->net, &st, WSML_NET_LOAD_ALL, err);
-    if (rc < 0)
-        wsml_err_prefix(err, "%s", path);
-    if (rc == 0) {
-        rc = wsml_optim_state_load(&t->optim, st.tensors, st.n, err);
-        if (rc < 0)
-            wsml_err_prefix(err, "%s", path);
-        if (rc == 0)
-            rc = optim_state_copy(t, 1, err);
-    }
-    if (rc == 0 && t->has_labels) {
-        const wsml_tensor_view *v = wsml_st_find(&st, WSML_LABEL_STATE_TENSOR);
-        if (!v)
-            rc = wsml_errf(err, WSML_ECORRUPT, "%s: tensor %s is missing", path,
-                           WSML_LABEL_STATE_TENSOR);
-        else if ((rc = wsml_label_state_load_view(&t->labels, v, err)) < 0)
-            wsml_err_prefix(err, "%s", path);
-    }
-    if (rc == 0 && t->G) {
-        const int64_t shape[2] = {t->n_train, t->C};
-        rc = wsml_st_get_f32(&st, "role.estimator_logits", 2, shape, t->G, err);
-        if (rc < 0)
-            wsml_err_prefix(err, "%s", path);
-    }
-    int64_t v64 = 0, seed = 0, threads = 0;
-    train_state *s = &t->st;
-#define GET_INT(key, dst)                                                                          \
-    if (rc == 0 && (rc = meta_get_int(&st, path, key, &v64, err)) == 0)                            \
-    dst = v64
-#define GET_DBL(key, dst)                                                                          \
-    if (rc == 0)                                                                                   \
-    rc = meta_get_double(&st, path, key, &dst, err)
-    GET_INT("state.epoch", s->epoch);
-    GET_INT("state.batches_done", s->batches_done);
-    GET_INT("state.global_step", s->global_step);
-    GET_DBL("state.best_val_map", s->best_val_map);
-    GET_INT("state.best_epoch", s->best_epoch);
-    GET_INT("state.stop_reason", s->stop_reason);
-    GET_INT("state.jsonl_bytes", s->jsonl_bytes);
-    GET_DBL("state.loss_sum", s->loss_sum);
-    GET_INT("state.images", s->images);
-    GET_INT("state.modified", s->modified);
-    GET_INT("state.modified_hidden_pos", s->modified_hidden_pos);
-    GET_INT("state.hidden_pos", s->hidden_pos);
-    GET_INT("state.flips", s->flips);
-    GET_INT("state.flips_true_pos", s->flips_true_pos);
-    GET_DBL("state.train_seconds", s->train_seconds);
-    GET_INT("state.flips_true_pos_total", s->flips_true_pos_total);
-    GET_INT("state.seed", seed);
-    GET_INT("state.threads", threads);
-#undef GET_INT
-#undef GET_DBL
-    wsml_st_free(&st);
-    if (rc < 0)
-        return rc;
-    int64_t nb = wsml_loader_num_batches(t->loader);
-    if (s->epoch < 1 || s->batches_done < 0 || s->batches_done > nb || s->global_step < 0 ||
-        s->stop_reason < STOP_NONE || s->stop_reason > STOP_EARLY || s->jsonl_bytes < 0)
-        return wsml_errf(
-            err, WSML_ECORRUPT, "%s: inconsistent state (epoch %d, batch %lld of %lld, step %lld)",
-            path, s->epoch, (long long)s->batches_done, (long long)nb, (long long)s->global_step);
-    if ((uint32_t)seed != t->o.seed || threads != t->o.threads)
-        return wsml_errf(err, WSML_ECORRUPT,
-                         "%s: written with seed %lld and %lld threads, config.json says %u and %d",
-                         path, (long long)seed, (long long)threads, t->o.seed, t->o.threads);
-    t->saved_step = s->global_step;
-    t->saved_epoch = s->epoch;
     return 0;
 }
 
 // ---- one step ------------------------------------------------------------------------------
 
-// One optimizer update of every group from the gradients of the last backward.
-static int optimizer_step(trainer *t, wsml_err *err) {
-    size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
-    float *params = wsml_net_params(t->net), *grads = wsml_net_grads(t->net);
-    if (t->device_optim) {
-        // The same float32 arithmetic as wsml_optim_step (train/cuda/backend_cuda.h), in
-        // the device's queue: no parameter or gradient crosses the bus.
-        int gs[2] = {t->g_backbone, t->g_head};
-        size_t offset[2] = {0, nbb};
-        for (int k = 0; k < 2; k++) {
-            int g = gs[k];
-            if (g < 0)
-                continue;
-            if (wsml_cuda_optim_step(t->be, &t->optim, g, params + offset[k], grads + offset[k],
-                                     t->dev_state[g][0], t->dev_state[g][1]) < 0)
-                return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-        }
-        if (t->G)
-            wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
-        return 0;
-    }
-    if (!t->be->host_memory) {
-        // The optimizer runs on the host: copy there and back (a device optimizer can
-        // replace this without changing the numbers' definition).
-        if (t->be->copy_to_host(t->be, t->host_params, params, np * sizeof(float)) < 0 ||
-            t->be->copy_to_host(t->be, t->host_grads, grads, np * sizeof(float)) < 0)
-            return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-        params = t->host_params;
-        grads = t->host_grads;
-    }
-    if (t->g_backbone >= 0)
-        wsml_optim_step(&t->optim, t->g_backbone, params, grads);
-    wsml_optim_step(&t->optim, t->g_head, params + nbb, grads + nbb);
-    if (!t->be->host_memory &&
-        t->be->copy_to_device(t->be, wsml_net_params(t->net), params, np * sizeof(float)) < 0)
-        return wsml_errf(err, WSML_EDEVICE, "optimizer: %s", t->be->err.msg);
-    if (t->G)
-        wsml_optim_step(&t->optim, t->g_est, t->G, t->dG);
-    return 0;
-}
-
 static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stats *stats,
                       wsml_err *err) {
     const int B = b->size, C = t->C;
-    memcpy(t->observed, b->observed, (size_t)B * C);
-    if (t->has_labels)
-        wsml_label_state_overlay(&t->labels, b->index, B, t->observed);
-    if (t->G)
-        for (int r = 0; r < B; r++)
-            memcpy(t->G_rows + (size_t)r * C, t->G + (size_t)b->index[r] * C, C * sizeof(float));
-
     int rc = wsml_net_zero_grad(t->net, err);
     if (rc == 0)
         rc = wsml_net_forward(t->net, b->images, B, WSML_NET_TRAIN, err);
     if (rc < 0)
         return rc;
-    wsml_loss_input in = {
-        B, C, epoch, wsml_net_logits(t->net), t->observed, b->full, t->G ? t->G_rows : NULL};
-    wsml_loss_output out = {.dlogits = t->dlogits,
-                            .destimator_logits = t->G ? t->dG_rows : NULL,
-                            .flips = t->has_labels ? t->flips : NULL,
-                            .modified = NULL};
+    memcpy(t->observed, b->observed, (size_t)B * C);
+    wsml_loss_input in = {.batch_size = B,
+                          .num_classes = C,
+                          .epoch = epoch,
+                          .logits = wsml_net_logits(t->net),
+                          .observed = t->observed,
+                          .full = b->full};
+    wsml_loss_output out = {.dlogits = t->dlogits};
+    wsml_loss_state_begin_batch(t->loss_state, b->index, B, t->observed, &in, &out);
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
     if (rc < 0)
         return rc;
     *stats = out.stats;
-    t->step_loss = out.stats.loss;
     if (!isfinite(out.stats.loss))
         return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", out.stats.loss);
     rc = wsml_net_backward(t->net, t->dlogits, err);
-    if (rc < 0)
-        return rc;
-    if (t->G)
-        for (int r = 0; r < B; r++)
-            memcpy(t->dG + (size_t)b->index[r] * C, t->dG_rows + (size_t)r * C, C * sizeof(float));
-    rc = optimizer_step(t, err);
-    if (rc < 0)
-        return rc;
-    if (t->G) // the rows that are not in the next batch have a zero gradient (PyTorch's zero_grad)
-        for (int r = 0; r < B; r++)
-            memset(t->dG + (size_t)b->index[r] * C, 0, C * sizeof(float));
-    if (t->has_labels && out.stats.num_flips > 0) {
-        for (int64_t f = 0; f < out.stats.num_flips; f++) {
-            int row = t->flips[2 * f], cls = t->flips[2 * f + 1];
-            t->st.flips_true_pos += b->full[(size_t)row * C + cls] == 1;
-        }
-        rc = wsml_label_state_apply(&t->labels, b->index, B, t->flips, out.stats.num_flips, err);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    if (rc == 0)
+        rc = optimizer_step(t, err);
+    int64_t flips_true_pos = 0;
+    if (rc == 0)
+        rc = wsml_loss_state_end_batch(t->loss_state, b->index, B, b->full, &out, &flips_true_pos,
+                                       err);
+    t->st.flips_true_pos += flips_true_pos;
+    return rc;
 }
 
 // ---- out of device memory --------------------------------------------------------------------
@@ -533,8 +137,8 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
 // should, measured by building the network for batches 1 and 2 (its memory grows
 // linearly with the batch) against the memory free now.
 static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) {
-    wsml_cuda_memory m0, m;
-    if (strcmp(t->be->name, "cuda") || wsml_cuda_memory_info(t->be, &m0) < 0)
+    wsml_backend_memory m0, m;
+    if (!t->be->memory_info || t->be->memory_info(t->be, &m0) < 0)
         return;
     char old[sizeof err->msg];
     snprintf(old, sizeof old, "%s", err->msg);
@@ -550,7 +154,7 @@ static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) 
                           free_now / 1048576.0);
             return;
         }
-        if (wsml_cuda_memory_info(t->be, &m) == 0 && m.allocated_bytes > m0.allocated_bytes)
+        if (t->be->memory_info(t->be, &m) == 0 && m.allocated_bytes > m0.allocated_bytes)
             used[b] = m.allocated_bytes - m0.allocated_bytes;
         wsml_net_free(net);
     }
@@ -566,37 +170,6 @@ static void suggest_batch(trainer *t, const wsml_net_config *nc, wsml_err *err) 
               old, fits, used[1] / 1048576.0, per_image / 1048576.0, free_now / 1048576.0);
 }
 
-// ---- the loader on a device --------------------------------------------------------------------
-
-// Pinned host buffers and a copy beside the compute (train/backend.h) where the backend
-// offers them; a cpu run's loader is left as it is (malloc, no hook).
-static void *pinned_alloc(size_t bytes, void *ctx) {
-    wsml_backend *be = ctx;
-    return be->host_alloc(be, bytes);
-}
-
-static void pinned_free(void *p, void *ctx) {
-    wsml_backend *be = ctx;
-    be->host_free(be, p);
-}
-
-static int stage_batch(const float *images, size_t bytes, void *ctx, wsml_err *err) {
-    wsml_backend *be = ctx;
-    return be->stage_input(be, images, bytes, err);
-}
-
-static void loader_use_device(trainer *t, wsml_loader_config *lc) {
-    if (t->be->host_alloc && t->be->host_free) {
-        lc->alloc = pinned_alloc;
-        lc->free = pinned_free;
-        lc->alloc_ctx = t->be;
-    }
-    if (t->be->stage_input) {
-        lc->on_filled = stage_batch;
-        lc->filled_ctx = t->be;
-    }
-}
-
 // The device's busy seconds so far (waiting for its queue first), or -1 where the backend
 // does not measure them (cpu: nothing is waited for).
 static double device_busy(trainer *t) {
@@ -609,60 +182,23 @@ static double device_busy(trainer *t) {
 
 // ---- evaluation -----------------------------------------------------------------------------
 
-// Scores (sigmoid of the logits, float32 as torch.sigmoid) of a whole split in eval mode,
-// then the metrics against its full labels. Returns 1 if a stop was requested meanwhile.
+// Scores of a whole split in eval mode (train/predict.h), then the metrics against its
+// full labels (docs/methods.md §4). Returns 1 if a stop was requested meanwhile.
 static int evaluate(trainer *t, wsml_split split, double *map, double *groups, int *num_groups,
                     wsml_err *err) {
-    wsml_loader_config lc;
-    wsml_loader_config_default(&lc);
-    lc.split = split;
-    lc.batch_size = t->o.batch;
-    lc.num_workers = t->o.workers;
-    lc.shuffle = 0;
-    lc.flip = 0;
-    lc.height = t->H;
-    lc.width = t->W;
-    lc.nhwc = 1;
-    loader_use_device(t, &lc);
-    wsml_loader *l = wsml_loader_open(t->store, &lc, err);
-    if (!l)
-        return err->code < 0 ? err->code : WSML_EIO;
-    int64_t n = wsml_loader_num_images(l);
+    int64_t n = t->meta->count[split];
     float *scores = malloc((size_t)n * t->C * sizeof(float) + 4);
     int8_t *labels = malloc((size_t)n * t->C + 1);
     int rc = scores && labels ? 0
                               : wsml_errf(err, WSML_ENOMEM, "out of memory for %s scores",
                                           wsml_split_name(split));
     if (rc == 0)
-        rc = wsml_loader_start_epoch(l, 1, 0, err);
-    wsml_progress *p = rc == 0 ? wsml_progress_start(wsml_split_name(split),
-                                                     (uint64_t)wsml_loader_num_batches(l), "batch")
-                               : NULL;
-    wsml_batch *b;
-    int got;
-    while (rc == 0 && (got = wsml_loader_next(l, &b, err)) != 0) {
-        if (got < 0) {
-            rc = got;
-            break;
-        }
-        rc = wsml_net_forward(t->net, b->images, b->size, WSML_NET_EVAL, err);
-        if (rc < 0)
-            break;
-        const float *z = wsml_net_logits(t->net);
-        float *s = scores + (size_t)b->first_pos * t->C;
-        for (size_t i = 0; i < (size_t)b->size * t->C; i++)
-            s[i] = 1.0f / (1.0f + expf(-z[i]));
-        memcpy(labels + (size_t)b->first_pos * t->C, b->full, (size_t)b->size * t->C);
-        wsml_progress_add(p, 1);
-        if (t->hooks->stop_requested && *t->hooks->stop_requested)
-            rc = 1;
-    }
-    wsml_progress_end(p);
-    wsml_loader_close(l);
+        rc = wsml_predict_split(t->net, t->store, split, t->o.batch, t->o.workers,
+                                t->hooks->stop_requested, scores, labels, err);
     if (rc == 0) {
         *num_groups = 0;
-        rc = t->hooks->metrics(scores, labels, n, t->C, t->meta->info_json, map, groups, num_groups,
-                               err);
+        rc = wsml_metrics_map_groups(scores, labels, n, t->C, t->meta->info_json, map, groups,
+                                     num_groups, err);
         if (rc < 0)
             wsml_err_prefix(err, "%s mAP", wsml_split_name(split));
     }
@@ -673,168 +209,54 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
 
 // ---- setup -----------------------------------------------------------------------------------
 
-// Removes "<file>.tmp.<pid>" files that a killed run left behind while writing one of
-// the run's files (common/fileio.h), when that process is gone.
-static void remove_stale_temps(const char *dir) {
-    static const char *files[] = {"best.safetensors", "last.safetensors", "config.json"};
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            size_t n = strlen(files[i]);
-            if (strncmp(e->d_name, files[i], n) || strncmp(e->d_name + n, ".tmp.", 5))
-                continue;
-            char *end = NULL;
-            long pid = strtol(e->d_name + n + 5, &end, 10);
-            if (!end || *end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != ESRCH))
-                continue;
-            if (kill((pid_t)pid, 0) == 0)
-                continue; // still writing: not ours to remove
-            char path[WSML_PATH_MAX + 300];
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
+// The training split's full (observed = 0) or observed labels, (N, C).
+static int read_train_labels(trainer *t, int observed, int8_t *labels, wsml_err *err) {
+    wsml_reader *r = wsml_reader_begin(t->store, err);
+    if (!r)
+        return err->code;
+    int rc = 0;
+    for (int64_t i = 0; i < t->n_train && rc >= 0; i++) {
+        wsml_record rec;
+        rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
+        if (rc >= 0 && observed)
+            wsml_record_observed_labels(&rec, t->C, labels + (size_t)i * t->C);
+        else if (rc >= 0)
+            wsml_record_full_labels(&rec, t->C, labels + (size_t)i * t->C);
     }
-    closedir(d);
+    wsml_reader_end(r);
+    return rc < 0 ? rc : 0;
 }
 
-// Refuses a run directory in the way; removes an old run with --force.
-static int prepare_rundir(trainer *t, int *resume, wsml_err *err) {
-    int rc = wsml_mkdirs(t->o.out, err);
-    if (rc < 0)
-        return rc;
-    remove_stale_temps(t->o.out);
-    int has_last = file_exists(t->path_last);
-    int finished = jsonl_has_final(t->path_jsonl);
-    if (!*resume && !t->o.force) {
-        if (finished)
-            return wsml_errf(err, WSML_ESTATE,
-                             "%s holds a finished run (run.jsonl has its final line); use "
-                             "--force to start over",
-                             t->o.out);
-        if (has_last)
-            return wsml_errf(err, WSML_ESTATE,
-                             "%s holds an unfinished run (last.safetensors); use --resume to "
-                             "continue it or --force to start over",
-                             t->o.out);
-    }
-    if (t->o.force) {
-        const char *paths[] = {t->path_best, t->path_last, t->path_jsonl, t->path_config};
-        for (int i = 0; i < 4; i++)
-            if (unlink(paths[i]) != 0 && errno != ENOENT)
-                return wsml_errf(err, WSML_EIO, "%s: cannot remove: %s", paths[i], strerror(errno));
-    }
-    if (*resume && !has_last) {
-        wsml_info("%s: no last.safetensors to resume from; starting a new run", t->o.out);
-        *resume = 0;
-    }
-    return 0;
-}
-
-static int write_config(trainer *t, wsml_err *err) {
-    char *opts = wsml_train_opts_to_json(&t->o);
-    json_t *j = opts ? json_loads(opts, 0, NULL) : NULL;
-    free(opts);
-    if (!j)
-        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
-    json_t *top = json_object();
-    json_object_set_new(top, "wsml_version", json_string(WSML_VERSION));
-    json_object_set_new(top, "dataset", json_string(t->meta->name));
-    json_object_update(top, j);
-    json_decref(j);
-    json_object_set_new(top, "num_classes", json_integer(t->C));
-    json_object_set_new(top, "height", json_integer(t->H));
-    json_object_set_new(top, "width", json_integer(t->W));
-    json_t *counts = json_object();
-    for (int s = 0; s < WSML_NUM_SPLITS; s++)
-        json_object_set_new(counts, wsml_split_name((wsml_split)s),
-                            json_integer(t->meta->count[s]));
-    json_object_set_new(top, "counts", counts);
-    json_object_set_new(top, "encoding", json_string(wsml_encoding_name(t->meta->encoding)));
-    const char *core = openblas_get_corename();
-    json_object_set_new(top, "blas_core", json_string(core ? core : ""));
-    char *text = json_dumps(top, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
-    json_decref(top);
-    if (!text)
-        return wsml_errf(err, WSML_ENOMEM, "%s: out of memory", t->path_config);
-    size_t len = strlen(text);
-    text[len] = '\n'; // json_dumps leaves room for the NUL, which we replace
-    int rc = wsml_write_file_atomic(t->path_config, text, len + 1, err);
-    free(text);
-    return rc;
-}
-
-// A resumed run: config.json must describe the same run and the same store.
-static int check_config(trainer *t, wsml_err *err) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = wsml_read_file(t->path_config, &text, &len, err);
-    if (rc < 0)
-        return rc;
-    wsml_train_opts recorded = t->o;
-    rc = wsml_train_opts_from_json(text, &recorded, err);
-    json_t *j = rc == 0 ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    if (rc < 0)
-        return wsml_err_prefix(err, "%s", t->path_config);
-    if (!j)
-        return wsml_errf(err, WSML_EFORMAT, "%s: not JSON", t->path_config);
-    rc = wsml_train_opts_same_run(&recorded, &t->o, err);
-    if (rc == 0) {
-        json_t *ds = json_object_get(j, "dataset"), *c = json_object_get(j, "num_classes");
-        json_t *counts = json_object_get(j, "counts");
-        int same = json_is_string(ds) && !strcmp(json_string_value(ds), t->meta->name) &&
-                   json_integer_value(c) == t->C &&
-                   json_integer_value(json_object_get(j, "height")) == t->H &&
-                   json_integer_value(json_object_get(j, "width")) == t->W;
-        for (int s = 0; s < WSML_NUM_SPLITS && same; s++)
-            same = json_integer_value(json_object_get(counts, wsml_split_name((wsml_split)s))) ==
-                   (json_int_t)t->meta->count[s];
-        if (!same)
-            rc = wsml_errf(err, WSML_ESTATE,
-                           "--store %s is not the store this run started with (%s: dataset, "
-                           "classes, image size or split counts differ)",
-                           t->o.store, t->path_config);
-    }
-    json_decref(j);
-    return rc;
+// wsml_loss_state_env.read_observed
+static int read_train_observed(void *ctx, int8_t *observed, wsml_err *err) {
+    return read_train_labels(ctx, 1, observed, err);
 }
 
 // EPR/ROLE's expected positives per image (docs/methods.md §2): the table, else the mean over the
 // training split's full labels.
 static int resolve_epr_k(trainer *t, wsml_err *err) {
-    if (t->o.epr_k_given || (t->o.loss.kind != WSML_LOSS_EPR && t->o.loss.kind != WSML_LOSS_ROLE))
+    if (t->o.epr_k_given || !wsml_loss_uses_expected_num_pos(t->o.loss.kind))
         return 0;
     double k = wsml_expected_num_pos(t->meta->name, NULL, 0, t->C);
     if (k <= 0) {
         int8_t *full = malloc((size_t)t->n_train * t->C + 1);
-        wsml_reader *r = full ? wsml_reader_begin(t->store, err) : NULL;
-        if (!r) {
-            free(full);
-            return full ? err->code : wsml_errf(err, WSML_ENOMEM, "out of memory for labels");
-        }
-        for (int64_t i = 0; i < t->n_train; i++) {
-            wsml_record rec;
-            int rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
-            if (rc < 0) {
-                wsml_reader_end(r);
-                free(full);
-                return rc;
-            }
-            wsml_record_full_labels(&rec, t->C, full + (size_t)i * t->C);
-        }
-        wsml_reader_end(r);
-        k = wsml_expected_num_pos(t->meta->name, full, t->n_train, t->C);
+        if (!full)
+            return wsml_errf(err, WSML_ENOMEM, "out of memory for labels");
+        int rc = read_train_labels(t, 0, full, err);
+        if (rc == 0)
+            k = wsml_expected_num_pos(t->meta->name, full, t->n_train, t->C);
         free(full);
+        if (rc < 0)
+            return rc;
     }
     t->loss.expected_num_pos = k;
     t->o.loss.expected_num_pos = k;
     return 0;
 }
 
-static int setup(trainer *t, int resume, wsml_err *err) {
+// The store, and what its shape allows (sizes, splits, the last batch's BatchNorm); the
+// loss configuration that depends on it.
+static int open_store(trainer *t, int resume, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     t->store = wsml_store_open(o->store, 1, err);
     if (!t->store)
@@ -873,12 +295,16 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     int rc = resolve_epr_k(t, err);
     if (rc == 0)
         rc = wsml_loss_config_check(&t->loss, t->C, err);
-    if (rc < 0)
-        return rc;
+    return rc;
+}
 
+// The backend and the network with its initial weights (a resumed run overwrites them
+// from last.safetensors).
+static int build_network(trainer *t, wsml_err *err) {
+    const wsml_train_opts *o = &t->o;
     wsml_backend_options bo = {.num_threads = o->threads,
                                .precision = (wsml_precision)wsml_precision_parse(o->precision)};
-    rc = wsml_backend_create(o->backend, &bo, &t->be, err);
+    int rc = wsml_backend_create(o->backend, &bo, &t->be, err);
     if (rc < 0)
         return rc;
     wsml_net_config nc;
@@ -896,7 +322,6 @@ static int setup(trainer *t, int resume, wsml_err *err) {
         suggest_batch(t, &nc, err);
     if (rc < 0)
         return rc;
-    // Initial weights (a resumed run overwrites them from last.safetensors).
     wsml_net_init(t->net, o->seed);
     if (o->pretrained[0]) {
         rc = wsml_net_load(t->net, o->pretrained, WSML_NET_LOAD_BACKBONE, err);
@@ -909,16 +334,21 @@ static int setup(trainer *t, int resume, wsml_err *err) {
             return wsml_err_prefix(err, "--init %s", o->init);
     }
     wsml_net_set_frozen_backbone(t->net, o->freeze_backbone);
+    return 0;
+}
 
-    // Optimizer groups (docs/methods.md §3): backbone at lr, head at lr_mult·lr; ROLE's estimator
-    // at lr_mult·lr as Cole et al.; a frozen backbone has no group (requires_grad=False).
+// Optimizer groups (docs/methods.md §3): backbone at lr, head at lr_mult·lr; a frozen backbone has
+// no group (requires_grad=False). Then the loss's own state, which may add a group of
+// its own (ROLE's estimator, at lr_mult·lr as Cole et al.), and the step's scratch.
+static int build_optimizer(trainer *t, wsml_err *err) {
+    const wsml_train_opts *o = &t->o;
     wsml_optim_config oc;
     wsml_optim_config_default(&oc, o->optimizer);
-    rc = wsml_optim_init(&t->optim, &oc, err);
+    int rc = wsml_optim_init(&t->optim, &oc, err);
     if (rc < 0)
         return rc;
     size_t np = wsml_net_num_params(t->net), nbb = wsml_net_num_backbone_params(t->net);
-    t->g_backbone = t->g_est = -1;
+    t->g_backbone = -1;
     if (!o->freeze_backbone) {
         rc = t->g_backbone = wsml_optim_add_group(&t->optim, "backbone", nbb, o->lr, err);
         if (rc < 0)
@@ -927,83 +357,27 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     rc = t->g_head = wsml_optim_add_group(&t->optim, "head", np - nbb, o->lr * o->lr_mult, err);
     if (rc < 0)
         return rc;
+    wsml_loss_state_env env = {.num_images = t->n_train,
+                               .num_classes = t->C,
+                               .max_batch = o->batch,
+                               .seed = o->seed,
+                               .optim = &t->optim,
+                               .lr = o->lr * o->lr_mult,
+                               .read_observed = read_train_observed,
+                               .ctx = t};
+    rc = wsml_loss_state_create(&t->loss, &env, &t->loss_state, err);
+    if (rc < 0)
+        return rc;
     size_t BC = (size_t)o->batch * t->C;
-    if (o->loss.kind == WSML_LOSS_ROLE) {
-        size_t nc_all = (size_t)t->n_train * t->C;
-        t->G = malloc(nc_all * sizeof(float));
-        t->dG = calloc(nc_all, sizeof(float));
-        t->G_rows = malloc(BC * sizeof(float));
-        t->dG_rows = malloc(BC * sizeof(float));
-        int8_t *obs = malloc(nc_all + 1);
-        if (!t->G || !t->dG || !t->G_rows || !t->dG_rows || !obs) {
-            free(obs);
-            return wsml_errf(err, WSML_ENOMEM, "out of memory for ROLE's %lld x %d estimator",
-                             (long long)t->n_train, t->C);
-        }
-        wsml_reader *r = wsml_reader_begin(t->store, err);
-        if (!r) {
-            free(obs);
-            return err->code;
-        }
-        for (int64_t i = 0; i < t->n_train && rc >= 0; i++) {
-            wsml_record rec;
-            rc = wsml_reader_get(r, WSML_SPLIT_TRAIN, (uint32_t)i, &rec, err);
-            if (rc >= 0)
-                wsml_record_observed_labels(&rec, t->C, obs + (size_t)i * t->C);
-        }
-        wsml_reader_end(r);
-        if (rc >= 0)
-            wsml_role_init_estimator(t->G, obs, t->n_train, t->C, o->seed);
-        free(obs);
-        if (rc < 0)
-            return rc;
-        rc = t->g_est =
-            wsml_optim_add_group(&t->optim, "estimator", nc_all, o->lr * o->lr_mult, err);
-        if (rc < 0)
-            return rc;
-    }
-    if (o->loss.kind == WSML_LOSS_LL_CP && !o->loss.reference_quirks) {
-        rc = wsml_label_state_init(&t->labels, t->n_train, t->C, err);
-        if (rc < 0)
-            return rc;
-        t->has_labels = 1;
-        t->flips = malloc(2 * BC * sizeof(int32_t));
-        if (!t->flips)
-            return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    }
     t->observed = malloc(BC + 1);
     t->dlogits = malloc(BC * sizeof(float));
     if (!t->observed || !t->dlogits)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
-    t->device_optim = !t->be->host_memory && !strcmp(t->be->name, "cuda");
-    if (t->device_optim) {
-        int gs[2] = {t->g_backbone, t->g_head};
-        for (int k = 0; k < 2; k++) {
-            int g = gs[k];
-            if (g < 0)
-                continue;
-            const wsml_optim_group *grp = &t->optim.group[g];
-            const float *host[2] = {grp->exp_avg, grp->exp_avg_sq};
-            for (int j = 0; j < 2; j++) {
-                if (!host[j])
-                    continue;
-                t->dev_state[g][j] = t->be->alloc(t->be, grp->count * sizeof(float));
-                if (!t->dev_state[g][j])
-                    return wsml_errf(err, WSML_EDEVICE, "optimizer state of group '%s': %s",
-                                     grp->name, t->be->err.msg);
-            }
-        }
-        rc = optim_state_copy(t, 1, err); // zeros, as wsml_optim's (a resume loads later)
-        if (rc < 0)
-            return rc;
-    } else if (!t->be->host_memory) {
-        t->host_params = malloc(np * sizeof(float));
-        t->host_grads = malloc(np * sizeof(float));
-        if (!t->host_params || !t->host_grads)
-            return wsml_errf(err, WSML_ENOMEM, "out of memory for host copies of %zu parameters",
-                             np);
-    }
+    return optim_state_alloc(t, err);
+}
 
+static int open_train_loader(trainer *t, wsml_err *err) {
+    const wsml_train_opts *o = &t->o;
     wsml_loader_config lc;
     wsml_loader_config_default(&lc);
     lc.split = WSML_SPLIT_TRAIN;
@@ -1015,23 +389,27 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     lc.height = t->H;
     lc.width = t->W;
     lc.nhwc = 1;
-    loader_use_device(t, &lc);
+    wsml_loader_use_backend(&lc, t->be);
     t->loader = wsml_loader_open(t->store, &lc, err);
-    if (!t->loader)
-        return err->code < 0 ? err->code : WSML_EIO;
+    return t->loader ? 0 : err->code < 0 ? err->code : WSML_EIO;
+}
 
+// A new run writes config.json and starts run.jsonl; a resumed one checks config.json,
+// loads last.safetensors and cuts run.jsonl back to what that checkpoint had seen.
+static int start_or_resume(trainer *t, int resume, wsml_err *err) {
     t->st.epoch = 1;
     t->st.best_val_map = -INFINITY;
     t->saved_step = -1;
+    int rc;
     if (resume) {
-        rc = check_config(t, err);
+        rc = rundir_check_config(t, err);
         if (rc == 0)
-            rc = load_last(t, err);
+            rc = rundir_load_last(t, err);
         if (rc < 0)
             return rc;
         // A run that ended by reaching its --epochs continues when given more (the
         // schedule depends on the epoch number only, so this equals a longer run).
-        if (t->st.stop_reason == STOP_EPOCHS && t->st.epoch <= o->epochs)
+        if (t->st.stop_reason == STOP_EPOCHS && t->st.epoch <= t->o.epochs)
             t->st.stop_reason = STOP_NONE;
         // Drop what was appended after the checkpoint; it is recomputed identically.
         if (truncate(t->path_jsonl, (off_t)t->st.jsonl_bytes) != 0)
@@ -1039,7 +417,7 @@ static int setup(trainer *t, int resume, wsml_err *err) {
                              (long long)t->st.jsonl_bytes, strerror(errno));
         t->jsonl = fopen(t->path_jsonl, "a");
     } else {
-        rc = write_config(t, err);
+        rc = rundir_write_config(t, err);
         if (rc < 0)
             return rc;
         t->jsonl = fopen(t->path_jsonl, "w");
@@ -1049,27 +427,32 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     return 0;
 }
 
+static int setup(trainer *t, int resume, wsml_err *err) {
+    int rc = open_store(t, resume, err);
+    if (rc == 0)
+        rc = build_network(t, err);
+    if (rc == 0)
+        rc = build_optimizer(t, err);
+    if (rc == 0)
+        rc = open_train_loader(t, err);
+    if (rc == 0)
+        rc = start_or_resume(t, resume, err);
+    return rc;
+}
+
 static void teardown(trainer *t) {
     if (t->jsonl)
         fclose(t->jsonl);
     wsml_loader_close(t->loader);
     wsml_net_free(t->net);
     for (int g = 0; g < WSML_OPTIM_MAX_GROUPS; g++)
-        for (int k = 0; k < 2 && t->be; k++)
-            t->be->free(t->be, t->dev_state[g][k]);
+        for (int k = 0; k < 2 && t->be && !t->be->host_memory; k++)
+            t->be->free(t->be, t->optim_state[g][k]);
     wsml_backend_destroy(t->be);
     wsml_optim_free(&t->optim);
-    if (t->has_labels)
-        wsml_label_state_free(&t->labels);
-    free(t->G);
-    free(t->dG);
-    free(t->G_rows);
-    free(t->dG_rows);
+    wsml_loss_state_free(t->loss_state);
     free(t->observed);
     free(t->dlogits);
-    free(t->flips);
-    free(t->host_params);
-    free(t->host_grads);
     if (t->store)
         wsml_store_close(t->store);
 }
@@ -1104,7 +487,7 @@ static int stop_requested(trainer *t) {
 }
 
 static int interrupted(trainer *t, wsml_train_result *res, wsml_err *err) {
-    int rc = save_last(t, err);
+    int rc = rundir_save_last(t, err);
     if (rc < 0)
         return rc;
     res->interrupted = 1;
@@ -1130,10 +513,215 @@ static void busy_interval_end(trainer *t) {
     t->idle_busy += busy - t->busy_mark;
 }
 
-static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
+// A step's numbers into the epoch's sums.
+static void add_step(train_state *s, const wsml_batch *b, const wsml_loss_stats *ls) {
+    s->batches_done++;
+    s->global_step++;
+    s->loss_sum += ls->loss * b->size;
+    s->images += b->size;
+    s->modified += ls->num_modified;
+    if (ls->num_hidden_pos >= 0) {
+        s->modified_hidden_pos += ls->num_modified_hidden_pos;
+        s->hidden_pos += ls->num_hidden_pos;
+    }
+    s->flips += ls->num_flips;
+}
+
+// --trace: one run.jsonl line per step. step_s: forward + loss + backward + update,
+// without waiting for the loader.
+static int trace_step(trainer *t, int epoch, const wsml_batch *b, const wsml_loss_stats *ls,
+                      double step_s, wsml_err *err) {
+    json_t *j = json_object();
+    json_object_set_new(j, "step", json_integer(t->st.global_step));
+    json_object_set_new(j, "epoch", json_integer(epoch));
+    json_object_set_new(j, "batch", json_integer(b->batch_index));
+    json_object_set_new(j, "loss", json_real(ls->loss));
+    json_object_set_new(j, "modified", json_integer(ls->num_modified));
+    if (wsml_loss_is_large_loss(t->o.loss.kind)) {
+        json_object_set_new(j, "k", json_integer(ls->k));
+        json_object_set_new(j, "threshold",
+                            isfinite(ls->threshold) ? json_real(ls->threshold) : json_null());
+    }
+    if (wsml_loss_state_num_corrected(t->loss_state) >= 0)
+        json_object_set_new(j, "flips", json_integer(ls->num_flips));
+    json_object_set_new(j, "step_s", json_real(step_s));
+    return rundir_log(t, j, 0, err);
+}
+
+// The batches of epoch e that are left (from st.batches_done), with the checkpoints that
+// --save-every, --max-steps and a stop request ask for on the way. Returns 0 when the
+// epoch's batches are done, 1 when the run stops here (--max-steps; last.safetensors
+// saved), or a negative wsml_code (an interrupt: WSML_ESTATE after saving).
+static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     train_state *s = &t->st;
     int64_t nb = wsml_loader_num_batches(t->loader);
+    int rc = wsml_loader_start_epoch(t->loader, e, s->batches_done, err);
+    if (rc < 0)
+        return rc;
+    char label[48];
+    snprintf(label, sizeof label, "epoch %d/%d", e, o->epochs);
+    wsml_progress *p = wsml_progress_start(label, (uint64_t)nb, "batch");
+    wsml_progress_set(p, (uint64_t)s->batches_done);
+    wsml_batch *b;
+    t->idle_wall = t->idle_busy = 0;
+    busy_interval_start(t);
+    double t0 = wsml_now();
+    while ((rc = wsml_loader_next(t->loader, &b, err)) == 1) {
+        wsml_loss_stats ls;
+        double t_step = wsml_now();
+        rc = train_step(t, b, e, &ls, err);
+        t_step = wsml_now() - t_step;
+        if (rc < 0) {
+            wsml_progress_end(p);
+            describe_failure(t, e, s->global_step + 1, b->batch_index + 1, err);
+            return rc;
+        }
+        add_step(s, b, &ls);
+        if (o->trace && (rc = trace_step(t, e, b, &ls, t_step, err)) < 0) {
+            wsml_progress_end(p);
+            return rc;
+        }
+        wsml_progress_add(p, 1);
+        char status[64];
+        snprintf(status, sizeof status, "loss %.4f", ls.loss);
+        wsml_progress_status(p, status);
+        int stop = stop_requested(t);
+        int max_hit = o->max_steps > 0 && s->global_step >= o->max_steps;
+        int periodic = o->save_every > 0 && s->global_step % o->save_every == 0;
+        if (!stop && !max_hit && !periodic)
+            continue;
+        busy_interval_end(t);
+        s->train_seconds += wsml_now() - t0;
+        t0 = wsml_now();
+        wsml_progress_end(p);
+        p = NULL;
+        if (stop)
+            return interrupted(t, res, err);
+        rc = rundir_save_last(t, err);
+        if (rc < 0) {
+            describe_failure(t, e, s->global_step, s->batches_done, err);
+            return rc;
+        }
+        if (max_hit) {
+            res->max_steps_hit = 1;
+            wsml_info("stopped after %lld steps (--max-steps); %s saved", (long long)s->global_step,
+                      t->path_last);
+            return 1;
+        }
+        p = wsml_progress_start(label, (uint64_t)nb, "batch");
+        wsml_progress_set(p, (uint64_t)s->batches_done);
+        busy_interval_start(t);
+    }
+    wsml_progress_end(p);
+    if (rc < 0)
+        return wsml_err_prefix(err, "epoch %d", e);
+    busy_interval_end(t);
+    s->train_seconds += wsml_now() - t0;
+    return 0;
+}
+
+// run.jsonl's line of epoch e (docs/methods.md §2 "Diagnostics": how many modified entries are
+// hidden true positives; LL-Cp's corrections so far).
+static json_t *epoch_line(trainer *t, int e, double val_map, double seconds) {
+    const wsml_train_opts *o = &t->o;
+    train_state *s = &t->st;
+    json_t *j = json_object();
+    json_object_set_new(j, "epoch", json_integer(e));
+    json_object_set_new(j, "steps", json_integer(s->global_step));
+    json_object_set_new(j, "train_loss", json_real(s->images ? s->loss_sum / s->images : 0));
+    json_object_set_new(j, "modified", json_integer(s->modified));
+    json_object_set_new(j, "modified_hidden_pos", json_integer(s->modified_hidden_pos));
+    json_object_set_new(j, "modified_precision",
+                        s->modified ? json_real((double)s->modified_hidden_pos / s->modified)
+                                    : json_null());
+    json_object_set_new(j, "hidden_pos", json_integer(s->hidden_pos));
+    if (wsml_loss_is_large_loss(o->loss.kind)) {
+        if (o->loss.threshold == WSML_THRESHOLD_RELATIVE)
+            json_object_set_new(j, "clean_rate",
+                                json_real(wsml_ll_clean_rate(o->loss.delta_rel_percent, e)));
+        else
+            json_object_set_new(j, "abs_threshold", json_real(wsml_ll_abs_threshold(&t->loss, e)));
+    }
+    int64_t corrected = wsml_loss_state_num_corrected(t->loss_state);
+    if (corrected >= 0) {
+        s->flips_true_pos_total += s->flips_true_pos;
+        json_object_set_new(j, "flips", json_integer(s->flips));
+        json_object_set_new(j, "flips_true_pos", json_integer(s->flips_true_pos));
+        json_object_set_new(j, "corrected_total", json_integer(corrected));
+        json_object_set_new(j, "corrected_true_pos_total", json_integer(s->flips_true_pos_total));
+    }
+    json_object_set_new(j, "val_map", json_real(val_map));
+    json_object_set_new(j, "best_val_map", json_real(s->best_val_map));
+    json_object_set_new(j, "best_epoch", json_integer(s->best_epoch));
+    json_object_set_new(j, "time_s", json_real(seconds));
+    json_object_set_new(j, "images_per_s",
+                        json_real(s->train_seconds > 0 ? s->images / s->train_seconds : 0));
+    if (t->busy_mark >= 0 && t->idle_wall > 0) {
+        // The share of this epoch's training time (in this process) in which the GPU
+        // had nothing queued: waiting for data, the host's loss, launches.
+        double idle = 1 - t->idle_busy / t->idle_wall;
+        json_object_set_new(j, "gpu_idle_frac", json_real(idle < 0 ? 0 : idle));
+    }
+    return j;
+}
+
+// After epoch e's batches: validation, model selection and early stop as the reference
+// (train.py: a strictly better val mAP is the new best; otherwise stop if it is more
+// than 3 points below), the epoch's line, best.safetensors, last.safetensors.
+static int end_epoch(trainer *t, int e, double t_epoch, wsml_train_result *res, wsml_err *err) {
+    const wsml_train_opts *o = &t->o;
+    train_state *s = &t->st;
+    double val_map = 0, groups[WSML_METRICS_MAX_GROUPS];
+    int ng = 0;
+    int rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
+    if (rc == 1)
+        return interrupted(t, res, err);
+    if (rc < 0)
+        return wsml_err_prefix(err, "epoch %d", e);
+    int improved = val_map > s->best_val_map;
+    int early = 0;
+    if (improved) {
+        s->best_val_map = val_map;
+        s->best_epoch = e;
+    } else if (o->early_stop && s->best_val_map - val_map > 3.0) {
+        early = 1;
+    }
+    json_t *j = epoch_line(t, e, val_map, wsml_now() - t_epoch);
+    wsml_info("epoch %d/%d: loss %.4f, modified %lld, val mAP %.2f (best %.2f @ %d)%s, "
+              "%.1f img/s",
+              e, o->epochs, s->images ? s->loss_sum / s->images : 0, (long long)s->modified,
+              val_map, s->best_val_map, s->best_epoch, early ? ", early stop" : "",
+              s->train_seconds > 0 ? s->images / s->train_seconds : 0);
+    rc = rundir_log(t, j, 1, err);
+    if (rc < 0)
+        return rc;
+    if (improved) {
+        rc = rundir_check_finite_weights(t, err);
+        if (rc == 0)
+            rc = rundir_save_best(t, val_map, e, err);
+        if (rc < 0)
+            return wsml_err_prefix(err, "epoch %d", e);
+    }
+    res->epochs_run = e;
+    s->epoch = e + 1;
+    s->batches_done = 0;
+    reset_epoch_sums(s);
+    if (early)
+        s->stop_reason = STOP_EARLY;
+    else if (e >= o->epochs)
+        s->stop_reason = STOP_EPOCHS;
+    rc = rundir_save_last(t, err);
+    if (rc < 0)
+        return wsml_err_prefix(err, "end of epoch %d", e);
+    if (stop_requested(t) && s->stop_reason == STOP_NONE)
+        return interrupted(t, res, err);
+    return 0;
+}
+
+static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
+    const wsml_train_opts *o = &t->o;
+    train_state *s = &t->st;
     if (o->max_steps > 0 && s->global_step >= o->max_steps && s->stop_reason == STOP_NONE) {
         res->max_steps_hit = 1;
         wsml_info("already at step %lld (--max-steps %lld): nothing to do",
@@ -1148,182 +736,11 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
             break;
         }
         double t_epoch = wsml_now();
-        int rc = wsml_loader_start_epoch(t->loader, e, s->batches_done, err);
-        if (rc < 0)
-            return rc;
-        char label[48];
-        snprintf(label, sizeof label, "epoch %d/%d", e, o->epochs);
-        wsml_progress *p = wsml_progress_start(label, (uint64_t)nb, "batch");
-        wsml_progress_set(p, (uint64_t)s->batches_done);
-        wsml_batch *b;
-        t->idle_wall = t->idle_busy = 0;
-        busy_interval_start(t);
-        double t0 = wsml_now();
-        while ((rc = wsml_loader_next(t->loader, &b, err)) == 1) {
-            wsml_loss_stats ls;
-            double t_step = wsml_now();
-            rc = train_step(t, b, e, &ls, err);
-            t_step = wsml_now() - t_step;
-            if (rc < 0) {
-                wsml_progress_end(p);
-                describe_failure(t, e, s->global_step + 1, b->batch_index + 1, err);
-                return rc;
-            }
-            s->batches_done++;
-            s->global_step++;
-            s->loss_sum += ls.loss * b->size;
-            s->images += b->size;
-            s->modified += ls.num_modified;
-            if (ls.num_hidden_pos >= 0) {
-                s->modified_hidden_pos += ls.num_modified_hidden_pos;
-                s->hidden_pos += ls.num_hidden_pos;
-            }
-            s->flips += ls.num_flips;
-            if (o->trace) {
-                json_t *j = json_object();
-                json_object_set_new(j, "step", json_integer(s->global_step));
-                json_object_set_new(j, "epoch", json_integer(e));
-                json_object_set_new(j, "batch", json_integer(b->batch_index));
-                json_object_set_new(j, "loss", json_real(ls.loss));
-                json_object_set_new(j, "modified", json_integer(ls.num_modified));
-                if (wsml_loss_is_large_loss(o->loss.kind)) {
-                    json_object_set_new(j, "k", json_integer(ls.k));
-                    json_object_set_new(j, "threshold",
-                                        isfinite(ls.threshold) ? json_real(ls.threshold)
-                                                               : json_null());
-                }
-                if (t->has_labels)
-                    json_object_set_new(j, "flips", json_integer(ls.num_flips));
-                // forward + loss + backward + update, without waiting for the loader
-                json_object_set_new(j, "step_s", json_real(t_step));
-                rc = jsonl_write(t, j, 0, err);
-                if (rc < 0) {
-                    wsml_progress_end(p);
-                    return rc;
-                }
-            }
-            wsml_progress_add(p, 1);
-            char status[64];
-            snprintf(status, sizeof status, "loss %.4f", ls.loss);
-            wsml_progress_status(p, status);
-            int stop = stop_requested(t);
-            int max_hit = o->max_steps > 0 && s->global_step >= o->max_steps;
-            int periodic = o->save_every > 0 && s->global_step % o->save_every == 0;
-            if (stop || max_hit || periodic) {
-                busy_interval_end(t);
-                s->train_seconds += wsml_now() - t0;
-                t0 = wsml_now();
-                wsml_progress_end(p);
-                p = NULL;
-                if (stop)
-                    return interrupted(t, res, err);
-                rc = save_last(t, err);
-                if (rc < 0) {
-                    describe_failure(t, e, s->global_step, s->batches_done, err);
-                    return rc;
-                }
-                if (max_hit) {
-                    res->max_steps_hit = 1;
-                    wsml_info("stopped after %lld steps (--max-steps); %s saved",
-                              (long long)s->global_step, t->path_last);
-                    return 0;
-                }
-                p = wsml_progress_start(label, (uint64_t)nb, "batch");
-                wsml_progress_set(p, (uint64_t)s->batches_done);
-                busy_interval_start(t);
-            }
-        }
-        wsml_progress_end(p);
-        if (rc < 0)
-            return wsml_err_prefix(err, "epoch %d", e);
-        busy_interval_end(t);
-        s->train_seconds += wsml_now() - t0;
-
-        double val_map = 0, groups[WSML_TRAIN_MAX_GROUPS];
-        int ng = 0;
-        rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
-        if (rc == 1)
-            return interrupted(t, res, err);
-        if (rc < 0)
-            return wsml_err_prefix(err, "epoch %d", e);
-        // Model selection and early stop as the reference (train.py): a strictly better
-        // val mAP is the new best; otherwise stop if it is more than 3 points below.
-        int improved = val_map > s->best_val_map;
-        int early = 0;
-        if (improved) {
-            s->best_val_map = val_map;
-            s->best_epoch = e;
-        } else if (o->early_stop && s->best_val_map - val_map > 3.0) {
-            early = 1;
-        }
-        json_t *j = json_object();
-        json_object_set_new(j, "epoch", json_integer(e));
-        json_object_set_new(j, "steps", json_integer(s->global_step));
-        json_object_set_new(j, "train_loss", json_real(s->images ? s->loss_sum / s->images : 0));
-        json_object_set_new(j, "modified", json_integer(s->modified));
-        // docs/methods.md §2 "Diagnostics": how many modified entries are hidden true positives.
-        json_object_set_new(j, "modified_hidden_pos", json_integer(s->modified_hidden_pos));
-        json_object_set_new(j, "modified_precision",
-                            s->modified ? json_real((double)s->modified_hidden_pos / s->modified)
-                                        : json_null());
-        json_object_set_new(j, "hidden_pos", json_integer(s->hidden_pos));
-        if (wsml_loss_is_large_loss(o->loss.kind)) {
-            if (o->loss.threshold == WSML_THRESHOLD_RELATIVE)
-                json_object_set_new(j, "clean_rate",
-                                    json_real(wsml_ll_clean_rate(o->loss.delta_rel_percent, e)));
-            else
-                json_object_set_new(j, "abs_threshold",
-                                    json_real(wsml_ll_abs_threshold(&t->loss, e)));
-        }
-        if (t->has_labels) {
-            s->flips_true_pos_total += s->flips_true_pos;
-            json_object_set_new(j, "flips", json_integer(s->flips));
-            json_object_set_new(j, "flips_true_pos", json_integer(s->flips_true_pos));
-            json_object_set_new(j, "corrected_total", json_integer((json_int_t)t->labels.count));
-            json_object_set_new(j, "corrected_true_pos_total",
-                                json_integer(s->flips_true_pos_total));
-        }
-        json_object_set_new(j, "val_map", json_real(val_map));
-        json_object_set_new(j, "best_val_map", json_real(s->best_val_map));
-        json_object_set_new(j, "best_epoch", json_integer(s->best_epoch));
-        double elapsed = wsml_now() - t_epoch;
-        json_object_set_new(j, "time_s", json_real(elapsed));
-        json_object_set_new(j, "images_per_s",
-                            json_real(s->train_seconds > 0 ? s->images / s->train_seconds : 0));
-        if (t->busy_mark >= 0 && t->idle_wall > 0) {
-            // The share of this epoch's training time (in this process) in which the GPU
-            // had nothing queued: waiting for data, the host's loss, launches.
-            double idle = 1 - t->idle_busy / t->idle_wall;
-            json_object_set_new(j, "gpu_idle_frac", json_real(idle < 0 ? 0 : idle));
-        }
-        wsml_info("epoch %d/%d: loss %.4f, modified %lld, val mAP %.2f (best %.2f @ %d)%s, "
-                  "%.1f img/s",
-                  e, o->epochs, s->images ? s->loss_sum / s->images : 0, (long long)s->modified,
-                  val_map, s->best_val_map, s->best_epoch, early ? ", early stop" : "",
-                  s->train_seconds > 0 ? s->images / s->train_seconds : 0);
-        rc = jsonl_write(t, j, 1, err);
-        if (rc < 0)
-            return rc;
-        if (improved) {
-            rc = check_finite_weights(t, err);
-            if (rc == 0)
-                rc = save_best(t, val_map, e, err);
-            if (rc < 0)
-                return wsml_err_prefix(err, "epoch %d", e);
-        }
-        res->epochs_run = e;
-        s->epoch = e + 1;
-        s->batches_done = 0;
-        reset_epoch_sums(s);
-        if (early)
-            s->stop_reason = STOP_EARLY;
-        else if (e >= o->epochs)
-            s->stop_reason = STOP_EPOCHS;
-        rc = save_last(t, err);
-        if (rc < 0)
-            return wsml_err_prefix(err, "end of epoch %d", e);
-        if (stop_requested(t) && s->stop_reason == STOP_NONE)
-            return interrupted(t, res, err);
+        int rc = train_batches(t, e, res, err);
+        if (rc == 0)
+            rc = end_epoch(t, e, t_epoch, res, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
     }
     return 0;
 }
@@ -1375,7 +792,7 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     json_object_set_new(j, "epochs_run", json_integer(res->epochs_run));
     json_object_set_new(j, "steps", json_integer(s->global_step));
     json_object_set_new(j, "early_stopped", json_boolean(res->early_stopped));
-    rc = jsonl_write(t, j, 1, err);
+    rc = rundir_log(t, j, 1, err);
     if (rc < 0)
         return rc;
     if (have_test)
@@ -1393,8 +810,9 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     int rc = wsml_train_opts_check(opts, err);
     if (rc < 0)
         return rc;
-    if (!hooks || !hooks->metrics)
-        return wsml_errf(err, WSML_EARG, "wsml_train_run: hooks->metrics is required");
+    static const wsml_train_hooks no_hooks = {NULL};
+    if (!hooks)
+        hooks = &no_hooks;
     trainer *t = calloc(1, sizeof *t);
     if (!t)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
@@ -1414,7 +832,7 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);
     snprintf(t->path_last, sizeof t->path_last, "%s/last.safetensors", t->o.out);
     int resume = t->o.resume;
-    rc = prepare_rundir(t, &resume, err);
+    rc = rundir_prepare(t, &resume, err);
     if (rc == 0)
         rc = setup(t, resume, err);
     if (rc == 0 && resume)

@@ -1,5 +1,15 @@
-// The training loop of wsml-train (docs/methods.md §2–3): options, the
-// run directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
+// The training of wsml-train (docs/train.md, docs/methods.md §2–3): its options, the run
+// directory (config.json, run.jsonl, best/last checkpoints) and exact resume.
+//
+// train/ is layered (docs/train.md): this header and its three files sit on top —
+//   trainer_opts.c  the option table: every option once (flag, field, range, default,
+//                   config.json key, --help, whether it changes the numbers)
+//   trainer.c       setup and the loop (one step, epochs, validation, the test pass)
+//   rundir.c        the run directory and its checkpoints (train/trainer_impl.h)
+// — over the layers they use and never look inside: the network (net.h), the backend
+// table (backend.h), the losses with their state (loss.h), the optimizer (optim.h), the
+// loader (loader.h) and the predict path (predict.h); metrics come from
+// common/metrics.h.
 //
 // Run directory:
 //   config.json       every option with its resolved value, the store's identity, the
@@ -8,20 +18,23 @@
 //                     {"event": "final", ...} when the run is finished
 //   best.safetensors  the weights of the best validation epoch (torchvision names)
 //   last.safetensors  the weights plus everything an exact resume needs (optimiser
-//                     state, epoch/step counters, LL-Cp's label state, ROLE's G, best
-//                     so far, the run.jsonl length); written at the end of every epoch
-//                     and every --save-every steps, atomically (temp, fsync, rename)
+//                     state, the loss's state: LL-Cp's corrected labels, ROLE's
+//                     estimator; epoch/step counters, best so far, the run.jsonl length);
+//                     written at the end of every epoch and every --save-every steps,
+//                     atomically (temp, fsync, rename)
 // Resume: `--resume` continues from last.safetensors so that the final weights and
 // metrics equal those of an uninterrupted run on the CPU backend, bit for bit. Every
 // random draw is a function of (seed, epoch) (train/loader.h) or happens once at the
-// start (weights, ROLE's G), so there is no generator state to carry.
+// start (weights, ROLE's estimator), so there is no generator state to carry.
 #ifndef WSML_TRAINER_H
 #define WSML_TRAINER_H
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/err.h"
+#include "common/metrics.h"
 #include "common/sysinfo.h" // WSML_VERSION
 #include "train/loss.h"
 #include "train/optim.h"
@@ -62,10 +75,11 @@ typedef struct {
     char recipe[16]; // "" or "paper"
 } wsml_train_opts;
 
-// Defaults (README/--help): resnet18, width 1, linear head, alpha 5, loss an, relative
-// threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4, lr_mult 10, 10 epochs, batch 16,
-// seed 1, flip and shuffle on, early stop on, cpu, tf32, threads 1, workers 2, save every
-// 200.
+// Defaults: the option table's (train/trainer_opts.c; `wsml-train --help` lists them)
+// and, for the loss's settings, wsml_loss_config_default's: resnet18, width 1, linear
+// head, alpha 5, loss an, relative threshold, Δrel 0.2 %, R0 2, Δabs 0.1, Adam, lr 1e-4,
+// lr_mult 10, 10 epochs, batch 16, seed 1, flip and shuffle on, early stop on, cpu, tf32,
+// threads 0 (all CPUs), workers 2, save every 200.
 void wsml_train_opts_default(wsml_train_opts *o);
 // The paper's recipe (docs/methods.md §3): resnet50, batch 16, Adam, lr 1e-5, lr_mult 10, 10
 // epochs, flip, early stop. Applied before the other flags, so flags override it.
@@ -73,17 +87,19 @@ void wsml_train_opts_paper(wsml_train_opts *o);
 // Checks values and combinations (WSML_EARG naming the flag).
 int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err);
 
-// Metrics over (n, c) scores and labels (docs/methods.md §4): mAP in points and, when the store's
-// info JSON holds frequency groups (OpenImages), each group's mAP (at most 16 groups;
-// *num_groups = 0 otherwise). The trainer takes it as a function so that libwsml-train
-// does not depend on libwsml-eval (main.c passes one built on eval/metrics.h).
-typedef int (*wsml_metrics_fn)(const float *scores, const int8_t *labels, int64_t n, int c,
-                               const char *store_info_json, double *map, double *group_maps,
-                               int *num_groups, wsml_err *err);
-#define WSML_TRAIN_MAX_GROUPS 16
+// Applies a command line's options on top of *o (getopt_long over the option table of
+// train/trainer_opts.c; --recipe first, unless apply_recipe is 0: a resumed run's
+// config.json already holds the resolved values). Returns 0; WSML_OPTS_HELP or
+// WSML_OPTS_VERSION for --help / --version (nothing printed); or WSML_EARG with err
+// naming the flag and what it expects (a usage error).
+#define WSML_OPTS_HELP 1
+#define WSML_OPTS_VERSION 2
+int wsml_train_opts_parse(int argc, char **argv, wsml_train_opts *o, int apply_recipe,
+                          wsml_err *err);
+// The options part of --help, section by section, from the same table.
+void wsml_train_opts_help(FILE *f);
 
 typedef struct {
-    wsml_metrics_fn metrics;
     // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop.
     volatile sig_atomic_t *stop_requested;
 } wsml_train_hooks;
@@ -95,7 +111,7 @@ typedef struct {
     double best_val_map;
     double test_map;
     int num_groups; // OpenImages: test mAP per frequency group
-    double test_group_maps[WSML_TRAIN_MAX_GROUPS];
+    double test_group_maps[WSML_METRICS_MAX_GROUPS];
     int early_stopped;
     int started;     // training (or the final test pass) began: a later error is a
                      // runtime error, not a usage error

@@ -20,7 +20,7 @@
 // Not needing a GPU (run by `make unit` everywhere): the cpu backend's --precision rules,
 // and the conditioning of the whole-network instances (net_cases_hold_their_bounds_on_cpu).
 // Runs only where a GPU is present; otherwise every test is skipped with the reason. The
-// file needs no #ifdef: train/cuda_loader.c (always linked) dlopen()s build/libwsml-cuda.so,
+// file needs no #ifdef: train/backend_cuda.c (always linked) dlopen()s build/libwsml-cuda.so,
 // and wsml_cuda_device_count() is 0 where that library is missing (a build without nvcc)
 // or finds no device (this machine); wsml_cuda_describe() then says which.
 // On the GPU machine bench/gpu.sh builds this same file against bench/shim/ (a tiny
@@ -196,8 +196,8 @@ Test(cuda, create_describe_and_precision_choice) {
     for (int i = 0; i < 3; i++) {
         setenv("WSML_PRECISION", ok[i], 1);
         cr_assert_eq(wsml_backend_create("cuda", &opt, &be, &err), 0, "%s", err.msg);
-        wsml_cuda_memory m;
-        cr_assert_eq(wsml_cuda_memory_info(be, &m), 0, "%s", be->err.msg);
+        wsml_backend_memory m;
+        cr_assert_eq(be->memory_info(be, &m), 0, "%s", be->err.msg);
         cr_expect_str_eq(m.precision, i == 0 ? "fp32" : "tf32");
         cr_expect(m.allocated_bytes > 0 && m.device_total_bytes > 0);
         wsml_backend_destroy(be);
@@ -209,8 +209,8 @@ Test(cuda, create_describe_and_precision_choice) {
     // --precision (the option) wins over the environment
     opt.precision = WSML_PRECISION_FP32;
     cr_assert_eq(wsml_backend_create("cuda", &opt, &be, &err), 0, "%s", err.msg);
-    wsml_cuda_memory m;
-    cr_assert_eq(wsml_cuda_memory_info(be, &m), 0, "%s", be->err.msg);
+    wsml_backend_memory m;
+    cr_assert_eq(be->memory_info(be, &m), 0, "%s", be->err.msg);
     cr_expect_str_eq(m.precision, "fp32");
     cr_expect_str_eq(be->precision, "fp32");
     wsml_backend_destroy(be);
@@ -477,8 +477,8 @@ Test(cuda, conv_matches_cpu_bf16, .timeout = 120) {
     wsml_rng_seed(&r, 3);
     for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
         conv_case_run(&b, &conv_cases[i], TOL_BF16, &r);
-    wsml_cuda_memory m;
-    cr_assert_eq(wsml_cuda_memory_info(b.gpu, &m), 0, "%s", b.gpu->err.msg);
+    wsml_backend_memory m;
+    cr_assert_eq(b.gpu->memory_info(b.gpu, &m), 0, "%s", b.gpu->err.msg);
     fprintf(stderr, "cuda/conv_matches_cpu_bf16: %d layer shape(s) fell back to tf32\n",
             m.bf16_fallback_layers);
     report_worst("conv_matches_cpu_bf16");
@@ -684,7 +684,7 @@ Test(cuda, gemm_matches_cpu_bf16) {
 
 // ---- optimiser on the device ---------------------------------------------------------------
 
-// wsml_cuda_optim_step against wsml_optim_step (train/optim.c, itself equal to PyTorch bit
+// The cuda backend's optim_step against wsml_optim_step (train/optim.c, itself equal to PyTorch bit
 // for bit): five steps of Adam with weight decay, SGD with momentum, SGD without.
 Test(cuda, device_optimizer_equals_host_optimizer) {
     require_gpu();
@@ -714,7 +714,7 @@ Test(cuda, device_optimizer_equals_host_optimizer) {
             float *grad = randn(&r, N, step == 2 ? 1e-6 : 1.0, 0); // tiny grads: eps matters
             cr_assert_eq(g->copy_to_device(g, dgr, grad, N * sizeof(float)), 0);
             wsml_optim_step(&host, 0, p, grad);
-            cr_assert_eq(wsml_cuda_optim_step(g, &dev, 0, dp, dgr, m, v), 0, "%s", g->err.msg);
+            cr_assert_eq(g->optim_step(g, &dev, 0, dp, dgr, m, v), 0, "%s", g->err.msg);
             free(grad);
         }
         cr_expect_eq(dev.group[0].step, host.group[0].step);
@@ -1053,7 +1053,7 @@ static void net_case_run(const net_case *c) {
 
     // 3. SGD steps (lr 1e-4, momentum 0.9, weight decay 1e-3) on new batches, every third
     //    one smaller; the optimizer runs on the host for the cpu net and on the device for
-    //    the gpu net (wsml_cuda_optim_step, as wsml-train does for the cuda backend).
+    //    the gpu net (be->optim_step, as wsml-train does for the cuda backend).
     //    Checked: each step's loss, and how all parameters moved over the steps (the
     //    parameters themselves hardly move at this lr, so comparing only them would not
     //    notice an optimizer that does nothing).
@@ -1096,8 +1096,8 @@ static void net_case_run(const net_case *c) {
                 cr_assert_eq(be->copy_to_device(be, wsml_net_params(net), hp, np * sizeof(float)),
                              0);
             } else {
-                cr_assert_eq(wsml_cuda_optim_step(be, opts[k], 0, wsml_net_params(net),
-                                                  wsml_net_grads(net), momentum, NULL),
+                cr_assert_eq(be->optim_step(be, opts[k], 0, wsml_net_params(net),
+                                            wsml_net_grads(net), momentum, NULL),
                              0, "%s", be->err.msg);
             }
         }

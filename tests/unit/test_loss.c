@@ -328,3 +328,142 @@ Test(loss, label_state_checkpoint_round_trip) {
     wsml_label_state_free(&s);
     wsml_label_state_free(&t);
 }
+
+// ---- the loss state interface (train/loss_state.c) -------------------------------------------
+
+// A loss of `kind` with default settings and an empty Adam for its state.
+static void state_setup(wsml_loss_kind kind, wsml_loss_config *cfg, wsml_optim *optim) {
+    wsml_loss_config_default(cfg);
+    cfg->kind = kind;
+    wsml_optim_config oc;
+    wsml_optim_config_default(&oc, WSML_OPTIM_ADAM);
+    wsml_err err;
+    cr_assert_eq(wsml_optim_init(optim, &oc, &err), 0);
+}
+
+static int fill_observed(void *ctx, int8_t *observed, wsml_err *err) {
+    (void)err;
+    const int8_t *src = ctx; // (N, C)
+    memcpy(observed, src, 4 * 3);
+    return 0;
+}
+
+// LL-Cp: a batch's flips become observed positives of those images in later batches, count
+// as corrected, survive a checkpoint round trip; the reference's LL-Cp and AN keep no state.
+Test(loss, state_llcp_flips_overlay_and_checkpoint) {
+    wsml_loss_config cfg;
+    wsml_optim optim;
+    wsml_err err;
+    state_setup(WSML_LOSS_LL_CP, &cfg, &optim);
+    wsml_loss_state_env env = {.num_images = 6, .num_classes = 3, .max_batch = 2, .optim = &optim};
+    wsml_loss_state *s = NULL;
+    cr_assert_eq(wsml_loss_state_create(&cfg, &env, &s, &err), 0, "%s", err.msg);
+    cr_assert(s);
+    cr_assert_eq(wsml_loss_state_num_corrected(s), 0);
+
+    // batch 1 = images 5 and 3; the loss flipped (row 0, class 2) and (row 1, class 1)
+    int64_t index[2] = {5, 3};
+    int8_t observed[6] = {0};
+    wsml_loss_input in = {0};
+    wsml_loss_output out = {0};
+    wsml_loss_state_begin_batch(s, index, 2, observed, &in, &out);
+    cr_assert(out.flips && !in.estimator_logits && !out.destimator_logits);
+    out.flips[0] = 0, out.flips[1] = 2, out.flips[2] = 1, out.flips[3] = 1;
+    out.stats.num_flips = 2;
+    const int8_t full[6] = {0, 0, 1, 0, 0, 0}; // (5, 2) is a true positive, (3, 1) is not
+    int64_t true_pos = -1;
+    cr_assert_eq(wsml_loss_state_end_batch(s, index, 2, full, &out, &true_pos, &err), 0);
+    cr_assert_eq(true_pos, 1);
+    cr_assert_eq(wsml_loss_state_num_corrected(s), 2);
+
+    // batch 2 = images 3 and 0: image 3's class 1 is now observed positive
+    int64_t index2[2] = {3, 0};
+    int8_t observed2[6] = {0, 0, -1, 0, 0, 0};
+    wsml_loss_state_begin_batch(s, index2, 2, observed2, &in, &out);
+    const int8_t want[6] = {0, 1, -1, 0, 0, 0};
+    cr_assert_arr_eq(observed2, want, 6);
+
+    wsml_tensor_view views[2];
+    size_t n = 0;
+    cr_assert_eq(wsml_loss_state_save(s, views, 2, &n, &err), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(views[0].name, WSML_LABEL_STATE_TENSOR);
+    const int64_t pairs[4] = {3, 1, 5, 2}; // sorted (image, class)
+    cr_assert_eq(views[0].nbytes, sizeof pairs);
+    cr_assert_arr_eq(views[0].data, pairs, sizeof pairs);
+    wsml_safetensors st = {.tensors = views, .n = 1};
+    wsml_loss_state *t = NULL;
+    cr_assert_eq(wsml_loss_state_create(&cfg, &env, &t, &err), 0);
+    cr_assert_eq(wsml_loss_state_load(t, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(wsml_loss_state_num_corrected(t), 2);
+    st.n = 0; // a checkpoint without the tensor
+    cr_assert_eq(wsml_loss_state_load(t, &st, &err), WSML_ECORRUPT);
+    cr_assert(strstr(err.msg, WSML_LABEL_STATE_TENSOR), "%s", err.msg);
+    wsml_loss_state_free(t);
+    wsml_loss_state_free(s);
+
+    cfg.reference_quirks = 1;
+    cr_assert_eq(wsml_loss_state_create(&cfg, &env, &s, &err), 0);
+    cr_assert_null(s);
+    cfg.kind = WSML_LOSS_AN;
+    cr_assert_eq(wsml_loss_state_create(&cfg, &env, &s, &err), 0);
+    cr_assert_null(s);
+    cr_assert_eq(wsml_loss_state_num_corrected(s), -1);
+    wsml_optim_free(&optim);
+}
+
+// ROLE: the estimator starts from the observed labels (as wsml_role_init_estimator), hands
+// the batch's rows to the loss, and one end_batch is one Adam step of its own group over
+// the whole (N, C) matrix with the batch's gradient scattered to its rows (first Adam step:
+// p -= lr · g / (|g| + eps), i.e. lr·sign(g) where g != 0, nothing where g = 0).
+Test(loss, state_role_rows_and_optimizer_step) {
+    wsml_loss_config cfg;
+    wsml_optim optim;
+    wsml_err err;
+    state_setup(WSML_LOSS_ROLE, &cfg, &optim);
+    const int8_t observed_all[12] = {1, 0, -1, 0, 0, 0, 0, 1, 0, -1, 0, 0}; // (4, 3)
+    wsml_loss_state_env env = {.num_images = 4,
+                               .num_classes = 3,
+                               .max_batch = 2,
+                               .seed = 7,
+                               .optim = &optim,
+                               .lr = 0.5,
+                               .read_observed = fill_observed,
+                               .ctx = (void *)observed_all};
+    wsml_loss_state *s = NULL;
+    cr_assert_eq(wsml_loss_state_create(&cfg, &env, &s, &err), 0, "%s", err.msg);
+    cr_assert_eq(optim.num_groups, 1);
+    cr_assert_str_eq(optim.group[0].name, "estimator");
+    cr_assert_eq(optim.group[0].count, 12);
+    float G0[12];
+    wsml_role_init_estimator(G0, observed_all, 4, 3, 7);
+    wsml_tensor_view views[2];
+    size_t n = 0;
+    cr_assert_eq(wsml_loss_state_save(s, views, 2, &n, &err), 0);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(views[0].name, WSML_ROLE_ESTIMATOR_TENSOR);
+    cr_assert_arr_eq(views[0].data, G0, sizeof G0);
+
+    int64_t index[2] = {2, 0};
+    int8_t observed[6] = {0};
+    wsml_loss_input in = {0};
+    wsml_loss_output out = {0};
+    wsml_loss_state_begin_batch(s, index, 2, observed, &in, &out);
+    cr_assert_arr_eq(in.estimator_logits, G0 + 6, 3 * sizeof(float));
+    cr_assert_arr_eq(in.estimator_logits + 3, G0, 3 * sizeof(float));
+    const float grad[6] = {1, -2, 0, 0, 3, 0}; // rows of images 2 and 0
+    memcpy(out.destimator_logits, grad, sizeof grad);
+    int64_t true_pos = -1;
+    cr_assert_eq(wsml_loss_state_end_batch(s, index, 2, NULL, &out, &true_pos, &err), 0);
+    cr_assert_eq(true_pos, 0);
+    cr_assert_eq(optim.group[0].step, 1);
+    cr_assert_eq(wsml_loss_state_save(s, views, 2, &n, &err), 0);
+    const float *G = views[0].data;
+    const float delta[12] = {0, -0.5f, 0, 0, 0, 0, -0.5f, 0.5f, 0, 0, 0, 0}; // -lr·sign(g)
+    for (int i = 0; i < 12; i++)
+        cr_assert_float_eq(G[i], G0[i] + delta[i], 1e-6, "entry %d: %g, expected %g", i, G[i],
+                           G0[i] + delta[i]);
+    cr_assert_eq(wsml_loss_state_num_corrected(s), -1);
+    wsml_loss_state_free(s);
+    wsml_optim_free(&optim);
+}

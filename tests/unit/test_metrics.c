@@ -1,4 +1,4 @@
-// eval/metrics.c: AP/mAP (docs/methods.md §4). Hand-checked cases whose values come from
+// common/metrics.c: AP/mAP (docs/methods.md §4). Hand-checked cases whose values come from
 // scikit-learn 1.2's average_precision_score (quoted in each test), and a property test
 // against an independent quadratic definition: AP = (1/P) Σ over positives i of the
 // precision at threshold s_i, i.e. #(positives with s >= s_i) / #(known with s >= s_i).

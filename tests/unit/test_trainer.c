@@ -287,3 +287,156 @@ Test(trainer, paper_recipe_is_spec_section_3) {
     cr_assert_eq(o.epochs, 10);
     cr_assert(o.flip && o.early_stop);
 }
+
+// ---- the command line (the option table's getopt) -------------------------------------------
+
+static int parse(wsml_train_opts *o, wsml_err *err, int argc, const char **argv) {
+    return wsml_train_opts_parse(argc, (char **)argv, o, 1, err);
+}
+
+Test(trainer, command_line_sets_every_kind_of_option) {
+    const char *argv[] = {"wsml-train",
+                          "--store",
+                          "s",
+                          "--out=r",
+                          "--loss",
+                          "ll-cp",
+                          "--threshold",
+                          "absolute",
+                          "--r0",
+                          "-1.5",
+                          "--delta-abs",
+                          "0.25",
+                          "--epr-k",
+                          "2.5",
+                          "--arch",
+                          "resnet34",
+                          "--width-mult",
+                          "0.5",
+                          "--head",
+                          "boostlu",
+                          "--optimizer",
+                          "sgd",
+                          "--lr",
+                          "3e-4",
+                          "--seed",
+                          "4294967295",
+                          "--no-flip",
+                          "--no-early-stop",
+                          "--early-stop",
+                          "--max-steps",
+                          "9000000000",
+                          "--backend",
+                          "cuda",
+                          "--precision",
+                          "bf16",
+                          "--threads",
+                          "3",
+                          "-q",
+                          "--trace",
+                          "--freeze-backbone",
+                          "--resume"};
+    wsml_train_opts o;
+    wsml_train_opts_default(&o);
+    wsml_err err;
+    cr_assert_eq(parse(&o, &err, sizeof argv / sizeof *argv, argv), 0, "%s", err.msg);
+    cr_assert_str_eq(o.store, "s");
+    cr_assert_str_eq(o.out, "r");
+    cr_assert_eq(o.loss.kind, WSML_LOSS_LL_CP);
+    cr_assert_eq(o.loss.threshold, WSML_THRESHOLD_ABSOLUTE);
+    cr_assert(o.loss.r0 == -1.5 && o.loss.delta_abs == 0.25);
+    cr_assert(o.loss.expected_num_pos == 2.5 && o.epr_k_given);
+    cr_assert_str_eq(o.arch, "resnet34");
+    cr_assert(o.width_mult == 0.5);
+    cr_assert_str_eq(o.head, "boostlu");
+    cr_assert_eq(o.optimizer, WSML_OPTIM_SGD);
+    cr_assert(o.lr == 3e-4);
+    cr_assert_eq(o.seed, 4294967295u);
+    cr_assert(!o.flip && o.shuffle && o.early_stop); // the last of --no-/--early-stop wins
+    cr_assert_eq(o.max_steps, 9000000000LL);
+    cr_assert_str_eq(o.backend, "cuda");
+    cr_assert_str_eq(o.precision, "bf16");
+    cr_assert_eq(o.threads, 3);
+    cr_assert(o.quiet && o.trace && o.freeze_backbone && o.resume && !o.force);
+    // untouched options keep their defaults
+    cr_assert_eq(o.batch, 16);
+    cr_assert(o.lr_mult == 10 && o.alpha == 5 && o.loss.delta_rel_percent == 0.2);
+    cr_assert_eq(o.workers, 2);
+    cr_assert_eq(o.save_every, 200);
+}
+
+Test(trainer, command_line_recipe_first_then_flags) {
+    const char *argv[] = {"wsml-train", "--lr", "2e-5", "--recipe", "paper", "--epochs", "3"};
+    wsml_train_opts o;
+    wsml_train_opts_default(&o);
+    wsml_err err;
+    cr_assert_eq(parse(&o, &err, 7, argv), 0, "%s", err.msg);
+    cr_assert(o.lr == 2e-5);   // given before --recipe, still wins
+    cr_assert_eq(o.epochs, 3); // given after
+    cr_assert_str_eq(o.arch, "resnet50");
+    cr_assert_str_eq(o.recipe, "paper");
+    // a resumed run does not apply it again
+    wsml_train_opts_default(&o);
+    cr_assert_eq(wsml_train_opts_parse(7, (char **)argv, &o, 0, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(o.arch, "resnet18");
+}
+
+Test(trainer, command_line_errors_name_flag_and_range) {
+    static const char *const cases[][3] = {
+        {"--batch", "0", "--batch '0': expected an integer in 1..65536"},
+        {"--lr", "-1", "--lr '-1': expected a positive number"},
+        {"--width-mult", "4.5", "--width-mult '4.5': expected a number in (0, 4]"},
+        {"--delta-rel", "101", "--delta-rel '101': expected a number in [0, 100]"},
+        {"--ls", "nan", "--ls 'nan': expected a number in [0, 1]"},
+        {"--loss", "foo",
+         "--loss 'foo': expected full, an, an-ls, wan, epr, role, ll-r, ll-ct "
+         "or ll-cp"},
+        {"--precision", "fp16", "--precision 'fp16': expected fp32, tf32 or bf16"},
+        {"--max-steps", "-1", "--max-steps '-1': expected an integer >= 0"},
+        {"--seed", "4294967296", "--seed '4294967296': expected an integer in 0..4294967295"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *argv[] = {"wsml-train", cases[i][0], cases[i][1]};
+        wsml_train_opts o;
+        wsml_train_opts_default(&o);
+        wsml_err err;
+        cr_assert_eq(parse(&o, &err, 3, argv), WSML_EARG, "%s %s accepted", cases[i][0],
+                     cases[i][1]);
+        cr_assert_str_eq(err.msg, cases[i][2]);
+    }
+    const char *help[] = {"wsml-train", "--help"}, *version[] = {"wsml-train", "--version"};
+    const char *missing[] = {"wsml-train", "--epochs"}, *unknown[] = {"wsml-train", "--flip"};
+    wsml_train_opts o;
+    wsml_train_opts_default(&o);
+    wsml_err err;
+    cr_assert_eq(parse(&o, &err, 2, help), WSML_OPTS_HELP);
+    cr_assert_eq(parse(&o, &err, 2, version), WSML_OPTS_VERSION);
+    cr_assert_eq(parse(&o, &err, 2, missing), WSML_EARG);
+    cr_assert_str_eq(err.msg, "--epochs: missing value");
+    cr_assert_eq(parse(&o, &err, 2, unknown), WSML_EARG); // only --no-flip exists
+    cr_assert_str_eq(err.msg, "unknown option '--flip'");
+}
+
+// --help lists every option the parser accepts, with the defaults that
+// wsml_train_opts_default sets.
+Test(trainer, help_lists_the_table) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    wsml_train_opts_help(f);
+    fclose(f);
+    const char *lines[] = {
+        "  --loss LOSS            full | an | an-ls | wan | epr | role | ll-r | ll-ct | ll-cp",
+        "  --lr LR                backbone learning rate (default 0.0001)",
+        "  --batch B              batch size (default 16)",
+        "  --no-flip              no random horizontal flip",
+        "  --no-early-stop        train all epochs",
+        "  --backend B            cpu | cuda",
+        "  -q, --quiet",
+        "  --recipe paper",
+        "  --save-every N         also save last.safetensors every N steps (default 200;",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++)
+        cr_assert(strstr(text, lines[i]), "--help lacks '%s':\n%s", lines[i], text);
+    free(text);
+}

@@ -1,4 +1,4 @@
-// Average precision, mAP and group mAP (docs/methods.md §4); see eval/metrics.h for the rules.
+// Average precision, mAP and group mAP (docs/methods.md §4); see common/metrics.h for the rules.
 //
 // How AP is computed: for one class the known entries are split into positives and
 // negatives, each turned into order-preserving 64-bit keys of their score and
@@ -6,7 +6,7 @@
 // score down visits each distinct score once (a tie is one threshold, as in
 // scikit-learn's _binary_clf_curve) and adds (tp gained / P) · precision there.
 // Radix-sorting the two sides separately needs no label payload beside the keys.
-#include "eval/metrics.h"
+#include "common/metrics.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -87,7 +87,7 @@ static void radix_sort_u64(uint64_t *a, uint64_t *tmp, int64_t n) {
 static double ap_from_sorted_keys(const uint64_t *pos, int64_t num_pos, const uint64_t *neg,
                                   int64_t num_neg) {
     if (num_pos == 0)
-        return 0.0; // reference convention (eval/metrics.h)
+        return 0.0; // reference convention (common/metrics.h)
     int64_t i = num_pos - 1, j = num_neg - 1;
     int64_t tp = 0, fp = 0;
     double sum = 0.0; // Σ (tp gained at threshold) · precision

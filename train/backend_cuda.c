@@ -1,8 +1,10 @@
-// The CUDA backend lives in its own shared library, build/libwsml-cuda.so (train/cuda/),
-// loaded with dlopen() only when --backend cuda is asked for. Linking cuDNN and cuBLAS
-// into every executable would cost each process ~1.5 s of start-up (the loader
-// relocating libcublasLt), CPU runs included. These wrappers keep the API of
-// train/cuda/backend_cuda.h for C callers.
+// The cuda backend as libwsml-train sees it: the backend itself lives in its own shared
+// library, build/libwsml-cuda.so (train/cuda/), opened with dlopen() only when
+// --backend cuda is asked for. Linking cuDNN and cuBLAS into every executable would cost
+// each process ~1.5 s of start-up (the dynamic linker relocating libcublasLt), CPU runs
+// included. These wrappers give wsml_backend_cuda_create (train/backend.h) and the
+// functions of train/cuda/backend_cuda.h to C callers; everything else goes through the
+// backend's table.
 //
 // Where the library is looked up: wsml_cuda_library (common/sysinfo.h).
 #include <dlfcn.h>
@@ -21,9 +23,6 @@ static char load_error[1024];
 static int (*p_create)(const wsml_backend_options *, wsml_backend **, wsml_err *);
 static int (*p_device_count)(void);
 static int (*p_describe)(int, char *, size_t);
-static int (*p_memory_info)(wsml_backend *, wsml_cuda_memory *);
-static int (*p_optim_step)(wsml_backend *, wsml_optim *, int, float *, const float *, float *,
-                           float *);
 
 static void load(void) {
     lib = wsml_cuda_library(load_error, sizeof load_error, NULL, 0);
@@ -32,9 +31,7 @@ static void load(void) {
     *(void **)&p_create = dlsym(lib, "wsml_backend_cuda_create");
     *(void **)&p_device_count = dlsym(lib, "wsml_cuda_device_count");
     *(void **)&p_describe = dlsym(lib, "wsml_cuda_describe");
-    *(void **)&p_memory_info = dlsym(lib, "wsml_cuda_memory_info");
-    *(void **)&p_optim_step = dlsym(lib, "wsml_cuda_optim_step");
-    if (!p_create || !p_device_count || !p_describe || !p_memory_info || !p_optim_step) {
+    if (!p_create || !p_device_count || !p_describe) {
         snprintf(load_error, sizeof load_error, "libwsml-cuda.so lacks an entry point");
         p_create = NULL;
     }
@@ -66,17 +63,4 @@ int wsml_cuda_describe(int device, char *buf, size_t cap) {
         return -1;
     }
     return p_describe(device, buf, cap);
-}
-
-int wsml_cuda_memory_info(wsml_backend *be, wsml_cuda_memory *out) {
-    if (!loaded())
-        return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
-    return p_memory_info(be, out);
-}
-
-int wsml_cuda_optim_step(wsml_backend *be, wsml_optim *o, int g, float *params, const float *grads,
-                         float *exp_avg, float *exp_avg_sq) {
-    if (!loaded())
-        return wsml_errf(&be->err, WSML_EARG, "CUDA backend not loaded");
-    return p_optim_step(be, o, g, params, grads, exp_avg, exp_avg_sq);
 }
