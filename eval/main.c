@@ -16,6 +16,7 @@
 #include "common/npy.h"
 #include "eval/metrics.h"
 #include "eval/page.h"
+#include "eval/runcheck.h"
 #include "eval/table.h"
 #include "store/store.h"
 #include "train/predict.h"
@@ -31,9 +32,11 @@ static void usage(FILE *f) {
             "            [--backend cpu|cuda] [--precision tf32|fp32|bf16] [--batch N]\n"
             "            [--threads N] [--workers N]\n"
             "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
-            "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--out PREFIX] [--quiet]\n"
+            "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--paper 1|2]\n"
+            "            [--out PREFIX] [--quiet]\n"
             "  " PROG " report --out DIR [--title TEXT] [--cam FIG.png]...\n"
             "            [--table TITLE] [--by dataset|group] RUNDIR... [--table TITLE ...]\n"
+            "  " PROG " check-config RUNDIR -- WSML-TRAIN-FLAGS...\n"
             "\n"
             "Average precision per class exactly as scikit-learn's average_precision_score\n"
             "(ties grouped), mAP = 100 x mean AP (docs/methods.md section 4). Labels: 1\n"
@@ -71,6 +74,17 @@ static void usage(FILE *f) {
             "  --out PREFIX     write PREFIX.md, PREFIX.csv and PREFIX.picks.csv instead of\n"
             "                   printing the Markdown table\n"
             "\n"
+            "  --paper 1|2      the supplement's Table 1 (by dataset) or Table 2 (by group)\n"
+            "                   beside ours: a paper column and our difference (ours - paper)\n"
+            "                   after each column, where the paper has the row\n"
+            "\n"
+            "Does a run directory hold the run these wsml-train flags ask for (check-config)?\n"
+            "Compares RUNDIR/config.json with the flags (--recipe applied first): every flag\n"
+            "that changes the numbers and --epochs; --store, --pretrained and --init by the\n"
+            "file they name; --threads only when given. Exit 0 when they agree, 1 with one\n"
+            "line naming the first differing flag (or an unreadable config.json), 2 when a\n"
+            "flag is bad. The pipelines run it before reusing or resuming a run.\n"
+            "\n"
             "The results page of finished runs (eval/page.h): DIR/index.html with the tables\n"
             "(the paper's numbers beside ours), the learning curves and large-loss diagnostics\n"
             "of each method's pick, the frequency-group bars (--by group), the CAM figures and\n"
@@ -92,6 +106,9 @@ static void usage(FILE *f) {
             "  " PROG " --store data/stores/voc --model best.safetensors --backend cuda \\\n"
             "            --precision bf16\n"
             "  " PROG " table runs/table1/*/*/ --by dataset --out results/table1\n"
+            "  " PROG " table runs/table1/*/*/ --paper 1 --out results/table1\n"
+            "  " PROG " check-config runs/table1/voc/an_lr1e-5_s1 -- --store data/stores/voc \\\n"
+            "            --loss an --lr 1e-5 --recipe paper --seed 1\n"
             "  " PROG " report --out results/report --table 'Table 1' runs/table1/*/*/ \\\n"
             "            --table 'Table 2' --by group runs/table2/*/*/ --cam results/cam.png\n"
             "  (cd results/report/plots && for f in *.gp; do gnuplot \"$f\"; done)\n"
@@ -393,18 +410,21 @@ static int write_text(const char *path, const char *text, wsml_err *err) {
 }
 
 static int run_table(int argc, char **argv) {
-    static const struct option options[] = {{"by", required_argument, 0, 'b'},
-                                            {"epochs", no_argument, 0, 'e'},
-                                            {"out", required_argument, 0, 'o'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {"version", no_argument, 0, 'V'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"by", required_argument, 0, 'b'},  {"epochs", no_argument, 0, 'e'},
+        {"out", required_argument, 0, 'o'}, {"paper", required_argument, 0, 'p'},
+        {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},   {0, 0, 0, 0}};
     wsml_table_by by = WSML_TABLE_BY_DATASET;
     const char *out_prefix = NULL;
-    int opt, with_epochs = 0;
+    int opt, with_epochs = 0, paper = 0;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
         switch (opt) {
+        case 'p':
+            if (wsml_parse_int(optarg, 1, 2, &paper))
+                return wsml_usage_error("--paper must be 1 or 2 (the supplement's table), not '%s'",
+                                        optarg);
+            break;
         case 'b':
             if (!strcmp(optarg, "dataset"))
                 by = WSML_TABLE_BY_DATASET;
@@ -430,8 +450,8 @@ static int run_table(int argc, char **argv) {
         return wsml_usage_error("%s", "table: give at least one RUNDIR");
     wsml_table table;
     wsml_err err = {0};
-    if (wsml_table_build((const char *const *)argv + optind, argc - optind, by, with_epochs, &table,
-                         &err))
+    if (wsml_table_build_paper((const char *const *)argv + optind, argc - optind, by, with_epochs,
+                               paper, &table, &err))
         return fail(&err);
     if (table.num_missing) {
         wsml_warn("%d of %d runs missing (not counted):", table.num_missing, argc - optind);
@@ -548,6 +568,24 @@ static int run_report(int argc, char **argv) {
     return status;
 }
 
+// ---- check-config -----------------------------------------------------------------------
+
+static int run_check_config(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 3 || strcmp(argv[2], "--"))
+        return wsml_usage_error("%s", "check-config: give RUNDIR -- WSML-TRAIN-FLAGS...");
+    wsml_err err = {0};
+    int rc = wsml_run_check_config(argv[1], argc - 3, argv + 3, &err);
+    if (rc == WSML_EARG) {
+        fprintf(stderr, PROG ": check-config: %s (see --help)\n", err.msg);
+        return 2;
+    }
+    return rc ? fail(&err) : 0;
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 int main(int argc, char **argv) {
@@ -557,6 +595,8 @@ int main(int argc, char **argv) {
         return run_table(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "report"))
         return run_report(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "check-config"))
+        return run_check_config(argc - 1, argv + 1);
     static const struct option options[] = {
         {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
         {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},

@@ -11,6 +11,7 @@
 
 #include "common/fileio.h"
 #include "eval/csv.h"
+#include "eval/paper.h"
 
 #define MAX_GROUPS 16
 #define MAX_EPOCHS 200 // per-epoch val mAP kept for the --epochs table
@@ -21,8 +22,12 @@ typedef struct {
     char method[96];   // row name, "" when unknown
     char hparams[256]; // "delta_rel=0.2 lr=1e-05": the grid point, seeds excluded
     int relative_ll;   // LL-R/Ct/Cp with the relative threshold (the "LL-relative" row)
+    int quirks;        // an LL run with --reference-quirks
+    char base[80];     // the method without the quirks suffix ("LL-Ct abs")
     int finished;
-    char reason[256]; // why it is missing
+    int diverged;      // finished with "status": "diverged" (NaN/Inf): never picked
+    int early_stopped; // finished with "status": "early-stopped" (picked like the others)
+    char reason[256];  // why it is missing
     double val_map, test_map;
     int num_groups; // 0 when no per-group test mAP was found
     double groups[MAX_GROUPS];
@@ -122,10 +127,12 @@ static void read_config(run_info *r) {
     const char *head = json_str(config, "head");
     int boost =
         head && (!strcmp(head, "boostlu") || !strcmp(head, "boost") || !strcmp(head, "cam"));
-    int quirks = ll && json_is_true(json_object_get(config, "reference_quirks"));
-    snprintf(r->method, sizeof(r->method), "%s%s%s%s", name, absolute ? " abs" : "",
-             boost ? " + BoostLU" : "", quirks ? " (ref. quirks)" : "");
-    r->relative_ll = ll && !absolute && !boost && !quirks;
+    r->quirks = ll && json_is_true(json_object_get(config, "reference_quirks"));
+    snprintf(r->base, sizeof(r->base), "%s%s%s", name, absolute ? " abs" : "",
+             boost ? " + BoostLU" : "");
+    // The row name and relative_ll are settled once every run is read (name_rows).
+    snprintf(r->method, sizeof(r->method), "%s", r->base);
+    r->relative_ll = ll && !absolute && !boost;
     if (ll && !absolute)
         add_hparam(r->hparams, sizeof(r->hparams), config, "delta_rel");
     if (absolute) {
@@ -202,6 +209,16 @@ static void read_results(run_info *r) {
     }
     json_t *val = json_object_get(final, "best_val_map");
     json_t *test = json_object_get(final, "test_map");
+    // "status" (ok | early-stopped | diverged); older runs: "early_stopped": true
+    const char *status = json_str(final, "status");
+    r->diverged = status && !strcmp(status, "diverged");
+    r->early_stopped = (status && !strcmp(status, "early-stopped")) ||
+                       (!status && json_is_true(json_object_get(final, "early_stopped")));
+    if (r->diverged) {
+        json_decref(final);
+        r->finished = 1;
+        return;
+    }
     r->val_map = json_is_number(val) ? json_number_value(val) : best_epoch_val;
     r->test_map = json_is_number(test) ? json_number_value(test) : NAN;
     r->num_groups = read_groups(json_object_get(final, "test_groups"), r->groups);
@@ -228,8 +245,10 @@ static void read_results(run_info *r) {
 // ---- selection ----------------------------------------------------------------------------
 
 typedef struct {
-    int available;  // a finished run exists
-    int incomplete; // some runs of this cell's grid are missing
+    int available;     // a finished run exists
+    int incomplete;    // some runs of this cell's grid are missing
+    int diverged;      // runs of this cell's grid that diverged (skipped)
+    int early_stopped; // seeds of the pick that stopped early
     int seeds;
     double val_mean, test_mean, test_std;
     int num_groups; // groups known for every seed of the pick
@@ -239,6 +258,27 @@ typedef struct {
     char pick[400]; // "LL-Ct delta_rel=0.2 lr=1e-05" (method shown for the derived row)
     char *dirs;     // run dirs of the pick, ';'-separated (malloc'd)
 } cell;
+
+// --reference-quirks: when every LL run of the table has it, the table is in the public
+// code's mode (said in its title) and keeps the paper's row names; LL runs with it among
+// paper-mode LL runs get " (ref. quirks)" and stay out of the "LL-relative" row. Returns
+// 1 in the quirks mode.
+static int name_rows(run_info *runs, int n) {
+    int quirks = 0, plain = 0;
+    for (int i = 0; i < n; i++) {
+        if (!runs[i].dataset[0] || strncmp(runs[i].base, "LL-", 3))
+            continue;
+        quirks += runs[i].quirks;
+        plain += !runs[i].quirks;
+    }
+    for (int i = 0; i < n && plain; i++) {
+        if (!runs[i].quirks)
+            continue;
+        snprintf(runs[i].method, sizeof(runs[i].method), "%s (ref. quirks)", runs[i].base);
+        runs[i].relative_ll = 0;
+    }
+    return quirks > 0 && plain == 0;
+}
 
 static int run_in_row(const run_info *r, const char *dataset, const char *row) {
     if (strcmp(r->dataset, dataset))
@@ -274,6 +314,10 @@ static int fill_cell(const run_info *runs, int n, const char *dataset, const cha
             out->incomplete = 1;
             continue;
         }
+        if (runs[i].diverged) {
+            out->diverged++;
+            continue;
+        }
         char key[400];
         setting_key(&runs[i], show_method, key, sizeof(key));
         int seen = 0;
@@ -290,7 +334,7 @@ static int fill_cell(const run_info *runs, int n, const char *dataset, const cha
         int count = 0;
         for (int i = 0; i < n; i++) {
             char key[400];
-            if (!runs[i].finished || !run_in_row(&runs[i], dataset, row))
+            if (!runs[i].finished || runs[i].diverged || !run_in_row(&runs[i], dataset, row))
                 continue;
             setting_key(&runs[i], show_method, key, sizeof(key));
             if (strcmp(key, keys[k]))
@@ -315,12 +359,13 @@ static int fill_cell(const run_info *runs, int n, const char *dataset, const cha
         size_t dirs_len = 0;
         for (int i = 0; i < n && !rc; i++) {
             char key[400];
-            if (!runs[i].finished || !run_in_row(&runs[i], dataset, row))
+            if (!runs[i].finished || runs[i].diverged || !run_in_row(&runs[i], dataset, row))
                 continue;
             setting_key(&runs[i], show_method, key, sizeof(key));
             if (strcmp(key, keys[best]))
                 continue;
             out->seeds++;
+            out->early_stopped += runs[i].early_stopped;
             sum += runs[i].test_map;
             sumsq += runs[i].test_map * runs[i].test_map;
             if (runs[i].num_groups < num_groups)
@@ -358,20 +403,57 @@ static int fill_cell(const run_info *runs, int n, const char *dataset, const cha
 
 // ---- rendering ----------------------------------------------------------------------------
 
-static void md_number(FILE *f, int available, double mean, double std, int seeds, int incomplete) {
+static void csv_number(FILE *f, double v) {
+    if (!isnan(v))
+        fprintf(f, "%.4f", v);
+}
+
+// A Markdown cell: "mean ± std" (several seeds), "*" for an incomplete grid, "†" when
+// runs of the grid diverged.
+static void md_number(FILE *f, int available, double mean, double std, int seeds, int incomplete,
+                      int diverged) {
     if (!available || isnan(mean)) {
-        fprintf(f, " — |");
+        fprintf(f, " —%s |", diverged ? "†" : "");
         return;
     }
     fprintf(f, " %.1f", mean);
     if (seeds > 1)
         fprintf(f, " ± %.1f", std);
-    fprintf(f, "%s |", incomplete ? "*" : "");
+    fprintf(f, "%s%s |", incomplete ? "*" : "", diverged ? "†" : "");
 }
 
-static void csv_number(FILE *f, double v) {
-    if (!isnan(v))
-        fprintf(f, "%.4f", v);
+// The paper's value and our difference (ours − paper) after one of our cells, when a
+// paper table is asked for: Markdown " 89.2 | +0.3 |", CSV ",89.2000,0.3000" (empty
+// where the paper has no such row or column, or we have no value).
+static void paper_cells(FILE *md, FILE *csv, int paper, const char *row, const char *column,
+                        int available, double ours) {
+    if (!paper)
+        return;
+    double p = wsml_paper_map(paper, row, column);
+    double diff = available && !isnan(ours) && !isnan(p) ? ours - p : NAN;
+    if (isnan(p))
+        fprintf(md, "  |");
+    else
+        fprintf(md, " %.1f |", p);
+    if (isnan(diff))
+        fprintf(md, "  |");
+    else
+        fprintf(md, " %+.1f |", diff);
+    fputc(',', csv);
+    csv_number(csv, p);
+    fputc(',', csv);
+    csv_number(csv, diff);
+}
+
+// Header cells of one of our columns and, with a paper table, its two neighbours.
+static void header_cells(FILE *md, FILE *csv, int paper, const char *column) {
+    fprintf(md, " %s |", column);
+    fputc(',', csv);
+    wsml_csv_field(csv, column);
+    if (paper) {
+        fprintf(md, " paper | Δ |");
+        fprintf(csv, ",%s_paper,%s_diff", column, column);
+    }
 }
 
 void wsml_table_free(wsml_table *t) {
@@ -457,9 +539,16 @@ static void render_epochs(FILE *md, const cell *cells, int lines, int cols, cons
 
 int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by, int with_epochs,
                      wsml_table *out, wsml_err *err) {
+    return wsml_table_build_paper(run_dirs, num_runs, by, with_epochs, 0, out, err);
+}
+
+int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table_by by,
+                           int with_epochs, int paper, wsml_table *out, wsml_err *err) {
     memset(out, 0, sizeof(*out));
     if (num_runs < 1)
         return wsml_errf(err, WSML_EARG, "table: no run directories given");
+    if (paper != 0 && paper != 1 && paper != 2)
+        return wsml_errf(err, WSML_EARG, "table: --paper must be 1 or 2, not %d", paper);
     run_info *runs = calloc((size_t)num_runs, sizeof(run_info));
     const char **datasets = calloc((size_t)num_runs, sizeof(char *));
     const char **rows = calloc((size_t)num_runs + 1, sizeof(char *));
@@ -478,12 +567,20 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
         while (len > 1 && r->dir[len - 1] == '/')
             r->dir[--len] = 0;
         read_config(r);
-        if (r->dataset[0]) {
+        if (r->dataset[0])
             read_results(r);
+    }
+    int quirks_mode = name_rows(runs, num_runs);
+    int num_diverged = 0, num_early = 0;
+    for (int i = 0; i < num_runs; i++) {
+        run_info *r = &runs[i];
+        if (r->dataset[0]) {
             add_unique(datasets, &num_datasets, r->dataset);
             add_unique(rows, &num_rows, r->method);
             has_relative_ll |= r->relative_ll;
         }
+        num_diverged += r->finished && r->diverged;
+        num_early += r->finished && r->early_stopped;
         if (r->finished) {
             out->num_finished++;
             if (r->num_groups > max_groups)
@@ -534,34 +631,56 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
     }
     int multi = num_datasets > 1;
     // Header.
+    int min_seeds = 0, max_seeds = 0;
+    for (int i = 0; i < lines * cols; i++) {
+        if (!cells[i].available)
+            continue;
+        if (!min_seeds || cells[i].seeds < min_seeds)
+            min_seeds = cells[i].seeds;
+        if (cells[i].seeds > max_seeds)
+            max_seeds = cells[i].seeds;
+    }
+    if (paper)
+        fprintf(md, "Table %d of the supplement%s: ", paper,
+                quirks_mode ? ", reference-quirks mode (LL runs with --reference-quirks)" : "");
+    else if (quirks_mode)
+        fprintf(md, "Reference-quirks mode (LL runs with --reference-quirks): ");
     fprintf(md, "Test mAP of the setting with the best validation mAP (docs/methods.md §3)");
-    fprintf(md, "%s.\n\n| method |", by == WSML_TABLE_BY_GROUP ? ", by class-frequency group" : "");
+    fprintf(md, "%s", by == WSML_TABLE_BY_GROUP ? ", by class-frequency group" : "");
+    if (max_seeds > 1 && min_seeds == max_seeds)
+        fprintf(md, "; mean ± std over n = %d seeds", max_seeds);
+    else if (max_seeds > 1)
+        fprintf(md, "; mean ± std over n = %d to %d seeds (picks below)", min_seeds, max_seeds);
+    else if (max_seeds == 1)
+        fprintf(md, "; n = 1 seed");
+    if (paper)
+        fprintf(md, "; \"paper\": the supplement's value, Δ = ours − paper");
+    fprintf(md, ".\n\n| method |");
     fprintf(csv, "method");
     if (by == WSML_TABLE_BY_GROUP) {
         if (multi)
             fprintf(csv, ",dataset");
         for (int g = 0; g < max_groups; g++) {
-            fprintf(md, " G%d |", g + 1);
-            fprintf(csv, ",G%d", g + 1);
+            char name[16];
+            snprintf(name, sizeof(name), "G%d", g + 1);
+            header_cells(md, csv, paper, name);
         }
-        fprintf(md, " all |\n|---|");
-        fprintf(csv, ",all\n");
+        header_cells(md, csv, paper, "all");
+        fprintf(md, "\n|---|");
+        fprintf(csv, "\n");
         for (int g = 0; g <= max_groups; g++)
-            fprintf(md, "---|");
+            fprintf(md, paper ? "---|---|---|" : "---|");
     } else {
-        for (int c = 0; c < num_datasets; c++) {
-            fprintf(md, " %s |", datasets[c]);
-            fputc(',', csv);
-            wsml_csv_field(csv, datasets[c]);
-        }
+        for (int c = 0; c < num_datasets; c++)
+            header_cells(md, csv, paper, datasets[c]);
         fprintf(md, "\n|---|");
         fprintf(csv, "\n");
         for (int c = 0; c < num_datasets; c++)
-            fprintf(md, "---|");
+            fprintf(md, paper ? "---|---|---|" : "---|");
     }
     fprintf(md, "\n");
     // Results.
-    int any_incomplete = 0;
+    int any_incomplete = 0, any_diverged = 0;
     for (int l = 0; l < lines; l++) {
         const char *row = rows[l % num_rows];
         const char *dataset = datasets[l / num_rows < num_datasets ? l / num_rows : 0];
@@ -580,21 +699,30 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
             }
             for (int g = 0; g < max_groups; g++) {
                 int have = x->available && g < x->num_groups;
-                md_number(md, have, have ? x->groups[g] : NAN, 0, 1, 0);
+                char name[16];
+                snprintf(name, sizeof(name), "G%d", g + 1);
+                md_number(md, have, have ? x->groups[g] : NAN, 0, 1, 0, 0);
                 fputc(',', csv);
                 csv_number(csv, have ? x->groups[g] : NAN);
+                paper_cells(md, csv, paper, row, name, have, have ? x->groups[g] : NAN);
             }
-            md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete);
+            md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete,
+                      x->diverged);
             fputc(',', csv);
             csv_number(csv, x->available ? x->test_mean : NAN);
+            paper_cells(md, csv, paper, row, "all", x->available, x->test_mean);
             any_incomplete |= x->incomplete;
+            any_diverged |= x->diverged > 0;
         } else {
             for (int c = 0; c < cols; c++) {
                 const cell *x = &cells[l * cols + c];
-                md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete);
+                md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete,
+                          x->diverged);
                 fputc(',', csv);
                 csv_number(csv, x->available ? x->test_mean : NAN);
+                paper_cells(md, csv, paper, row, datasets[c], x->available, x->test_mean);
                 any_incomplete |= x->incomplete;
+                any_diverged |= x->diverged > 0;
             }
         }
         fprintf(md, "\n");
@@ -603,12 +731,39 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
     if (any_incomplete)
         fprintf(md, "\n\\* picked from an incomplete grid: some runs of this cell are missing "
                     "(listed below).\n");
+    if (any_diverged || num_diverged) {
+        // the settings (hyper-parameters, any seed) with a diverged run
+        int settings = 0;
+        for (int i = 0; i < num_runs; i++) {
+            int first = runs[i].finished && runs[i].diverged;
+            for (int j = 0; j < i && first; j++)
+                first = !(runs[j].finished && runs[j].diverged &&
+                          !strcmp(runs[j].dataset, runs[i].dataset) &&
+                          !strcmp(runs[j].method, runs[i].method) &&
+                          !strcmp(runs[j].hparams, runs[i].hparams));
+            settings += first;
+        }
+        fprintf(md,
+                "\n† diverged: %d run%s of %d setting%s ended with a NaN/Inf loss or logit "
+                "(status \"diverged\") and %s not picked:\n\n",
+                num_diverged, num_diverged == 1 ? "" : "s", settings, settings == 1 ? "" : "s",
+                num_diverged == 1 ? "was" : "were");
+        for (int i = 0; i < num_runs; i++)
+            if (runs[i].finished && runs[i].diverged)
+                fprintf(md, "- %s, %s: %s%s`%s`\n", runs[i].method, runs[i].dataset,
+                        runs[i].hparams, runs[i].hparams[0] ? " " : "", runs[i].dir);
+    }
+    if (num_early)
+        fprintf(md,
+                "\n%d run%s stopped early (val mAP more than 3 points below its best, as the "
+                "reference); %s best epoch counts like any other run's.\n",
+                num_early, num_early == 1 ? "" : "s", num_early == 1 ? "its" : "their");
     // Picks.
     fprintf(md, "\nPicked hyper-parameters (best mean validation mAP over seeds):\n\n"
                 "| method | dataset | picked | val mAP | seeds | test mAP |\n"
                 "|---|---|---|---|---|---|\n");
     fprintf(picks, "method,dataset,picked,val_map,seeds,test_map,test_map_std,complete_grid,"
-                   "run_dirs\n");
+                   "run_dirs,diverged,early_stopped\n");
     for (int l = 0; l < lines; l++) {
         for (int c = 0; c < cols; c++) {
             const cell *x = &cells[l * cols + c];
@@ -626,7 +781,7 @@ int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by
             fprintf(picks, ",%.4f,%d,%.4f,%.4f,%d,", x->val_mean, x->seeds, x->test_mean,
                     x->test_std, !x->incomplete);
             wsml_csv_field(picks, x->dirs ? x->dirs : "");
-            fputc('\n', picks);
+            fprintf(picks, ",%d,%d\n", x->diverged, x->early_stopped);
         }
     }
     if (with_epochs)

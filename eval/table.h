@@ -6,7 +6,9 @@
 //                 level: "loss" (an, ll-r, ll-ct, ll-cp, full, an-ls, wan, epr, role),
 //                 "threshold" (relative|absolute), "delta_rel", "r0", "delta_abs", "lr",
 //                 "seed"; optional "head" (boostlu adds " + BoostLU" to the method) and
-//                 "reference_quirks" (true adds " (ref. quirks)" to LL methods). The
+//                 "reference_quirks": when all LL runs have it the table keeps the
+//                 paper's row names and says "reference-quirks mode" in its title; mixed
+//                 with paper-mode LL runs it adds " (ref. quirks)" to theirs. The
 //                 dataset (column) is "dataset" if present, else the top-level
 //                 "store" object's "name", else the basename of the "store" path, else
 //                 the name of the run directory's parent (runs/<table>/<dataset>/<run>).
@@ -14,7 +16,11 @@
 //                 "event": "final" exists: {"event":"final","best_epoch":k,
 //                 "best_val_map":v,"test_map":t, optional "test_groups"}. Lines that do not
 //                 parse (a line cut by a kill) are ignored. Without "best_val_map" the
-//                 highest per-epoch "val_map" is used.
+//                 highest per-epoch "val_map" is used. Its "status": "ok", "early-stopped"
+//                 (or, in older runs, "early_stopped": true) or "diverged" (a NaN/Inf
+//                 loss: the run is finished but never picked; the table marks its cells
+//                 with "†" and lists it in a footnote; early-stopped runs are picked like
+//                 the others and counted in a note).
 //   metrics.json: optional, as written by `wsml-eval --out RUNDIR` for the best checkpoint;
 //                 its "groups" object ({"G1": mAP, ...}) gives the per-group test mAP, and
 //                 its "map" the test mAP when the final line has none.
@@ -54,6 +60,13 @@ typedef struct {
 // bad arguments or memory; unreadable runs become missing entries.
 int wsml_table_build(const char *const *run_dirs, int num_runs, wsml_table_by by, int with_epochs,
                      wsml_table *out, wsml_err *err);
+// The same with the paper's numbers beside ours: paper = 1 (the supplement's Table 1,
+// columns by dataset name: voc coco nuswide cub) or 2 (Table 2, columns G1..G5 and all)
+// adds after each of our columns the paper's value and our difference (ours − paper),
+// blank where the paper has no such row or column (eval/paper.h); Markdown columns
+// "paper" and "Δ", CSV columns COLUMN_paper and COLUMN_diff. paper = 0: as above.
+int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table_by by,
+                           int with_epochs, int paper, wsml_table *out, wsml_err *err);
 void wsml_table_free(wsml_table *t);
 
 #endif
