@@ -5,14 +5,14 @@
 # Writes $(RESULTS)/cam-figure.png.
 #
 # Runs: Naive AN and LL-Ct (relative threshold) are Table 1's runs on COCO
-# (pipelines/table1.mk: RUNS/table1/coco/), so `make table1` and `make cam-figure` share
-# them; ROLE is not in Table 1, so its runs are defined here, with Table 1's recipe and
-# lr grid, beside them (RUNS/table1/coco/role-lr*).
+# (pipelines/table1.mk: RUNS/table1/coco/, same names and identity), so `make table1` and
+# `make cam-figure` share them; ROLE is not in Table 1 by default, so its runs are
+# defined here (unless METHODS has role), with Table 1's recipe, lr grid and seeds.
 # Knobs: CAM_COUNT=N (the first N test images with a positive label; default 8) or
 # CAM_IDS=ID,ID,... (ids as `wsml-store export --what ids` prints them), CAM_SIZE=PX
 # (tile width, default 224), CAM_THREADS=N (cpu threads, default 0 = all),
 # CAM_FIGURE=FILE, and the knobs of runs.mk and table1.mk (DATA, PRETRAINED,
-# TABLE1_FLAGS, LR_GRID, DELTA_REL_GRID, BACKEND, ...).
+# TABLE1_FLAGS, LR_GRID, DELTA_REL_GRID, SEEDS, SCHEME, BACKEND, ...).
 
 CAM_COUNT ?= 8
 CAM_IDS ?=
@@ -21,19 +21,21 @@ CAM_THREADS ?= 0
 CAM_FIGURE ?= $(RESULTS)/cam-figure.png
 CAM_RUNDIR = $(RUNS)/table1/coco
 CAM_PICKS = $(RUNS)/cam-figure/picks
-# table1.mk's default, needed here already: this file is read before table1.mk
+# table1.mk's defaults, needed here already: this file is read before table1.mk
 PRETRAINED ?= data/resnet50-imagenet.safetensors
+TABLE1_FLAGS ?= --recipe paper
 
-# $$(TABLE1_FLAGS) stays a reference until the recipe runs: table1.mk, read after this
-# file, defines it.
-$(foreach lr,$(call lr_values,1e-5),\
-  $(eval $(call WSML_RUN,$(CAM_RUNDIR)/role-lr$(lr),$(STORES)/coco,--loss role --lr $(lr) $$(TABLE1_FLAGS) --pretrained $(PRETRAINED))))
-
-CAM_AN_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/an-lr$(lr))
-CAM_ROLE_RUNS = $(foreach lr,$(call lr_values,1e-5),$(CAM_RUNDIR)/role-lr$(lr))
-CAM_LLCT_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach d,$(DELTA_REL_GRID),\
-  $(CAM_RUNDIR)/ll-ct-rel$(d)-lr$(lr)))
-CAM_RUNS = $(CAM_AN_RUNS) $(CAM_ROLE_RUNS) $(CAM_LLCT_RUNS)
+# Table 1's identity (table1.mk sets the same value again) and the runs of the three
+# methods on COCO (table1.mk defines the rules of the an and ll-ct runs; the role runs'
+# rules are made here unless Table 1 has them).
+WSML_ID_table1 := $(call wsml_id,$(TABLE1_FLAGS) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS)))
+CAM_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),$(CAM_RUNDIR)/an_lr$(lr)_s$(s)_$(WSML_ID_table1) \
+  $(CAM_RUNDIR)/role_lr$(lr)_s$(s)_$(WSML_ID_table1) \
+  $(foreach d,$(DELTA_REL_GRID),$(CAM_RUNDIR)/ll-ct_drel$(d)_lr$(lr)_s$(s)_$(WSML_ID_table1))))
+ifeq ($(filter role,$(METHODS)),)
+$(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),\
+  $(call WSML_SETTING,table1,coco,role_lr$(lr)_s$(s),--loss role --lr $(lr) --seed $(s),$(TABLE1_FLAGS),$(abspath $(PRETRAINED)),cam)))
+endif
 
 # The picked run dir of method $(1): its row of PREFIX.picks.csv
 # (method,dataset,picked,...,run_dirs; several seeds are ';'-separated: the first seed's

@@ -7,34 +7,75 @@
 #     is checked even when done is missing); an interrupted one (last.safetensors, no
 #     final line) resumes exactly where it stopped (wsml-train --resume); a run that
 #     stopped early (--max-steps, a signal) makes make fail, and the next make resumes it.
+#     A run that diverges (NaN/Inf) ends as a finished run with "status": "diverged" in
+#     its final line (wsml-train exits 3, which is accepted here); the tables skip it.
+#   - Run identity (the table pipelines): a run's directory name carries its method, its
+#     grid point and its seed, plus a short hash of every other flag that can change its
+#     numbers (the table's flags, TRAIN_FLAGS, BACKEND, SCHEME, the weights' path), e.g.
+#     runs/table1/voc/ll-ct_drel0.2_lr1e-5_s1_3fa2c1. Changing a flag therefore makes new
+#     runs and never picks up old ones. Before an existing directory is resumed or
+#     restarted, and before a table is rendered, its config.json is compared with the
+#     flags asked for (`wsml-eval check-config`): a difference stops make with a line
+#     naming the flag. Execution flags that never change the numbers (--max-steps,
+#     --workers, --save-every, --quiet, --trace, --device) and --threads are not part of
+#     the hash; --threads, when given, is still compared.
 #   - Stores, the pretrained weights and the executables are order-only prerequisites:
 #     rebuilding wsml-train or re-ingesting a store never reruns finished runs (remove
 #     RUNDIR to redo one).
 #   - Every run has its own directory and stores are only read by runs, so `make -j` is
-#     safe; `make -n table1` prints the plan (the commands still to run) and runs nothing.
+#     safe; `make -n table1` prints the plan (the commands still to run) and a summary
+#     (runs per method, images x epochs, GPU-hours, disk) and runs nothing.
 #
 # Knobs (command line or environment):
 #   DATA=DIR        raw releases (see README "make table1 / make table2")
 #   STORES=DIR      where stores go (default data/stores)
 #   RUNS=DIR        where runs go (default runs)
 #   RESULTS=DIR     where tables go (default results)
-#   BACKEND=cpu|cuda, SEED=N (default 1), TRAIN_FLAGS="..." extra wsml-train flags,
+#   BACKEND=cpu|cuda, TRAIN_FLAGS="..." extra wsml-train flags,
 #   INGEST_FLAGS="..." extra wsml-ingest flags (e.g. --size 224 --jobs 8)
+#   SEEDS="1 2 3"   every setting once per seed (default SEED, default 1); tables show
+#                   mean ± std over seeds and pick by the mean validation mAP
+#   METHODS="an an-ls wan epr role ll-r ll-ct ll-cp full"  the grid's methods (default
+#                   an ll-r ll-ct ll-cp, the supplement's tables); ll-* run with each of
+#                   THRESHOLDS (default "relative absolute")
+#   SCHEME=end-to-end|linearinit  end-to-end (default): every run starts from the
+#                   ImageNet weights; linearinit (supp. §A): each setting first trains the
+#                   head on a frozen backbone for LINEARINIT_EPOCHS (25), then fine-tunes
+#                   that run's best checkpoint end to end for LINEARINIT_FT_EPOCHS (10)
 #   LR_GRID=paper|full|"V1 V2 ..." (the paper's chosen lr, the supplement's quartered
 #                   grid, or your own values)
+#   GPUS="0 1 2 3"  place each run on a free GPU of the list (wsml-train --device N;
+#                   never two runs on one GPU at a time: flock on RUNS/.gpus/N.lock);
+#                   use with make -jN, N = the number of GPUs
+#   WSML_LAUNCH="srun -N1 -n1 --gpus=1"  a prefix for every training command (a Slurm
+#                   step, a container runner); WSML_LAUNCH_INGEST (default WSML_LAUNCH)
+#                   for wsml-ingest
+#   GPU_BENCH=FILE  the GPU benchmark's rows (bench/gpu.sh's gpu-bench.jsonl) that the
+#                   plan summary's GPU-hours come from
 
 STORES ?= data/stores
 RUNS ?= runs
 RESULTS ?= results
 BACKEND ?= cpu
 SEED ?= 1
+SEEDS ?= $(SEED)
 TRAIN_FLAGS ?=
 INGEST_FLAGS ?=
+METHODS ?= an ll-r ll-ct ll-cp
+THRESHOLDS ?= relative absolute
+SCHEME ?= end-to-end
+LINEARINIT_EPOCHS ?= 25
+LINEARINIT_FT_EPOCHS ?= 10
+GPUS ?=
+WSML_LAUNCH ?=
+WSML_LAUNCH_INGEST ?= $(WSML_LAUNCH)
+GPU_BENCH ?= $(BUILD)/bench/gpu/gpu-bench.jsonl
 # Commands use absolute paths (so a run's config.json names them wherever make ran);
 # prerequisites use $(BUILD) as the GNUmakefile's rules name the executables, so that a
 # fresh checkout builds them first.
 WSML := $(abspath $(BUILD))
-WSML_TRAIN_DEPS := $(BUILD)/wsml-train $(if $(filter cuda,$(BACKEND)),$(CUDA_SO))
+WSML_TRAIN_DEPS := $(BUILD)/wsml-train $(BUILD)/wsml-eval $(if $(filter cuda,$(BACKEND)),$(CUDA_SO))
+WSML_METHODS_KNOWN := full an an-ls wan epr role ll-r ll-ct ll-cp
 
 # ---- hyper-parameter grids (supp. §A, §B) ------------------------------------------
 DELTA_REL_GRID ?= 0.1 0.2 0.3 0.4 0.5
@@ -51,41 +92,101 @@ lr_values = $(if $(filter full,$(LR_GRID)),$(LR_GRID_FULL),$(if $(filter paper,$
 # $(1) = run dir
 wsml_finished = grep -qs '"event": *"final"' $(1)/run.jsonl
 
+# The short hash of a run's identity: $(1) = every flag of the run that is not in its
+# name, without the execution flags that never change its numbers.
+wsml_id = $(shell printf '%s\n' '$(subst ','"'"',$(strip $(1)))' | \
+  sed -E 's/(^| )--(max-steps|threads|workers|save-every|device)( +|=)[^ ]+/ /g; s/(^| )(--quiet|-q|--trace)( |$$)/ /g' | \
+  tr -s ' ' | cksum | awk '{ printf "%06x", $$1 % 16777216 }')
+
+# The epochs a run's flags ask for (the last --epochs; default and --recipe paper: 10).
+wsml_epochs = $(or $(lastword $(patsubst --epochs=%,%,$(filter --epochs=%,$(subst --epochs ,--epochs=,$(strip $(1)))))),10)
+
 # ---- stores --------------------------------------------------------------------------
 # $(1) = store name, $(2) = wsml-ingest flags. Target: $(STORES)/NAME.ok, written only
 # after wsml-ingest succeeded (an interrupted ingest is redone with --force).
 define WSML_STORE
 $(STORES)/$(1).ok: | $(BUILD)/wsml-ingest
 	@mkdir -p $(STORES)
-	$(WSML)/wsml-ingest $(2) --out $(STORES)/$(1) --force $(INGEST_FLAGS)
+	$(WSML_LAUNCH_INGEST) $(WSML)/wsml-ingest $(2) --out $(STORES)/$(1) --force $(INGEST_FLAGS)
 	touch $$@
 endef
 
 # ---- runs ------------------------------------------------------------------------------
+# GPUS: the training command runs under pipelines/gpu-slot.sh, which waits for a GPU of
+# the list that no other run holds and adds --device N.
+WSML_SLOT = $(if $(strip $(GPUS)),GPUS="$(strip $(GPUS))" $(abspath pipelines/gpu-slot.sh) $(abspath $(RUNS))/.gpus)
+# wsml-train's flags of a run: $(1) = the run's own flags (the table runs carry their
+# --seed; without one, wsml-train's default 1).
+wsml_train_flags = --backend $(BACKEND) $(1) $(TRAIN_FLAGS)
+# Stops make when RUNDIR $(1) holds a run made with other flags than $(2).
+wsml_check_run = if [ -f $(1)/config.json ]; then $(WSML)/wsml-eval check-config $(1) -- $(2) || { echo "make: $(1) holds a run made with other settings (the line above names the first difference); remove it to redo it" >&2; exit 1; }; fi
+
 # $(1) = run dir, $(2) = store path (made by a rule for $(2).ok), $(3) = wsml-train flags
-# (a --seed in them overrides SEED: the last one wins), $(4) = more order-only
+# (TRAIN_FLAGS follow them: the last of a flag wins), $(4) = more order-only
 # prerequisites (e.g. the pretrained weights when a rule makes them).
 define WSML_RUN
 $(1)/done: | $(2).ok $(WSML_TRAIN_DEPS) $(4)
 	@mkdir -p $(1)
-	$(call wsml_finished,$(1)) || $(WSML)/wsml-train --store $(2) --out $(1) --backend $(BACKEND) --seed $(SEED) $(3) $(TRAIN_FLAGS) $$$$(test -f $(1)/last.safetensors && echo --resume || echo --force)
+	@$(call wsml_check_run,$(1),--store $(2) $(call wsml_train_flags,$(3)))
+	$(call wsml_finished,$(1)) || $(WSML_SLOT) $(WSML_LAUNCH) $(WSML)/wsml-train --store $(2) --out $(1) $(call wsml_train_flags,$(3)) $$$$(test -f $(1)/last.safetensors && echo --resume || echo --force) || [ $$$$? = 3 ]
 	@$(call wsml_finished,$(1)) && touch $$@ || { echo "make: $(1): wsml-train stopped before the end (no final line in run.jsonl); make again to resume it" >&2; exit 1; }
 endef
 
-# The methods of Table 1/2 on one dataset. $(1) = table name, $(2) = store name,
-# $(3) = lr values, $(4) = delta-rel values, $(5) = common flags.
-# Defines run targets and appends their done files to RUNS_$(1).
+# ---- the table grids ---------------------------------------------------------------------
+# One setting of a table on one dataset, under SCHEME. $(1) = table, $(2) = dataset,
+# $(3) = run name (method, grid point, seed), $(4) = the setting's wsml-train flags,
+# $(5) = the flags of every run of the table, $(6) = the ImageNet weights (absolute),
+# $(7) = the list the run joins (default the table). Appends the run's done file to
+# RUNS_$(7), "DIR FLAGS" to WSML_REQ_$(7) (checked before the table is rendered) and
+# "DATASET:METHOD:EPOCHS:TODO" to WSML_PLAN_$(7) (the plan summary; a LinearInit setting
+# counts both phases).
+WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(WSML_ID_$(1))
+define WSML_SETTING
+$(if $(filter linearinit,$(SCHEME)),\
+  $(eval $(call WSML_RUN,$(WSML_LINEAR_DIR),$(STORES)/$(2),$(4) $(5) --pretrained $(6) --freeze-backbone --epochs $(LINEARINIT_EPOCHS)))\
+  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(WSML_LINEAR_DIR),$(4) $(5) --epochs $(LINEARINIT_EPOCHS) $(TRAIN_FLAGS)))\
+  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(STORES)/$(2),$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS),$(WSML_LINEAR_DIR)/done))\
+  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(4) $(5) --epochs $(LINEARINIT_FT_EPOCHS) $(TRAIN_FLAGS)))\
+  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS));;),\
+  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(STORES)/$(2),$(4) $(5) --pretrained $(6)))\
+  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(4) $(5) $(TRAIN_FLAGS)))\
+  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --pretrained $(6));;))\
+$(eval RUNS_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1))/done)
+endef
+# $(1) table, $(2) dataset, $(3) the setting's flags (--loss first), $(4) run dir,
+# $(5) the flags that decide its epochs
+wsml_plan_add = WSML_PLAN_$(1) += $(2):$(word 2,$(3)):$(call wsml_epochs,$(5)):$(if $(wildcard $(4)/done),0,1)
+
+# The methods of a table on one dataset, SEEDS seeds each. $(1) = table name, $(2) =
+# store name, $(3) = lr values, $(4) = delta-rel values, $(5) = common flags, $(6) = the
+# ImageNet weights. WSML_ID_$(1) (the identity hash) must be set.
 define WSML_METHOD_GRID
-$(foreach lr,$(3),\
-  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/an-lr$(lr),$(STORES)/$(2),--loss an --lr $(lr) $(5)))\
-  $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/an-lr$(lr)/done)\
-  $(foreach m,ll-r ll-ct ll-cp,\
-    $(foreach d,$(4),\
-      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-rel$(d)-lr$(lr),$(STORES)/$(2),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) $(5)))\
-      $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/$(m)-rel$(d)-lr$(lr)/done))\
-    $(foreach r0,$(R0_GRID),$(foreach da,$(DELTA_ABS_GRID),\
-      $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(m)-abs$(r0)-$(da)-lr$(lr),$(STORES)/$(2),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) $(5)))\
-      $(eval RUNS_$(1) += $(RUNS)/$(1)/$(2)/$(m)-abs$(r0)-$(da)-lr$(lr)/done)))))
+$(foreach m,$(METHODS),$(foreach lr,$(3),$(foreach s,$(SEEDS),\
+  $(if $(filter ll-%,$(m)),\
+    $(if $(filter relative,$(THRESHOLDS)),$(foreach d,$(4),\
+      $(call WSML_SETTING,$(1),$(2),$(m)_drel$(d)_lr$(lr)_s$(s),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) --seed $(s),$(5),$(6))))\
+    $(if $(filter absolute,$(THRESHOLDS)),$(foreach r0,$(R0_GRID),$(foreach da,$(DELTA_ABS_GRID),\
+      $(call WSML_SETTING,$(1),$(2),$(m)_r0-$(r0)_dabs$(da)_lr$(lr)_s$(s),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) --seed $(s),$(5),$(6))))),\
+    $(call WSML_SETTING,$(1),$(2),$(m)_lr$(lr)_s$(s),--loss $(m) --lr $(lr) --seed $(s),$(5),$(6))))))
+endef
+
+# The recipe lines of a table target, before it is rendered: every run's config.json
+# against the flags asked for (all mismatches listed, then make stops). $(1) = table.
+define WSML_CHECK_RUNS
+	@$(if $(WSML_DRY_RUN),:,$(file >$(RUNS)/$(1)/requested.txt,$(subst ;; ,$(newline),$(strip $(WSML_REQ_$(1))) )))
+	@bad=0; while read -r d flags; do [ -n "$$d" ] || continue; \
+	  $(WSML)/wsml-eval check-config $$d -- $$flags || bad=1; done < $(RUNS)/$(1)/requested.txt; \
+	  [ $$bad = 0 ] || { echo "make $(1): the runs above were made with other settings than asked for; remove them to redo them" >&2; exit 1; }
+endef
+define newline
+
+
+endef
+
+# make -n TABLE: the plan summary (pipelines/plan-summary.sh), printed even under -n.
+# $(1) = table, $(2) = its store names.
+define WSML_PLAN_SUMMARY
+	+@$(if $(WSML_DRY_RUN),sh $(abspath pipelines/plan-summary.sh) "$(1)" "$(STORES)" "$(GPU_BENCH)" "$(INGEST_FLAGS)" "$(WSML)" "$(2)" $(WSML_PLAN_$(1)),:)
 endef
 
 # Checks made when make reads the makefiles, only if one of the goals is a table: a
@@ -103,6 +204,15 @@ $(call wsml_check_fail,make $(1): set DATA=DIR$(comma) the folder holding the ra
 endif
 ifeq ($(wildcard $(PRETRAINED)),)
 $(call wsml_check_fail,make $(1): ImageNet weights not found: PRETRAINED=$(PRETRAINED) (README "make table1 / make table2"))
+endif
+ifneq ($(filter-out $(WSML_METHODS_KNOWN),$(METHODS)),)
+$$(error make $(1): METHODS: unknown method '$(firstword $(filter-out $(WSML_METHODS_KNOWN),$(METHODS)))' (known: $(WSML_METHODS_KNOWN)))
+endif
+ifneq ($(filter-out end-to-end linearinit,$(SCHEME)),)
+$$(error make $(1): SCHEME must be end-to-end or linearinit, not '$(SCHEME)')
+endif
+ifneq ($(filter-out relative absolute,$(THRESHOLDS)),)
+$$(error make $(1): THRESHOLDS: '$(THRESHOLDS)': give relative, absolute or both)
 endif
 endif
 endef

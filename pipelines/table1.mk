@@ -11,7 +11,10 @@
 #   DATA/cub/                 CUB-200-2011 (CUB_200_2011/, attributes.txt)
 #   DATA/openimages/          OpenImages V3 (2017_11/, images_*/), make table2 only
 # Knobs: TABLE1_DATASETS (subset, e.g. "voc coco"), TABLE1_FLAGS (wsml-train flags of
-# every run, default the paper's recipe), LR_GRID, the grids of runs.mk.
+# every run, default the paper's recipe), SEEDS, METHODS, THRESHOLDS, SCHEME, LR_GRID, the
+# grids, GPUS and WSML_LAUNCH of runs.mk. Runs: RUNS/table1/DATASET/NAME_sSEED_ID (the
+# frozen phase of SCHEME=linearinit: RUNS/table1/DATASET/linear/...). The table has the
+# supplement's Table 1 beside ours (a paper column and our difference per cell).
 
 TABLE1_DATASETS ?= voc coco nuswide cub
 PRETRAINED ?= data/resnet50-imagenet.safetensors
@@ -22,13 +25,17 @@ $(eval $(call WSML_STORE,coco,--format coco --root $(DATA)/coco))
 $(eval $(call WSML_STORE,nuswide,--format npy --root $(DATA)/nuswide --name nuswide $(if $(wildcard $(DATA)/nuswide/Concepts81.txt),--classes $(DATA)/nuswide/Concepts81.txt)))
 $(eval $(call WSML_STORE,cub,--format cub --root $(DATA)/cub))
 
-$(foreach ds,$(TABLE1_DATASETS),$(eval $(call WSML_METHOD_GRID,table1,$(ds),$(call lr_values,1e-5),$(DELTA_REL_GRID),$(TABLE1_FLAGS) --pretrained $(PRETRAINED))))
+# The identity of every run of the table beyond its name (runs.mk "Run identity").
+WSML_ID_table1 := $(call wsml_id,$(TABLE1_FLAGS) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS)))
+$(foreach ds,$(TABLE1_DATASETS),$(eval $(call WSML_METHOD_GRID,table1,$(ds),$(call lr_values,1e-5),$(DELTA_REL_GRID),$(TABLE1_FLAGS),$(abspath $(PRETRAINED)))))
 
 $(eval $(call WSML_TABLE_CHECK,table1))
 
 .PHONY: table1
 table1: $(RUNS_table1) | $(BUILD)/wsml-eval
+	$(call WSML_CHECK_RUNS,table1)
 	@mkdir -p $(RESULTS)
-	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --out $(RESULTS)/table1
+	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --paper 1 --out $(RESULTS)/table1
 	@cat $(RESULTS)/table1.md
 	$(call report_after,results-report)
+	$(call WSML_PLAN_SUMMARY,table1,$(TABLE1_DATASETS))
