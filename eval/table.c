@@ -763,7 +763,7 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
                 "| method | dataset | picked | val mAP | seeds | test mAP |\n"
                 "|---|---|---|---|---|---|\n");
     fprintf(picks, "method,dataset,picked,val_map,seeds,test_map,test_map_std,complete_grid,"
-                   "run_dirs,diverged,early_stopped\n");
+                   "diverged,early_stopped,run_dirs\n");
     for (int l = 0; l < lines; l++) {
         for (int c = 0; c < cols; c++) {
             const cell *x = &cells[l * cols + c];
@@ -778,10 +778,11 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
             wsml_csv_field(picks, dataset);
             fputc(',', picks);
             wsml_csv_field(picks, x->pick);
-            fprintf(picks, ",%.4f,%d,%.4f,%.4f,%d,", x->val_mean, x->seeds, x->test_mean,
-                    x->test_std, !x->incomplete);
+            // run_dirs stays the last column (the pipelines read it as $NF)
+            fprintf(picks, ",%.4f,%d,%.4f,%.4f,%d,%d,%d,", x->val_mean, x->seeds, x->test_mean,
+                    x->test_std, !x->incomplete, x->diverged, x->early_stopped);
             wsml_csv_field(picks, x->dirs ? x->dirs : "");
-            fprintf(picks, ",%d,%d\n", x->diverged, x->early_stopped);
+            fputc('\n', picks);
         }
     }
     if (with_epochs)

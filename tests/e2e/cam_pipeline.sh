@@ -31,10 +31,10 @@ knobs=(BUILD="$WSML_BUILD" DATA="$PWD/fx" STORES="$PWD/stores" RUNS="$PWD/runs"
 # the plan, before anything exists: ingest, the runs, the picks, the figure
 make -s -n -C "$repo" cam-figure "${knobs[@]}" > plan.txt
 grep -q "wsml-ingest --format coco" plan.txt
-for r in an-lr1e-5 role-lr1e-5 ll-ct-rel0.1-lr1e-5 ll-ct-rel0.2-lr1e-5; do
-  grep -q -- "--out $PWD/runs/table1/coco/$r " plan.txt
+for r in an_lr1e-5_s1 role_lr1e-5_s1 ll-ct_drel0.1_lr1e-5_s1 ll-ct_drel0.2_lr1e-5_s1; do
+  grep -Eq -- "--out $PWD/runs/table1/coco/${r}_[0-9a-f]{6} " plan.txt
 done
-grep -q -- "--loss role --lr 1e-5 --arch resnet18 .* --pretrained $PWD/resnet18.safetensors" plan.txt
+grep -q -- "--loss role --lr 1e-5 --seed 1 --arch resnet18 .* --pretrained $PWD/resnet18.safetensors" plan.txt
 grep -q "wsml-eval table" plan.txt
 grep -q "wsml-cam --store $PWD/stores/coco --split test --count 2" plan.txt
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e fig.png ]

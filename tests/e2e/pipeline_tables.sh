@@ -38,8 +38,8 @@ M "${A[@]}" -n table1 > plan.txt
 [ "$(grep -c 'wsml-ingest --format' plan.txt)" = 4 ] || { echo "FAIL: plan lacks the 4 ingests"; cat plan.txt; exit 1; }
 [ "$(grep -c 'wsml-train --store' plan.txt)" = 28 ] || { echo "FAIL: plan: $(grep -c 'wsml-train --store' plan.txt) runs, expected 28"; exit 1; }
 for ds in voc coco nuswide cub; do
-  for r in an-lr1e-5 ll-r-rel0.1-lr1e-5 ll-ct-abs1.0-0.1-lr1e-5 ll-cp-rel0.1-lr1e-5; do
-    grep -q "runs/table1/$ds/$r " plan.txt || { echo "FAIL: plan lacks $ds/$r"; exit 1; }
+  for r in an_lr1e-5_s1 ll-r_drel0.1_lr1e-5_s1 ll-ct_r0-1.0_dabs0.1_lr1e-5_s1 ll-cp_drel0.1_lr1e-5_s1; do
+    grep -Eq "runs/table1/$ds/${r}_[0-9a-f]{6} " plan.txt || { echo "FAIL: plan lacks $ds/$r"; exit 1; }
   done
 done
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e results ] || { echo "FAIL: make -n wrote files"; exit 1; }
@@ -102,12 +102,13 @@ def final(d):
             return j
     raise SystemExit("no final line in " + d)
 for ds in ["voc", "coco", "nuswide", "cub"]:
-    f = {os.path.basename(d): final(d) for d in glob.glob(os.path.join(runs, ds, "*"))}
+    # run names: METHOD_SETTINGS_sSEED_ID (ID: the hash of the other flags)
+    f = {os.path.basename(d).rsplit("_", 1)[0]: final(d) for d in glob.glob(os.path.join(runs, ds, "*"))}
     assert len(f) == 7, (ds, sorted(f))
-    expect = {"Naive AN": "an-lr1e-5",
-              "LL-R": "ll-r-rel0.1-lr1e-5", "LL-Ct": "ll-ct-rel0.1-lr1e-5",
-              "LL-Cp": "ll-cp-rel0.1-lr1e-5", "LL-R abs": "ll-r-abs1.0-0.1-lr1e-5",
-              "LL-Ct abs": "ll-ct-abs1.0-0.1-lr1e-5", "LL-Cp abs": "ll-cp-abs1.0-0.1-lr1e-5"}
+    expect = {"Naive AN": "an_lr1e-5_s1",
+              "LL-R": "ll-r_drel0.1_lr1e-5_s1", "LL-Ct": "ll-ct_drel0.1_lr1e-5_s1",
+              "LL-Cp": "ll-cp_drel0.1_lr1e-5_s1", "LL-R abs": "ll-r_r0-1.0_dabs0.1_lr1e-5_s1",
+              "LL-Ct abs": "ll-ct_r0-1.0_dabs0.1_lr1e-5_s1", "LL-Cp abs": "ll-cp_r0-1.0_dabs0.1_lr1e-5_s1"}
     # ties go to the first description in sorted order: LL-Cp, LL-Ct, LL-R
     rel = [expect[m] for m in ("LL-Cp", "LL-Ct", "LL-R")]
     best = max(rel, key=lambda r: (f[r]["best_val_map"], -rel.index(r)))
@@ -121,12 +122,13 @@ EOF
 # 5. a second make trains and ingests nothing, even for a run whose done file was lost
 #    (make killed between wsml-train's end and the touch)
 md5sum runs/table1/*/*/run.jsonl > sums.txt
-rm runs/table1/cub/ll-cp-rel0.1-lr1e-5/done
+lost=$(echo runs/table1/cub/ll-cp_drel0.1_lr1e-5_s1_*)
+rm "$lost/done"
 rm calls.txt
 M "${A[@]}" table1 > make2.txt 2>&1 || { cat make2.txt; exit 1; }
 [ ! -e calls.txt ] || { echo "FAIL: the second make ran:"; cat calls.txt; exit 1; }
 md5sum -c --quiet sums.txt
-[ -f runs/table1/cub/ll-cp-rel0.1-lr1e-5/done ]
+[ -f "$lost/done" ]
 M "${A[@]}" -n table1 > plan2.txt
 ! grep -q 'wsml-train\|wsml-ingest' plan2.txt || { echo "FAIL: plan after a full make not empty"; cat plan2.txt; exit 1; }
 echo "ok: a second make trains nothing; finished runs untouched"
