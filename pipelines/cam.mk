@@ -28,7 +28,7 @@ TABLE1_FLAGS ?= --recipe paper
 # Table 1's identity (table1.mk sets the same value again) and the runs of the three
 # methods on COCO (table1.mk defines the rules of the an and ll-ct runs; the role runs'
 # rules are made here unless Table 1 has them).
-WSML_ID_table1 := $(call wsml_id,$(TABLE1_FLAGS) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS)))
+WSML_ID_table1 := $(call wsml_table_id,$(TABLE1_FLAGS))
 CAM_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),$(CAM_RUNDIR)/an_lr$(lr)_s$(s)_$(WSML_ID_table1) \
   $(CAM_RUNDIR)/role_lr$(lr)_s$(s)_$(WSML_ID_table1) \
   $(foreach d,$(DELTA_REL_GRID),$(CAM_RUNDIR)/ll-ct_drel$(d)_lr$(lr)_s$(s)_$(WSML_ID_table1))))

@@ -40,8 +40,10 @@
 #                   THRESHOLDS (default "relative absolute")
 #   SCHEME=end-to-end|linearinit  end-to-end (default): every run starts from the
 #                   ImageNet weights; linearinit (supp. §A): each setting first trains the
-#                   head on a frozen backbone for LINEARINIT_EPOCHS (25), then fine-tunes
-#                   that run's best checkpoint end to end for LINEARINIT_FT_EPOCHS (10)
+#                   head on a frozen backbone (LINEARINIT_FROZEN_FLAGS, default
+#                   --freeze-backbone --no-flip) for LINEARINIT_EPOCHS (25), then
+#                   fine-tunes that run's best checkpoint end to end (--init) for
+#                   LINEARINIT_FT_EPOCHS (10)
 #   LR_GRID=paper|full|"V1 V2 ..." (the paper's chosen lr, the supplement's quartered
 #                   grid, or your own values)
 #   GPUS="0 1 2 3"  place each run on a free GPU of the list (wsml-train --device N;
@@ -66,6 +68,9 @@ THRESHOLDS ?= relative absolute
 SCHEME ?= end-to-end
 LINEARINIT_EPOCHS ?= 25
 LINEARINIT_FT_EPOCHS ?= 10
+# The frozen phase: Cole et al. train the head on features extracted once from unflipped
+# images, so no flips (docs/methods.md "LinearInit, precisely").
+LINEARINIT_FROZEN_FLAGS ?= --freeze-backbone --no-flip
 GPUS ?=
 WSML_LAUNCH ?=
 WSML_LAUNCH_INGEST ?= $(WSML_LAUNCH)
@@ -97,6 +102,10 @@ wsml_finished = grep -qs '"event": *"final"' $(1)/run.jsonl
 wsml_id = $(shell printf '%s\n' '$(subst ','"'"',$(strip $(1)))' | \
   sed -E 's/(^| )--(max-steps|threads|workers|save-every|device)( +|=)[^ ]+/ /g; s/(^| )(--quiet|-q|--trace)( |$$)/ /g' | \
   tr -s ' ' | cksum | awk '{ printf "%06x", $$1 % 16777216 }')
+
+# The identity of a table's runs: $(1) = the table's flags of every run; with TRAIN_FLAGS,
+# BACKEND, the weights and the scheme.
+wsml_table_id = $(call wsml_id,$(1) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS) $(LINEARINIT_FROZEN_FLAGS)))
 
 # The epochs a run's flags ask for (the last --epochs; default and --recipe paper: 10).
 wsml_epochs = $(or $(lastword $(patsubst --epochs=%,%,$(filter --epochs=%,$(subst --epochs ,--epochs=,$(strip $(1)))))),10)
@@ -143,7 +152,7 @@ endef
 WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(WSML_ID_$(1))
 define WSML_SETTING
 $(if $(filter linearinit,$(SCHEME)),\
-  $(eval $(call WSML_RUN,$(WSML_LINEAR_DIR),$(STORES)/$(2),$(4) $(5) --pretrained $(6) --freeze-backbone --epochs $(LINEARINIT_EPOCHS)))\
+  $(eval $(call WSML_RUN,$(WSML_LINEAR_DIR),$(STORES)/$(2),$(4) $(5) --pretrained $(6) $(LINEARINIT_FROZEN_FLAGS) --epochs $(LINEARINIT_EPOCHS)))\
   $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(WSML_LINEAR_DIR),$(4) $(5) --epochs $(LINEARINIT_EPOCHS) $(TRAIN_FLAGS)))\
   $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(STORES)/$(2),$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS),$(WSML_LINEAR_DIR)/done))\
   $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(4) $(5) --epochs $(LINEARINIT_FT_EPOCHS) $(TRAIN_FLAGS)))\

@@ -26,7 +26,7 @@ $(eval $(call WSML_STORE,nuswide,--format npy --root $(DATA)/nuswide --name nusw
 $(eval $(call WSML_STORE,cub,--format cub --root $(DATA)/cub))
 
 # The identity of every run of the table beyond its name (runs.mk "Run identity").
-WSML_ID_table1 := $(call wsml_id,$(TABLE1_FLAGS) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS)))
+WSML_ID_table1 := $(call wsml_table_id,$(TABLE1_FLAGS))
 $(foreach ds,$(TABLE1_DATASETS),$(eval $(call WSML_METHOD_GRID,table1,$(ds),$(call lr_values,1e-5),$(DELTA_REL_GRID),$(TABLE1_FLAGS),$(abspath $(PRETRAINED)))))
 
 $(eval $(call WSML_TABLE_CHECK,table1))

@@ -9,7 +9,7 @@ TABLE2_DELTA_REL ?= 0.005 0.01
 TABLE2_FLAGS ?= --recipe paper --epochs 20
 
 $(eval $(call WSML_STORE,openimages,--format openimages --root $(DATA)/openimages))
-WSML_ID_table2 := $(call wsml_id,$(TABLE2_FLAGS) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=$(SCHEME)$(if $(filter linearinit,$(SCHEME)), $(LINEARINIT_EPOCHS) $(LINEARINIT_FT_EPOCHS)))
+WSML_ID_table2 := $(call wsml_table_id,$(TABLE2_FLAGS))
 $(eval $(call WSML_METHOD_GRID,table2,openimages,$(call lr_values,2e-5),$(TABLE2_DELTA_REL),$(TABLE2_FLAGS),$(abspath $(PRETRAINED))))
 
 $(eval $(call WSML_TABLE_CHECK,table2))

@@ -543,6 +543,16 @@ int wsml_train_opts_from_json(const char *json_text, wsml_train_opts *o, wsml_er
     return rc;
 }
 
+// The shortest %g form of d that reads back as d ("1e-05", not "1.0000000000000001e-05").
+static const char *shortest(double d, char *buf, size_t cap) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, d);
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    return buf;
+}
+
 int wsml_train_opts_same_run(const wsml_train_opts *a, const wsml_train_opts *b, wsml_err *err) {
     const char *hint = "; a resumed run needs the values it started with (config.json)";
     for (size_t k = 0; k < NUM_OPTIONS; k++) {
@@ -559,9 +569,11 @@ int wsml_train_opts_same_run(const wsml_train_opts *a, const wsml_train_opts *b,
                              hint);
         double da = s->type == T_DOUBLE ? *(const double *)pa : (double)get_int(a, s);
         double db = s->type == T_DOUBLE ? *(const double *)pb : (double)get_int(b, s);
-        if (s->type != T_STRING && s->type != T_ENUM && da != db)
-            return wsml_errf(err, WSML_EARG, "%s %.17g differs from the run's %.17g%s", s->name, db,
-                             da, hint);
+        if (s->type != T_STRING && s->type != T_ENUM && da != db) {
+            char va[32], vb[32];
+            return wsml_errf(err, WSML_EARG, "%s %s differs from the run's %s%s", s->name,
+                             shortest(db, vb, sizeof vb), shortest(da, va, sizeof va), hint);
+        }
     }
     return 0;
 }

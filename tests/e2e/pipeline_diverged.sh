@@ -1,0 +1,41 @@
+# make table1 with a run that diverges (SGD at lr 1e20 on the VOC fixture): wsml-train
+# ends it as a finished run with "status": "diverged" and exit status 3; the pipeline
+# accepts that, the table still renders, the pick skips the diverged setting and a
+# footnote counts it; a second make (even with the run's done file lost) trains nothing.
+set -euo pipefail
+fail() { echo "FAIL: $*"; exit 1; }
+. "$WSML_TESTS/e2e/lib/pipeline.sh"
+"$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc > /dev/null
+mkdir data
+mv fx/voc/VOCdevkit data/VOCdevkit
+wsml-ingest --format fashion-items --size 32 --train-count 64 --test-count 16 --val-frac 0.25 \
+    --out items --quiet
+wsml-train --store items --out pre --loss full --arch resnet18 --width-mult 0.125 --epochs 1 \
+    --batch 16 --threads 1 --quiet
+
+pipeline_bin eval
+MAKE_ARGS+=(DATA="$PWD/data" PRETRAINED="$PWD/pre/best.safetensors" TABLE1_DATASETS=voc METHODS=an
+    "TABLE1_FLAGS=--arch resnet18 --width-mult 0.125 --epochs 2 --batch 5 --threads 1 --quiet"
+    "TRAIN_FLAGS=--optimizer sgd" LR_GRID="1e-5 1e20" "INGEST_FLAGS=--size 32 --jobs 1 --quiet"
+    STORES="$PWD/stores" RUNS="$PWD/runs" RESULTS="$PWD/results")
+M() { make "${MAKE_ARGS[@]}" "$@"; }
+
+M table1 > make1.txt 2>&1 || { cat make1.txt; fail "make table1 stopped at a diverged run"; }
+bad=$(echo runs/table1/voc/an_lr1e20_s1_*)
+[ -f "$bad/done" ] || fail "the diverged run is not marked done"
+"$PYTHON" - "$bad" <<'EOF'
+import json, sys
+final = [json.loads(l) for l in open(sys.argv[1] + "/run.jsonl")][-1]
+assert final["event"] == "final" and final["status"] == "diverged", final
+EOF
+cat results/table1.md
+grep -q "^| Naive AN | [0-9.]*† |" results/table1.md || fail "the AN cell lacks the † mark"
+grep -q "^† diverged: 1 run of 1 setting ended with a NaN/Inf" results/table1.md || fail "no footnote"
+grep -q "$bad" results/table1.md || fail "the footnote does not name the run"
+grep -q "^Naive AN,voc,lr=1e-05," results/table1.picks.csv || fail "the pick is not lr 1e-5: $(cat results/table1.picks.csv)"
+echo "ok: a diverged run is finished, skipped by the pick and counted in the footnote"
+
+rm -f calls.txt "$bad/done"
+M table1 > make2.txt 2>&1 || { cat make2.txt; fail "second make"; }
+[ ! -e calls.txt ] || fail "the second make trained: $(cat calls.txt)"
+echo "pipeline_diverged: all ok"
