@@ -33,7 +33,7 @@ static void usage(FILE *f) {
             "            [--threads N] [--workers N] [--device N]\n"
             "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
             "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--paper 1|2]\n"
-            "            [--out PREFIX] [--quiet]\n"
+            "            [--runs-from FILE] [--out PREFIX] [--quiet]\n"
             "  " PROG " report --out DIR [--title TEXT] [--cam FIG.png]...\n"
             "            [--table TITLE] [--by dataset|group] RUNDIR... [--table TITLE ...]\n"
             "  " PROG " check-config RUNDIR -- WSML-TRAIN-FLAGS...\n"
@@ -77,6 +77,8 @@ static void usage(FILE *f) {
             "  --out PREFIX     write PREFIX.md, PREFIX.csv and PREFIX.picks.csv instead of\n"
             "                   printing the Markdown table\n"
             "\n"
+            "  --runs-from FILE also the run directories listed in FILE, one per line (for\n"
+            "                   lists longer than a command line holds)\n"
             "  --paper 1|2      the supplement's Table 1 (by dataset) or Table 2 (by group)\n"
             "                   beside ours: a paper column and our difference (ours - paper)\n"
             "                   after each column, where the paper has the row\n"
@@ -413,16 +415,24 @@ static int write_text(const char *path, const char *text, wsml_err *err) {
 }
 
 static int run_table(int argc, char **argv) {
-    static const struct option options[] = {
-        {"by", required_argument, 0, 'b'},  {"epochs", no_argument, 0, 'e'},
-        {"out", required_argument, 0, 'o'}, {"paper", required_argument, 0, 'p'},
-        {"quiet", no_argument, 0, 'q'},     {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},   {0, 0, 0, 0}};
+    static const struct option options[] = {{"by", required_argument, 0, 'b'},
+                                            {"epochs", no_argument, 0, 'e'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"paper", required_argument, 0, 'p'},
+                                            {"runs-from", required_argument, 0, 'r'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"version", no_argument, 0, 'V'},
+                                            {0, 0, 0, 0}};
     wsml_table_by by = WSML_TABLE_BY_DATASET;
     const char *out_prefix = NULL;
     int opt, with_epochs = 0, paper = 0;
+    const char *runs_from = NULL;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
         switch (opt) {
+        case 'r':
+            runs_from = optarg;
+            break;
         case 'p':
             if (wsml_parse_int(optarg, 1, 2, &paper))
                 return wsml_usage_error("--paper must be 1 or 2 (the supplement's table), not '%s'",
@@ -449,15 +459,48 @@ static int run_table(int argc, char **argv) {
         }
         }
     }
-    if (optind >= argc)
-        return wsml_usage_error("%s", "table: give at least one RUNDIR");
-    wsml_table table;
     wsml_err err = {0};
-    if (wsml_table_build_paper((const char *const *)argv + optind, argc - optind, by, with_epochs,
-                               paper, &table, &err))
+    // The run directories: the arguments, then the lines of --runs-from (a full grid's
+    // list can exceed what one command line holds).
+    char *list = NULL;
+    size_t list_len = 0;
+    if (runs_from && wsml_read_file(runs_from, &list, &list_len, &err))
         return fail(&err);
+    int num_dirs = argc - optind;
+    for (size_t i = 0; i < list_len; i++)
+        num_dirs += list[i] == '\n' || i + 1 == list_len;
+    const char **dirs = calloc((size_t)num_dirs + 1, sizeof(char *));
+    if (!dirs) {
+        free(list);
+        wsml_errf(&err, WSML_ENOMEM, "table: out of memory");
+        return fail(&err);
+    }
+    num_dirs = 0;
+    for (int i = optind; i < argc; i++)
+        dirs[num_dirs++] = argv[i];
+    for (char *line = list; list && line < list + list_len;) {
+        char *end = memchr(line, '\n', (size_t)(list + list_len - line));
+        if (end)
+            *end = 0;
+        if (*line)
+            dirs[num_dirs++] = line;
+        line = end ? end + 1 : list + list_len;
+    }
+    if (num_dirs == 0) {
+        free(dirs);
+        free(list);
+        return wsml_usage_error("%s", runs_from ? "table: no RUNDIR given nor listed in --runs-from"
+                                                : "table: give at least one RUNDIR");
+    }
+    wsml_table table;
+    int rc = wsml_table_build_paper(dirs, num_dirs, by, with_epochs, paper, &table, &err);
+    free(dirs);
+    if (rc) {
+        free(list);
+        return fail(&err);
+    }
     if (table.num_missing) {
-        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, argc - optind);
+        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, num_dirs);
         fputs(table.missing, stderr);
     }
     int status = 0;
@@ -477,6 +520,7 @@ static int run_table(int argc, char **argv) {
         fputs(table.markdown, stdout);
     }
     wsml_table_free(&table);
+    free(list);
     return status;
 }
 

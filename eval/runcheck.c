@@ -54,6 +54,8 @@ int wsml_run_check_config(const char *run_dir, int argc, char **argv, wsml_err *
     snprintf(given.out, sizeof given.out, "%s", recorded.out);
     if (given.threads == 0) // "all usable CPUs", resolved and recorded by wsml-train
         given.threads = recorded.threads;
+    if (!given.epr_k_given) // EPR/ROLE's k from the dataset, resolved and recorded
+        given.loss.expected_num_pos = recorded.loss.expected_num_pos;
     char(*paths[][2])[WSML_PATH_MAX] = {{&given.store, &recorded.store},
                                         {&given.pretrained, &recorded.pretrained},
                                         {&given.init, &recorded.init}};

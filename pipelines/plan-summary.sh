@@ -1,13 +1,13 @@
 #!/bin/sh
-# pipelines/plan-summary.sh TABLE STORES GPU_BENCH INGEST_FLAGS WSML_BIN "STORE..." RUN...
+# pipelines/plan-summary.sh TABLE STORES GPU_BENCH INGEST_FLAGS WSML_BIN "STORE..." "METHOD..." RUN...
 # The summary at the end of `make -n TABLE` (pipelines/runs.mk): runs per method, the
 # images x epochs still to train, an estimate of GPU-hours from the GPU benchmark's
 # images/s, and the disk each store needs (raw vs JPEG). Each RUN is
-# DATASET:METHOD:EPOCHS:TODO (TODO 1 = still to run). Train-split sizes come from the
+# DATASET:METHOD:EPOCHS:TODO:COUNT (TODO 1 = still to run; COUNT runs of that kind). Train-split sizes come from the
 # store when it exists (wsml-store info), else from the official counts with the 20%
 # validation carve (supp. §A) for VOC, COCO and CUB; other datasets: unknown.
-table=$1 stores=$2 bench=$3 ingest_flags=$4 bin=$5 store_names=$6
-shift 6
+table=$1 stores=$2 bench=$3 ingest_flags=$4 bin=$5 store_names=$6 methods=$7
+shift 7
 
 # image side: the last --size of INGEST_FLAGS, else wsml-ingest's default 448
 size=$(printf '%s\n' "$ingest_flags" | awk '{ s = 448; for (i = 1; i < NF; i++) if ($i == "--size") s = $(i + 1);
@@ -45,7 +45,7 @@ if [ -f "$bench" ]; then
 fi
 
 printf '%s\n' "$@" | awk -v table="$table" -v size="$size" -v ips="$ips" -v bench="$bench" \
-    -v counts="$counts" '
+    -v counts="$counts" -v methods="$methods" '
 function gb(bytes) { return bytes >= 1e9 ? sprintf("%.1f GB", bytes / 1e9) : sprintf("%.1f MB", bytes / 1e6) }
 BEGIN {
     n = split(counts, lines, "\n")
@@ -53,20 +53,23 @@ BEGIN {
         if (split(lines[i], f, " ") < 5) continue
         train[f[1]] = f[2]; all[f[1]] = f[3]; measured[f[1]] = f[4]; enc[f[1]] = f[5]; order[++ns] = f[1]
     }
+    nm = split(methods, morder, " ")  # the methods in METHODS order; others as they come
+    for (i = 1; i <= nm; i++) seen[morder[i]] = 1
 }
 NF {
-    split($0, r, ":"); ds = r[1]; m = r[2]; ep = r[3]; todo = r[4]
-    runs[m]++; left[m] += todo; if (!(m in seen)) { seen[m] = 1; morder[++nm] = m }
-    total++; totleft += todo
+    split($0, r, ":"); ds = r[1]; m = r[2]; ep = r[3]; todo = r[4]; k = r[5]
+    runs[m] += k; left[m] += todo * k; if (!(m in seen)) { seen[m] = 1; morder[++nm] = m }
+    total += k; totleft += todo * k
     if (todo) {
         if (train[ds] == "" || train[ds] == "-") unknown[ds] = 1
-        else work += train[ds] * ep
+        else work += train[ds] * ep * k
     }
 }
 END {
     printf "\n== plan summary: make %s\n", table
     printf "runs per method (still to run / all):"
-    for (i = 1; i <= nm; i++) printf " %s %d/%d%s", morder[i], left[morder[i]], runs[morder[i]], i < nm ? "," : ""
+    sep = ""
+    for (i = 1; i <= nm; i++) if (morder[i] in runs) { printf "%s %s %d/%d", sep, morder[i], left[morder[i]], runs[morder[i]]; sep = "," }
     printf "\nruns: %d still to run of %d\n", totleft, total
     u = ""
     for (d in unknown) u = u (u == "" ? "" : ", ") d

@@ -187,6 +187,11 @@ define WSML_CHECK_RUNS
 	  $(WSML)/wsml-eval check-config $$d -- $$flags || bad=1; done < $(RUNS)/$(1)/requested.txt; \
 	  [ $$bad = 0 ] || { echo "make $(1): the runs above were made with other settings than asked for; remove them to redo them" >&2; exit 1; }
 endef
+# The file RUNS/$(1)/runs.txt listing the table's run dirs (written when the recipe runs,
+# not under make -n), for wsml-eval table --runs-from: a full grid's list is longer than
+# one command line may be. Expands to the file's name.
+wsml_run_list = $(if $(WSML_DRY_RUN),,$(file >$(RUNS)/$(1)/runs.txt,$(subst $(space),$(newline),$(strip $(dir $(RUNS_$(1)))))))$(RUNS)/$(1)/runs.txt
+space := $(subst ,, )
 define newline
 
 
@@ -195,7 +200,12 @@ endef
 # make -n TABLE: the plan summary (pipelines/plan-summary.sh), printed even under -n.
 # $(1) = table, $(2) = its store names.
 define WSML_PLAN_SUMMARY
-	+@$(if $(WSML_DRY_RUN),sh $(abspath pipelines/plan-summary.sh) "$(1)" "$(STORES)" "$(GPU_BENCH)" "$(INGEST_FLAGS)" "$(WSML)" "$(2)" $(WSML_PLAN_$(1)),:)
+	+@$(if $(WSML_DRY_RUN),sh $(abspath pipelines/plan-summary.sh) "$(1)" "$(STORES)" "$(GPU_BENCH)" "$(INGEST_FLAGS)" "$(WSML)" "$(2)" "$(METHODS)" $(call wsml_plan_counts,$(1)),:)
+endef
+# WSML_PLAN_$(1)'s entries counted: DATASET:METHOD:EPOCHS:TODO:COUNT, one per kind (a
+# full grid's per-run list is longer than one command line may be).
+define wsml_plan_counts
+$(foreach u,$(sort $(WSML_PLAN_$(1))),$(u):$(words $(filter $(u),$(WSML_PLAN_$(1)))))
 endef
 
 # Checks made when make reads the makefiles, only if one of the goals is a table: a

@@ -35,7 +35,15 @@ $(eval $(call WSML_TABLE_CHECK,table1))
 table1: $(RUNS_table1) | $(BUILD)/wsml-eval
 	$(call WSML_CHECK_RUNS,table1)
 	@mkdir -p $(RESULTS)
-	$(WSML)/wsml-eval table $(dir $(RUNS_table1)) --by dataset --paper 1 --out $(RESULTS)/table1
+	$(WSML)/wsml-eval table --runs-from $(call wsml_run_list,table1) --by dataset --paper 1 --out $(RESULTS)/table1
 	@cat $(RESULTS)/table1.md
 	$(call report_after,results-report)
 	$(call WSML_PLAN_SUMMARY,table1,$(TABLE1_DATASETS))
+
+# For a Slurm job array (README "On a cluster"): the stores first, then one run per
+# array task (`make $(make -s table1-list | sed -n "${SLURM_ARRAY_TASK_ID}p")`), then
+# `make table1` renders the table.
+.PHONY: table1-stores table1-list
+table1-stores: $(foreach ds,$(TABLE1_DATASETS),$(STORES)/$(ds).ok)
+table1-list:
+	@: $(foreach r,$(RUNS_table1),$(info $(r)))

@@ -18,7 +18,15 @@ $(eval $(call WSML_TABLE_CHECK,table2))
 table2: $(RUNS_table2) | $(BUILD)/wsml-eval
 	$(call WSML_CHECK_RUNS,table2)
 	@mkdir -p $(RESULTS)
-	$(WSML)/wsml-eval table $(dir $(RUNS_table2)) --by group --paper 2 --out $(RESULTS)/table2
+	$(WSML)/wsml-eval table --runs-from $(call wsml_run_list,table2) --by group --paper 2 --out $(RESULTS)/table2
 	@cat $(RESULTS)/table2.md
 	$(call report_after,results-report)
 	$(call WSML_PLAN_SUMMARY,table2,openimages)
+
+# For a Slurm job array (README "On a cluster"): the stores first, then one run per
+# array task (`make $(make -s table2-list | sed -n "${SLURM_ARRAY_TASK_ID}p")`), then
+# `make table2` renders the table.
+.PHONY: table2-stores table2-list
+table2-stores: $(STORES)/openimages.ok
+table2-list:
+	@: $(foreach r,$(RUNS_table2),$(info $(r)))
