@@ -10,11 +10,12 @@
 // would pass them, --recipe applied first; --out, --resume, --force and the execution
 // flags that never change the numbers are not compared). Compared: every option that
 // decides the numbers (train/trainer.h, wsml_train_opts_same_run) and --epochs; paths
-// (--store, --pretrained, --init) by the file they name; --threads and --epr-k only when
-// given (else wsml-train resolved them: the CPUs usable, the dataset's k). Returns 0 when they
-// agree; WSML_EARG when a flag is bad; WSML_ESTATE with err naming the first differing flag and
-// both values ("--lr 2e-05 differs from the run's 1e-05"), or WSML_EIO / WSML_EFORMAT when
-// config.json cannot be read.
+// (--pretrained, --init) by the file they name (--store is not compared: a pipeline
+// keeps one store per dataset, and wsml-train --resume checks the store itself); --threads and
+// --epr-k only when given (else wsml-train resolved them: the CPUs usable, the dataset's k).
+// Returns 0 when they agree; WSML_EARG when a flag is bad; WSML_ESTATE with err naming the first
+// differing flag and both values ("--lr 2e-05 differs from the run's 1e-05"), or WSML_EIO /
+// WSML_EFORMAT when config.json cannot be read.
 int wsml_run_check_config(const char *run_dir, int argc, char **argv, wsml_err *err);
 
 #endif
