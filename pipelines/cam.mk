@@ -11,7 +11,7 @@
 # Knobs: CAM_COUNT=N (the first N test images with a positive label; default 8) or
 # CAM_IDS=ID,ID,... (ids as `wsml-store export --what ids` prints them), CAM_SIZE=PX
 # (tile width, default 224), CAM_THREADS=N (cpu threads, default 0 = all),
-# CAM_FIGURE=FILE, and the knobs of runs.mk and table1.mk (DATA, PRETRAINED,
+# CAM_FIGURE=FILE (wsml-cam runs under WSML_LAUNCH, as training does), and the knobs of runs.mk and table1.mk (DATA, PRETRAINED,
 # TABLE1_FLAGS, LR_GRID, DELTA_REL_GRID, SEEDS, SCHEME, BACKEND, ...).
 
 CAM_COUNT ?= 8
@@ -55,7 +55,7 @@ $(CAM_FIGURE): $(addsuffix /done,$(CAM_RUNS)) | $(STORES)/coco.ok $(BUILD)/wsml-
 	for r in "$$an" "$$role" "$$llct"; do \
 	  test -n "$$r" || { echo "make cam-figure: a method has no finished run (see $(CAM_PICKS).md)" >&2; exit 1; }; \
 	done; \
-	$(WSML)/wsml-cam --store $(STORES)/coco --split test $(cam_images) --size $(CAM_SIZE) \
+	$(WSML_LAUNCH) $(WSML)/wsml-cam --store $(STORES)/coco --split test $(cam_images) --size $(CAM_SIZE) \
 	  --model $$an/best.safetensors --name "Naive AN" \
 	  --model $$role/best.safetensors --name ROLE \
 	  --model $$llct/best.safetensors --name LL-Ct \

@@ -72,6 +72,9 @@ want=$("$PYTHON" -c "print('GPU-hours: %.1f at 250.00 images/s' % ((14 * 4574 + 
 grep -qF "$want" plan-b.txt || fail "expected '$want': $(grep GPU-hours plan-b.txt)"
 rm gpu-bench.jsonl
 echo "ok: $want"
+M -n table2 > plan2.txt 2>&1
+tail -n 8 plan2.txt | grep -qx "== plan summary: make table2" || fail "make -n table2: no summary at the end"
+grep -qx "  openimages: unknown until ingested" plan2.txt || fail "table2 summary: $(tail -n 8 plan2.txt)"
 
 # ---- 2. SEEDS="1 2": twice the runs, mean ± std -----------------------------------------
 G=(TABLE1_DATASETS=voc METHODS="an ll-ct" THRESHOLDS=relative)
