@@ -99,6 +99,7 @@ static void usage(FILE *f) {
             "  --out DIR        the page's folder (created; files of the same names replaced)\n"
             "  --table TITLE    starts a table section; the RUNDIRs and --by after it are its\n"
             "                   own (without --table: one section titled \"Results\")\n"
+            "  --runs-from FILE the section's run directories listed in FILE, one per line\n"
             "  --by dataset|group  the section's layout, as for table (default dataset)\n"
             "  --title TEXT     the page's title (default \"wsml results\")\n"
             "  --cam FILE       a wsml-cam figure to show (copied into DIR); repeatable\n"
@@ -528,21 +529,30 @@ static int run_table(int argc, char **argv) {
 // ---- report ------------------------------------------------------------------------------
 
 static int run_report(int argc, char **argv) {
-    static const struct option options[] = {
-        {"out", required_argument, 0, 'o'},   {"title", required_argument, 0, 'T'},
-        {"table", required_argument, 0, 't'}, {"by", required_argument, 0, 'b'},
-        {"cam", required_argument, 0, 'c'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    // Every argument can belong to a section, so there are at most argc of each.
+    static const struct option options[] = {{"out", required_argument, 0, 'o'},
+                                            {"title", required_argument, 0, 'T'},
+                                            {"table", required_argument, 0, 't'},
+                                            {"by", required_argument, 0, 'b'},
+                                            {"cam", required_argument, 0, 'c'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"runs-from", required_argument, 0, 'r'},
+                                            {0, 0, 0, 0}};
+    // Every argument can belong to a section, so there are at most argc of each (run
+    // dirs: more with --runs-from, which grows the array).
     wsml_page_section *sections = calloc((size_t)argc + 1, sizeof(*sections));
-    const char **dirs = calloc((size_t)argc + 1, sizeof(char *));
+    size_t dirs_cap = (size_t)argc + 1;
+    const char **dirs = calloc(dirs_cap, sizeof(char *));
+    char **lists = calloc((size_t)argc + 1, sizeof(char *)); // --runs-from files' text
+    int num_lists = 0;
     const char **cams = calloc((size_t)argc + 1, sizeof(char *));
     int *first_dir = calloc((size_t)argc + 1, sizeof(int));
-    if (!sections || !dirs || !cams || !first_dir) {
+    if (!sections || !dirs || !cams || !first_dir || !lists) {
         free(sections);
         free(dirs);
         free(cams);
         free(first_dir);
+        free(lists);
         fprintf(stderr, PROG ": out of memory\n");
         return 1;
     }
@@ -559,6 +569,39 @@ static int run_report(int argc, char **argv) {
             dirs[num_dirs++] = optarg;
             sec->num_runs++;
             break;
+        case 'r': { // the section's run dirs listed in a file, one per line
+            if (num_sections == 0)
+                sections[num_sections++] = (wsml_page_section){.title = "Results"};
+            sec = &sections[num_sections - 1];
+            size_t len = 0;
+            wsml_err err = {0};
+            if (wsml_read_file(optarg, &lists[num_lists], &len, &err)) {
+                status = fail(&err);
+                break;
+            }
+            char *text = lists[num_lists++];
+            for (char *line = text; line < text + len && status < 0;) {
+                char *end = memchr(line, '\n', (size_t)(text + len - line));
+                if (end)
+                    *end = 0;
+                if (*line && (size_t)num_dirs + 1 >= dirs_cap) {
+                    const char **grown = realloc(dirs, 2 * dirs_cap * sizeof(char *));
+                    if (!grown) {
+                        fprintf(stderr, PROG ": out of memory\n");
+                        status = 1;
+                        break;
+                    }
+                    dirs = grown;
+                    dirs_cap *= 2;
+                }
+                if (*line) {
+                    dirs[num_dirs++] = line;
+                    sec->num_runs++;
+                }
+                line = end ? end + 1 : text + len;
+            }
+            break;
+        }
         case 't':
             first_dir[num_sections] = num_dirs;
             sections[num_sections++] = (wsml_page_section){.title = optarg};
@@ -613,6 +656,9 @@ static int run_report(int argc, char **argv) {
     free(dirs);
     free(cams);
     free(first_dir);
+    for (int i = 0; i < num_lists; i++)
+        free(lists[i]);
+    free(lists);
     return status;
 }
 

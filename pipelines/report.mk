@@ -26,6 +26,10 @@ endef
 
 # The run directories of a pipeline's runs that exist now. $(1) = their done files.
 report_runs = $(wildcard $(dir $(1)))
+# The same for table $(1) (table1, table2) in the file RUNS/$(1)/report-runs.txt, for
+# wsml-eval report --runs-from (a full grid's list is longer than a command line may be);
+# written when the recipe runs, not under make -n. Expands to the file's name.
+report_list = $(if $(WSML_DRY_RUN),,$(file >$(RUNS)/$(1)/report-runs.txt,$(subst $(space),$(newline),$(strip $(call report_runs,$(RUNS_$(1)))))))$(RUNS)/$(1)/report-runs.txt
 
 # The hook at the end of make demo / table1 / table2: the report, by a make that takes
 # the executables as they are. $(1) = demo-report or results-report.
@@ -40,8 +44,8 @@ demo-report: | $(BUILD)/wsml-eval
 results-report: | $(BUILD)/wsml-eval
 	@test -n "$(call report_runs,$(RUNS_table1) $(RUNS_table2))" || { echo "make results-report: no runs of make table1 or make table2 in $(RUNS)" >&2; exit 1; }
 	$(call wsml_report,$(RESULTS_REPORT),--title "wsml: the paper's tables" \
-	  $(if $(call report_runs,$(RUNS_table1)),--table "Table 1" --by dataset $(call report_runs,$(RUNS_table1))) \
-	  $(if $(call report_runs,$(RUNS_table2)),--table "Table 2" --by group $(call report_runs,$(RUNS_table2))) \
+	  $(if $(call report_runs,$(RUNS_table1)),--table "Table 1" --by dataset --runs-from $(call report_list,table1)) \
+	  $(if $(call report_runs,$(RUNS_table2)),--table "Table 2" --by group --runs-from $(call report_list,table2)) \
 	  $(if $(wildcard $(CAM_FIGURE)),--cam $(CAM_FIGURE)))
 
 # Every report whose runs exist.
