@@ -44,6 +44,11 @@ cam_pick = $$(awk -F, -v m='$(1)' '$$1 == m { split($$NF, d, ";"); print d[1] }'
 cam_images = $(if $(CAM_IDS),--ids $(CAM_IDS),--count $(CAM_COUNT))
 
 $(eval $(call WSML_TABLE_CHECK,cam-figure))
+ifneq ($(filter cam-figure,$(MAKECMDGOALS)),)
+ifneq ($(words $(filter an ll-ct,$(METHODS)) $(filter relative,$(THRESHOLDS))),3)
+$(error make cam-figure: Table 1's an and relative ll-ct runs are its AN and LL-Ct columns: METHODS needs an and ll-ct, THRESHOLDS relative)
+endif
+endif
 
 .PHONY: cam-figure
 cam-figure: $(CAM_FIGURE)
