@@ -208,6 +208,9 @@ define wsml_plan_counts
 $(foreach u,$(sort $(WSML_PLAN_$(1))),$(u):$(words $(filter $(u),$(WSML_PLAN_$(1)))))
 endef
 
+# The words of $(1) that are not whole numbers.
+wsml_not_numbers = $(strip $(foreach w,$(1),$(if $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(w))))))))))),$(w))))
+
 # Checks made when make reads the makefiles, only if one of the goals is a table: a
 # missing DATA or PRETRAINED stops make before anything runs (also under -j). Under -n
 # they are warnings, so that `make -n table1` shows the plan before anything is
@@ -226,6 +229,9 @@ $(call wsml_check_fail,make $(1): ImageNet weights not found: PRETRAINED=$(PRETR
 endif
 ifneq ($(filter-out $(WSML_METHODS_KNOWN),$(METHODS)),)
 $$(error make $(1): METHODS: unknown method '$(firstword $(filter-out $(WSML_METHODS_KNOWN),$(METHODS)))' (known: $(WSML_METHODS_KNOWN)))
+endif
+ifneq ($(call wsml_not_numbers,$(SEEDS)),)
+$$(error make $(1): SEEDS: '$(firstword $(call wsml_not_numbers,$(SEEDS)))' is not a seed (give whole numbers, e.g. SEEDS="1 2 3"))
 endif
 ifneq ($(filter-out end-to-end linearinit,$(SCHEME)),)
 $$(error make $(1): SCHEME must be end-to-end or linearinit, not '$(SCHEME)')

@@ -76,6 +76,15 @@ M -n table2 > plan2.txt 2>&1
 tail -n 8 plan2.txt | grep -qx "== plan summary: make table2" || fail "make -n table2: no summary at the end"
 grep -qx "  openimages: unknown until ingested" plan2.txt || fail "table2 summary: $(tail -n 8 plan2.txt)"
 
+# bad knobs: one line naming the knob and the value, nothing made
+for bad in 'METHODS=an bogus|unknown method .bogus.' 'SCHEME=linear|SCHEME must be end-to-end or linearinit' \
+    'SEEDS=1 x2|SEEDS: .x2. is not a seed' 'THRESHOLDS=relative abs|THRESHOLDS:'; do
+  if M table1 "${bad%%|*}" > bad.txt 2>&1; then fail "make table1 ${bad%%|*} succeeded"; fi
+  grep -q "make table1: ${bad#*|}" bad.txt || fail "${bad%%|*}: $(cat bad.txt)"
+done
+[ ! -e stores ] && [ ! -e runs ] || fail "a refused make wrote files"
+echo "ok: bad METHODS, SCHEME, SEEDS, THRESHOLDS stop make with one line"
+
 # ---- 2. SEEDS="1 2": twice the runs, mean ± std -----------------------------------------
 G=(TABLE1_DATASETS=voc METHODS="an ll-ct" THRESHOLDS=relative)
 M "${G[@]}" SEEDS="1 2" table1 > seeds.txt 2>&1 || { cat seeds.txt; fail "make table1 SEEDS=\"1 2\""; }
