@@ -77,7 +77,7 @@ tail -n 8 plan2.txt | grep -qx "== plan summary: make table2" || fail "make -n t
 grep -qx "  openimages: unknown until ingested" plan2.txt || fail "table2 summary: $(tail -n 8 plan2.txt)"
 
 # bad knobs: one line naming the knob and the value, nothing made
-for bad in 'METHODS=an bogus|unknown method .bogus.' 'SCHEME=linear|SCHEME must be end-to-end or linearinit' \
+for bad in 'METHODS=an bogus|METHODS: unknown method .bogus.' 'SCHEME=linear|SCHEME must be end-to-end or linearinit' \
     'SEEDS=1 x2|SEEDS: .x2. is not a seed' 'THRESHOLDS=relative abs|THRESHOLDS:'; do
   if M table1 "${bad%%|*}" > bad.txt 2>&1; then fail "make table1 ${bad%%|*} succeeded"; fi
   grep -q "make table1: ${bad#*|}" bad.txt || fail "${bad%%|*}: $(cat bad.txt)"
