@@ -11,6 +11,8 @@
 #  - .npy (scores / labels of wsml-eval): truncated and header-flipped copies are
 #    refused naming the file, or (a flip the header cannot show) give the same metrics.
 #    A flip inside an .npy's data cannot be detected (the format has no checksum).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 wsml-ingest --format fashion-mosaic --size 32 --train-count 400 --test-count 100 --out clean --quiet
 
 # one_error RC_WANT FILE CMD...: CMD exits RC_WANT with one stderr line naming FILE
@@ -97,7 +99,9 @@ echo "ok: export refuses a damaged record: $(cat err.txt)"
 # ---- truncated data.mdb
 size=$(stat -c %s clean/data.mdb)
 for cut in 0 100 4096 12288 $((size / 2)) $((size - 4096)) $((size - 1)); do
-  rm -rf trunc && cp -r clean trunc && truncate -s $cut trunc/data.mdb
+  rm -rf trunc
+  cp -r clean trunc
+  truncate -s $cut trunc/data.mdb
   damaged_store trunc "data.mdb truncated to $cut of $size bytes"
 done
 echo "ok: 7 truncated stores: $detected refused, $harmless unharmed"
@@ -105,7 +109,8 @@ echo "ok: 7 truncated stores: $detected refused, $harmless unharmed"
 # ---- one flipped byte anywhere in data.mdb (30 random positions)
 RANDOM=11
 for trial in $(seq 1 30); do
-  rm -rf flip && cp -r clean flip
+  rm -rf flip
+  cp -r clean flip
   pos=$(( (RANDOM * 32768 + RANDOM) % size ))
   flip_byte flip/data.mdb $pos $((1 << (trial % 8)))
   damaged_store flip "byte $pos flipped"
