@@ -9,7 +9,9 @@
 #   - a script in tests/e2e/ whose first command is not `set -euo pipefail` (so that a
 #     script run on its own checks as under tests/run-e2e.sh).
 # Heredoc bodies (the Python oracles), quoted strings and comments are not shell code and
-# are skipped. Usage: tests/lint-e2e.sh [FILE...] (default: tests/e2e/*.sh, lib/*.sh);
+# are skipped. Not caught: checks inside a function that is itself called as a condition
+# (`f || fail`, `if f`), where bash turns set -e off for the whole body; such functions
+# must return the status of their checks themselves. Usage: tests/lint-e2e.sh [FILE...] (default: tests/e2e/*.sh, lib/*.sh);
 # tests/lint-e2e.sh --self-test checks the lint on tests/fixtures/lint/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
