@@ -11,8 +11,9 @@
 # Heredoc bodies (the Python oracles), quoted strings and comments are not shell code and
 # are skipped. Not caught: checks inside a function that is itself called as a condition
 # (`f || fail`, `if f`), where bash turns set -e off for the whole body; such functions
-# must return the status of their checks themselves. Usage: tests/lint-e2e.sh [FILE...] (default: tests/e2e/*.sh, lib/*.sh);
-# tests/lint-e2e.sh --self-test checks the lint on tests/fixtures/lint/.
+# must return the status of their checks themselves.
+# Usage: tests/lint-e2e.sh [FILE...] (default: tests/e2e/*.sh, e2e/lib/*.sh and
+# fixtures/*_lib.sh); tests/lint-e2e.sh --self-test checks the lint on tests/fixtures/lint/.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 if [ "${1:-}" = --self-test ]; then
@@ -27,12 +28,12 @@ if [ "${1:-}" = --self-test ]; then
   exit 0
 fi
 files=("$@")
-[ ${#files[@]} -gt 0 ] || files=("$here"/e2e/*.sh "$here"/e2e/lib/*.sh)
+[ ${#files[@]} -gt 0 ] || files=("$here"/e2e/*.sh "$here"/e2e/lib/*.sh "$here"/fixtures/*_lib.sh)
 
 status=0
 for f in "${files[@]}"; do
-  # a sourced library (e2e/lib/) needs no set line of its own
-  case $f in */lib/*) need_set=0 ;; *) need_set=1 ;; esac
+  # a sourced library (e2e/lib/, fixtures/*_lib.sh) needs no set line of its own
+  case $f in */lib/* | *_lib.sh) need_set=0 ;; *) need_set=1 ;; esac
   awk -v need_set="$need_set" -v file="$f" '
     function report(line, what) { printf "%s:%d: %s\n", file, line, what; bad = 1 }
     # The shell code of one line at the top level: quoted strings, comments, $( ) and
