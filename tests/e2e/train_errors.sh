@@ -2,6 +2,8 @@
 # while last.safetensors keeps the last good (finite) state; bad flags exit 2 with one
 # line; a run directory in the way is refused; SIGTERM saves and exits non-zero, and the
 # run then resumes to the end.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 store=store
 wsml-ingest --format fashion-mosaic --size 32 --train-count 40 --test-count 8 --out $store --quiet
 base=(--store $store --arch resnet18 --width-mult 0.25 --batch 8 --threads 2 --quiet)
@@ -26,7 +28,7 @@ expect_fail() { # expect_fail CODE PATTERN -- args...
 expect_fail 1 'epoch 1 step 2 (batch 2).*nan.*keeps step 1' -- "${base[@]}" --out nan --loss an \
   --lr 1e30 --save-every 1 --epochs 2
 test ! -f nan/best.safetensors
-grep -q '"event"' nan/run.jsonl && { echo "a failed run must not look finished"; exit 1; }
+if grep -q '"event"' nan/run.jsonl; then fail "a failed run must not look finished"; fi
 $PYTHON - nan/last.safetensors <<'EOF'
 import json, struct, sys
 import numpy as np
@@ -73,7 +75,10 @@ expect_fail 1 "unfinished run.*--resume" -- "${base[@]}" --out part --epochs 2
 wsml-train --store $store --arch resnet18 --width-mult 0.25 --batch 8 --threads 2 --out sig \
   --epochs 40 --trace --save-every 0 2> sig.err &
 pid=$!
-for _ in $(seq 1 2000); do grep -q '"step":3,' sig/run.jsonl 2>/dev/null && break; sleep 0.005; done
+for _ in $(seq 1 2000); do
+  if grep -q '"step":3,' sig/run.jsonl 2>/dev/null; then break; fi
+  sleep 0.005
+done
 kill -TERM $pid
 set +e
 wait $pid
@@ -82,11 +87,12 @@ set -e
 [ $rc -eq 1 ] || { echo "SIGTERM: exit $rc, expected 1"; cat sig.err; exit 1; }
 grep -q "interrupted at epoch .* continue with --resume" sig.err || { cat sig.err; exit 1; }
 test -f sig/last.safetensors
-grep -q '"event"' sig/run.jsonl && { echo "an interrupted run must not look finished"; exit 1; }
+if grep -q '"event"' sig/run.jsonl; then fail "an interrupted run must not look finished"; fi
 wsml-train --store $store --out sig --resume --epochs 2 --quiet
 grep -q '"event":"final"' sig/run.jsonl
 
 # ---- --help
 wsml-train --help > help.txt
-grep -q "Examples:" help.txt && grep -q -- "--recipe paper" help.txt
+grep -q "Examples:" help.txt || fail "wsml-train --help has no Examples:"
+grep -q -- "--recipe paper" help.txt || fail "wsml-train --help does not show --recipe paper"
 echo "all error cases behaved"
