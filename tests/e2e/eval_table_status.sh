@@ -10,7 +10,7 @@
 #   - check-config: 0 when config.json matches the flags, 1 naming the flag, 1 for a
 #     missing config.json, 2 for a bad flag.
 set -euo pipefail
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PYTHON" - <<'EOF'
 import json, os

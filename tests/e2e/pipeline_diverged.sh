@@ -3,7 +3,7 @@
 # accepts that, the table still renders, the pick skips the diverged setting and a
 # footnote counts it; a second make (even with the run's done file lost) trains nothing.
 set -euo pipefail
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc > /dev/null
 mkdir data

@@ -17,7 +17,7 @@
 #      training ran through the wrapper with --device 0 or 1, its config.json records that
 #      device, and no two runs held one GPU at the same time (while runs did overlap).
 set -euo pipefail
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc cub openimages > /dev/null
 mkdir data
