@@ -108,6 +108,14 @@ for row, stem in (("Naive AN", "an_lr1e-5"), ("LL-Ct", "ll-ct_drel0.1_lr1e-5")):
 print("ok: SEEDS=\"1 2\": 4 runs, cells = mean ± stdev of the two seeds")
 EOF
 
+# the plan once the store exists: its own train split (counted from its records)
+M -n "${G[@]}" SEEDS="5 6 7" table1 > plan-s.txt 2>&1
+wsml-store export stores/voc --split train --what ids --out ids.txt --quiet
+n=$(wc -l < ids.txt)
+grep -qx "images x epochs to train: $("$PYTHON" -c "print('%.4g' % (6 * $n))")" plan-s.txt ||
+  fail "after ingest, expected 6 runs x $n train images: $(grep 'images x' plan-s.txt)"
+echo "ok: the plan after ingest counts the store's $n train images"
+
 # ---- 3. what a changed flag reruns ------------------------------------------------------
 md5sum runs/table1/voc/*/run.jsonl > sums.txt
 rm calls.txt
