@@ -29,12 +29,12 @@ TABLE1_FLAGS ?= --recipe paper
 # methods on COCO (table1.mk defines the rules of the an and ll-ct runs; the role runs'
 # rules are made here unless Table 1 has them).
 WSML_ID_table1 := $(call wsml_table_id,$(TABLE1_FLAGS))
-CAM_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),$(CAM_RUNDIR)/an_lr$(lr)_s$(s)_$(WSML_ID_table1) \
-  $(CAM_RUNDIR)/role_lr$(lr)_s$(s)_$(WSML_ID_table1) \
-  $(foreach d,$(DELTA_REL_GRID),$(CAM_RUNDIR)/ll-ct_drel$(d)_lr$(lr)_s$(s)_$(WSML_ID_table1))))
+CAM_RUNS = $(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),$(CAM_RUNDIR)/an_lr$(lr)_s$(s)_$(call wsml_method_id,table1,an) \
+  $(CAM_RUNDIR)/role_lr$(lr)_s$(s)_$(call wsml_method_id,table1,role) \
+  $(foreach d,$(DELTA_REL_GRID),$(CAM_RUNDIR)/ll-ct_drel$(d)_lr$(lr)_s$(s)_$(call wsml_method_id,table1,ll-ct))))
 ifeq ($(filter role,$(METHODS)),)
 $(foreach lr,$(call lr_values,1e-5),$(foreach s,$(SEEDS),\
-  $(call WSML_SETTING,table1,coco,role_lr$(lr)_s$(s),--loss role --lr $(lr) --seed $(s),$(TABLE1_FLAGS),$(abspath $(PRETRAINED)),cam)))
+  $(call WSML_SETTING,table1,coco,role_lr$(lr)_s$(s),--loss role --lr $(lr) --seed $(s),$(TABLE1_FLAGS) $(FLAGS_role),$(abspath $(PRETRAINED)),cam)))
 endif
 
 # The picked run dir of method $(1): its row of PREFIX.picks.csv

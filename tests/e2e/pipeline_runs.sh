@@ -5,8 +5,9 @@
 #      each store; the numbers recomputed here from the official counts / the stores;
 #   2. SEEDS="1 2" runs every setting twice; the table shows mean ± std over the seeds
 #      (numbers recomputed with Python's statistics from the runs' run.jsonl) and n;
-#   3. changing a grid adds only the new settings' runs; changing TRAIN_FLAGS makes new
-#      runs beside the old (a new identity), never reusing them; a finished run whose
+#   3. changing a grid adds only the new settings' runs, changing one method's own flags
+#      (FLAGS_ll-ct) only that method's; changing TRAIN_FLAGS makes new runs beside the
+#      old (a new identity), never reusing them; a finished run whose
 #      config.json differs from what is asked stops make with the differing flag named;
 #   4. the paper columns of table1 and table2 equal the supplement's Tables 1 and 2
 #      (tests/fixtures/paper_tables.txt, the supplement's lines verbatim) and the
@@ -124,6 +125,11 @@ M "${G[@]}" SEEDS="1 2" DELTA_REL_GRID="0.1 0.2" table1 > grid.txt 2>&1 || { cat
 grep -c -- '--delta-rel 0.2' calls.txt | grep -qx 2 || fail "the new runs are not the drel0.2 ones: $(cat calls.txt)"
 md5sum -c --quiet sums.txt || fail "a finished run changed"
 rm calls.txt
+M "${G[@]}" SEEDS="1 2" FLAGS_ll-ct="--lr-mult 5" table1 > mflags.txt 2>&1 || { cat mflags.txt; fail "FLAGS_ll-ct"; }
+[ "$(trained)" = 2 ] || fail "FLAGS_ll-ct: $(trained) trainings, expected 2 (ll-ct, 2 seeds)"
+[ "$(grep -c -- '--loss ll-ct .*--lr-mult 5' calls.txt)" = 2 ] || fail "not the ll-ct runs: $(cat calls.txt)"
+md5sum -c --quiet sums.txt || fail "a finished run changed"
+rm calls.txt
 M "${G[@]}" SEEDS="1 2" TRAIN_FLAGS="--no-flip" table1 > flip.txt 2>&1 || { cat flip.txt; fail "no-flip"; }
 [ "$(trained)" = 4 ] || fail "TRAIN_FLAGS changed: $(trained) trainings, expected 4 new runs"
 md5sum -c --quiet sums.txt || fail "an old run changed"
@@ -149,7 +155,7 @@ grep -q "$d/config.json: --lr 1e-05 differs from the run's 0.001" bad.txt || fai
 grep -q "made with other settings" bad.txt || fail "no advice: $(cat bad.txt)"
 [ ! -e calls.txt ] || fail "make trained although a run was in the way"
 cp config.saved "$d/config.json"
-echo "ok: a new grid value trains only its runs; new TRAIN_FLAGS make new runs; a changed config.json stops make naming --lr"
+echo "ok: a new grid value or a method's own FLAGS_ll-ct trains only the runs they change; new TRAIN_FLAGS make new runs; a changed config.json stops make naming --lr"
 
 # ---- 4. the paper columns ---------------------------------------------------------------
 rm -f calls.txt
