@@ -37,7 +37,9 @@
 #                   mean ± std over seeds and pick by the mean validation mAP
 #   METHODS="an an-ls wan epr role ll-r ll-ct ll-cp full"  the grid's methods (default
 #                   an ll-r ll-ct ll-cp, the supplement's tables); ll-* run with each of
-#                   THRESHOLDS (default "relative absolute")
+#                   THRESHOLDS (default "relative absolute"); FLAGS_<method>="..." adds
+#                   wsml-train flags to that method's runs only (e.g. FLAGS_an-ls="--ls
+#                   0.2"): changing them makes new runs of that method only
 #   SCHEME=end-to-end|linearinit  end-to-end (default): every run starts from the
 #                   ImageNet weights; linearinit (supp. §A): each setting first trains the
 #                   head on a frozen backbone (LINEARINIT_FROZEN_FLAGS, default
@@ -142,6 +144,11 @@ $(1)/done: | $(2).ok $(WSML_TRAIN_DEPS) $(4)
 endef
 
 # ---- the table grids ---------------------------------------------------------------------
+# The identity hash of method $(2)'s runs in table $(1): the table's (WSML_ID_$(1)), or,
+# when FLAGS_$(2) gives the method flags of its own, a hash of both, so that changing a
+# method's own flags makes new runs of that method only (computed once, then kept).
+wsml_method_id = $(if $(strip $(FLAGS_$(2))),$(or $(WSML_MID_$(1)_$(2)),$(eval WSML_MID_$(1)_$(2) := $(call wsml_id,$(WSML_ID_$(1)) $(FLAGS_$(2))))$(WSML_MID_$(1)_$(2))),$(WSML_ID_$(1)))
+
 # One setting of a table on one dataset, under SCHEME. $(1) = table, $(2) = dataset,
 # $(3) = run name (method, grid point, seed), $(4) = the setting's wsml-train flags,
 # $(5) = the flags of every run of the table, $(6) = the ImageNet weights (absolute),
@@ -149,18 +156,18 @@ endef
 # RUNS_$(7), "DIR FLAGS" to WSML_REQ_$(7) (checked before the table is rendered) and
 # "DATASET:METHOD:EPOCHS:TODO" to WSML_PLAN_$(7) (the plan summary; a LinearInit setting
 # counts both phases).
-WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(WSML_ID_$(1))
+WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4)))
 define WSML_SETTING
 $(if $(filter linearinit,$(SCHEME)),\
   $(eval $(call WSML_RUN,$(WSML_LINEAR_DIR),$(STORES)/$(2),$(4) $(5) --pretrained $(6) $(LINEARINIT_FROZEN_FLAGS) --epochs $(LINEARINIT_EPOCHS)))\
   $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(WSML_LINEAR_DIR),$(4) $(5) --epochs $(LINEARINIT_EPOCHS) $(TRAIN_FLAGS)))\
-  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(STORES)/$(2),$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS),$(WSML_LINEAR_DIR)/done))\
-  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(4) $(5) --epochs $(LINEARINIT_FT_EPOCHS) $(TRAIN_FLAGS)))\
-  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS));;),\
-  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(STORES)/$(2),$(4) $(5) --pretrained $(6)))\
-  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)),$(4) $(5) $(TRAIN_FLAGS)))\
-  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1)) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --pretrained $(6));;))\
-$(eval RUNS_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(WSML_ID_$(1))/done)
+  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))),$(STORES)/$(2),$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS),$(WSML_LINEAR_DIR)/done))\
+  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))),$(4) $(5) --epochs $(LINEARINIT_FT_EPOCHS) $(TRAIN_FLAGS)))\
+  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --init $(WSML_LINEAR_DIR)/best.safetensors --epochs $(LINEARINIT_FT_EPOCHS));;),\
+  $(eval $(call WSML_RUN,$(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))),$(STORES)/$(2),$(4) $(5) --pretrained $(6)))\
+  $(eval $(call wsml_plan_add,$(or $(7),$(1)),$(2),$(4),$(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))),$(4) $(5) $(TRAIN_FLAGS)))\
+  $(eval WSML_REQ_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4))) --store $(STORES)/$(2) $(call wsml_train_flags,$(4) $(5) --pretrained $(6));;))\
+$(eval RUNS_$(or $(7),$(1)) += $(RUNS)/$(1)/$(2)/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4)))/done)
 endef
 # $(1) table, $(2) dataset, $(3) the setting's flags (--loss first), $(4) run dir,
 # $(5) the flags that decide its epochs
@@ -173,10 +180,10 @@ define WSML_METHOD_GRID
 $(foreach m,$(METHODS),$(foreach lr,$(3),$(foreach s,$(SEEDS),\
   $(if $(filter ll-%,$(m)),\
     $(if $(filter relative,$(THRESHOLDS)),$(foreach d,$(4),\
-      $(call WSML_SETTING,$(1),$(2),$(m)_drel$(d)_lr$(lr)_s$(s),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) --seed $(s),$(5),$(6))))\
+      $(call WSML_SETTING,$(1),$(2),$(m)_drel$(d)_lr$(lr)_s$(s),--loss $(m) --threshold relative --delta-rel $(d) --lr $(lr) --seed $(s),$(5) $(FLAGS_$(m)),$(6))))\
     $(if $(filter absolute,$(THRESHOLDS)),$(foreach r0,$(R0_GRID),$(foreach da,$(DELTA_ABS_GRID),\
-      $(call WSML_SETTING,$(1),$(2),$(m)_r0-$(r0)_dabs$(da)_lr$(lr)_s$(s),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) --seed $(s),$(5),$(6))))),\
-    $(call WSML_SETTING,$(1),$(2),$(m)_lr$(lr)_s$(s),--loss $(m) --lr $(lr) --seed $(s),$(5),$(6))))))
+      $(call WSML_SETTING,$(1),$(2),$(m)_r0-$(r0)_dabs$(da)_lr$(lr)_s$(s),--loss $(m) --threshold absolute --r0 $(r0) --delta-abs $(da) --lr $(lr) --seed $(s),$(5) $(FLAGS_$(m)),$(6))))),\
+    $(call WSML_SETTING,$(1),$(2),$(m)_lr$(lr)_s$(s),--loss $(m) --lr $(lr) --seed $(s),$(5) $(FLAGS_$(m)),$(6))))))
 endef
 
 # The recipe lines of a table target, before it is rendered: every run's config.json
