@@ -195,6 +195,11 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
     if (rc == 0)
         rc = wsml_predict_split(t->net, t->store, split, t->o.batch, t->o.workers,
                                 t->hooks->stop_requested, scores, labels, err);
+    for (int64_t i = 0; rc == 0 && i < n * t->C; i++)
+        if (!isfinite(scores[i]))
+            rc = wsml_errf(err, WSML_ENUMERIC, "%s score of image %lld, class %lld is %g",
+                           wsml_split_name(split), (long long)(i / t->C), (long long)(i % t->C),
+                           scores[i]);
     if (rc == 0) {
         *num_groups = 0;
         rc = wsml_metrics_map_groups(scores, labels, n, t->C, t->meta->info_json, map, groups,
@@ -482,6 +487,15 @@ static void describe_failure(trainer *t, int epoch, int64_t step, int64_t batch,
                   epoch, (long long)step, (long long)batch, old);
 }
 
+// A NaN/Inf (WSML_ENUMERIC in err) ends the run as "diverged" (docs/train.md): remembers
+// where (the epoch in progress, the step that failed) and why, before err gets context.
+static void mark_diverged(trainer *t, int epoch, int64_t step, const wsml_err *err) {
+    t->diverged = 1;
+    t->diverged_epoch = epoch;
+    t->diverged_step = step;
+    snprintf(t->diverged_reason, sizeof t->diverged_reason, "%s", err->msg);
+}
+
 static int stop_requested(trainer *t) {
     return t->hooks->stop_requested && *t->hooks->stop_requested;
 }
@@ -574,6 +588,8 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
         t_step = wsml_now() - t_step;
         if (rc < 0) {
             wsml_progress_end(p);
+            if (rc == WSML_ENUMERIC)
+                mark_diverged(t, e, s->global_step + 1, err);
             describe_failure(t, e, s->global_step + 1, b->batch_index + 1, err);
             return rc;
         }
@@ -600,6 +616,8 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
             return interrupted(t, res, err);
         rc = rundir_save_last(t, err);
         if (rc < 0) {
+            if (rc == WSML_ENUMERIC) // the weights overflowed: last.safetensors is kept
+                mark_diverged(t, e, s->global_step, err);
             describe_failure(t, e, s->global_step, s->batches_done, err);
             return rc;
         }
@@ -674,9 +692,14 @@ static int end_epoch(trainer *t, int e, double t_epoch, wsml_train_result *res, 
     train_state *s = &t->st;
     double val_map = 0, groups[WSML_METRICS_MAX_GROUPS];
     int ng = 0;
-    int rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
+    // Weights that overflowed in the epoch's last steps would only show as NaN scores.
+    int rc = rundir_check_finite_weights(t, err);
+    if (rc == 0)
+        rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
     if (rc == 1)
         return interrupted(t, res, err);
+    if (rc == WSML_ENUMERIC)
+        mark_diverged(t, e, s->global_step, err);
     if (rc < 0)
         return wsml_err_prefix(err, "epoch %d", e);
     int improved = val_map > s->best_val_map;
@@ -739,26 +762,53 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         int rc = train_batches(t, e, res, err);
         if (rc == 0)
             rc = end_epoch(t, e, t_epoch, res, err);
+        if (rc == WSML_ENUMERIC && t->diverged)
+            return 0; // a finished run all the same: finish() writes its final line
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
     return 0;
 }
 
-// Test mAP of the best epoch (its weights reloaded), and the final line.
+// The final line's "status" (docs/train.md "Run directory").
+static const char *run_status(const trainer *t) {
+    return t->diverged                         ? "diverged"
+           : t->st.stop_reason == STOP_EARLY ? "early-stopped"
+                                               : "ok";
+}
+
+// Test mAP of the best epoch (its weights reloaded), and the final line. A diverged run
+// ends here too: its final line says where, and the test mAP is the best epoch's if an
+// epoch completed (null otherwise).
 static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     train_state *s = &t->st;
     res->started = 1;
     res->best_epoch = s->best_epoch;
     res->best_val_map = s->best_val_map;
-    res->early_stopped = s->stop_reason == STOP_EARLY;
+    res->early_stopped = s->stop_reason == STOP_EARLY && !t->diverged;
     res->epochs_run = s->epoch - 1;
-    int rc = wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err);
+    res->diverged = t->diverged;
+    snprintf(res->status, sizeof res->status, "%s", run_status(t));
+    int have_best = s->best_epoch > 0;
+    if (t->diverged) {
+        char best[96] = "no epoch completed";
+        if (have_best)
+            snprintf(best, sizeof best, "best epoch %d, val mAP %.2f", s->best_epoch,
+                     s->best_val_map);
+        char kept[WSML_PATH_MAX + 64] = "no checkpoint was written";
+        if (t->saved_step >= 0)
+            snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
+                     (long long)t->saved_step);
+        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
+                  "(%s; %s)",
+                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
+    }
+    int rc = have_best ? wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err) : 0;
     if (rc < 0)
         return rc;
     res->test_map = NAN;
     res->num_groups = 0;
-    int have_test = t->meta->count[WSML_SPLIT_TEST] > 0;
+    int have_test = t->meta->count[WSML_SPLIT_TEST] > 0 && have_best;
     if (have_test) {
         rc = evaluate(t, WSML_SPLIT_TEST, &res->test_map, res->test_group_maps, &res->num_groups,
                       err);
@@ -769,13 +819,14 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
         }
         if (rc < 0)
             return rc;
-    } else {
+    } else if (t->meta->count[WSML_SPLIT_TEST] == 0) {
         wsml_warn("--store %s has no test split: no test mAP", t->o.store);
     }
     json_t *j = json_object();
     json_object_set_new(j, "event", json_string("final"));
-    json_object_set_new(j, "best_epoch", json_integer(s->best_epoch));
-    json_object_set_new(j, "best_val_map", json_real(s->best_val_map));
+    json_object_set_new(j, "status", json_string(res->status));
+    json_object_set_new(j, "best_epoch", have_best ? json_integer(s->best_epoch) : json_null());
+    json_object_set_new(j, "best_val_map", have_best ? json_real(s->best_val_map) : json_null());
     json_object_set_new(j, "test_map", have_test ? json_real(res->test_map) : json_null());
     if (res->num_groups > 0) {
         json_t *g = json_object();
@@ -792,6 +843,11 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     json_object_set_new(j, "epochs_run", json_integer(res->epochs_run));
     json_object_set_new(j, "steps", json_integer(s->global_step));
     json_object_set_new(j, "early_stopped", json_boolean(res->early_stopped));
+    if (t->diverged) {
+        json_object_set_new(j, "diverged_epoch", json_integer(t->diverged_epoch));
+        json_object_set_new(j, "diverged_step", json_integer(t->diverged_step));
+        json_object_set_new(j, "diverged_reason", json_string(t->diverged_reason));
+    }
     rc = rundir_log(t, j, 1, err);
     if (rc < 0)
         return rc;
@@ -831,8 +887,16 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     snprintf(t->path_jsonl, sizeof t->path_jsonl, "%s/run.jsonl", t->o.out);
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);
     snprintf(t->path_last, sizeof t->path_last, "%s/last.safetensors", t->o.out);
-    int resume = t->o.resume;
-    rc = rundir_prepare(t, &resume, err);
+    int resume = t->o.resume, finished = 0;
+    rc = rundir_prepare(t, &resume, &finished, res->status, sizeof res->status, err);
+    if (rc == 0 && finished) {
+        res->already_finished = 1;
+        res->diverged = !strcmp(res->status, "diverged");
+        wsml_info("%s is a finished run (status %s): nothing to do (--force starts it over)",
+                  t->o.out, res->status);
+        free(t);
+        return 0;
+    }
     if (rc == 0)
         rc = setup(t, resume, err);
     if (rc == 0 && resume)
