@@ -280,4 +280,15 @@ int wsml_loss_state_save(wsml_loss_state *s, wsml_tensor_view *views, size_t cap
 // must be present with its dtype and shape, else WSML_ECORRUPT naming it.
 int wsml_loss_state_load(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err);
 
+// LinearInit (docs/methods.md §3): the part of the state that a fine-tune started with
+// --init takes over from the frozen run's best.safetensors. ROLE: the label estimates, as
+// Cole et al. hand them on (through probabilities clipped to [1e-5, 1 − 1e-5]); LL-Cp's
+// corrections are not carried (the reference rebuilds its dataset for the new run).
+// save_carried: views of those tensors (*n = 0 for a state that carries nothing).
+// carry: returns 1 after taking them over, 0 when st has none (the state keeps its fresh
+// initialisation), or WSML_ECORRUPT naming a tensor of the wrong dtype or shape.
+int wsml_loss_state_save_carried(wsml_loss_state *s, wsml_tensor_view *views, size_t cap, size_t *n,
+                                 wsml_err *err);
+int wsml_loss_state_carry(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err);
+
 #endif

@@ -94,7 +94,7 @@ static int jsonl_final_status(const char *path, char *status, size_t status_size
         if (found) {
             json_t *st = json_object_get(j, "status");
             snprintf(status, status_size, "%s",
-                     json_is_string(st) ? json_string_value(st)
+                     json_is_string(st)                                  ? json_string_value(st)
                      : json_is_true(json_object_get(j, "early_stopped")) ? "early-stopped"
                                                                          : "ok");
         }
@@ -231,13 +231,19 @@ int rundir_check_finite_weights(trainer *t, wsml_err *err) {
 }
 
 int rundir_save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
+    // with the loss state that a LinearInit fine-tune takes over (ROLE's estimates)
+    wsml_tensor_view extra[2];
+    size_t n = 0;
+    int rc = wsml_loss_state_save_carried(t->loss_state, extra, 2, &n, err);
+    if (rc < 0)
+        return rc;
     json_t *m = json_object();
     meta_set_model(t, m);
     meta_set_int(m, "epoch", epoch);
     meta_set_double(m, "val_map", val_map);
     char *meta = dump_compact(m);
     json_decref(m);
-    int rc = wsml_net_save(t->net, t->path_best, NULL, 0, meta, err);
+    rc = wsml_net_save(t->net, t->path_best, extra, n, meta, err);
     free(meta);
     return rc;
 }

@@ -399,6 +399,27 @@ static int open_train_loader(trainer *t, wsml_err *err) {
     return t->loader ? 0 : err->code < 0 ? err->code : WSML_EIO;
 }
 
+// --init from a LinearInit frozen run: the loss state it carries (ROLE's label estimates;
+// train/loss.h wsml_loss_state_carry) replaces the fresh one.
+static int carry_init_state(trainer *t, wsml_err *err) {
+    if (!t->o.init[0] || !t->loss_state)
+        return 0;
+    wsml_safetensors st;
+    int rc = wsml_st_read(t->o.init, &st, err);
+    if (rc < 0)
+        return wsml_err_prefix(err, "--init %s", t->o.init);
+    rc = wsml_loss_state_carry(t->loss_state, &st, err);
+    wsml_st_free(&st);
+    if (rc < 0)
+        return wsml_err_prefix(err, "--init %s", t->o.init);
+    if (rc == 1)
+        wsml_info("--init %s: the loss state (%s's label estimates) carried over", t->o.init,
+                  wsml_loss_kind_name(t->o.loss.kind));
+    else if (t->o.loss.kind == WSML_LOSS_ROLE)
+        wsml_info("--init %s holds no ROLE label estimates: they start afresh", t->o.init);
+    return 0;
+}
+
 // A new run writes config.json and starts run.jsonl; a resumed one checks config.json,
 // loads last.safetensors and cuts run.jsonl back to what that checkpoint had seen.
 static int start_or_resume(trainer *t, int resume, wsml_err *err) {
@@ -422,7 +443,9 @@ static int start_or_resume(trainer *t, int resume, wsml_err *err) {
                              (long long)t->st.jsonl_bytes, strerror(errno));
         t->jsonl = fopen(t->path_jsonl, "a");
     } else {
-        rc = rundir_write_config(t, err);
+        rc = carry_init_state(t, err);
+        if (rc == 0)
+            rc = rundir_write_config(t, err);
         if (rc < 0)
             return rc;
         t->jsonl = fopen(t->path_jsonl, "w");
@@ -772,9 +795,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
 
 // The final line's "status" (docs/train.md "Run directory").
 static const char *run_status(const trainer *t) {
-    return t->diverged                         ? "diverged"
-           : t->st.stop_reason == STOP_EARLY ? "early-stopped"
-                                               : "ok";
+    return t->diverged ? "diverged" : t->st.stop_reason == STOP_EARLY ? "early-stopped" : "ok";
 }
 
 // Test mAP of the best epoch (its weights reloaded), and the final line. A diverged run

@@ -121,7 +121,7 @@ typedef struct {
     // "diverged" (a NaN/Inf loss, logit or weight: the run is finished all the same,
     // last.safetensors keeps the last good state); "" when it did not end.
     char status[16];
-    int diverged;        // status "diverged" (wsml-train exits 3)
+    int diverged;         // status "diverged" (wsml-train exits 3)
     int already_finished; // --resume of a run that had ended: nothing was done
 } wsml_train_result;
 
