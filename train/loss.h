@@ -82,6 +82,11 @@ int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_er
 // of positives (full == 1) per image of `full` (N x C), or 0 when full is NULL or N == 0.
 double wsml_expected_num_pos(const char *dataset_name, const int8_t *full, int64_t num_images,
                              int num_classes);
+// Cole et al.'s k for the dataset a store holds, keyed by what its info records (never by
+// a directory name): the dedicated ingest formats name it (format "voc", "coco", "cub");
+// for a generic one (npy, csv) the store's name (wsml-ingest --name) is looked up
+// without case, '-', '_' or ' ' ("NUS-WIDE" -> nuswide). 0 when not in the table.
+double wsml_expected_num_pos_for_store(const char *format, const char *name);
 
 // ---- per-epoch quantities of the large-loss family ---------------------------------
 

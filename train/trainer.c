@@ -237,22 +237,33 @@ static int read_train_observed(void *ctx, int8_t *observed, wsml_err *err) {
     return read_train_labels(ctx, 1, observed, err);
 }
 
-// EPR/ROLE's expected positives per image (docs/methods.md §2): the table, else the mean over the
-// training split's full labels.
+// EPR/ROLE's expected positives per image (docs/methods.md §2): Cole et al.'s constant for
+// the dataset the store's info records (format, or the ingest name of a generic format);
+// for any other dataset the mean over the training split's full labels, with a warning.
 static int resolve_epr_k(trainer *t, wsml_err *err) {
     if (t->o.epr_k_given || !wsml_loss_uses_expected_num_pos(t->o.loss.kind))
         return 0;
-    double k = wsml_expected_num_pos(t->meta->name, NULL, 0, t->C);
+    json_t *info = json_loads(t->meta->info_json, 0, NULL);
+    const char *format = json_string_value(json_object_get(info, "format"));
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "%s", format ? format : "?");
+    json_decref(info);
+    double k = wsml_expected_num_pos_for_store(fmt, t->meta->name);
     if (k <= 0) {
         int8_t *full = malloc((size_t)t->n_train * t->C + 1);
         if (!full)
             return wsml_errf(err, WSML_ENOMEM, "out of memory for labels");
         int rc = read_train_labels(t, 0, full, err);
         if (rc == 0)
-            k = wsml_expected_num_pos(t->meta->name, full, t->n_train, t->C);
+            k = wsml_expected_num_pos(NULL, full, t->n_train, t->C);
         free(full);
         if (rc < 0)
             return rc;
+        if (!t->o.resume)
+            wsml_warn("--loss %s: the store's dataset '%s' (format %s) has no expected-positives "
+                      "constant (Cole et al.: VOC 1.5, COCO 2.9, NUS-WIDE 1.9, CUB 31.4); using "
+                      "the train split's mean positives per image, %.4g (--epr-k sets it)",
+                      wsml_loss_kind_name(t->o.loss.kind), t->meta->name, fmt, k);
     }
     t->loss.expected_num_pos = k;
     t->o.loss.expected_num_pos = k;

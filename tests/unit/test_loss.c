@@ -265,6 +265,21 @@ Test(loss, expected_num_pos) {
     cr_expect_eq(wsml_expected_num_pos("mosaic", full, 2, 3), 2.0);
 }
 
+// keyed by the store's info: the dedicated formats by format, whatever the name; the
+// generic ones by the ingest name, without case, '-', '_' or ' '
+Test(loss, expected_num_pos_for_store) {
+    cr_expect_eq(wsml_expected_num_pos_for_store("voc", "my-voc-2012"), 1.5);
+    cr_expect_eq(wsml_expected_num_pos_for_store("coco", "coco2014"), 2.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("cub", "birds"), 31.4);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "NUS-WIDE"), 1.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "nus_wide"), 1.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("csv", "Pascal"), 1.5);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "nuswide-small"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store("fashion-mosaic", "fashion-mosaic"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store("openimages", "openimages"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store(NULL, NULL), 0.0);
+}
+
 Test(loss, rejects_bad_input) {
     wsml_loss_config cfg;
     wsml_loss_config_default(&cfg);
