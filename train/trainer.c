@@ -521,7 +521,7 @@ static void describe_failure(trainer *t, int epoch, int64_t step, int64_t batch,
                   epoch, (long long)step, (long long)batch, old);
 }
 
-// A NaN/Inf (WSML_ENUMERIC in err) ends the run as "diverged" (docs/train.md): remembers
+// A NaN/Inf (WSML_ENUMERIC in err) ends the run as "diverged" (docs/methods.md §3): remembers
 // where (the epoch in progress, the step that failed) and why, before err gets context.
 static void mark_diverged(trainer *t, int epoch, int64_t step, const wsml_err *err) {
     t->diverged = 1;
@@ -804,7 +804,7 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
     return 0;
 }
 
-// The final line's "status" (docs/train.md "Run directory").
+// The final line's "status" (docs/methods.md §3 "How a run ends").
 static const char *run_status(const trainer *t) {
     return t->diverged ? "diverged" : t->st.stop_reason == STOP_EARLY ? "early-stopped" : "ok";
 }
