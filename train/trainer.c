@@ -811,30 +811,15 @@ static const char *run_status(const trainer *t) {
 
 // Test mAP of the best epoch (its weights reloaded), and the final line. A diverged run
 // ends here too: its final line says where, and the test mAP is the best epoch's if an
-// epoch completed (null otherwise).
+// epoch completed (null otherwise). Best weights whose test scores are not finite make
+// the run diverged as well (test mAP null).
 static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     train_state *s = &t->st;
     res->started = 1;
     res->best_epoch = s->best_epoch;
     res->best_val_map = s->best_val_map;
-    res->early_stopped = s->stop_reason == STOP_EARLY && !t->diverged;
     res->epochs_run = s->epoch - 1;
-    res->diverged = t->diverged;
-    snprintf(res->status, sizeof res->status, "%s", run_status(t));
     int have_best = s->best_epoch > 0;
-    if (t->diverged) {
-        char best[96] = "no epoch completed";
-        if (have_best)
-            snprintf(best, sizeof best, "best epoch %d, val mAP %.2f", s->best_epoch,
-                     s->best_val_map);
-        char kept[WSML_PATH_MAX + 64] = "no checkpoint was written";
-        if (t->saved_step >= 0)
-            snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
-                     (long long)t->saved_step);
-        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
-                  "(%s; %s)",
-                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
-    }
     int rc = have_best ? wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err) : 0;
     if (rc < 0)
         return rc;
@@ -849,10 +834,36 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
             return wsml_errf(err, WSML_ESTATE,
                              "interrupted during the test pass; rerun with --resume to finish");
         }
+        if (rc == WSML_ENUMERIC) {
+            if (!t->diverged) {
+                wsml_err_prefix(err, "test pass with the weights of epoch %d", s->best_epoch);
+                mark_diverged(t, s->best_epoch, s->global_step, err);
+            }
+            have_test = 0;
+            res->test_map = NAN;
+            res->num_groups = 0;
+            rc = 0;
+        }
         if (rc < 0)
             return rc;
     } else if (t->meta->count[WSML_SPLIT_TEST] == 0) {
         wsml_warn("--store %s has no test split: no test mAP", t->o.store);
+    }
+    res->early_stopped = s->stop_reason == STOP_EARLY && !t->diverged;
+    res->diverged = t->diverged;
+    snprintf(res->status, sizeof res->status, "%s", run_status(t));
+    if (t->diverged) {
+        char best[96] = "no epoch completed";
+        if (have_best)
+            snprintf(best, sizeof best, "best epoch %d, val mAP %.2f", s->best_epoch,
+                     s->best_val_map);
+        char kept[WSML_PATH_MAX + 64] = "no checkpoint was written";
+        if (t->saved_step >= 0)
+            snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
+                     (long long)t->saved_step);
+        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
+                  "(%s; %s)",
+                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
     }
     json_t *j = json_object();
     json_object_set_new(j, "event", json_string("final"));

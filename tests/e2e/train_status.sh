@@ -58,6 +58,30 @@ rc=$?
 set -e
 [ $rc -eq 2 ] && grep -q -- "--lr 1 differs" err.txt || fail "differing flag on resume: $rc $(cat err.txt)"
 
+# ---- diverged after a completed epoch (SGD at lr 30 on this fixture: epoch 3's val scores
+# are NaN): best_epoch and the test mAP of that epoch are kept
+set +e
+wsml-train "${base[@]}" --out div2 --optimizer sgd --lr 30 --epochs 6 2> div2.err
+rc=$?
+set -e
+[ $rc -eq 3 ] || fail "div2: exit $rc, expected 3: $(cat div2.err)"
+[ "$(final div2 status)" = '"diverged"' ] || fail "div2 status: $(final div2 status)"
+[ "$(final div2 best_epoch)" = 1 ] && [ "$(final div2 epochs_run)" = 2 ] ||
+  fail "div2: best_epoch $(final div2 best_epoch), epochs_run $(final div2 epochs_run)"
+[ "$(final div2 diverged_epoch)" = 3 ] || fail "div2: diverged_epoch $(final div2 diverged_epoch)"
+$PYTHON -c "import sys; v = float(sys.argv[1]); assert 0 <= v <= 100" "$(final div2 test_map)" ||
+  fail "div2: the best epoch's test mAP is missing: $(final div2 test_map)"
+grep -q 'best epoch 1, val mAP' div2.err || fail "div2: the line lacks the best epoch: $(cat div2.err)"
+resume_noop div2 3
+# ... and when even the best epoch's weights give NaN test scores (lr 100): test_map null
+set +e
+wsml-train "${base[@]}" --out div3 --optimizer sgd --lr 100 --epochs 6 2> div3.err
+rc=$?
+set -e
+[ $rc -eq 3 ] || fail "div3: exit $rc, expected 3: $(cat div3.err)"
+[ "$(final div3 status)" = '"diverged"' ] && [ "$(final div3 best_epoch)" = 1 ] &&
+  [ "$(final div3 test_map)" = null ] || fail "div3: $(tail -n1 div3/run.jsonl)"
+
 # ---- ok: a normal run
 wsml-train "${base[@]}" --out ok --epochs 2 --lr 1e-3 2> ok.err || fail "normal run: $(cat ok.err)"
 [ "$(final ok status)" = '"ok"' ] || fail "normal run status: $(final ok status)"
