@@ -93,4 +93,10 @@ wsml-train "${base[@]}" --out early --epochs 8 --lr 1e-2 2> early.err || fail "$
 [ "$(final early early_stopped)" = true ] || fail "the fixture run did not stop early (the test needs it)"
 [ "$(final early status)" = '"early-stopped"' ] || fail "early run status: $(final early status)"
 resume_noop early 0
+# a final line written before there was a "status" (older wsml): read from "early_stopped"
+cp -r early legacy
+sed -i 's/"status":"early-stopped",//' legacy/run.jsonl
+grep -q '"status"' legacy/run.jsonl && fail "could not strip the status"
+resume_noop legacy 0
+grep -q "legacy is a finished run (status early-stopped)" resume.err || fail "legacy: $(cat resume.err)"
 echo "all run statuses behaved"
