@@ -39,8 +39,14 @@ static void usage(FILE *f) {
             "  # continue a run that was killed\n"
             "  wsml-train --out runs/mosaic-llcp --resume\n"
             "\n"
-            "Exit status: 0 ok (also after --max-steps), 1 runtime error (NaN loss, I/O, an\n"
-            "interrupt: last.safetensors keeps the last good state), 2 usage error.\n");
+            "  # a finished run: --resume does nothing and exits with its status\n"
+            "  wsml-train --out runs/mosaic-llcp --resume\n"
+            "\n"
+            "Exit status: 0 ok (the run finished, early stop included; also after --max-steps),\n"
+            "1 runtime error (I/O, an interrupt: last.safetensors keeps the last good state),\n"
+            "2 usage error, 3 the run diverged: a NaN/Inf loss, logit or weight ended it; it is\n"
+            "finished all the same (run.jsonl's final line has \"status\": \"diverged\" and\n"
+            "where; last.safetensors keeps the last good state; --resume is a no-op).\n");
 }
 
 // The table's parse (train/trainer_opts.c) with the command line's conventions: returns 0
@@ -157,7 +163,7 @@ int main(int argc, char **argv) {
     rc = wsml_train_run(&o, &hooks, &res, &err);
     // Options the store or the build cannot serve are usage errors (exit 2), found before
     // any training; anything later is a runtime error.
-    int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : 0;
+    int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : res.diverged ? 3 : 0;
     if (rc < 0)
         wsml_err_print(PROG, &err);
     wsml_log_note("exit status %d", status);

@@ -147,6 +147,8 @@ done
 echo "ok: 18 of 18 damaged checkpoints refused by wsml-eval: $(cat err.txt)"
 # resume from a damaged last.safetensors, start from a damaged --init
 cp -r run run2
+# without its final line (a finished run's --resume reads nothing: it is a no-op)
+sed -i '/"event":"final"/d' run2/run.jsonl
 head -c $((hdr + 5000)) run/last.safetensors > run2/last.safetensors
 one_error 1 last.safetensors wsml-train --out run2 --resume --quiet
 cp run/last.safetensors run2/last.safetensors
