@@ -687,10 +687,10 @@ int main(int argc, char **argv) {
     opterr = 0; // one error line of our own instead of getopt's
     if (argc > 1 && !strcmp(argv[1], "table"))
         return run_table(argc - 1, argv + 1);
-    if (argc > 1 && !strcmp(argv[1], "report"))
-        return run_report(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "check-config"))
         return run_check_config(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "report"))
+        return run_report(argc - 1, argv + 1);
     static const struct option options[] = {{"scores", required_argument, 0, 's'},
                                             {"labels", required_argument, 0, 'l'},
                                             {"groups", required_argument, 0, 'g'},
