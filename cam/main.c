@@ -26,7 +26,7 @@ static void usage(FILE *f) {
             "  " PROG " --store STORE --model CKPT [--model CKPT2 ...] [--name NAME ...]\n"
             "           (--ids ID,ID,... | --count N) --out FIG.png [--split test]\n"
             "           [--each DIR] [--size PX] [--cams FILE.npy] [--backend cpu|cuda]\n"
-            "           [--threads N] [--quiet]\n"
+            "           [--threads N] [--device N] [--quiet]\n"
             "\n"
             "Class activation maps (docs/methods.md): for each chosen image and each of its\n"
             "ground-truth classes (full label 1), the CAM of each model, i.e. the fc weights of\n"
@@ -58,6 +58,9 @@ static void usage(FILE *f) {
             "  --cams FILE      also the normalised CAMs as .npy float32 (rows, models, H, W)\n"
             "  --backend NAME   cpu (default) or cuda; --threads N compute threads of the cpu\n"
             "                   backend (default 0 = the CPUs this process may use)\n"
+            "  --device N       the CUDA device, numbered after CUDA_VISIBLE_DEVICES (default:\n"
+            "                   the MPI/Slurm local rank modulo the visible devices, else 0;\n"
+            "                   ignored on the cpu backend), e.g. --backend cuda --device 1\n"
             "  -q, --quiet      no progress bar or info lines; -h, --help this text\n"
             "  --version        versions of wsml and its libraries\n"
             "\n"
@@ -87,6 +90,7 @@ typedef struct {
     int num_ids;
     int count; // 0 when --ids
     int size, threads;
+    int device; // --device (-1: the default, wsml_backend_pick_device)
 } cam_args;
 
 // One chosen image: its pixels (at the store's size) and its positive classes.
@@ -369,7 +373,7 @@ static int run(const cam_args *a) {
     for (int r = 0; r < num_rows; r++)
         pairs[2 * r] = rows[r].image, pairs[2 * r + 1] = rows[r].cls;
 
-    wsml_backend_options bopt = {.num_threads = a->threads, .device = 0};
+    wsml_backend_options bopt = {.num_threads = a->threads, .device = a->device};
     if (wsml_backend_create(a->backend, &bopt, &be, &err)) {
         free(pairs);
         goto done;
@@ -517,16 +521,25 @@ done:
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
     opterr = 0; // one error line of our own instead of getopt's
-    static const struct option options[] = {
-        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
-        {"model", required_argument, 0, 'M'},   {"name", required_argument, 0, 'n'},
-        {"ids", required_argument, 0, 'i'},     {"count", required_argument, 0, 'c'},
-        {"out", required_argument, 0, 'o'},     {"each", required_argument, 0, 'e'},
-        {"size", required_argument, 0, 's'},    {"cams", required_argument, 0, 'C'},
-        {"backend", required_argument, 0, 'B'}, {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
-    cam_args a = {.split = "test", .backend = "cpu", .size = 224};
+    static const struct option options[] = {{"store", required_argument, 0, 'S'},
+                                            {"split", required_argument, 0, 'P'},
+                                            {"model", required_argument, 0, 'M'},
+                                            {"name", required_argument, 0, 'n'},
+                                            {"ids", required_argument, 0, 'i'},
+                                            {"count", required_argument, 0, 'c'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"each", required_argument, 0, 'e'},
+                                            {"size", required_argument, 0, 's'},
+                                            {"cams", required_argument, 0, 'C'},
+                                            {"backend", required_argument, 0, 'B'},
+                                            {"threads", required_argument, 0, 't'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"version", no_argument, 0, 'V'},
+                                            {"device", required_argument, 0, 'D'},
+                                            {0, 0, 0, 0}};
+    cam_args a = {.split = "test", .backend = "cpu", .size = 224, .device = -1};
+    wsml_err err;
     int opt, status;
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
         switch (opt) {
@@ -593,6 +606,10 @@ int main(int argc, char **argv) {
                 return wsml_usage_error("--threads expects an integer in 0..1024, not '%s'",
                                         optarg);
             break;
+        case 'D':
+            if (wsml_parse_int(optarg, 0, 4095, &a.device))
+                return wsml_usage_error("--device expects an integer in 0..4095, not '%s'", optarg);
+            break;
         default: {
             int exit_status = wsml_shared_option(opt, usage, "", argv[optind - 1]);
             if (exit_status >= 0)
@@ -612,6 +629,8 @@ int main(int argc, char **argv) {
         status = wsml_usage_error("%s", "give either --ids or --count");
     else if (a.num_names && a.num_names != a.num_models)
         status = wsml_usage_error("%s", "give one --name per --model, or none");
+    else if (wsml_backend_pick_device(a.backend, a.device, &a.device, &err) < 0)
+        status = wsml_usage_error("%s", err.msg);
     else
         status = run(&a);
     return status;

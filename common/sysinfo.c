@@ -50,6 +50,19 @@ int wsml_cpu_count(void) {
     return online > 0 ? (int)online : 1;
 }
 
+int wsml_local_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                       "SLURM_LOCALID"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        char *end;
+        long r = v && *v ? strtol(v, &end, 10) : -1;
+        if (v && *v && !*end && r >= 0 && r < 1 << 20)
+            return (int)r;
+    }
+    return -1;
+}
+
 const char *wsml_git_commit(void) {
     return WSML_GIT_COMMIT;
 }

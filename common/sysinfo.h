@@ -15,6 +15,11 @@
 // (cgroup cpu.max, docker --cpus) are not read: pass --threads there.
 int wsml_cpu_count(void);
 
+// This process's rank among the processes of its node, as the launcher tells it:
+// OMPI_COMM_WORLD_LOCAL_RANK (Open MPI's mpirun), MPI_LOCALRANKID (MPICH's Hydra),
+// SLURM_LOCALID (srun), in this order; -1 outside a launcher. --device's default.
+int wsml_local_rank(void);
+
 // The git commit the executables were built from ("6a6cf214b8e0", "...-dirty", or
 // "unknown" outside a git checkout).
 const char *wsml_git_commit(void);

@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "            [--out DIR] [--json] [--quiet]\n"
             "  " PROG " --store STORE --model CKPT [--split test] [--out DIR] [--json]\n"
             "            [--backend cpu|cuda] [--precision tf32|fp32|bf16] [--batch N]\n"
-            "            [--threads N] [--workers N]\n"
+            "            [--threads N] [--workers N] [--device N]\n"
             "            [--head linear|boostlu] [--alpha A] [--quiet]\n"
             "  " PROG " table RUNDIR... [--by dataset|group] [--epochs] [--out PREFIX] [--quiet]\n"
             "  " PROG " report --out DIR [--title TEXT] [--cam FIG.png]...\n"
@@ -62,6 +62,9 @@ static void usage(FILE *f) {
             "  --precision P    tf32 (default), fp32 or bf16 (cuda only): what convolutions\n"
             "                   and GEMMs compute in; the cpu backend computes in fp32\n"
             "  --batch N        images per forward (default 32); --workers N loader threads\n"
+            "  --device N       the CUDA device, numbered after CUDA_VISIBLE_DEVICES (default:\n"
+            "                   the MPI/Slurm local rank modulo the visible devices, else 0;\n"
+            "                   ignored on the cpu backend), e.g. --backend cuda --device 1\n"
             "  --out DIR        also writes DIR/scores.npy: (N, C) float32 sigmoid(logits)\n"
             "\n"
             "Tables of finished runs (RUNDIR holds config.json and run.jsonl):\n"
@@ -557,20 +560,31 @@ int main(int argc, char **argv) {
         return run_table(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "report"))
         return run_report(argc - 1, argv + 1);
-    static const struct option options[] = {
-        {"scores", required_argument, 0, 's'},  {"labels", required_argument, 0, 'l'},
-        {"groups", required_argument, 0, 'g'},  {"classes", required_argument, 0, 'c'},
-        {"out", required_argument, 0, 'o'},     {"json", no_argument, 0, 'j'},
-        {"store", required_argument, 0, 'S'},   {"split", required_argument, 0, 'P'},
-        {"model", required_argument, 0, 'M'},   {"backend", required_argument, 0, 'B'},
-        {"batch", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
-        {"workers", required_argument, 0, 'w'}, {"head", required_argument, 0, 'H'},
-        {"alpha", required_argument, 0, 'A'},   {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"precision", required_argument, 0, 'R'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
+    static const struct option options[] = {{"scores", required_argument, 0, 's'},
+                                            {"labels", required_argument, 0, 'l'},
+                                            {"groups", required_argument, 0, 'g'},
+                                            {"classes", required_argument, 0, 'c'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"json", no_argument, 0, 'j'},
+                                            {"store", required_argument, 0, 'S'},
+                                            {"split", required_argument, 0, 'P'},
+                                            {"model", required_argument, 0, 'M'},
+                                            {"backend", required_argument, 0, 'B'},
+                                            {"batch", required_argument, 0, 'b'},
+                                            {"threads", required_argument, 0, 't'},
+                                            {"workers", required_argument, 0, 'w'},
+                                            {"head", required_argument, 0, 'H'},
+                                            {"alpha", required_argument, 0, 'A'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {"precision", required_argument, 0, 'R'},
+                                            {"version", no_argument, 0, 'V'},
+                                            {"device", required_argument, 0, 'D'},
+                                            {0, 0, 0, 0}};
     const char *scores = NULL, *labels = NULL, *groups = NULL, *classes = NULL, *out = NULL;
     int as_json = 0, opt;
     store_args st = {.split = "test"};
+    int device = -1; // --device: the default unless given
     while ((opt = getopt_long(argc, argv, "qh", options, NULL)) != -1) {
         switch (opt) {
         case 'S':
@@ -600,6 +614,10 @@ int main(int argc, char **argv) {
             if (wsml_parse_int(optarg, 0, 1024, &st.infer.threads))
                 return wsml_usage_error("--threads expects an integer in 0..1024, not '%s'",
                                         optarg);
+            break;
+        case 'D':
+            if (wsml_parse_int(optarg, 0, 4095, &device))
+                return wsml_usage_error("--device expects an integer in 0..4095, not '%s'", optarg);
             break;
         case 'w':
             if (wsml_parse_int(optarg, 1, 256, &st.infer.workers))
@@ -652,6 +670,9 @@ int main(int argc, char **argv) {
             return wsml_usage_error("%s",
                                     "--store takes its labels, groups and class names from the "
                                     "store: drop --scores/--labels/--groups/--classes");
+        wsml_err err;
+        if (wsml_backend_pick_device(st.infer.backend, device, &st.infer.device, &err) < 0)
+            return wsml_usage_error("%s", err.msg);
         st.out = out;
         st.as_json = as_json;
         return run_store(&st);

@@ -1,7 +1,10 @@
 // Backend selection by name (train/backend.h).
 #include <string.h>
 
+#include "common/log.h"
+#include "common/sysinfo.h"
 #include "train/backend.h"
+#include "train/cuda/backend_cuda.h"
 
 int wsml_precision_parse(const char *name) {
     if (!name)
@@ -72,4 +75,25 @@ int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_
 void wsml_backend_destroy(wsml_backend *be) {
     if (be)
         be->destroy(be);
+}
+
+int wsml_backend_pick_device(const char *backend, int requested, int *device, wsml_err *err) {
+    int cuda = backend && !strcmp(backend, "cuda");
+    int local = wsml_local_rank();
+    *device = requested >= 0 ? requested : local > 0 ? local : 0;
+    if (!cuda) {
+        if (requested >= 0)
+            wsml_info("--device %d is ignored on the cpu backend", requested);
+        return 0;
+    }
+    // 0 devices (or no libwsml-cuda.so): the backend's creation says why
+    int count = wsml_cuda_device_count();
+    if (count > 0 && requested < 0)
+        *device %= count;
+    if (count > 0 && *device >= count)
+        return wsml_errf(err, WSML_EARG,
+                         "--device %d: this process sees %d CUDA device(s) (0..%d, numbered "
+                         "after CUDA_VISIBLE_DEVICES)",
+                         *device, count, count - 1);
+    return 0;
 }

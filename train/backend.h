@@ -225,7 +225,7 @@ const char *wsml_precision_name(wsml_precision p); // "default" for WSML_PRECISI
 
 typedef struct {
     int num_threads;          // cpu: threads for GEMM and the other work; <= 0: all online CPUs
-    int device;               // cuda: device ordinal
+    int device;               // cuda: device ordinal (wsml_backend_pick_device)
     size_t workspace_bytes;   // cpu: cap of the im2col buffer (0: 128 MiB); convolutions
                               // whose batch does not fit run in chunks of whole images
     wsml_precision precision; // cpu: bf16 is an error (WSML_EARG naming --precision)
@@ -245,6 +245,15 @@ int wsml_backend_cpu_create(const wsml_backend_options *opt, wsml_backend **out,
 // Implemented by train/cuda/ in build/libwsml-cuda.so, which train/backend_cuda.c
 // dlopen()s on first use; without it this returns WSML_EARG.
 int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
+// --device of wsml-train, wsml-eval and wsml-cam: the CUDA device ordinal, numbered after
+// CUDA_VISIBLE_DEVICES. requested >= 0 is the given value, < 0 asks for the default: the
+// launcher's local rank (wsml_local_rank, common/sysinfo.h) modulo the CUDA devices this
+// process sees — one GPU per process on a node, and device 0 where the launcher left each
+// process one GPU (srun --gpus-per-task=1) — or 0 outside a launcher. On the cpu backend
+// the value is only recorded: a given one gets an info line saying so. WSML_EARG naming
+// --device and the count of devices for a CUDA device that does not exist.
+int wsml_backend_pick_device(const char *backend, int requested, int *device, wsml_err *err);
+
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.
 void wsml_backend_destroy(wsml_backend *be);

@@ -72,12 +72,6 @@ static int open_run_log(const wsml_train_opts *o, int argc, char **argv, wsml_er
         return rc;
     wsml_set_run_dir(o->out);
     wsml_log_header(argc, argv);
-    wsml_log_note("threads %d, backend %s", o->threads, o->backend);
-    if (!strcmp(o->backend, "cuda")) {
-        char gpu[1024];
-        wsml_cuda_describe(0, gpu, sizeof gpu);
-        wsml_log_note("GPU 0: %s", gpu);
-    }
     return 0;
 }
 
@@ -136,6 +130,18 @@ int main(int argc, char **argv) {
     if (open_run_log(&o, argc, argv, &err) < 0) {
         wsml_err_print(PROG, &err);
         return 1;
+    }
+    // --device given, else the default (also on resume: config.json's is not a given one)
+    if (wsml_backend_pick_device(o.backend, o.device_given ? o.device : -1, &o.device, &err) < 0) {
+        fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
+        wsml_log_note("exit status 2");
+        return 2;
+    }
+    wsml_log_note("threads %d, backend %s, device %d", o.threads, o.backend, o.device);
+    if (!strcmp(o.backend, "cuda")) {
+        char gpu[1024];
+        wsml_cuda_describe(o.device, gpu, sizeof gpu);
+        wsml_log_note("GPU %d: %s", o.device, gpu);
     }
 
     struct sigaction sa;

@@ -203,7 +203,7 @@ int wsml_predict_checkpoint(wsml_store *store, wsml_split split, const char *mod
     cfg.width = meta->width;
     cfg.max_batch = batch;
 
-    wsml_backend_options bopt = {.num_threads = opts->threads, .device = 0};
+    wsml_backend_options bopt = {.num_threads = opts->threads, .device = opts->device};
     if (opts->precision)
         bopt.precision = (wsml_precision)wsml_precision_parse(opts->precision);
     if ((rc = wsml_backend_create(opts->backend ? opts->backend : "cpu", &bopt, &be, err)))

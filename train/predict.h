@@ -51,6 +51,7 @@ typedef struct {
     const char *backend;   // "cpu" (default when NULL) or "cuda"
     const char *precision; // "tf32" (default when NULL), "fp32" or "bf16" (train/backend.h)
     int threads;           // compute threads of the cpu backend; <= 0: all CPUs
+    int device;            // cuda: the device ordinal (wsml_backend_pick_device)
     int batch;             // images per forward (default 32 when <= 0)
     int workers;           // loader threads (default 2 when <= 0)
     const char *head;      // "linear" / "boostlu", or NULL: from the checkpoint / run

@@ -303,6 +303,7 @@ static int open_store(trainer *t, int resume, wsml_err *err) {
 static int build_network(trainer *t, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
     wsml_backend_options bo = {.num_threads = o->threads,
+                               .device = o->device,
                                .precision = (wsml_precision)wsml_precision_parse(o->precision)};
     int rc = wsml_backend_create(o->backend, &bo, &t->be, err);
     if (rc < 0)
@@ -827,6 +828,11 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     }
     if (t->o.threads <= 0)
         t->o.threads = wsml_cpu_count(); // config.json keeps it: a resumed run needs it
+    // wsml-train's main has picked it already (config.json records the device used)
+    if (t->o.device < 0 && (rc = wsml_backend_pick_device(t->o.backend, -1, &t->o.device, err))) {
+        free(t);
+        return rc;
+    }
     snprintf(t->path_config, sizeof t->path_config, "%s/config.json", t->o.out);
     snprintf(t->path_jsonl, sizeof t->path_jsonl, "%s/run.jsonl", t->o.out);
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);

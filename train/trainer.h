@@ -68,6 +68,8 @@ typedef struct {
     char backend[8];   // cpu | cuda
     char precision[8]; // fp32 | tf32 | bf16 (train/backend.h; cpu: tf32 = fp32)
     int threads;       // compute threads (numerics may depend on it)
+    int device;        // CUDA device ordinal (-1 until resolved: wsml_backend_pick_device)
+    int device_given;  // --device given (else the default; a resumed run picks again)
     int workers;       // loader threads (never change numerics)
     int save_every;    // steps between mid-epoch checkpoints (0 = only epochs)
     // behaviour

@@ -208,6 +208,11 @@ static const opt_spec OPTIONS[] = {
      .section = S_EXEC, .metavar = "N",
      .help = "compute threads (default: the CPUs this process may use:\ntaskset, Slurm, cgroups); "
              "a resumed run keeps it"},
+    {"--device", "device", T_INT, F(device), .ilo = 0, .ihi = 4095, .has_default = 1, .def = -1,
+     .given = offsetof(wsml_train_opts, device_given) + 1, .section = S_EXEC, .metavar = "N",
+     .help = "CUDA device, numbered after CUDA_VISIBLE_DEVICES (default: the\n"
+             "MPI/Slurm local rank modulo the visible devices, else 0;\n"
+             "recorded, and ignored, on the cpu backend), e.g. --device 1"},
     {"--workers", "workers", T_INT, F(workers), .ilo = 1, .ihi = 256, .has_default = 1, .def = 2,
      .section = S_EXEC, .metavar = "N",
      .help = "loader threads (default {default}; never changes the numbers)"},
@@ -336,6 +341,8 @@ static int set_from_text(wsml_train_opts *o, const opt_spec *s, const char *v, i
         if (wsml_parse_i64(v, s->ilo, s->ihi, &i))
             break;
         set_int(o, s, i);
+        if (s->given)
+            *(int *)((char *)o + s->given - 1) = 1;
         return 0;
     }
     expected(s, want, sizeof want);

@@ -176,7 +176,9 @@ static int cuda_init(wsml_backend *be, const wsml_backend_options *opt) {
     }
     im->device = opt ? opt->device : 0;
     if (im->device < 0 || im->device >= count)
-        return wsml_errf(&be->err, WSML_EARG, "cuda device %d: this machine has %d (0..%d)",
+        return wsml_errf(&be->err, WSML_EARG,
+                         "--device %d: this process sees %d CUDA device(s) (0..%d, numbered "
+                         "after CUDA_VISIBLE_DEVICES)",
                          im->device, count, count - 1);
     CUDA_TRY(op, cudaSetDevice(im->device));
     cudaDeviceProp prop;
