@@ -121,8 +121,8 @@ static int mpi_allgatherv(wsml_comm *c, const void *send, const size_t *counts, 
         total += counts[r];
     }
     if (rc == 0) {
-        int m = MPI_Allgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE,
-                               MPI_COMM_WORLD);
+        int m =
+            MPI_Allgatherv(send, cnt[c->rank], MPI_BYTE, recv, cnt, disp, MPI_BYTE, MPI_COMM_WORLD);
         if (m != MPI_SUCCESS)
             rc = mpi_fail(err, "MPI_Allgatherv", m);
     }
