@@ -157,12 +157,31 @@ static int allreduce_grads(trainer *t, wsml_err *err) {
     size_t n = wsml_net_num_params(t->net) - first;
     float *g = wsml_net_grads(t->net) + first;
     if (t->be->dp_allreduce) {
-        if (t->be->dp_allreduce(t->be, g, n) < 0 || t->be->dp_wait(t->be) < 0)
+        // the buckets backward left (dp_grads_ready), then the optimizer waits for all
+        if (t->dp_pending > first && t->be->dp_allreduce(t->be, g, t->dp_pending - first) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
+        t->dp_pending = first;
+        if (t->be->dp_wait(t->be) < 0)
             return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
         return 0;
     }
     int rc = allreduce_device(t, g, n, err);
     return rc < 0 ? wsml_err_prefix(err, "gradient all-reduce") : 0;
+}
+
+// Gradient buckets on the device (dp_allreduce: NCCL), as PyTorch DDP: backward says which
+// gradients are final (train/net.h wsml_net_set_grads_ready: from the head towards the
+// stem); once those not yet sent hold a bucket's worth, their all-reduce starts on the
+// backend's communication stream while backward goes on with the layers before them.
+#define DP_BUCKET_FLOATS (((size_t)25 << 20) / sizeof(float)) // DDP's bucket_cap_mb = 25
+static int dp_grads_ready(void *ctx, size_t first, wsml_err *err) {
+    trainer *t = ctx;
+    if (t->dp_pending - first < DP_BUCKET_FLOATS)
+        return 0; // the rest goes with a later bucket (or allreduce_grads)
+    if (t->be->dp_allreduce(t->be, wsml_net_grads(t->net) + first, t->dp_pending - first) < 0)
+        return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
+    t->dp_pending = first;
+    return 0;
 }
 
 // --sync-bn's per-channel sums (train/backend.h bn_allreduce).
@@ -245,6 +264,7 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     }
     if (!isfinite(stats->loss))
         return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", stats->loss);
+    t->dp_pending = wsml_net_num_params(t->net); // no bucket sent yet (dp_grads_ready)
     rc = wsml_net_backward(t->net, t->dlogits, err);
     if (rc == 0)
         rc = allreduce_grads(t, err);
@@ -550,6 +570,8 @@ static int build_network(trainer *t, wsml_err *err) {
         suggest_batch(t, &nc, err);
     if (rc < 0)
         return rc;
+    if (parallel(t) && t->be->dp_allreduce)
+        wsml_net_set_grads_ready(t->net, dp_grads_ready, t);
     wsml_net_init(t->net, o->seed);
     if (o->pretrained[0]) {
         rc = wsml_net_load(t->net, o->pretrained, WSML_NET_LOAD_BACKBONE, err);
