@@ -227,6 +227,7 @@ int wsml_comm_init(int *argc, char ***argv, wsml_comm **out, wsml_err *err) {
             free(c);
             return rc;
         }
+        c->forced = want && !strcmp(want, "1");
 #else
         (void)argc, (void)argv;
         free(c);

@@ -24,6 +24,8 @@ struct wsml_comm {
     const char *kind; // "single" or "mpi"
     int rank, size;   // 0 <= rank < size
     int local_rank;   // the rank among the processes of this node (the default GPU)
+    int forced;       // WSML_MPI=1: the data-parallel code path even for one process
+                      // (to measure its cost: one rank all-reduces with itself)
     // Element-wise sums over all processes, in place; every process receives the same
     // bits (MPI_Allreduce; with one process: nothing happens).
     int (*allreduce_f32)(wsml_comm *c, float *buf, size_t n, wsml_err *err);

@@ -141,7 +141,7 @@ static int role_end_batch(void *self, wsml_comm *comm, const int64_t *index, int
     const size_t rec = sizeof(int64_t) + C * sizeof(float);
     char *all = NULL;
     int64_t rows = batch_size;
-    if (comm && comm->size > 1) {
+    if (comm && (comm->size > 1 || comm->forced)) {
         char *mine = malloc(rec * (size_t)batch_size + 1);
         if (!mine)
             return wsml_errf(err, WSML_ENOMEM, "out of memory");
@@ -255,7 +255,7 @@ static int llcp_end_batch(void *self, wsml_comm *comm, const int64_t *index, int
         int row = l->flips[2 * f], cls = l->flips[2 * f + 1];
         *flips_true_pos += full[(size_t)row * l->num_classes + cls] == 1;
     }
-    if (!comm || comm->size == 1)
+    if (!comm || (comm->size == 1 && !comm->forced))
         return num_flips
                    ? wsml_label_state_apply(&l->labels, index, batch_size, l->flips, num_flips, err)
                    : 0;

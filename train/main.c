@@ -172,7 +172,7 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
         wsml_log_note("exit status 2");
         return 2;
     }
-    if (comm->size > 1)
+    if (comm->size > 1 || comm->forced)
         wsml_log_note("data parallel: %d processes (%s), global batch %d x %d%s", comm->size,
                       comm->kind, comm->size, o.batch, o.sync_bn ? ", --sync-bn" : "");
     wsml_log_note("threads %d, backend %s, device %d", o.threads, o.backend, o.device);

@@ -97,8 +97,9 @@ static int optimizer_step(trainer *t, wsml_err *err) {
 
 // ---- data parallel ----------------------------------------------------------------------------
 
+// The data-parallel path: several processes, or one that WSML_MPI=1 puts on it.
 static int parallel(const trainer *t) {
-    return t->comm->size > 1;
+    return t->comm->size > 1 || t->comm->forced;
 }
 
 // Sums n doubles over the processes (nothing with one).

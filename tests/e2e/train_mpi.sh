@@ -4,7 +4,8 @@
 #     store order, no flips, lr 1e-5): the per-step losses of run.jsonl --trace agree
 #     within 1e-5 relative for 10 steps and the final weights within 1e-5 (numpy); without
 #     --sync-bn they do not (each process's own BatchNorm statistics), which shows the
-#     comparison can fail;
+#     comparison can fail; one process with WSML_MPI=1 (the data-parallel path, MPI) equals a
+#     plain run bit for bit;
 #  2. LL-Cp: the checkpoint's corrected labels are the union of both processes' flips
 #     (images of both shares, as many as the steps flipped in all); ROLE: one step changes
 #     G's rows of the whole global batch (both shares) and no other; two identical runs
@@ -103,6 +104,18 @@ done
 $PYTHON same_steps.py one-an two-nosync different ||
   fail "without --sync-bn 2 x 4 should differ from 1 x 8 (per-process BatchNorm statistics)"
 grep -q '"world_size": 2' two-an/config.json || fail "config.json does not record world_size 2"
+# WSML_MPI=1: one process on the data-parallel path (MPI, all-reduces with itself) trains
+# exactly as a plain process, bit for bit
+WSML_MPI=1 wsml-train "${fixed[@]}" --loss an --batch 8 --out forced || fail "WSML_MPI=1 exited $?"
+grep -q 'data parallel: 1 processes (mpi)' forced/train.log || fail "WSML_MPI=1 did not use MPI"
+$PYTHON - <<'EOF'
+from st import lines, read
+a, b = read("one-an/last.safetensors")[0], read("forced/last.safetensors")[0]
+assert sorted(a) == sorted(b) and all(a[k].tobytes() == b[k].tobytes() for k in a), \
+    "WSML_MPI=1 changed the weights"
+assert [l["loss"] for l in lines("one-an/run.jsonl")] == [l["loss"] for l in lines("forced/run.jsonl")]
+print("WSML_MPI=1, one process: weights and losses identical to a plain run")
+EOF
 grep -q '"sync_bn": true' two-an/config.json || fail "config.json does not record sync_bn"
 
 # ---- 2. LL-Cp and ROLE: the state of both processes, identical reruns

@@ -56,7 +56,7 @@ static int nccl_loaded(wsml_backend *be, const char *op) {
     do {                                                                                           \
         ncclResult_t nccl_rc_ = (call);                                                            \
         if (nccl_rc_ != ncclSuccess)                                                               \
-            return wsml_errf(&be->err, WSML_EDEVICE, "%s: %s: %s", op, #call,                     \
+            return wsml_errf(&be->err, WSML_EDEVICE, "%s: %s: %s", op, #call,                      \
                              dl_ncclGetErrorString(nccl_rc_));                                     \
     } while (0)
 
