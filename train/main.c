@@ -196,8 +196,9 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
     // Options the store or the build cannot serve are usage errors (exit 2), found before
     // any training; anything later is a runtime error.
     int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : 0;
-    if (rc < 0 && comm->size > 1 && !res.silent)
-        wsml_err_prefix(&err, "rank %d", comm->rank); // which process failed
+    if (rc < 0 && comm->size > 1 && !res.silent && !res.interrupted && rc != WSML_ENUMERIC)
+        wsml_err_prefix(&err, "rank %d", comm->rank); // which process failed (a stop and a
+                                                      // NaN loss are every process's)
     if (rc < 0 && !res.silent)
         wsml_err_print(PROG, &err);
     wsml_log_note("exit status %d", status);
