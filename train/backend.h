@@ -210,7 +210,8 @@ struct wsml_backend {
     // --sync-bn: bn_forward_train and bn_backward sum their per-channel statistics
     // (forward: Σx, Σx², rows; backward: Σdz, Σdz·(x − mean), rows; as doubles) over all
     // processes with this before using them, so that the statistics are those of the
-    // global batch. Only backends with sync_bn = 1 (cpu) honour it.
+    // global batch (cpu: in place; cuda: the sums through host memory, one synchronisation
+    // per layer). sync_bn = 1 turns it on.
     int sync_bn;
     int (*bn_allreduce)(void *ctx, double *buf, size_t n, wsml_err *err);
     void *bn_allreduce_ctx;

@@ -39,6 +39,11 @@ static void usage(FILE *f) {
             "             --width-mult 0.25 --loss ll-cp --backend cuda --precision bf16\n"
             "  # continue a run that was killed\n"
             "  wsml-train --out runs/mosaic-llcp --resume\n"
+            "  # data parallel: 4 processes (one per GPU; --batch is per process), Slurm\n"
+            "  mpirun -n 4 wsml-train --store stores/voc --out runs/voc-dp --backend cuda \\\n"
+            "             --batch 4 --sync-bn --loss ll-ct\n"
+            "  srun --ntasks=32 --gpus-per-task=1 wsml-train --store ... --backend cuda\n"
+            "  (WSML_MPI=1: the data-parallel path with one process; WSML_MPI=0: never MPI)\n"
             "\n"
             "Exit status: 0 ok (also after --max-steps), 1 runtime error (NaN loss, I/O, an\n"
             "interrupt: last.safetensors keeps the last good state), 2 usage error.\n");

@@ -534,12 +534,6 @@ static int build_network(trainer *t, wsml_err *err) {
     if (rc < 0)
         return rc;
     if (o->sync_bn && parallel(t)) {
-        if (strcmp(t->be->name, "cpu"))
-            return wsml_errf(err, WSML_EARG,
-                             "--sync-bn: the %s backend does not synchronise BatchNorm yet (the "
-                             "cpu backend does); run without it (each process's own statistics, "
-                             "as PyTorch DDP)",
-                             t->be->name);
         t->be->sync_bn = 1;
         t->be->bn_allreduce = bn_allreduce;
         t->be->bn_allreduce_ctx = t->comm;
