@@ -14,8 +14,10 @@
 #     one process over the same checkpoint;
 #  4. a process killed mid-epoch stops every process (mpirun names the rank and the
 #     signal); --resume on 2 processes ends with the checkpoint of an uninterrupted run;
-#     a process that fails (rank 0's disk full) stops all with one line naming the rank and
-#     the cause, and its last checkpoint intact; resuming with 1 process is refused.
+#     SIGTERM to mpirun stops every process after the same step with a checkpoint and one
+#     line, and --resume ends the same way; a process that fails (rank 0's disk full) stops
+#     all with one line naming the rank and the cause, and its last checkpoint intact;
+#     resuming with 1 process is refused.
 set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 command -v mpirun > /dev/null || fail "mpirun not found (Debian: openmpi-bin, make deps)"
@@ -229,6 +231,23 @@ echo "killed rank 1 with last.safetensors at step $step"
 [ "$step" -ge 5 ] && [ "$step" -lt 80 ] || fail "not killed mid-epoch 1: the test covers nothing"
 "${MPI[@]}" wsml-train --out kill --resume --quiet || fail "--resume on 2 processes exited $?"
 $PYTHON -c 'from st import same_runs; same_runs("ref", "kill")'
+
+# SIGTERM to the launcher (a Slurm time limit): mpirun passes it on, every process stops
+# after the same step with a checkpoint, one line says so; --resume ends as the reference
+rc=0
+"${MPI[@]}" wsml-train "${kr[@]}" --out term > term.out 2> term.err & launcher=$!
+for _ in $(seq 1200); do
+  [ "$(step_of term)" -ge 5 ] && break
+  sleep 0.02
+done
+kill -TERM $launcher
+wait $launcher || rc=$?
+cat term.err
+[ $rc -ne 0 ] || fail "SIGTERM: mpirun exited 0"
+[ "$(grep -c '^wsml-train: error: interrupted at epoch [0-9]* step [0-9]*; term/last.safetensors saved' \
+      term.err)" -eq 1 ] || fail "SIGTERM: expected one 'interrupted' line"
+"${MPI[@]}" wsml-train --out term --resume --quiet || fail "--resume after SIGTERM exited $?"
+$PYTHON -c 'from st import same_runs; same_runs("ref", "term")'
 
 rc=0
 wsml-train --out kill --resume --quiet 2> err.txt || rc=$?
