@@ -214,6 +214,11 @@ int wsml_comm_init(int *argc, char ***argv, wsml_comm **out, wsml_err *err) {
     const char *want = getenv("WSML_MPI");
     int size = wsml_comm_launched_size();
     int use_mpi = want && !strcmp(want, "1") ? 1 : want && !strcmp(want, "0") ? 0 : size > 1;
+    if (!use_mpi && size > 1) // every process would train alone into the same run directory
+        return wsml_errf(err, WSML_ESTATE,
+                         "WSML_MPI=0, but launched as one of %d processes (mpirun/srun): unset "
+                         "it, or run one process",
+                         size);
     wsml_comm *c = malloc(sizeof *c);
     if (!c)
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
