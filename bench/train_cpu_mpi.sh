@@ -4,6 +4,8 @@
 # process (one thread, --batch B), on the demo's model. Images per second from wsml-train
 # --trace's step times (forward + loss + backward + the gradient all-reduce + Adam), the
 # median after 3 warm-up steps, as the train-cpu row; 2 processes train 2B images per step.
+# The three configurations run interleaved, ROUNDS times (default 3), so that a change in
+# the machine's load hits all of them; each figure is the median over the rounds.
 # Scaling efficiency = images/s of 2 processes / (2 x images/s of 1).
 # Also the same 2 cores as one process with 2 threads and batch 2B, the alternative to MPI
 # on one machine. Prints "train-cpu-mpi…: ours=… img/s peer=… img/s ratio=…x" and writes
@@ -13,6 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 WSML_BUILD=${WSML_BUILD:-$here/../build}
 PYTHON=${PYTHON:-/usr/bin/python3}
 STEPS=${BENCH_STEPS:-10}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=3
 ARCH=${DEMO_ARCH:-resnet18}
 WIDTH=${DEMO_WIDTH:-0.25}
@@ -34,23 +37,32 @@ run() { # OUT BATCH THREADS [launcher...]
     --width-mult "$WIDTH" --batch "$batch" --threads "$threads" --max-steps $((WARMUP + STEPS)) \
     --trace --save-every 0 --no-flip --lr 1e-4 --quiet
 }
-run one "$B" 1
-run two "$B" 1 mpirun --allow-run-as-root --oversubscribe --bind-to core -n 2
-run threads $((2 * B)) 2
+for r in $(seq "$ROUNDS"); do
+  run one-$r "$B" 1
+  run two-$r "$B" 1 mpirun --allow-run-as-root --oversubscribe --bind-to core -n 2
+  run threads-$r $((2 * B)) 2
+done
 
-"$PYTHON" - "$work" "$B" "$WARMUP" "$WSML_BUILD/bench/train_cpu_mpi.json" <<'EOF'
+"$PYTHON" - "$work" "$B" "$WARMUP" "$ROUNDS" "$WSML_BUILD/bench/train_cpu_mpi.json" <<'EOF'
 import json, os, platform, sys, time
-work, B, warmup, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-def rate(run, images_per_step):
-    steps = [json.loads(l)["step_s"] for l in open(os.path.join(work, run, "run.jsonl"))
-             if '"step"' in l][warmup:]
-    s = sorted(steps)
-    med = s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
-    return images_per_step / med, steps
+work, B, warmup, rounds, out = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
+                                 sys.argv[5])
+def median(v):
+    s = sorted(v)
+    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
+def rate(name, images_per_step):
+    """median over the rounds of images/s (each: the median step after warm-up)"""
+    per_round, steps = [], []
+    for r in range(1, rounds + 1):
+        st = [json.loads(l)["step_s"] for l in open(os.path.join(work, "%s-%d" % (name, r), "run.jsonl"))
+              if '"step"' in l][warmup:]
+        per_round.append(images_per_step / median(st))
+        steps.append(st)
+    return median(per_round), {"images_per_s_per_round": per_round, "step_s": steps}
 one, one_steps = rate("one", B)
 two, two_steps = rate("two", 2 * B)
 thr, thr_steps = rate("threads", 2 * B)
-cfg = json.load(open(os.path.join(work, "two", "config.json")))
+cfg = json.load(open(os.path.join(work, "two-1", "config.json")))
 rows = [{"name": "train-cpu-mpi demo b%d/process: 2 processes vs 1 (1 thread each)" % B,
          "ours_images_per_s": two, "peer_images_per_s": one, "ratio": two / one,
          "scaling_efficiency": two / (2 * one), "ours_step_s": two_steps, "peer_step_s": one_steps},
