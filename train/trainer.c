@@ -199,12 +199,13 @@ static int agree(trainer *t, int rc, wsml_train_result *res, wsml_err *err) {
         return rc;
     int W = t->comm->size, mine = rc < 0 ? rc : 0, first = -1;
     int *codes = malloc(sizeof(int) * (size_t)W);
+    if (!codes) // this process's alone: main stops the others
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
     wsml_err cerr;
-    if (!codes || t->comm->allgather(t->comm, &mine, sizeof mine, codes, &cerr) < 0) {
-        if (codes)
-            *err = cerr;
+    if (t->comm->allgather(t->comm, &mine, sizeof mine, codes, &cerr) < 0) {
         free(codes);
-        return codes ? cerr.code : wsml_errf(err, WSML_ENOMEM, "out of memory");
+        *err = cerr;
+        return cerr.code;
     }
     for (int r = 0; r < W && first < 0; r++)
         if (codes[r] < 0)
