@@ -204,19 +204,20 @@ rank_pid() {
 alive() { # PID: running (a zombie is not: this machine's PID 1 may not reap orphans)
   local state
   state=$(ps -o stat= -p "$1" 2> /dev/null) || return 1
-  [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+  if [ -n "$state" ] && [ "${state#Z}" = "$state" ]; then return 0; fi
+  return 1
 }
 rc=0
 "${MPI[@]}" wsml-train "${kr[@]}" --out kill > kill.out 2> kill.err & launcher=$!
 victim="" other=""
 for _ in $(seq 200); do
   victim=$(rank_pid 1) other=$(rank_pid 0)
-  [ -n "$victim" ] && [ -n "$other" ] && break
+  if [ -n "$victim" ] && [ -n "$other" ]; then break; fi
   sleep 0.05
 done
 [ -n "$victim" ] && [ -n "$other" ] || fail "found no ranks 0 and 1 to watch"
 for _ in $(seq 1200); do # a checkpoint mid-epoch 1 first (80 steps per epoch)
-  [ "$(step_of kill)" -ge 5 ] && break
+  if [ "$(step_of kill)" -ge 5 ]; then break; fi
   sleep 0.02
 done
 kill -9 "$victim"
@@ -237,7 +238,7 @@ $PYTHON -c 'from st import same_runs; same_runs("ref", "kill")'
 rc=0
 "${MPI[@]}" wsml-train "${kr[@]}" --out term > term.out 2> term.err & launcher=$!
 for _ in $(seq 1200); do
-  [ "$(step_of term)" -ge 5 ] && break
+  if [ "$(step_of term)" -ge 5 ]; then break; fi
   sleep 0.02
 done
 kill -TERM $launcher
@@ -264,7 +265,7 @@ if mount -t tmpfs -o size=15m tmpfs full 2> /dev/null; then
   ranks=""
   for _ in $(seq 100); do
     ranks="$(rank_pid 0) $(rank_pid 1)"
-    [ "$(echo $ranks | wc -w)" -eq 2 ] && break
+    if [ "$(echo $ranks | wc -w)" -eq 2 ]; then break; fi
     sleep 0.05
   done
   wait $launcher || rc=$?
