@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/log.h"
 #include "common/sysinfo.h"
 #include "ingest/ingest.h"
@@ -90,30 +91,24 @@ static int usage_error(const char *fmt, const char *a, const char *b) {
     return 2;
 }
 
+// Option values through common/cli's strict parsers, with the flag in the message.
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        char range[64];
-        snprintf(range, sizeof range, "an integer in %ld..%ld", lo, hi);
-        fprintf(stderr, PROG ": error: %s %s: expected %s (see --help)\n", flag, s, range);
+    int64_t v;
+    if (wsml_parse_i64(s, lo, hi, &v)) {
+        fprintf(stderr, PROG ": error: %s %s: expected an integer in %ld..%ld (see --help)\n", flag,
+                s, lo, hi);
         return -1;
     }
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 
 static int parse_double(const char *flag, const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+    if (wsml_parse_double(s, lo, hi, out)) {
         fprintf(stderr, PROG ": error: %s %s: expected a number in [%g, %g] (see --help)\n", flag,
                 s, lo, hi);
         return -1;
     }
-    *out = v;
     return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/rng.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,24 +99,45 @@ int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_er
     return 0;
 }
 
+// Cole et al.'s train.py lookup table ('expected_num_pos').
+static const struct {
+    const char *name;
+    double k;
+} EXPECTED_POS[] = {{"voc", 1.5},     {"pascal", 1.5},   {"coco", 2.9},
+                    {"nuswide", 1.9}, {"nus-wide", 1.9}, {"cub", 31.4}};
+
+static double expected_num_pos_table(const char *dataset_name) {
+    if (dataset_name)
+        for (size_t i = 0; i < sizeof(EXPECTED_POS) / sizeof(EXPECTED_POS[0]); i++)
+            if (strcmp(dataset_name, EXPECTED_POS[i].name) == 0)
+                return EXPECTED_POS[i].k;
+    return 0.0;
+}
+
 double wsml_expected_num_pos(const char *dataset_name, const int8_t *full, int64_t num_images,
                              int num_classes) {
-    // Cole et al.'s train.py lookup table ('expected_num_pos').
-    static const struct {
-        const char *name;
-        double k;
-    } table[] = {{"voc", 1.5},     {"pascal", 1.5},   {"coco", 2.9},
-                 {"nuswide", 1.9}, {"nus-wide", 1.9}, {"cub", 31.4}};
-    if (dataset_name)
-        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-            if (strcmp(dataset_name, table[i].name) == 0)
-                return table[i].k;
+    double k = expected_num_pos_table(dataset_name);
+    if (k > 0)
+        return k;
     if (!full || num_images <= 0 || num_classes <= 0)
         return 0.0;
     int64_t positives = 0;
     for (int64_t i = 0; i < num_images * (int64_t)num_classes; i++)
         positives += full[i] == 1;
     return (double)positives / (double)num_images;
+}
+
+double wsml_expected_num_pos_for_store(const char *format, const char *name) {
+    if (format && (!strcmp(format, "voc") || !strcmp(format, "coco") || !strcmp(format, "cub")))
+        return expected_num_pos_table(format);
+    // a generic format (npy, csv, ...): the name given at ingest, e.g. "NUS-WIDE" or "nus_wide"
+    char key[64];
+    size_t n = 0;
+    for (const char *c = name ? name : ""; *c && n + 1 < sizeof key; c++)
+        if (*c != '-' && *c != '_' && *c != ' ')
+            key[n++] = (char)tolower((unsigned char)*c);
+    key[n] = 0;
+    return expected_num_pos_table(key);
 }
 
 // ---- large-loss schedule --------------------------------------------------------------

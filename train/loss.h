@@ -83,6 +83,11 @@ int wsml_loss_config_check(const wsml_loss_config *cfg, int num_classes, wsml_er
 // of positives (full == 1) per image of `full` (N x C), or 0 when full is NULL or N == 0.
 double wsml_expected_num_pos(const char *dataset_name, const int8_t *full, int64_t num_images,
                              int num_classes);
+// Cole et al.'s k for the dataset a store holds, keyed by what its info records (never by
+// a directory name): the dedicated ingest formats name it (format "voc", "coco", "cub");
+// for a generic one (npy, csv) the store's name (wsml-ingest --name) is looked up
+// without case, '-', '_' or ' ' ("NUS-WIDE" -> nuswide). 0 when not in the table.
+double wsml_expected_num_pos_for_store(const char *format, const char *name);
 
 // ---- per-epoch quantities of the large-loss family ---------------------------------
 
@@ -284,5 +289,16 @@ int wsml_loss_state_save(wsml_loss_state *s, wsml_tensor_view *views, size_t cap
 // Restores the state from a checkpoint's tensors: each tensor of wsml_loss_state_save
 // must be present with its dtype and shape, else WSML_ECORRUPT naming it.
 int wsml_loss_state_load(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err);
+
+// LinearInit (docs/methods.md §3): the part of the state that a fine-tune started with
+// --init takes over from the frozen run's best.safetensors. ROLE: the label estimates, as
+// Cole et al. hand them on (through probabilities clipped to [1e-5, 1 − 1e-5]); LL-Cp's
+// corrections are not carried (the reference rebuilds its dataset for the new run).
+// save_carried: views of those tensors (*n = 0 for a state that carries nothing).
+// carry: returns 1 after taking them over, 0 when st has none (the state keeps its fresh
+// initialisation), or WSML_ECORRUPT naming a tensor of the wrong dtype or shape.
+int wsml_loss_state_save_carried(wsml_loss_state *s, wsml_tensor_view *views, size_t cap, size_t *n,
+                                 wsml_err *err);
+int wsml_loss_state_carry(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err);
 
 #endif

@@ -1,6 +1,7 @@
 // State that losses keep across batches (train/loss.h, "state a loss keeps across
 // batches"): ROLE's label estimator and LL-Cp's permanent corrections behind one
 // interface, so that the trainer never asks which loss it runs.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ typedef struct {
     int64_t (*num_corrected)(const void *self); // NULL: corrects no labels
     int (*save)(void *self, wsml_tensor_view *views, size_t cap, size_t *n, wsml_err *err);
     int (*load)(void *self, const wsml_safetensors *st, wsml_err *err);
+    // LinearInit: takes over what a fine-tune keeps from the frozen run (1), or finds
+    // nothing to take (0); NULL: nothing is carried (wsml_loss_state_carry in loss.h).
+    int (*carry)(void *self, const wsml_safetensors *st, wsml_err *err);
 } state_ops;
 
 // Every process's `bytes` bytes at send into *recv (malloc'd, rank order), *total bytes.
@@ -197,6 +201,26 @@ static int role_load(void *self, const wsml_safetensors *st, wsml_err *err) {
     return wsml_st_get_f32(st, WSML_ROLE_ESTIMATOR_TENSOR, 2, shape, r->estimator_logits, err);
 }
 
+// Cole et al. (train.py, linear_init) give the fine-tune the frozen phase's best estimates
+// as probabilities, sigmoid(G), which LabelEstimator turns back into logits with its
+// inverse_sigmoid (p clipped to [1e-5, 1 - 1e-5]); all in float32 as PyTorch/NumPy do.
+static int role_carry(void *self, const wsml_safetensors *st, wsml_err *err) {
+    role_state *r = self;
+    if (!wsml_st_find(st, WSML_ROLE_ESTIMATOR_TENSOR))
+        return 0;
+    int rc = role_load(self, st, err);
+    if (rc < 0)
+        return rc;
+    const size_t all = (size_t)r->num_images * r->num_classes;
+    const float lo = 1e-5f, hi = 1.0f - 1e-5f;
+    for (size_t i = 0; i < all; i++) {
+        float p = 1.0f / (1.0f + expf(-r->estimator_logits[i]));
+        p = p < lo ? lo : p > hi ? hi : p;
+        r->estimator_logits[i] = logf(p / (1.0f - p));
+    }
+    return 1;
+}
+
 static const state_ops role_ops = {
     .state_size = sizeof(role_state),
     .init = role_init,
@@ -205,6 +229,7 @@ static const state_ops role_ops = {
     .end_batch = role_end_batch,
     .save = role_save,
     .load = role_load,
+    .carry = role_carry,
 };
 
 // ---- LL-Cp: permanent corrections (docs/methods.md §2)
@@ -394,4 +419,14 @@ int wsml_loss_state_save(wsml_loss_state *s, wsml_tensor_view *views, size_t cap
 
 int wsml_loss_state_load(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err) {
     return s ? s->ops->load(s->self, st, err) : 0;
+}
+
+int wsml_loss_state_save_carried(wsml_loss_state *s, wsml_tensor_view *views, size_t cap, size_t *n,
+                                 wsml_err *err) {
+    *n = 0;
+    return s && s->ops->carry ? s->ops->save(s->self, views, cap, n, err) : 0;
+}
+
+int wsml_loss_state_carry(wsml_loss_state *s, const wsml_safetensors *st, wsml_err *err) {
+    return s && s->ops->carry ? s->ops->carry(s->self, st, err) : 0;
 }

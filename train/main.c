@@ -45,8 +45,14 @@ static void usage(FILE *f) {
             "  srun --ntasks=32 --gpus-per-task=1 wsml-train --store ... --backend cuda\n"
             "  (WSML_MPI=1: the data-parallel path with one process; WSML_MPI=0: never MPI)\n"
             "\n"
-            "Exit status: 0 ok (also after --max-steps), 1 runtime error (NaN loss, I/O, an\n"
-            "interrupt: last.safetensors keeps the last good state), 2 usage error.\n");
+            "  # a finished run: --resume does nothing and exits with its status\n"
+            "  wsml-train --out runs/mosaic-llcp --resume\n"
+            "\n"
+            "Exit status: 0 ok (the run finished, early stop included; also after --max-steps),\n"
+            "1 runtime error (I/O, an interrupt: last.safetensors keeps the last good state),\n"
+            "2 usage error, 3 the run diverged: a NaN/Inf loss, logit or weight ended it; it is\n"
+            "finished all the same (run.jsonl's final line has \"status\": \"diverged\" and\n"
+            "where; last.safetensors keeps the last good state; --resume is a no-op).\n");
 }
 
 // The table's parse (train/trainer_opts.c) with the command line's conventions: returns 0
@@ -200,7 +206,7 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
     rc = wsml_train_run(&o, &hooks, &res, &err);
     // Options the store or the build cannot serve are usage errors (exit 2), found before
     // any training; anything later is a runtime error.
-    int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : 0;
+    int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : res.diverged ? 3 : 0;
     if (rc < 0 && comm->size > 1 && !res.silent && !res.interrupted && rc != WSML_ENUMERIC)
         wsml_err_prefix(&err, "rank %d", comm->rank); // which process failed (a stop and a
                                                       // NaN loss are every process's)

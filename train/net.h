@@ -196,10 +196,10 @@ void wsml_net_set_grads_ready(wsml_net *net, wsml_grads_ready_fn fn, void *ctx);
 
 // LinearInit (docs/methods.md §3): with a frozen backbone, backward stops at the head, so only
 // fc.* get gradients (the backbone's stay as they are, i.e. zero after zero_grad) and
-// the backward costs next to nothing. As in the reference (LargeLossMatters
-// models.py: requires_grad = False, model.train()), the backbone still runs in the
-// forward's mode: in train mode its BN layers use batch statistics and update their
-// running statistics.
+// the backward costs next to nothing. As in Cole et al.'s linear phase (a linear
+// classifier on features extracted once from the pretrained network), the backbone runs
+// in eval mode even in a TRAIN forward: its BN layers normalise with their running
+// statistics and never update them, so the backbone's tensors stay byte-identical.
 void wsml_net_set_frozen_backbone(wsml_net *net, int frozen);
 int wsml_net_frozen_backbone(const wsml_net *net);
 

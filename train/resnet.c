@@ -820,12 +820,13 @@ done:
     } while (0)
 
 // conv → BN (+ residual) (+ ReLU) for n images.
+// A frozen backbone (LinearInit) runs its BN in eval mode even in a train forward.
 static int unit_forward(wsml_net *net, unit *u, int n, int train, wsml_err *err) {
     wsml_backend *be = net->be;
     const int64_t rows = (int64_t)n * u->conv.out_h * u->conv.out_w;
     const int C = u->conv.out_channels;
     BE(be->conv_forward(be, &u->conv, n, u->y, u->x, u->w), u->conv_name);
-    if (train) {
+    if (train && !net->frozen) {
         if (rows < 2)
             return wsml_errf(err, WSML_EARG,
                              "%s: expected more than 1 value per channel when training "

@@ -80,8 +80,9 @@ int rundir_log(trainer *t, json_t *obj, int sync, wsml_err *err) {
     return 0;
 }
 
-// 1 if run.jsonl holds a final line (a finished run).
-static int jsonl_has_final(const char *path) {
+// 1 if run.jsonl holds a final line (a finished run); status receives its "status" (for
+// final lines written before there was one: "early-stopped" or "ok" from "early_stopped").
+static int jsonl_final_status(const char *path, char *status, size_t status_size) {
     char *text = NULL;
     size_t len = 0;
     wsml_err err;
@@ -94,6 +95,13 @@ static int jsonl_has_final(const char *path) {
         json_t *j = json_loadb(line, n, 0, NULL);
         json_t *ev = j ? json_object_get(j, "event") : NULL;
         found = json_is_string(ev) && !strcmp(json_string_value(ev), "final");
+        if (found) {
+            json_t *st = json_object_get(j, "status");
+            snprintf(status, status_size, "%s",
+                     json_is_string(st)                                  ? json_string_value(st)
+                     : json_is_true(json_object_get(j, "early_stopped")) ? "early-stopped"
+                                                                         : "ok");
+        }
         json_decref(j);
         line = end ? end + 1 : NULL;
     }
@@ -229,13 +237,19 @@ int rundir_check_finite_weights(trainer *t, wsml_err *err) {
 int rundir_save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
     if (t->comm->rank != 0)
         return 0;
+    // with the loss state that a LinearInit fine-tune takes over (ROLE's estimates)
+    wsml_tensor_view extra[2];
+    size_t n = 0;
+    int rc = wsml_loss_state_save_carried(t->loss_state, extra, 2, &n, err);
+    if (rc < 0)
+        return rc;
     json_t *m = json_object();
     meta_set_model(t, m);
     meta_set_int(m, "epoch", epoch);
     meta_set_double(m, "val_map", val_map);
     char *meta = dump_compact(m);
     json_decref(m);
-    int rc = wsml_net_save(t->net, t->path_best, NULL, 0, meta, err);
+    rc = wsml_net_save(t->net, t->path_best, extra, n, meta, err);
     free(meta);
     return rc;
 }
@@ -355,14 +369,24 @@ static void remove_stale_temps(const char *dir) {
     closedir(d);
 }
 
+static int rundir_check_options(trainer *t, wsml_err *err);
+
 // Refuses a run directory in the way; removes an old run with --force.
-int rundir_prepare(trainer *t, int *resume, wsml_err *err) {
+int rundir_prepare(trainer *t, int *resume, int *finished_out, char *status, size_t status_size,
+                   wsml_err *err) {
+    *finished_out = 0;
     int rc = wsml_mkdirs(t->o.out, err);
     if (rc < 0)
         return rc;
     remove_stale_temps(t->o.out);
     int has_last = file_exists(t->path_last);
-    int finished = jsonl_has_final(t->path_jsonl);
+    int finished = jsonl_final_status(t->path_jsonl, status, status_size);
+    if (*resume && finished && !t->o.force) {
+        // A finished run (diverged ones included) is not continued: its final line is its
+        // result. Flags that change the numbers must still agree with config.json.
+        *finished_out = 1;
+        return rundir_check_options(t, err);
+    }
     if (!*resume && !t->o.force) {
         if (finished)
             return wsml_errf(err, WSML_ESTATE,
@@ -418,6 +442,21 @@ int rundir_write_config(trainer *t, wsml_err *err) {
     int rc = wsml_write_file_atomic(t->path_config, text, len + 1, err);
     free(text);
     return rc;
+}
+
+// config.json's options against the run's: those that change the numbers must agree.
+static int rundir_check_options(trainer *t, wsml_err *err) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wsml_read_file(t->path_config, &text, &len, err);
+    if (rc < 0)
+        return rc;
+    wsml_train_opts recorded = t->o;
+    rc = wsml_train_opts_from_json(text, &recorded, err);
+    free(text);
+    if (rc < 0)
+        return wsml_err_prefix(err, "%s", t->path_config);
+    return wsml_train_opts_same_run(&recorded, &t->o, err);
 }
 
 // A resumed run: config.json must describe the same run and the same store.

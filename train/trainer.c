@@ -246,16 +246,23 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     wsml_loss_output out = {.dlogits = t->dlogits};
     wsml_loss_state_begin_batch(t->loss_state, b->index, B, t->observed, &in, &out);
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
-    if (rc < 0)
-        return rc;
+    if (rc < 0 && (rc != WSML_ENUMERIC || !parallel(t)))
+        return rc; // an error of this process alone (main stops the others)
     *stats = out.stats;
     if (parallel(t)) {
         // The global batch's loss: its images' mean (each process's is the mean of its
         // share, docs/methods.md); the gradients follow by scaling each process's by its
-        // share B / global before the sum (a power of two for equal shares: exact).
-        double v[2] = {out.stats.loss * B, B};
-        if ((rc = sum_doubles(t, v, 2, err)) < 0)
-            return rc;
+        // share B / global before the sum (a power of two for equal shares: exact). A
+        // non-finite logit in any share makes every process stop as diverged.
+        int bad = rc == WSML_ENUMERIC;
+        double v[3] = {bad ? 0.0 : out.stats.loss * B, B, bad};
+        int crc = sum_doubles(t, v, 3, err);
+        if (crc < 0)
+            return crc;
+        if (v[2] > 0)
+            return bad ? rc
+                       : wsml_errf(err, WSML_ENUMERIC,
+                                   "another process's share of the batch has a non-finite logit");
         stats->loss = v[0] / v[1];
         float share = (float)B / (float)b->global_size;
         for (size_t i = 0; i < (size_t)B * C; i++)
@@ -413,6 +420,11 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
                                           wsml_split_name(split));
     if (rc == 0)
         rc = predict_sharded(t, split, scores, labels, err);
+    for (int64_t i = 0; rc == 0 && i < n * t->C; i++)
+        if (!isfinite(scores[i]))
+            rc = wsml_errf(err, WSML_ENUMERIC, "%s score of image %lld, class %lld is %g",
+                           wsml_split_name(split), (long long)(i / t->C), (long long)(i % t->C),
+                           scores[i]);
     if (rc == 0) {
         *num_groups = 0;
         rc = wsml_metrics_map_groups(scores, labels, n, t->C, t->meta->info_json, map, groups,
@@ -450,22 +462,33 @@ static int read_train_observed(void *ctx, int8_t *observed, wsml_err *err) {
     return read_train_labels(ctx, 1, observed, err);
 }
 
-// EPR/ROLE's expected positives per image (docs/methods.md §2): the table, else the mean over the
-// training split's full labels.
+// EPR/ROLE's expected positives per image (docs/methods.md §2): Cole et al.'s constant for
+// the dataset the store's info records (format, or the ingest name of a generic format);
+// for any other dataset the mean over the training split's full labels, with a warning.
 static int resolve_epr_k(trainer *t, wsml_err *err) {
     if (t->o.epr_k_given || !wsml_loss_uses_expected_num_pos(t->o.loss.kind))
         return 0;
-    double k = wsml_expected_num_pos(t->meta->name, NULL, 0, t->C);
+    json_t *info = json_loads(t->meta->info_json, 0, NULL);
+    const char *format = json_string_value(json_object_get(info, "format"));
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "%s", format ? format : "?");
+    json_decref(info);
+    double k = wsml_expected_num_pos_for_store(fmt, t->meta->name);
     if (k <= 0) {
         int8_t *full = malloc((size_t)t->n_train * t->C + 1);
         if (!full)
             return wsml_errf(err, WSML_ENOMEM, "out of memory for labels");
         int rc = read_train_labels(t, 0, full, err);
         if (rc == 0)
-            k = wsml_expected_num_pos(t->meta->name, full, t->n_train, t->C);
+            k = wsml_expected_num_pos(NULL, full, t->n_train, t->C);
         free(full);
         if (rc < 0)
             return rc;
+        if (!t->o.resume)
+            wsml_warn("--loss %s: the store's dataset '%s' (format %s) has no expected-positives "
+                      "constant (Cole et al.: VOC 1.5, COCO 2.9, NUS-WIDE 1.9, CUB 31.4); using "
+                      "the train split's mean positives per image, %.4g (--epr-k sets it)",
+                      wsml_loss_kind_name(t->o.loss.kind), t->meta->name, fmt, k);
     }
     t->loss.expected_num_pos = k;
     t->o.loss.expected_num_pos = k;
@@ -642,6 +665,27 @@ static int open_train_loader(trainer *t, wsml_err *err) {
     return t->loader ? 0 : err->code < 0 ? err->code : WSML_EIO;
 }
 
+// --init from a LinearInit frozen run: the loss state it carries (ROLE's label estimates;
+// train/loss.h wsml_loss_state_carry) replaces the fresh one.
+static int carry_init_state(trainer *t, wsml_err *err) {
+    if (!t->o.init[0] || !t->loss_state)
+        return 0;
+    wsml_safetensors st;
+    int rc = wsml_st_read(t->o.init, &st, err);
+    if (rc < 0)
+        return wsml_err_prefix(err, "--init %s", t->o.init);
+    rc = wsml_loss_state_carry(t->loss_state, &st, err);
+    wsml_st_free(&st);
+    if (rc < 0)
+        return wsml_err_prefix(err, "--init %s", t->o.init);
+    if (rc == 1)
+        wsml_info("--init %s: the loss state (%s's label estimates) carried over", t->o.init,
+                  wsml_loss_kind_name(t->o.loss.kind));
+    else if (t->o.loss.kind == WSML_LOSS_ROLE)
+        wsml_info("--init %s holds no ROLE label estimates: they start afresh", t->o.init);
+    return 0;
+}
+
 // A new run writes config.json and starts run.jsonl; a resumed one checks config.json,
 // loads last.safetensors and cuts run.jsonl back to what that checkpoint had seen.
 static int start_or_resume(trainer *t, int resume, wsml_err *err) {
@@ -667,9 +711,11 @@ static int start_or_resume(trainer *t, int resume, wsml_err *err) {
                              (long long)t->st.jsonl_bytes, strerror(errno));
         t->jsonl = fopen(t->path_jsonl, "a");
     } else {
-        if (t->comm->rank != 0)
-            return 0;
-        rc = rundir_write_config(t, err);
+        rc = carry_init_state(t, err);
+        if (rc == 0 && t->comm->rank != 0)
+            return 0; // rank 0 alone writes the run directory
+        if (rc == 0)
+            rc = rundir_write_config(t, err);
         if (rc < 0)
             return rc;
         t->jsonl = fopen(t->path_jsonl, "w");
@@ -734,12 +780,23 @@ static void describe_failure(trainer *t, int epoch, int64_t step, int64_t batch,
                   epoch, (long long)step, (long long)batch, old);
 }
 
+// A NaN/Inf (WSML_ENUMERIC in err) ends the run as "diverged" (docs/methods.md §3): remembers
+// where (the epoch in progress, the step that failed) and why, before err gets context.
+static void mark_diverged(trainer *t, int epoch, int64_t step, const wsml_err *err) {
+    t->diverged = 1;
+    t->diverged_epoch = epoch;
+    t->diverged_step = step;
+    snprintf(t->diverged_reason, sizeof t->diverged_reason, "%s", err->msg);
+}
+
 static int stop_requested(trainer *t) {
     return t->hooks->stop_requested && *t->hooks->stop_requested;
 }
 
 static int interrupted(trainer *t, wsml_train_result *res, wsml_err *err) {
-    int rc = rundir_save_last(t, err);
+    int rc = broadcast_bn_buffers(t, err); // every process checks the weights rank 0 saves
+    if (rc == 0)
+        rc = rundir_save_last(t, err);
     if (rc < 0)
         return rc;
     res->interrupted = 1;
@@ -827,6 +884,8 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
         t_step = wsml_now() - t_step;
         if (rc < 0) {
             wsml_progress_end(p);
+            if (rc == WSML_ENUMERIC)
+                mark_diverged(t, e, s->global_step + 1, err);
             describe_failure(t, e, s->global_step + 1, b->batch_index + 1, err);
             return rc;
         }
@@ -850,8 +909,12 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
         p = NULL;
         if (stop)
             return interrupted(t, res, err);
-        rc = rundir_save_last(t, err);
+        rc = broadcast_bn_buffers(t, err); // every process checks the weights rank 0 saves
+        if (rc == 0)
+            rc = rundir_save_last(t, err);
         if (rc < 0) {
+            if (rc == WSML_ENUMERIC) // the weights overflowed: last.safetensors is kept
+                mark_diverged(t, e, s->global_step, err);
             describe_failure(t, e, s->global_step, s->batches_done, err);
             return rc;
         }
@@ -926,9 +989,17 @@ static int end_epoch(trainer *t, int e, double t_epoch, wsml_train_result *res, 
     train_state *s = &t->st;
     double val_map = 0, groups[WSML_METRICS_MAX_GROUPS];
     int ng = 0;
-    int rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
+    // Weights that overflowed in the epoch's last steps would only show as NaN scores.
+    // (Every process checks rank 0's BN statistics, the ones validation and checkpoints use.)
+    int rc = broadcast_bn_buffers(t, err);
+    if (rc == 0)
+        rc = rundir_check_finite_weights(t, err);
+    if (rc == 0)
+        rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
     if (rc == 1)
         return interrupted(t, res, err);
+    if (rc == WSML_ENUMERIC)
+        mark_diverged(t, e, s->global_step, err);
     if (rc < 0)
         return wsml_err_prefix(err, "epoch %d", e);
     int improved = val_map > s->best_val_map;
@@ -994,26 +1065,36 @@ static int train_epochs(trainer *t, wsml_train_result *res, wsml_err *err) {
         int rc = train_batches(t, e, res, err);
         if (rc == 0)
             rc = end_epoch(t, e, t_epoch, res, err);
+        if (rc == WSML_ENUMERIC && t->diverged)
+            return 0; // a finished run all the same: finish() writes its final line
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
     return 0;
 }
 
-// Test mAP of the best epoch (its weights reloaded), and the final line.
+// The final line's "status" (docs/methods.md §3 "How a run ends").
+static const char *run_status(const trainer *t) {
+    return t->diverged ? "diverged" : t->st.stop_reason == STOP_EARLY ? "early-stopped" : "ok";
+}
+
+// Test mAP of the best epoch (its weights reloaded), and the final line. A diverged run
+// ends here too: its final line says where, and the test mAP is the best epoch's if an
+// epoch completed (null otherwise). Best weights whose test scores are not finite make
+// the run diverged as well (test mAP null).
 static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     train_state *s = &t->st;
     res->started = 1;
     res->best_epoch = s->best_epoch;
     res->best_val_map = s->best_val_map;
-    res->early_stopped = s->stop_reason == STOP_EARLY;
     res->epochs_run = s->epoch - 1;
-    int rc = wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err);
+    int have_best = s->best_epoch > 0;
+    int rc = have_best ? wsml_net_load(t->net, t->path_best, WSML_NET_LOAD_ALL, err) : 0;
     if (rc < 0)
         return rc;
     res->test_map = NAN;
     res->num_groups = 0;
-    int have_test = t->meta->count[WSML_SPLIT_TEST] > 0;
+    int have_test = t->meta->count[WSML_SPLIT_TEST] > 0 && have_best;
     if (have_test) {
         rc = evaluate(t, WSML_SPLIT_TEST, &res->test_map, res->test_group_maps, &res->num_groups,
                       err);
@@ -1022,15 +1103,42 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
             return wsml_errf(err, WSML_ESTATE,
                              "interrupted during the test pass; rerun with --resume to finish");
         }
+        if (rc == WSML_ENUMERIC) {
+            if (!t->diverged) {
+                wsml_err_prefix(err, "test pass with the weights of epoch %d", s->best_epoch);
+                mark_diverged(t, s->best_epoch, s->global_step, err);
+            }
+            have_test = 0;
+            res->test_map = NAN;
+            res->num_groups = 0;
+            rc = 0;
+        }
         if (rc < 0)
             return rc;
-    } else {
+    } else if (t->meta->count[WSML_SPLIT_TEST] == 0) {
         wsml_warn("--store %s has no test split: no test mAP", t->o.store);
+    }
+    res->early_stopped = s->stop_reason == STOP_EARLY && !t->diverged;
+    res->diverged = t->diverged;
+    snprintf(res->status, sizeof res->status, "%s", run_status(t));
+    if (t->diverged) {
+        char best[96] = "no epoch completed";
+        if (have_best)
+            snprintf(best, sizeof best, "best epoch %d, val mAP %.2f", s->best_epoch,
+                     s->best_val_map);
+        char kept[WSML_PATH_MAX + 64] = "no checkpoint was written";
+        if (t->saved_step >= 0)
+            snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
+                     (long long)t->saved_step);
+        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
+                  "(%s; %s)",
+                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
     }
     json_t *j = json_object();
     json_object_set_new(j, "event", json_string("final"));
-    json_object_set_new(j, "best_epoch", json_integer(s->best_epoch));
-    json_object_set_new(j, "best_val_map", json_real(s->best_val_map));
+    json_object_set_new(j, "status", json_string(res->status));
+    json_object_set_new(j, "best_epoch", have_best ? json_integer(s->best_epoch) : json_null());
+    json_object_set_new(j, "best_val_map", have_best ? json_real(s->best_val_map) : json_null());
     json_object_set_new(j, "test_map", have_test ? json_real(res->test_map) : json_null());
     if (res->num_groups > 0) {
         json_t *g = json_object();
@@ -1047,6 +1155,11 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
     json_object_set_new(j, "epochs_run", json_integer(res->epochs_run));
     json_object_set_new(j, "steps", json_integer(s->global_step));
     json_object_set_new(j, "early_stopped", json_boolean(res->early_stopped));
+    if (t->diverged) {
+        json_object_set_new(j, "diverged_epoch", json_integer(t->diverged_epoch));
+        json_object_set_new(j, "diverged_step", json_integer(t->diverged_step));
+        json_object_set_new(j, "diverged_reason", json_string(t->diverged_reason));
+    }
     rc = rundir_log(t, j, 1, err);
     if (rc < 0)
         return rc;
@@ -1093,12 +1206,29 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     snprintf(t->path_jsonl, sizeof t->path_jsonl, "%s/run.jsonl", t->o.out);
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);
     snprintf(t->path_last, sizeof t->path_last, "%s/last.safetensors", t->o.out);
-    int resume = t->o.resume;
-    // rank 0 prepares the run directory and says whether there is a run to resume
-    rc = t->comm->rank == 0 ? rundir_prepare(t, &resume, err) : 0;
+    int resume = t->o.resume, finished = 0;
+    // rank 0 prepares the run directory and says whether there is a run to resume, or
+    // one that is finished already
+    rc = t->comm->rank == 0
+             ? rundir_prepare(t, &resume, &finished, res->status, sizeof res->status, err)
+             : 0;
     rc = agree(t, rc, res, err);
-    if (rc == 0 && parallel(t))
-        rc = t->comm->broadcast(t->comm, &resume, sizeof resume, 0, err);
+    if (rc == 0 && parallel(t)) {
+        int flags[2] = {resume, finished};
+        rc = t->comm->broadcast(t->comm, flags, sizeof flags, 0, err);
+        if (rc == 0)
+            rc = t->comm->broadcast(t->comm, res->status, sizeof res->status, 0, err);
+        resume = flags[0];
+        finished = flags[1];
+    }
+    if (rc == 0 && finished) {
+        res->already_finished = 1;
+        res->diverged = !strcmp(res->status, "diverged");
+        wsml_info("%s is a finished run (status %s): nothing to do (--force starts it over)",
+                  t->o.out, res->status);
+        free(t);
+        return 0;
+    }
     if (rc == 0)
         rc = agree(t, setup(t, resume, err), res, err);
     if (rc == 0 && resume)

@@ -131,11 +131,17 @@ typedef struct {
     // this process's alone and the others must be stopped (wsml_comm.abort).
     int error_everywhere;
     int silent; // another process reports the error (error_everywhere)
+    // How the run ended, as run.jsonl's final line says: "ok", "early-stopped" or
+    // "diverged" (a NaN/Inf loss, logit or weight: the run is finished all the same,
+    // last.safetensors keeps the last good state); "" when it did not end.
+    char status[16];
+    int diverged;         // status "diverged" (wsml-train exits 3)
+    int already_finished; // --resume of a run that had ended: nothing was done
 } wsml_train_result;
 
-// Runs (or resumes) a training run as the options say. Returns 0, or a negative
-// wsml_code with err set: WSML_EARG bad option, WSML_ESTATE run directory in the way,
-// WSML_ENUMERIC NaN/Inf loss (last.safetensors keeps the last good state), WSML_EIO ...
+// Runs (or resumes) a training run as the options say. Returns 0 (also when the run
+// diverged: result->diverged), or a negative wsml_code with err set: WSML_EARG bad option,
+// WSML_ESTATE run directory in the way, WSML_EIO ...
 // An interrupted run returns WSML_ESTATE with result->interrupted = 1.
 int wsml_train_run(const wsml_train_opts *o, const wsml_train_hooks *hooks,
                    wsml_train_result *result, wsml_err *err);

@@ -70,6 +70,11 @@ typedef struct {
     train_state st;
     int64_t saved_step; // global step of the last checkpoint (-1: none)
     int saved_epoch;
+    // A NaN/Inf loss, logit or weight ended the run (status "diverged", docs/train.md):
+    // where (the epoch in progress, the step that failed) and why.
+    int diverged, diverged_epoch;
+    int64_t diverged_step;
+    char diverged_reason[1024];
     // The epoch's training time in this process and the device's busy time within it
     // (gpu_idle_frac; busy_mark < 0: the backend does not measure it)
     double idle_wall, idle_busy, busy_mark, wall_mark;
@@ -88,7 +93,10 @@ int trainer_optim_state_copy(trainer *t, int to_device, wsml_err *err);
 
 // Creates RUNDIR, removes a dead run's temp files, refuses a run in the way (WSML_ESTATE)
 // unless --force (which removes it); *resume becomes 0 when there is nothing to resume.
-int rundir_prepare(trainer *t, int *resume, wsml_err *err);
+// A --resume of a finished run (run.jsonl has its final line) does nothing: *finished
+// becomes 1 and status receives the final line's "status" (ok, early-stopped, diverged).
+int rundir_prepare(trainer *t, int *resume, int *finished, char *status, size_t status_size,
+                   wsml_err *err);
 // config.json of a new run; and, on resume, the check that it describes the same run
 // (options that change the numbers) on the same store.
 int rundir_write_config(trainer *t, wsml_err *err);

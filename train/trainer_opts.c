@@ -139,9 +139,14 @@ static const opt_spec OPTIONS[] = {
              "head is re-initialised for the store's classes"},
     {"--init", "init", T_STRING, F(init), .numerics = 1, .section = S_MODEL, .metavar = "CKPT",
      .help = "start from a whole network (head included), e.g. the\n"
-             "best.safetensors of a --freeze-backbone run (LinearInit)"},
+             "best.safetensors of a --freeze-backbone run (LinearInit; ROLE\n"
+             "also takes over its label estimates)"},
     {"--freeze-backbone", "freeze_backbone", T_BOOL, F(freeze_backbone), .numerics = 1,
-     .section = S_MODEL, .help = "train the head only (LinearInit, docs/methods.md section 3)"},
+     .section = S_MODEL,
+     .help = "train the head only, the backbone in eval mode (BN statistics\n"
+             "frozen), as LinearInit's first phase (docs/methods.md section 3);\n"
+             "e.g. --freeze-backbone --pretrained W --no-flip --epochs 25, then\n"
+             "--init RUNDIR/best.safetensors --epochs 10"},
     {"--loss", "loss", T_ENUM, F(loss.kind), &LOSSES, .numerics = 1, .section = S_LOSS,
      .metavar = "LOSS", .help = "{choices}\n(default {default})"},
     {"--threshold", "threshold", T_ENUM, F(loss.threshold), &THRESHOLDS, .numerics = 1,
@@ -162,7 +167,9 @@ static const opt_spec OPTIONS[] = {
     {"--epr-k", "epr_k", T_DOUBLE, F(loss.expected_num_pos), POSITIVE, .numerics = 1,
      .given = offsetof(wsml_train_opts, epr_k_given) + 1, .section = S_LOSS, .metavar = "K",
      .help = "epr/role expected positives per image (default: Cole et al.'s\n"
-             "value for voc/coco/nuswide/cub, else the train split's mean)"},
+             "value for the store's dataset as its info records it: voc/coco/\n"
+             "cub formats, or an ingest --name like nuswide; else the train\n"
+             "split's mean, with a warning)"},
     {NULL, "epr_k_given", T_BOOL, F(epr_k_given), .help = NULL}, // set by --epr-k
     {"--reference-quirks", "reference_quirks", T_BOOL, F(loss.reference_quirks), .numerics = 1,
      .section = S_LOSS,

@@ -2,14 +2,16 @@
 # script's stops (no build/gpu, no GPU), a hung step ended by its cap while later stages
 # are skipped for time, the summary writer, the end-to-end checker and the scaling model,
 # each on inputs whose right answer is known by hand.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 repo=$(cd "$WSML_TESTS/.." && pwd)
-fail() { echo "FAIL: $*"; exit 1; }
 # A process that still runs: a killed one may linger as a zombie when its parent died too
 # and this machine's PID 1 does not reap orphans.
 running() {
     local state
     state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "${state#Z}" = "$state" ]
+    [ -n "$state" ] || return 1
+    [ "${state#Z}" = "$state" ]
 }
 
 # ---- 1. the shim runner: pass, fail, skip, and a test that ignores SIGTERM and hangs --------
@@ -81,7 +83,7 @@ WSML_BUILD=$PWD/b OUT=$PWD/out2 bash "$repo/bench/gpu.sh" > out2.txt 2>&1 || rc=
 [ "$rc" = 3 ] || fail "no GPU: exit $rc"
 grep -q "gpu.sh: no GPU here (GPU 0: cudaGetDeviceProperties: no CUDA-capable device" out2.txt ||
     fail "no GPU: $(tail -3 out2.txt)"
-grep -q "^== parity" out2.txt && fail "no GPU: a stage ran"
+if grep -q "^== parity" out2.txt; then fail "no GPU: a stage ran"; fi
 
 # ---- 4. a hung parity run: killed at its cap, later stages skipped for time, summary kept ---
 cat > "$G/wsml-gpubench" <<'EOF'

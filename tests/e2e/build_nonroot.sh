@@ -12,13 +12,14 @@
 #  - `make deps` with a package missing (a fake dpkg-query says so): as the user, the list
 #    and exit 1, no apt-get; as root (when the test is root), apt-get install with exactly
 #    the missing package.
-fail() { echo "FAIL: $*"; exit 1; }
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 repo=$(cd "$WSML_TESTS/.." && pwd)
 chmod 755 "$PWD"
 
 # the tree as committed plus new files, without build/ or .git
 mkdir src
-(cd "$repo" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar xf - -C src
+git -C "$repo" ls-files -co --exclude-standard -z | tar -C "$repo" --null -T - -cf - | tar xf - -C src
 [ -f src/GNUmakefile ] && [ ! -e src/build ] && [ ! -e src/.git ] || fail "copy of the tree"
 
 # fakes that record being called
@@ -58,7 +59,7 @@ if ! run_user -- make -C src -j2 build/wsml-store > build.log 2>&1; then
   tail -n 20 build.log
   fail "make build/wsml-store as a user"
 fi
-[ -s calls.txt ] && fail "the build called: $(cat calls.txt)"
+if [ -s calls.txt ]; then fail "the build called: $(cat calls.txt)"; fi
 [ "$(stat -c %U src/build/wsml-store)" = "$(run_user -- id -un)" ] || fail "built by someone else"
 run_user -- src/build/wsml-store --version > v.txt || fail "the user's wsml-store does not run"
 grep -q '^wsml-store .* (git unknown)$' v.txt || fail "--version outside git: $(head -n1 v.txt)"
@@ -82,8 +83,8 @@ grep -qx 'wsml: cannot build: these libraries were not found (pkg-config, or hea
 grep -qx 'wsml: Debian/Ubuntu packages: liblmdb-dev libvips-dev' hidden.log || fail "no exact package list"
 grep -q 'as root: make deps   (runs apt-get install -y liblmdb-dev libvips-dev)' hidden.log || fail "no 'make deps'"
 [ ! -e src/build/config.mk ] || fail "config.mk written although a library is missing"
-grep -q ' -c ' hidden.log && fail "compiled although a library is missing"
-[ -s calls.txt ] && fail "called: $(cat calls.txt)"
+if grep -q ' -c ' hidden.log; then fail "compiled although a library is missing"; fi
+if [ -s calls.txt ]; then fail "called: $(cat calls.txt)"; fi
 echo "ok: a hidden library stops the build with its package list"
 
 # ---- make deps: a package missing (the fake dpkg-query) ---------------------------------
@@ -95,7 +96,7 @@ cat deps.log
 [ $rc -ne 0 ] || fail "make deps as a user with a package missing must fail"
 grep -q 'missing Debian packages: fonts-dejavu-core$' deps.log || fail "make deps: no exact list"
 grep -q 'as root: make deps' deps.log || fail "make deps: no advice"
-[ -s calls.txt ] && fail "make deps as a user called: $(cat calls.txt)"
+if [ -s calls.txt ]; then fail "make deps as a user called: $(cat calls.txt)"; fi
 if [ "$(id -u)" = 0 ]; then
   PATH="$PWD/fake:$PATH" make -C src deps > rootdeps.log 2>&1 || { cat rootdeps.log; fail "make deps as root"; }
   grep -qx 'apt-get install -y -qq fonts-dejavu-core' calls.txt || fail "root's apt-get calls: $(cat calls.txt)"

@@ -2,6 +2,8 @@
 # LL-Ct run grids (tiny: ResNet-18, 64 px, one epoch, two delta-rel values), the
 # validation picks and the figure image | Naive AN | ROLE | LL-Ct. A second make does
 # nothing; make -n prints the plan and runs nothing.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 repo=$(cd "$WSML_TESTS/.." && pwd)
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx coco
@@ -37,7 +39,7 @@ done
 grep -q -- "--loss role --lr 1e-5 --arch resnet18 .* --pretrained $PWD/resnet18.safetensors" plan.txt
 grep -q "wsml-eval table" plan.txt
 grep -q "wsml-cam --store $PWD/stores/coco --split test --count 2" plan.txt
-[ ! -e stores ] && [ ! -e runs ] && [ ! -e fig.png ]
+if [ -e stores ] || [ -e runs ] || [ -e fig.png ]; then fail "make -n wrote stores, runs or the figure"; fi
 
 make -s -C "$repo" cam-figure "${knobs[@]}" > make1.txt 2>&1 || { cat make1.txt; exit 1; }
 [ -f fig.png ]
@@ -58,14 +60,16 @@ EOF
 # nothing left to do: no run, no figure redone
 before=$(stat -c %Y fig.png)
 make -s -C "$repo" cam-figure "${knobs[@]}" > make2.txt 2>&1 || { cat make2.txt; exit 1; }
-! grep -q "wsml-train\|wsml-cam\|wsml-ingest" make2.txt
-[ "$(stat -c %Y fig.png)" = "$before" ]
+if grep -q "wsml-train\|wsml-cam\|wsml-ingest" make2.txt; then fail "the second make ran: $(cat make2.txt)"; fi
+[ "$(stat -c %Y fig.png)" = "$before" ] || fail "the second make redid the figure"
 make -s -n -C "$repo" cam-figure "${knobs[@]}" > plan2.txt
-! grep -q "wsml-train\|wsml-cam" plan2.txt
+if grep -q "wsml-train\|wsml-cam" plan2.txt; then fail "the plan after a full make is not empty: $(cat plan2.txt)"; fi
 
 # without DATA: a usage error naming the knob
 set +e
 make -s -j1 -C "$repo" cam-figure BUILD="$WSML_BUILD" STORES="$PWD/stores2" RUNS="$PWD/runs2" \
   CAM_FIGURE="$PWD/fig2.png" DATA= 2> err.txt; s=$?
 set -e
-[ "$s" -ne 0 ] && grep -q "set DATA=DIR" err.txt && [ ! -e stores2 ] && [ ! -e runs2 ]
+[ "$s" -ne 0 ] || fail "make cam-figure without DATA exited 0"
+grep -q "set DATA=DIR" err.txt || fail "no usage error naming DATA: $(cat err.txt)"
+if [ -e stores2 ] || [ -e runs2 ]; then fail "make cam-figure without DATA wrote stores or runs"; fi

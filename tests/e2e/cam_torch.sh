@@ -14,6 +14,8 @@
 #  - byte-identical PNGs on a rerun, and an image's maps do not depend on the others chosen;
 #  - errors: class-count mismatch, missing checkpoint/store, unknown id -> exit 1 with one
 #    line and no output file; usage errors -> exit 2.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PYTHON" - <<'EOF'
 import json, os, struct
@@ -240,4 +242,5 @@ expect_fail 2 "one --name per --model" --store s.store --model m_a.safetensors \
   --model m_a.safetensors --name x --count 1 --out bad.png
 expect_fail 2 "--out" --store s.store --model m_a.safetensors --count 1
 expect_fail 2 "--size" --store s.store --model m_a.safetensors --count 1 --size 0 --out bad.png
-wsml-cam --help > help.txt && grep -q "Examples" help.txt
+wsml-cam --help > help.txt
+grep -q "Examples" help.txt || fail "wsml-cam --help has no Examples"

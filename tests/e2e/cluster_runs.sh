@@ -8,7 +8,8 @@
 #    error that ended it and the exit status; --resume appends, --force starts afresh;
 #  - stderr lines carry the time and the run name;
 #  - wsml-ingest reads Fashion-MNIST from $WSML_FASHION_MNIST (a copy of the four files).
-fail() { echo "FAIL: $*"; exit 1; }
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 head=$(git -C "$WSML_TESTS/.." rev-parse --short=12 HEAD 2> /dev/null || true)
 for x in ingest train eval cam store; do

@@ -3,6 +3,8 @@
 # all-negative classes, masked (-1) entries, a class with no known label, groups; then
 # bad inputs (truncated .npy, shape mismatch, bad label, usage errors).
 # Runs in a fresh temp dir (tests/run-e2e.sh).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PYTHON" - <<'EOF'
 import numpy as np
@@ -34,7 +36,7 @@ EOF
 
 for name in rand tie1 tie2 tiny; do
   extra=()
-  [ "$name" = rand ] && extra=(--groups groups.json --classes classes.txt)
+  if [ "$name" = rand ]; then extra=(--groups groups.json --classes classes.txt); fi
   wsml-eval --scores ${name}_scores.npy --labels ${name}_labels.npy --out out_$name "${extra[@]}" \
     > out_$name.txt
   wsml-eval --scores ${name}_scores.npy --labels ${name}_labels.npy --json --quiet \
@@ -122,5 +124,6 @@ expect_fail 1 "groups.json" wsml-eval --scores tie1_scores.npy --labels tie1_lab
 expect_fail 1 "nonexistent.npy" wsml-eval --scores nonexistent.npy --labels rand_labels.npy
 expect_fail 2 "labels" wsml-eval --scores rand_scores.npy
 expect_fail 2 "bogus" wsml-eval --bogus
-wsml-eval --help > help.txt && grep -q "Examples" help.txt
+wsml-eval --help > help.txt
+grep -q "Examples" help.txt || fail "wsml-eval --help has no Examples"
 echo "eval_sklearn: bad inputs rejected"

@@ -5,6 +5,8 @@
 # BoostLU's CAM head, docs/methods.md §2); per-class AP / mAP / group mAP of metrics.json equal
 # sklearn's on those scores over the verified entries; the error for a checkpoint
 # whose class count differs from the store's.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx openimages
 wsml-ingest --format openimages --root fx/openimages --out oi.store --size 64 --encoding raw --quiet
@@ -121,7 +123,8 @@ EOF
 set +e
 wsml-eval --store oi.store --model wrong.safetensors --quiet 2> err.txt; s=$?
 set -e
-[ "$s" -eq 1 ] && grep -q "wrong.safetensors has .* classes but store" err.txt
-[ "$(wc -l < err.txt)" -eq 1 ]
+[ "$s" -eq 1 ] || fail "a model with the wrong class count: exit $s, expected 1"
+grep -q "wrong.safetensors has .* classes but store" err.txt || fail "no error naming the class counts: $(cat err.txt)"
+[ "$(wc -l < err.txt)" -eq 1 ] || fail "expected one error line: $(cat err.txt)"
 set +e; wsml-eval --store oi.store --quiet 2>/dev/null; s=$?; set -e
-[ "$s" -eq 2 ]
+[ "$s" -eq 2 ] || fail "--store without --model: exit $s, expected 2"

@@ -3,6 +3,8 @@
 # unreadable runs listed as missing (never fatal), the by-group layout (Table 2) from
 # metrics.json and from the final line's test_groups. Expected values are set by
 # construction below (the pick is the highest mean val mAP).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 "$PYTHON" - <<'EOF'
 import json, os
@@ -113,9 +115,11 @@ print("eval_table: selections, rows and missing runs as constructed")
 EOF
 
 # Nothing finished at all is still a table (all cells empty), not a crash.
-mkdir -p empty/run && echo '{"loss": "an", "dataset": "x", "lr": 0.1}' > empty/run/config.json
+mkdir -p empty/run
+echo '{"loss": "an", "dataset": "x", "lr": 0.1}' > empty/run/config.json
 wsml-eval table empty/run --quiet > empty.md 2>/dev/null
 grep -q "| Naive AN | — |" empty.md
 # Usage errors exit 2.
 set +e; wsml-eval table --by nothing runs/voc/an-lr1e-4 2>/dev/null; s1=$?; wsml-eval table 2>/dev/null; s2=$?; set -e
-[ "$s1" -eq 2 ] && [ "$s2" -eq 2 ]
+[ "$s1" -eq 2 ] || fail "exit $s1, expected 2"
+[ "$s2" -eq 2 ] || fail "exit $s2, expected 2"

@@ -3,6 +3,8 @@
 # ids whose string order differs from their numeric order): checked against a numpy
 # transcription of format_coco.py + generate_observed_labels.py + generate_split;
 # then truncated / malformed JSON (error with byte offset) and a missing file.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx coco
 

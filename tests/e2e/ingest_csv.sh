@@ -1,6 +1,8 @@
 # wsml-ingest --format csv (the user's format): quoted paths with commas, CRLF, empty
 # and space-padded label lists, a PNG among JPEGs, class names from the union or from
 # --classes; a variant with val.csv and an observed column imported as given.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx csv
 wsml-ingest --format csv --root fx/csv --images fx/csv/photos --out a.store --size 24 \

@@ -2,6 +2,8 @@
 # to CUB_200_2011/, a label line with an extra field, an image without attributes),
 # checked against a transcription of format_cub.py + the reference generator (which
 # shuffles ~C negatives per image even with --num-neg 0).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx cub
 wsml-ingest --format cub --root fx/cub --out a.store --size 24 --encoding raw --quiet

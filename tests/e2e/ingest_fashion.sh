@@ -2,6 +2,8 @@
 # ids, labels, observed labels and exact pixels against a numpy redraw of the documented
 # procedure (ingest/fashion.c); the hidden-positive fraction; an interrupted ingest
 # (SIGINT, SIGKILL) leaves no complete store; a corrupt IDX file is named.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 wsml-ingest --format fashion-mosaic --out m.store --train-count 400 --test-count 80 --quiet
 "$PYTHON" "$ORACLE" fashion --format fashion-mosaic --store m.store --train-count 400 --test-count 80
@@ -26,7 +28,10 @@ for sig in INT KILL; do
     wsml-ingest --format fashion-mosaic --out big$sig.store --train-count 100000 --quiet \
         --jobs 1 2>sig.txt &
     pid=$!
-    for _ in $(seq 50); do [ -e big$sig.store ] && break; sleep 0.1; done
+    for _ in $(seq 50); do
+        if [ -e big$sig.store/data.mdb ]; then break; fi
+        sleep 0.1
+    done
     sleep 0.5
     kill -$sig $pid
     if wait $pid; then echo "FAIL: ingest finished despite SIG$sig"; exit 1; fi

@@ -1,6 +1,8 @@
 # wsml-ingest --format npy on formatted_*.npy files (<U string arrays with non-ASCII
 # paths, float64 labels), with simulated observed labels, and a variant whose
 # labels_obs files are imported as given; --classes names the classes.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx npy
 wsml-ingest --format npy --root fx/npy --out a.store --size 24 --encoding raw --quiet

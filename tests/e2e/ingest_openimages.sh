@@ -2,6 +2,8 @@
 # (classes-trainable order, quoted and repeated display names, non-trainable rows, an
 # image with only non-trainable labels, conflicting rows): real partial labels (unknown
 # = -1 in full labels, 0 in observed), splits train/validation/test, groups G1..G5.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx openimages
 wsml-ingest --format openimages --root fx/openimages --out a.store --size 24 --encoding raw --quiet

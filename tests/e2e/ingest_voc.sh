@@ -3,6 +3,8 @@
 # class order, ids, labels and observed labels against a numpy transcription of the
 # reference scripts (format_pascal.py, generate_observed_labels.py, generate_split),
 # pixels against PIL, CRCs; then the bad-input cases of issue 3.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx voc
 root=fx/voc/VOCdevkit/VOC2012

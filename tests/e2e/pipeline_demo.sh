@@ -4,6 +4,8 @@
 # per-epoch val mAP, draw the CAM figure; then check that the table's cells are the
 # seeds' mean test mAP read from run.jsonl, that LL runs did modify labels, that a second
 # make does nothing and that `make demo-clean` keeps the stores and the backbone.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 pipeline_bin eval cam
 MAKE_ARGS+=(DEMO_DIR="$PWD/demo" "${DEMO_SMALL[@]}")
@@ -58,8 +60,12 @@ grep -q "^| Naive AN |" demo2.txt
 
 # demo-clean keeps the stores and the backbone: only the fine-tuning runs again
 M demo-clean > /dev/null
-[ -f demo/backbone.safetensors ] && [ -f demo/stores/mosaic.ok ] && [ ! -e demo/runs ]
+[ -f demo/backbone.safetensors ] || fail "demo-clean removed the backbone"
+[ -f demo/stores/mosaic.ok ] || fail "demo-clean removed the store"
+if [ -e demo/runs ]; then fail "demo-clean left the runs"; fi
 M demo DEMO_METHODS="an ll-r" DEMO_SEEDS=3 > demo3.txt 2>&1 || { cat demo3.txt; exit 1; }
-[ "$(calls ingest)" = 0 ] && [ "$(calls train)" = 2 ] || { echo "FAIL: after demo-clean:"; cat calls.txt; exit 1; }
+if [ "$(calls ingest)" != 0 ] || [ "$(calls train)" != 2 ]; then
+  echo "FAIL: after demo-clean:"; cat calls.txt; exit 1
+fi
 grep -q -- "--seed 3" calls.txt
 echo "pipeline_demo: all ok"

@@ -9,6 +9,8 @@
 #   - a second make trains nothing (finished runs are never redone, even without their
 #     done file); `make -j2` gives the same runs bit for bit as the serial make;
 #   - both makes end with the results page of the tables that have runs.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc coco cub openimages npy
 mkdir data
@@ -64,7 +66,7 @@ fi
 grep -q "wsml-train stopped before the end" stop.txt
 n=$(ls runs/table1/voc/*/last.safetensors | wc -l)
 [ "$n" = 7 ] || { echo "FAIL: $n stopped runs with last.safetensors, expected 7"; exit 1; }
-! ls runs/table1/voc/*/done 2>/dev/null || { echo "FAIL: a stopped run is marked done"; exit 1; }
+if ls runs/table1/voc/*/done 2>/dev/null; then fail "a stopped run is marked done"; fi
 echo "ok: 7 runs stopped by --max-steps, none marked done"
 
 # 3. ...and the next make resumes them (and does the other datasets from scratch)
@@ -128,7 +130,7 @@ M "${A[@]}" table1 > make2.txt 2>&1 || { cat make2.txt; exit 1; }
 md5sum -c --quiet sums.txt
 [ -f runs/table1/cub/ll-cp-rel0.1-lr1e-5/done ]
 M "${A[@]}" -n table1 > plan2.txt
-! grep -q 'wsml-train\|wsml-ingest' plan2.txt || { echo "FAIL: plan after a full make not empty"; cat plan2.txt; exit 1; }
+if grep -q 'wsml-train\|wsml-ingest' plan2.txt; then fail "plan after a full make not empty: $(cat plan2.txt)"; fi
 echo "ok: a second make trains nothing; finished runs untouched"
 
 # 6. make -j2 from scratch on two datasets: the same runs, bit for bit

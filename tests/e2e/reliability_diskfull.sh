@@ -4,10 +4,11 @@
 # store already on that disk is untouched; wsml-store export / wsml-eval --out into the
 # full disk fail naming the file and leave no partial output. Skipped (with a reason)
 # where mount is not permitted.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 mkdir -p full
 if ! mount -t tmpfs -o size=1m tmpfs full 2>/dev/null; then
-  echo "skipped: cannot mount a tmpfs here (needs root)"
-  exit 0
+  skip "cannot mount a tmpfs here (needs root)"
 fi
 trap 'umount full 2>/dev/null || true' EXIT
 
@@ -44,7 +45,7 @@ rm -rf full/store
 cat /dev/zero > full/filler 2>/dev/null || true # fills the disk to the last byte
 expect_full wsml-store export big --split train --what labels --out full/labels.npy --quiet
 test ! -e full/labels.npy
-ls full | grep -q '\.tmp' && { echo "FAIL: a temporary file was left in full/"; ls full; exit 1; }
+if ls full | grep -q '\.tmp'; then fail "a temporary file was left in full/: $(ls full)"; fi
 expect_full wsml-store export big --split train --what ids --out full/ids.txt --quiet
 test ! -e full/ids.txt
 wsml-store export big --split test --what labels --out labels.npy --quiet
@@ -53,5 +54,5 @@ import numpy as np
 np.save('scores.npy', np.random.RandomState(0).rand(*np.load('labels.npy').shape).astype(np.float32))"
 expect_full wsml-eval --scores scores.npy --labels labels.npy --out full/ev --quiet
 test ! -e full/ev/metrics.json
-ls full full/ev 2>/dev/null | grep -q '\.tmp' && { echo "FAIL: a temporary file was left in full/"; exit 1; }
+if ls full full/ev 2>/dev/null | grep -q '\.tmp'; then fail "a temporary file was left in full/"; fi
 echo "disk full: ingest, export and eval stopped with the path and the cause; nothing partial looks complete"

@@ -6,6 +6,8 @@
 # --force gives a store equal to an uninterrupted ingest's: exported full labels,
 # observed labels and ids per split, and every record value byte for byte (image
 # payload and its CRC included), read with python3-lmdb.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 $PYTHON - <<'PYEOF'
 import os
 import numpy as np
@@ -42,7 +44,11 @@ wait_new_store() {
 t0=$(now_ms)
 wsml-ingest "${fmt[@]}" --out ref &
 pid=$!
-for _ in $(seq 1 20000); do [ -e ref/data.mdb ] && break; kill -0 $pid 2>/dev/null || break; read -r -t 0.001 -u 9 || true; done
+for _ in $(seq 1 20000); do
+  if [ -e ref/data.mdb ]; then break; fi
+  kill -0 $pid 2>/dev/null || break
+  read -r -t 0.001 -u 9 || true
+done
 t1=$(now_ms)
 wait $pid
 t2=$(now_ms)
@@ -93,7 +99,7 @@ interrupted=0 finished=0 early=0 trials=0
 while [ $interrupted -lt 20 ] && [ $trials -lt 40 ]; do
   trials=$((trials + 1))
   rm -f old.mdb
-  [ -e kill/data.mdb ] && ln kill/data.mdb old.mdb
+  if [ -e kill/data.mdb ]; then ln kill/data.mdb old.mdb; fi
   wsml-ingest "${fmt[@]}" --out kill --force 2>/dev/null &
   pid=$!
   if [ $((trials % 5)) -eq 0 ]; then

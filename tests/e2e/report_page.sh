@@ -11,6 +11,8 @@
 #     images load, and a deliberately missing image on the copy does not (the check can
 #     fail);
 #   - wsml-eval report refuses bad arguments with one line and leaves no page.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$WSML_TESTS/e2e/lib/pipeline.sh"
 pipeline_bin eval cam
 MAKE_ARGS+=(DEMO_DIR="$PWD/demo" "${DEMO_SMALL[@]}" DEMO_EPOCHS=3 TRAIN_FLAGS=--no-early-stop)

@@ -5,6 +5,8 @@
 # LMDB entry counts. Then damage: 7 records with a flipped payload byte are all listed
 # by `verify` (exit 1, one error line naming the first); and the concurrency rule: an
 # ingest into a store that a reader holds (shared flock on wsml.lock) is refused.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 source "$WSML_TESTS/fixtures/ingest_lib.sh"
 "$PYTHON" "$FIXTURES/make_fixtures.py" fx voc
 root=fx/voc/VOCdevkit/VOC2012

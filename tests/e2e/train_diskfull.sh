@@ -2,12 +2,13 @@
 # first checkpoint (8.5 MB) fits, the next one does not fit beside it. wsml-train must
 # stop with one line naming the file and the cause, exit 1, leave no temporary file,
 # and keep the previous last.safetensors intact (the run resumes from it elsewhere).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 store=store
 wsml-ingest --format fashion-mosaic --size 32 --train-count 200 --test-count 16 --out $store --quiet
 mkdir -p full
 if ! mount -t tmpfs -o size=15m tmpfs full 2>/dev/null; then
-  echo "skipped: cannot mount a tmpfs here (needs root)"
-  exit 0
+  skip "cannot mount a tmpfs here (needs root)"
 fi
 trap 'umount full 2>/dev/null || true' EXIT
 set +e
@@ -20,8 +21,8 @@ cat err.txt
 [ "$(wc -l < err.txt)" -eq 1 ] || { echo "expected one line on stderr"; exit 1; }
 grep -q "full/run/last.safetensors.*No space left on device" err.txt
 ls full/run
-ls full/run | grep -q '\.tmp\.' && { echo "a temporary file was left behind"; exit 1; }
-grep -q '"event"' full/run/run.jsonl && { echo "a failed run must not look finished"; exit 1; }
+if ls full/run | grep -q '\.tmp\.'; then fail "a temporary file was left behind"; fi
+if grep -q '"event"' full/run/run.jsonl; then fail "a failed run must not look finished"; fi
 $PYTHON - full/run/last.safetensors <<'PY'
 import json, struct, sys
 with open(sys.argv[1], "rb") as f:

@@ -1,7 +1,9 @@
-# wsml-train's failure behaviour: a NaN loss stops the run with one clear line and exit 1
-# while last.safetensors keeps the last good (finite) state; bad flags exit 2 with one
-# line; a run directory in the way is refused; SIGTERM saves and exits non-zero, and the
+# wsml-train's failure behaviour: a NaN loss ends the run (status "diverged") with one clear
+# line and exit 3 while last.safetensors keeps the last good (finite) state; bad flags exit
+# 2 with one line; a run directory in the way is refused; SIGTERM saves and exits non-zero, and the
 # run then resumes to the end.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 store=store
 wsml-ingest --format fashion-mosaic --size 32 --train-count 40 --test-count 8 --out $store --quiet
 base=(--store $store --arch resnet18 --width-mult 0.25 --batch 8 --threads 2 --quiet)
@@ -22,11 +24,18 @@ expect_fail() { # expect_fail CODE PATTERN -- args...
 }
 
 # ---- NaN: the weights overflow after the first step (BN absorbs any finite scale, so
-# only an overflow makes the loss NaN); step 1 was saved, step 2 fails.
-expect_fail 1 'epoch 1 step 2 (batch 2).*nan.*keeps step 1' -- "${base[@]}" --out nan --loss an \
-  --lr 1e30 --save-every 1 --epochs 2
+# only an overflow makes the loss NaN); step 1 was saved, step 2 diverges: the run ends as
+# finished with status "diverged" and exit 3 (tests/e2e/train_status.sh has the rest).
+set +e
+wsml-train "${base[@]}" --out nan --loss an --lr 1e30 --save-every 1 --epochs 2 2> err.txt
+rc=$?
+set -e
+[ $rc -eq 3 ] || fail "NaN run: exit $rc, expected 3: $(cat err.txt)"
+if [ "$(wc -l < err.txt)" -ne 1 ] || ! grep -q 'diverged at epoch 1 step 2: .*nan.*keeps step 1' err.txt; then
+  echo "NaN run: expected one line saying where it diverged:"; cat err.txt; exit 1
+fi
 test ! -f nan/best.safetensors
-grep -q '"event"' nan/run.jsonl && { echo "a failed run must not look finished"; exit 1; }
+grep -q '"event":"final","status":"diverged"' nan/run.jsonl || fail "no diverged final line"
 $PYTHON - nan/last.safetensors <<'EOF'
 import json, struct, sys
 import numpy as np
@@ -73,7 +82,10 @@ expect_fail 1 "unfinished run.*--resume" -- "${base[@]}" --out part --epochs 2
 wsml-train --store $store --arch resnet18 --width-mult 0.25 --batch 8 --threads 2 --out sig \
   --epochs 40 --trace --save-every 0 2> sig.err &
 pid=$!
-for _ in $(seq 1 2000); do grep -q '"step":3,' sig/run.jsonl 2>/dev/null && break; sleep 0.005; done
+for _ in $(seq 1 2000); do
+  if grep -q '"step":3,' sig/run.jsonl 2>/dev/null; then break; fi
+  sleep 0.005
+done
 kill -TERM $pid
 set +e
 wait $pid
@@ -82,11 +94,12 @@ set -e
 [ $rc -eq 1 ] || { echo "SIGTERM: exit $rc, expected 1"; cat sig.err; exit 1; }
 grep -q "interrupted at epoch .* continue with --resume" sig.err || { cat sig.err; exit 1; }
 test -f sig/last.safetensors
-grep -q '"event"' sig/run.jsonl && { echo "an interrupted run must not look finished"; exit 1; }
+if grep -q '"event"' sig/run.jsonl; then fail "an interrupted run must not look finished"; fi
 wsml-train --store $store --out sig --resume --epochs 2 --quiet
 grep -q '"event":"final"' sig/run.jsonl
 
 # ---- --help
 wsml-train --help > help.txt
-grep -q "Examples:" help.txt && grep -q -- "--recipe paper" help.txt
+grep -q "Examples:" help.txt || fail "wsml-train --help has no Examples:"
+grep -q -- "--recipe paper" help.txt || fail "wsml-train --help does not show --recipe paper"
 echo "all error cases behaved"

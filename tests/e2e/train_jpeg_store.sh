@@ -4,6 +4,8 @@
 # executable links libvips; a run trains on the JPEG store to the end with finite losses;
 # wsml-eval scores its test split as the run did. (That libjpeg alone decodes the pixels
 # of PIL and of the libvips path: tests/unit/test_image.c.)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 "$PYTHON" "$WSML_TESTS/fixtures/make_fixtures.py" fx voc
 root=fx/voc/VOCdevkit/VOC2012
 for exe in wsml-train wsml-eval; do

@@ -247,14 +247,17 @@ cat term.err
 [ $rc -ne 0 ] || fail "SIGTERM: mpirun exited 0"
 [ "$(grep -c '^wsml-train: error: interrupted at epoch [0-9]* step [0-9]*; term/last.safetensors saved' \
       term.err)" -eq 1 ] || fail "SIGTERM: expected one 'interrupted' line"
-"${MPI[@]}" wsml-train --out term --resume --quiet || fail "--resume after SIGTERM exited $?"
-$PYTHON -c 'from st import same_runs; same_runs("ref", "term")'
-
+# an unfinished 2-process run resumed by 1 process: refused, nothing changed
+cp term/last.safetensors term-last.before
 rc=0
-wsml-train --out kill --resume --quiet 2> err.txt || rc=$?
+wsml-train --out term --resume --quiet 2> err.txt || rc=$?
 cat err.txt
 [ $rc -eq 2 ] || fail "resuming a 2-process run with 1 process: exit $rc, expected 2"
 grep -q 'trained by 2 process(es) and is resumed by 1' err.txt || fail "$(cat err.txt)"
+cmp term/last.safetensors term-last.before || fail "a refused resume changed last.safetensors"
+"${MPI[@]}" wsml-train --out term --resume --quiet || fail "--resume after SIGTERM exited $?"
+$PYTHON -c 'from st import same_runs; same_runs("ref", "term")'
+
 
 mkdir -p full
 if mount -t tmpfs -o size=15m tmpfs full 2> /dev/null; then

@@ -3,6 +3,8 @@
 # with the same weights, optimizer state, LL-Cp corrected labels, BN statistics and
 # metrics as the uninterrupted run, bit for bit; the same for ROLE (its estimator G)
 # stopped by --max-steps in the middle of an epoch. Shuffle and flips stay on.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 store=store
 wsml-ingest --format fashion-mosaic --size 32 --train-count 400 --test-count 64 --out $store --quiet
 
@@ -78,7 +80,7 @@ kill_during_save() { # PID
   while kill -0 "$1" 2>/dev/null && [ $waited -lt 20000 ]; do
     for f in kill/*.safetensors.tmp."$1"; do # this run's temp file, not a stale one
       if [ -e "$f" ]; then
-        kill -9 "$1" 2>/dev/null && saves_killed=$((saves_killed + 1))
+        if kill -9 "$1" 2>/dev/null; then saves_killed=$((saves_killed + 1)); fi
         echo "killed while writing $f"
         return
       fi
@@ -100,7 +102,10 @@ for trial in 1 2 3 4 5 6 7; do
   launched=$((launched + 1))
   if [ $trial -eq 1 ]; then
     # right after the checkpoint of step 3 (its trace line 4 follows the save)
-    for _ in $(seq 1 2000); do [ "$(steps_seen)" -ge 5 ] && break; sleep 0.005; done
+    for _ in $(seq 1 2000); do
+      if [ "$(steps_seen)" -ge 5 ]; then break; fi
+      sleep 0.005
+    done
   elif [ $trial -le 3 ]; then
     kill_during_save $pid
   else
@@ -114,8 +119,9 @@ done
 [ $mid_epoch_resumes -ge 1 ] || { echo "no trial resumed mid-epoch after a checkpoint"; exit 1; }
 [ $saves_killed -ge 1 ] || { echo "no trial was killed during a checkpoint save"; exit 1; }
 wsml-train "${flags[@]}" --out kill --resume --quiet
-ls kill | grep -v -E '^(best|last)\.safetensors$|^run\.jsonl$|^config\.json$|^train\.log$' && \
-  { echo "temporary files left in the run directory"; exit 1; }
+if ls kill | grep -v -E '^(best|last)\.safetensors$|^run\.jsonl$|^config\.json$|^train\.log$'; then
+  fail "temporary files left in the run directory"
+fi
 # train.log: every invocation appended its lines (a kill right at start-up may come before
 # the first), every line whole (one write per line: no SIGKILL leaves half a line), and the
 # last invocation ended with status 0
@@ -134,7 +140,7 @@ flags=(--store $store --arch resnet18 --width-mult 0.25 --loss role --epochs 2 -
 wsml-train "${flags[@]}" --out role-ref --quiet
 wsml-train "${flags[@]}" --out role --max-steps 27 --quiet
 test -f role/last.safetensors
-grep -q '"event":"final"' role/run.jsonl && { echo "--max-steps must not finish the run"; exit 1; }
+if grep -q '"event":"final"' role/run.jsonl; then fail "--max-steps must not finish the run"; fi
 read -r epoch batch step < <($PYTHON state.py role/last.safetensors)
 [ "$epoch $batch $step" = "2 7 27" ] || { echo "max-steps checkpoint at $epoch $batch $step"; exit 1; }
 wsml-train "${flags[@]}" --out role --resume --quiet

@@ -12,6 +12,8 @@
 # next to typical 1e-3) moves by ±lr depending on rounding. At lr 1e-3 those coin flips
 # make PyTorch's own float32 run drift ~2e-3 from its float64 run by step 9 (measured with
 # train_ref.py --double); at 1e-5 they stay far below the tolerance (measured: < 2e-6).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 store=store
 wsml-ingest --format fashion-mosaic --size 32 --train-count 40 --test-count 8 --out $store --quiet
 $PYTHON $WSML_TESTS/oracles/train_ref.py init --arch resnet18 --base 16 --classes 10 --seed 3 \

@@ -1,6 +1,8 @@
 // Replays fuzz corpora without libFuzzer: runs LLVMFuzzerTestOneInput on every file
 // in the directories (or files) given, so `make test` re-checks every stored input
 // under ASan+UBSan with gcc. A crash aborts with the sanitizer's report.
+// Usage: fuzz_NAME [--min N] PATH...; with --min, fewer than N inputs replayed (a corpus
+// folder missing or emptied) is an error, exit 1: an empty replay must not pass.
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,8 +28,18 @@ static int replay_file(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    long count = 0;
-    for (int i = 1; i < argc; i++) {
+    long count = 0, min_count = 0;
+    int first = 1;
+    if (argc > 2 && strcmp(argv[1], "--min") == 0) {
+        char *end;
+        min_count = strtol(argv[2], &end, 10);
+        if (*argv[2] == '\0' || *end != '\0' || min_count < 0) {
+            fprintf(stderr, "%s: --min wants a count, not '%s'\n", argv[0], argv[2]);
+            return 2;
+        }
+        first = 3;
+    }
+    for (int i = first; i < argc; i++) {
         struct stat st;
         if (stat(argv[i], &st) != 0)
             continue;
@@ -49,5 +61,12 @@ int main(int argc, char **argv) {
         closedir(d);
     }
     printf("%s: replayed %ld inputs\n", argv[0], count);
+    if (count < min_count) {
+        fprintf(
+            stderr,
+            "%s: error: replayed %ld inputs, expected at least %ld (a corpus folder missing?)\n",
+            argv[0], count, min_count);
+        return 1;
+    }
     return 0;
 }

@@ -12,7 +12,9 @@
       transcription in losses_ref.py); backward; Adam with the two parameter groups
       (backbone lr, fc lr_mult·lr); clean_rate -= delta_rel after each epoch. Prints one
       JSON line: {"losses": [...], "modified": [...]}. --double runs it in float64, to
-      measure how far PyTorch's own float32 run drifts from exact arithmetic.
+      measure how far PyTorch's own float32 run drifts from exact arithmetic. --frozen:
+      LinearInit's frozen phase as Cole et al. run it (backbone in eval mode, no
+      gradients through it, only fc in the optimizer at lr_mult·lr).
   train_ref.py bench --arch resnet18 --base 64 --classes 10 --size 64 --batch 32
           --threads 2 --warmup 3 --steps 10
       Times torchvision training steps (Adam, BCE-with-logits) and prints JSON
@@ -116,8 +118,16 @@ def cmd_steps(a):
     # LargeLossMatters train.py: two parameter groups, the head at lr_mult·lr.
     backbone = [p for name, p in model.named_parameters() if not name.startswith("fc.")]
     head = [p for name, p in model.named_parameters() if name.startswith("fc.")]
-    opt = torch.optim.Adam([{"params": backbone, "lr": a.lr},
-                            {"params": head, "lr": a.lr_mult * a.lr}], lr=a.lr)
+    groups = [{"params": backbone, "lr": a.lr}, {"params": head, "lr": a.lr_mult * a.lr}]
+    if a.frozen:
+        # Cole et al.'s linear phase (LinearInit): a linear classifier on features that the
+        # pretrained network extracted once, i.e. in eval mode (BN on running statistics)
+        # and without gradients; only fc is optimised.
+        model.eval()
+        for p in backbone:
+            p.requires_grad_(False)
+        groups = groups[1:]
+    opt = torch.optim.Adam(groups, lr=a.lr)
     tx = T.Compose([T.ToTensor(), T.Normalize(mean=[0.485, 0.456, 0.406],
                                               std=[0.229, 0.224, 0.225])])
     scheme = {"ll-r": "LL-R", "ll-ct": "LL-Ct", "ll-cp": "LL-Cp", "an": "AN"}[a.loss]
@@ -198,6 +208,8 @@ def main():
             s.add_argument("--lr-mult", type=float, default=10.0)
             s.add_argument("--loss", default="ll-ct")
             s.add_argument("--delta-rel", type=float, default=0.2)
+            s.add_argument("--frozen", action="store_true",
+                           help="LinearInit's frozen phase (backbone in eval mode, fc only)")
             s.add_argument("--double", action="store_true",
                            help="run in float64 (shows the scale of float32 drift)")
         if name == "bench":

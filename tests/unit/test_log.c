@@ -302,6 +302,23 @@ static char *run_on_pty(int quiet, int columns, double *seconds, int background)
     return out;
 }
 
+// The widest line drawn (between \r, \n and ESC [ K), asserted narrower than columns.
+static size_t widest_line(const char *out, size_t columns) {
+    size_t widest = 0;
+    for (const char *p = out; *p;) {
+        size_t w = strcspn(p, "\r\n\033");
+        cr_assert_lt(w, columns, "line of %zu columns: %.*s", w, (int)w, p);
+        if (w > widest)
+            widest = w;
+        p += w;
+        if (*p == '\033')
+            p += 3;
+        else if (*p)
+            p++;
+    }
+    return widest;
+}
+
 Test(log, progress_bar_on_a_terminal) {
     double secs;
     char *out = run_on_pty(0, 100, &secs, 0);
@@ -322,31 +339,27 @@ Test(log, progress_bar_on_a_terminal) {
     cr_assert(!strstr(final, "ETA"), "no ETA once finished: %s", final);
     size_t len = strlen(out);
     cr_assert(len >= 2 && out[len - 1] == '\n', "the last line ends with a newline");
-    // no drawn line is wider than the terminal
-    for (char *p = out; *p;) {
-        size_t w = strcspn(p, "\r\n\033");
-        cr_assert_lt(w, 100, "line of %zu columns: %.*s", w, (int)w, p);
-        p += w;
-        if (*p == '\033')
-            p += 3; // ESC [ K
-        else if (*p)
-            p++;
-    }
+    widest_line(out, 100); // no drawn line is wider than the terminal
     free(out);
 }
 
+// 50 columns: the bar is drawn (label, bar, exact final count, the info line) and cut at
+// the edge: its full line (rate, times, status) is wider, so the widest line drawn is
+// exactly 49 columns, never more.
 Test(log, progress_bar_fits_a_narrow_terminal) {
     double secs;
     char *out = run_on_pty(0, 50, &secs, 0);
-    for (char *p = out; *p;) {
-        size_t w = strcspn(p, "\r\n\033");
-        cr_assert_lt(w, 50, "line of %zu columns: %.*s", w, (int)w, p);
-        p += w;
-        if (*p == '\033')
-            p += 3;
-        else if (*p)
-            p++;
-    }
+    int redraws = 0;
+    for (char *p = out; (p = strchr(p, '\r')); p++)
+        if (p[1] != '\n')
+            redraws++;
+    cr_assert_geq(redraws, 2, "the bar must be drawn: %s", out);
+    cr_assert(strstr(out, "train epoch 1 ["), "%s", out);
+    cr_assert(strstr(out, "100% 200000/200000"), "the final count is shown: %s", out);
+    cr_assert(strstr(out, " an info line between bars"), "%s", out);
+    size_t widest = widest_line(out, 50);
+    cr_assert_eq(widest, 49, "the bar is cut at the terminal's edge, widest line %zu: %s", widest,
+                 out);
     free(out);
 }
 

@@ -265,6 +265,21 @@ Test(loss, expected_num_pos) {
     cr_expect_eq(wsml_expected_num_pos("mosaic", full, 2, 3), 2.0);
 }
 
+// keyed by the store's info: the dedicated formats by format, whatever the name; the
+// generic ones by the ingest name, without case, '-', '_' or ' '
+Test(loss, expected_num_pos_for_store) {
+    cr_expect_eq(wsml_expected_num_pos_for_store("voc", "my-voc-2012"), 1.5);
+    cr_expect_eq(wsml_expected_num_pos_for_store("coco", "coco2014"), 2.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("cub", "birds"), 31.4);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "NUS-WIDE"), 1.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "nus_wide"), 1.9);
+    cr_expect_eq(wsml_expected_num_pos_for_store("csv", "Pascal"), 1.5);
+    cr_expect_eq(wsml_expected_num_pos_for_store("npy", "nuswide-small"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store("fashion-mosaic", "fashion-mosaic"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store("openimages", "openimages"), 0.0);
+    cr_expect_eq(wsml_expected_num_pos_for_store(NULL, NULL), 0.0);
+}
+
 Test(loss, rejects_bad_input) {
     wsml_loss_config cfg;
     wsml_loss_config_default(&cfg);
@@ -466,4 +481,32 @@ Test(loss, state_role_rows_and_optimizer_step) {
     cr_assert_eq(wsml_loss_state_num_corrected(s), -1);
     wsml_loss_state_free(s);
     wsml_optim_free(&optim);
+}
+
+// R(t) of the absolute variants is R0 − (t−1)·Δabs with no clamp at 0 (docs/methods.md §2,
+// "Choices the paper leaves open"): once it is negative every unobserved entry is modified,
+// even one whose loss is exactly 0 (BCE of logit −30 with target 0 in float32), since
+// the rule is U > R(t). A clamp at 0 would modify none of them.
+Test(loss, absolute_threshold_not_clamped) {
+    wsml_loss_config cfg;
+    wsml_loss_config_default(&cfg);
+    cfg.kind = WSML_LOSS_LL_R;
+    cfg.threshold = WSML_THRESHOLD_ABSOLUTE;
+    cfg.r0 = 0.3;
+    cfg.delta_abs = 0.2;
+    cr_expect_float_eq(wsml_ll_abs_threshold(&cfg, 2), 0.1, 1e-12);
+    cr_expect_float_eq(wsml_ll_abs_threshold(&cfg, 3), -0.1, 1e-12);
+    cr_expect_float_eq(wsml_ll_abs_threshold(&cfg, 10), -1.5, 1e-12);
+    float z[6] = {-30, -30, 4, 4, -30, -30}, dz[6];
+    int8_t obs[6] = {0, 0, 1, 1, 0, 0}; // 2 images x 3 classes: 4 unobserved, all loss 0
+    uint8_t mod[6];
+    wsml_err err = {0};
+    for (int epoch = 2; epoch <= 3; epoch++) {
+        wsml_loss_input in = {
+            .batch_size = 2, .num_classes = 3, .epoch = epoch, .logits = z, .observed = obs};
+        wsml_loss_output out = {.dlogits = dz, .modified = mod};
+        cr_assert_eq(wsml_loss_compute(&cfg, &in, &out, &err), 0, "%s", err.msg);
+        cr_expect_eq(out.stats.num_modified, epoch == 2 ? 0 : 4, "epoch %d: %lld modified", epoch,
+                     (long long)out.stats.num_modified);
+    }
 }

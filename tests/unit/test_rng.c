@@ -420,24 +420,63 @@ Test(rng, draws_equal_numpy) {
     run_checks(checks, sizeof checks / sizeof *checks);
 }
 
-Test(rng, state_bytes_resume_the_stream) {
-    wsml_rng a, b;
+// The state bytes a checkpoint would keep, taken mid-stream with a Gaussian cached, are
+// numpy's get_state() at that point, and loaded into another generator (seeded
+// differently, mid-stream too) they continue numpy's uninterrupted stream.
+static void state_bytes_equal_numpy_and_resume(struct oracle *orc) {
+    enum { NORMALS = 1001, U32S = 777, MORE = 5000 };
+    size_t len;
+    char *want =
+        section(orc,
+                "import numpy as np\n"
+                "r = np.random.RandomState(1200)\n"
+                "r.standard_normal(1001)\n" // odd: the pair's second value is cached
+                "r.randint(0, 2**32, size=777, dtype=np.uint32)\n"
+                "_, key, pos, has_gauss, gauss = r.get_state()\n"
+                "W(key.astype('<u4').tobytes())\n"
+                "W(np.array([pos, has_gauss], '<i4').tobytes() + np.float64(gauss).tobytes())\n"
+                "for _ in range(5000):\n"
+                "    W(np.float64(r.standard_normal()).tobytes())\n"
+                "    W(np.uint32(r.randint(0, 2**32, dtype=np.uint32)).tobytes())\n",
+                &len);
+    cr_assert_eq(len, 624 * 4 + 16 + MORE * 12);
+    wsml_rng a;
     wsml_rng_seed(&a, 1200);
-    for (int i = 0; i < 1001; i++)
-        wsml_rng_normal(&a); // leaves a cached Gaussian
-    for (int i = 0; i < 777; i++)
+    for (int i = 0; i < NORMALS; i++)
+        wsml_rng_normal(&a);
+    for (int i = 0; i < U32S; i++)
         wsml_rng_u32(&a);
     unsigned char saved[WSML_RNG_STATE_BYTES];
     memcpy(saved, &a, sizeof saved);
+    memset(&a, 0xff, sizeof a); // the saved bytes are all that is left
+
+    wsml_rng b;
+    wsml_rng_seed(&b, 7);
+    for (int i = 0; i < 333; i++)
+        wsml_rng_normal(&b);
     memcpy(&b, saved, sizeof b);
-    for (int i = 0; i < 5000; i++) {
-        cr_assert_eq(wsml_rng_normal(&a), wsml_rng_normal(&b));
-        cr_assert_eq(wsml_rng_u32(&a), wsml_rng_u32(&b));
+    expect_same(b.mt, want, 624, 4, "MT19937 key in the state bytes", 1200, 624);
+    int32_t pos, has_gauss;
+    double gauss;
+    memcpy(&pos, want + 624 * 4, 4);
+    memcpy(&has_gauss, want + 624 * 4 + 4, 4);
+    memcpy(&gauss, want + 624 * 4 + 8, 8);
+    cr_assert_eq(b.pos, pos, "position: ours %d, numpy %d", b.pos, pos);
+    cr_assert_eq(b.has_gauss, 1, "a Gaussian is cached after an odd count");
+    cr_assert_eq(has_gauss, 1);
+    cr_assert_eq(b.gauss, gauss, "cached Gaussian: ours %.17g, numpy %.17g", b.gauss, gauss);
+    const char *p = want + 624 * 4 + 16;
+    for (int i = 0; i < MORE; i++, p += 12) {
+        double g = wsml_rng_normal(&b);
+        uint32_t u = wsml_rng_u32(&b);
+        expect_same(&g, p, 1, 8, "standard_normal after loading the state", 1200, (size_t)i);
+        expect_same(&u, p + 8, 1, 4, "u32 after loading the state", 1200, (size_t)i);
     }
-    // A different seed gives a different stream (the comparison above can fail).
-    wsml_rng_seed(&a, 1200);
-    wsml_rng_seed(&b, 1201);
-    cr_assert_neq(wsml_rng_u32(&a), wsml_rng_u32(&b));
+}
+
+Test(rng, state_bytes_resume_the_stream) {
+    static const check_fn checks[] = {state_bytes_equal_numpy_and_resume};
+    run_checks(checks, 1);
 }
 
 Test(rng, degenerate_arguments) {

@@ -45,21 +45,28 @@ static void labels_for(int s, int i, int C, int dflt, int8_t *full, int8_t *obs)
 
 static const int counts[3] = {7, 3, 5};
 
+// Deterministic image of record i of split s (4x5x3 raw; its first 17 bytes stand for a
+// JPEG payload, which the store does not decode), different in every byte and record.
+enum { IMG_BYTES = 4 * 5 * 3, JPEG_BYTES = 17 };
+static void image_for(int s, int i, uint8_t *img) {
+    for (size_t k = 0; k < IMG_BYTES; k++)
+        img[k] = (uint8_t)(k * 7 + i + 31 * s);
+}
+
 static void write_store(int C, int dflt, wsml_encoding enc, int finish) {
     wsml_err err = {0};
     wsml_store_writer *w = wsml_store_create(dir, 0, &err);
     cr_assert(w, "%s", err.msg);
     int8_t *full = malloc(C), *obs = malloc(C);
-    uint8_t img[4 * 5 * 3];
+    uint8_t img[IMG_BYTES];
     for (int s = 0; s < 3; s++)
         for (int i = 0; i < counts[s]; i++) {
             labels_for(s, i, C, dflt, full, obs);
-            for (size_t k = 0; k < sizeof img; k++)
-                img[k] = (uint8_t)(k * 7 + i + 31 * s);
+            image_for(s, i, img);
             char id[64];
             snprintf(id, sizeof id, "img_%d_%d.jpg", s, i);
             wsml_record_in rec = {id, full, obs, C,   enc,
-                                  4,  5,    3,   img, enc == WSML_ENC_RAW ? sizeof img : 17};
+                                  4,  5,    3,   img, enc == WSML_ENC_RAW ? IMG_BYTES : JPEG_BYTES};
             cr_assert_eq(wsml_store_put(w, (wsml_split)s, (uint32_t)i, &rec, dflt, &err), 0, "%s",
                          err.msg);
         }
@@ -106,7 +113,17 @@ static void check_round_trip(int C, int dflt, wsml_encoding enc) {
             snprintf(id, sizeof id, "img_%d_%d.jpg", sp, i);
             cr_assert_eq(rec.id_len, strlen(id));
             cr_assert(!memcmp(rec.id, id, rec.id_len));
-            cr_assert_eq(rec.image[1], (uint8_t)(7 + i + 31 * sp));
+            uint8_t img[IMG_BYTES];
+            image_for(sp, i, img);
+            cr_assert_eq(rec.encoding, enc);
+            cr_assert_eq(rec.height, 4);
+            cr_assert_eq(rec.width, 5);
+            cr_assert_eq(rec.channels, 3);
+            cr_assert_eq(rec.image_len, enc == WSML_ENC_RAW ? IMG_BYTES : JPEG_BYTES);
+            for (uint32_t k = 0; k < rec.image_len; k++)
+                cr_assert_eq(rec.image[k], img[k],
+                             "split %d record %d: image byte %u is %u, wrote %u", sp, i, k,
+                             rec.image[k], img[k]);
         }
     wsml_record rec;
     cr_assert_neq(wsml_reader_get(r, WSML_SPLIT_VAL, 3, &rec, &err), 0);
