@@ -1130,9 +1130,11 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
         if (t->saved_step >= 0)
             snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
                      (long long)t->saved_step);
-        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
-                  "(%s; %s)",
-                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
+        if (t->comm->rank == 0) // every process diverged alike: one says so
+            wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
+                      "(%s; %s)",
+                      t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best,
+                      kept);
     }
     json_t *j = json_object();
     json_object_set_new(j, "event", json_string("final"));
