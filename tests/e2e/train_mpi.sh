@@ -17,7 +17,7 @@
 #     SIGTERM to mpirun stops every process after the same step with a checkpoint and one
 #     line, and --resume ends the same way; a process that fails (rank 0's disk full) stops
 #     all with one line naming the rank and the cause, and its last checkpoint intact;
-#     resuming with 1 process is refused.
+#     resuming with 1 process is refused; a NaN ends every process as diverged (exit 3).
 set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 command -v mpirun > /dev/null || fail "mpirun not found (Debian: openmpi-bin, make deps)"
@@ -258,6 +258,16 @@ cmp term/last.safetensors term-last.before || fail "a refused resume changed las
 "${MPI[@]}" wsml-train --out term --resume --quiet || fail "--resume after SIGTERM exited $?"
 $PYTHON -c 'from st import same_runs; same_runs("ref", "term")'
 
+
+# a NaN in step 2 (the weights overflow): every process ends the run as diverged, exit 3,
+# and one line says so
+rc=0
+"${MPI[@]}" wsml-train "${net[@]}" --batch 4 --loss an --lr 1e30 --save-every 1 --epochs 2 \
+  --out nan --quiet 2> err.txt || rc=$?
+cat err.txt
+[ $rc -eq 3 ] || fail "a diverged 2-process run: exit $rc, expected 3"
+[ "$(grep -c 'diverged at epoch 1 step 2' err.txt)" -eq 1 ] || fail "expected one 'diverged' line"
+grep -q '"status":"diverged"' nan/run.jsonl || fail "run.jsonl's final line lacks status diverged"
 
 mkdir -p full
 if mount -t tmpfs -o size=15m tmpfs full 2> /dev/null; then
