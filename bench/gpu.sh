@@ -88,7 +88,14 @@ build_gpu_dir() {
     # shellcheck disable=SC2086
     cc "${cflags[@]}" -Ibench/shim -Wno-format-zero-length -o "$G/wsml-cudatest" \
         tests/unit/test_cuda.c bench/shim/runner.c $libs || die "wsml-cudatest"
-    cp "$B/libwsml-cuda.so" "$B/wsml-train" "$G/"
+    # wsml-train without MPI (the GPU machine has no Open MPI; a data-parallel run needs a
+    # build with it there): common/comm.c compiled without WSML_HAVE_MPI comes before the
+    # archives, so the linker takes its communicator instead of the MPI one.
+    cc "${cflags[@]}" -c common/comm.c -o "$B/gpu-comm-single.o" || die "comm.o without MPI"
+    # shellcheck disable=SC2086
+    cc "${cflags[@]}" -o "$G/wsml-train" "$B/obj/train/main.o" "$B/gpu-comm-single.o" $libs ||
+        die "wsml-train without MPI"
+    cp "$B/libwsml-cuda.so" "$G/"
     # A JPEG store (~6.5 MB; raw pixels would be 25 MB): 1280 train, 320 val, 320 test
     # mosaics at 64x64; wsml-train decodes it with libjpeg (in .devlibs).
     [ -f "$G/store/data.mdb" ] || "$B/wsml-ingest" --format fashion-mosaic --size 64 \

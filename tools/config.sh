@@ -69,6 +69,18 @@ fi
 
 have_cuda=""
 [ -x "$nvcc" ] && have_cuda=1
+# MPI (data-parallel training, common/comm.h) is optional: Open MPI's pkg-config file,
+# else the compiler wrapper's flags; without it wsml-train runs one process.
+mpi_cflags="" mpi_libs="" have_mpi=""
+if pkg-config --exists ompi-c 2>/dev/null; then
+  mpi_cflags=$(pkg-config --cflags ompi-c) mpi_libs=$(pkg-config --libs ompi-c) have_mpi=1
+elif command -v mpicc > /dev/null 2>&1 && mpicc --showme:compile > /dev/null 2>&1; then
+  mpi_cflags=$(mpicc --showme:compile) mpi_libs=$(mpicc --showme:link) have_mpi=1
+fi
+# NCCL (the CUDA backend's gradient all-reduce) where CUDA is: CUDA_HOME or pip's wheel.
+have_nccl=""
+cuda_home=$(dirname "$(dirname "$nvcc")")
+[ -n "$have_cuda" ] && [ -n "$have_mpi" ] && [ -f "$cuda_home/include/nccl.h" ] && have_nccl=1
 # collapse runs of blanks so that the file reads well
 squeeze() { echo "$*" | tr -s ' ' | sed 's/^ //; s/ $//'; }
 {
@@ -78,5 +90,9 @@ squeeze() { echo "$*" | tr -s ' ' | sed 's/^ //; s/ $//'; }
   echo "BASE_LIBS := $(squeeze "$EXTRA_LDFLAGS $all_libs") -lm -ldl"
   echo "CRITERION_LIBS := $(squeeze "$criterion_libs")"
   echo "HAVE_CUDA := $have_cuda"
+  echo "HAVE_MPI := $have_mpi"
+  echo "MPI_CFLAGS := $(squeeze "$mpi_cflags")"
+  echo "MPI_LIBS := $(squeeze "$mpi_libs")"
+  echo "HAVE_NCCL := $have_nccl"
 } > "$out.tmp" || exit 1
 if cmp -s "$out.tmp" "$out"; then rm -f "$out.tmp"; else mv "$out.tmp" "$out"; fi

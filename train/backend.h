@@ -205,6 +205,26 @@ struct wsml_backend {
     // Memory figures of the device now (e.g. to say which --batch would fit after an
     // out-of-memory error).
     int (*memory_info)(wsml_backend *be, wsml_backend_memory *out);
+
+    // ---- data parallel (train/trainer.c sets these; NULL: one process) ---------------
+    // --sync-bn: bn_forward_train and bn_backward sum their per-channel statistics
+    // (forward: Σx, Σx², rows; backward: Σdz, Σdz·(x − mean), rows; as doubles) over all
+    // processes with this before using them, so that the statistics are those of the
+    // global batch (cpu: in place; cuda: the sums through host memory, one synchronisation
+    // per layer). sync_bn = 1 turns it on.
+    int sync_bn;
+    int (*bn_allreduce)(void *ctx, double *buf, size_t n, wsml_err *err);
+    void *bn_allreduce_ctx;
+    // Gradient all-reduce on the device (cuda: NCCL), NULL where the trainer uses the
+    // communicator on host memory (cpu). dp_unique_id writes rank 0's id (up to cap
+    // bytes; *len its size) that every process passes to dp_init (broadcast by the
+    // trainer over MPI). dp_allreduce queues a sum of n floats in place on the device's
+    // communication stream after the compute queued so far, scaled by `scale` (ranks'
+    // mean); dp_wait makes later compute wait for every queued all-reduce.
+    int (*dp_unique_id)(wsml_backend *be, void *id, size_t cap, size_t *len);
+    int (*dp_init)(wsml_backend *be, const void *id, size_t len, int rank, int size);
+    int (*dp_allreduce)(wsml_backend *be, float *buf, size_t n);
+    int (*dp_wait)(wsml_backend *be);
 };
 
 // ---- creating backends ------------------------------------------------------------------

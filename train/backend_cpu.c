@@ -179,6 +179,8 @@ typedef struct {
     size_t dw_partial_floats;
     double *partials; // per-thread per-channel sums (BN), 2 arrays of C per thread
     size_t partials_doubles;
+    double *bn_sums; // BN's per-channel sums of the whole batch (bn_sums)
+    size_t bn_sums_cap;
 } cpu_impl;
 
 static cpu_impl *impl_of(wsml_backend *be) {
@@ -679,6 +681,22 @@ static void bn_apply_range(void *argp, int64_t begin, int64_t end, int tid) {
                   a->residual ? a->residual + off : NULL, a->relu, a->y + off);
 }
 
+// n doubles of per-channel sums (BatchNorm's statistics before they are used), kept in
+// the backend; NULL (be->err set) when out of memory.
+static double *bn_sums(wsml_backend *be, size_t n) {
+    cpu_impl *im = impl_of(be);
+    if (im->bn_sums_cap < n) {
+        double *p = realloc(im->bn_sums, n * sizeof(double));
+        if (!p) {
+            wsml_errf(&be->err, WSML_ENOMEM, "BatchNorm: out of memory for %zu sums", n);
+            return NULL;
+        }
+        im->bn_sums = p;
+        im->bn_sums_cap = n;
+    }
+    return im->bn_sums;
+}
+
 // scale/shift scratch: 2·C floats after the partials.
 static int bn_scratch(wsml_backend *be, int C, double **partials, float **scale, float **shift) {
     cpu_impl *im = impl_of(be);
@@ -710,6 +728,10 @@ static int cpu_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y,
     bn_fwd_arg a = {C, rows, y, x, residual, save_mean, scale, shift, relu, partials};
     int T = im->pool.num_threads;
     pool_for(&im->pool, rows, rows * C, bn_stats_range, &a);
+    // per channel Σx, Σx² (threads in order), then rows: the global batch's with --sync-bn
+    double *sums = bn_sums(be, 2 * C + 1);
+    if (!sums)
+        return WSML_ENOMEM;
     for (int c = 0; c < C; c++) {
         double sum = 0.0, sumsq = 0.0;
         for (int t = 0; t < T; t++) {
@@ -721,14 +743,23 @@ static int cpu_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y,
             sum += partials[(size_t)t * 2 * C + c];
             sumsq += partials[(size_t)t * 2 * C + C + c];
         }
-        double mean = sum / (double)rows;
-        double var = sumsq / (double)rows - mean * mean;
+        sums[c] = sum;
+        sums[C + c] = sumsq;
+    }
+    sums[2 * C] = (double)rows;
+    if (be->sync_bn && be->bn_allreduce &&
+        (rc = be->bn_allreduce(be->bn_allreduce_ctx, sums, 2 * (size_t)C + 1, &be->err)) < 0)
+        return wsml_err_prefix(&be->err, "bn_forward_train (--sync-bn)");
+    const double n = sums[2 * C];
+    for (int c = 0; c < C; c++) {
+        double mean = sums[c] / n;
+        double var = sums[C + c] / n - mean * mean;
         if (var < 0.0)
             var = 0.0;
         double invstd = 1.0 / sqrt(var + (double)eps);
         save_mean[c] = (float)mean;
         save_invstd[c] = (float)invstd;
-        double unbiased = var * (double)rows / (double)(rows - 1);
+        double unbiased = var * n / (n - 1);
         running_mean[c] = (float)(momentum * mean + (1.0 - momentum) * running_mean[c]);
         running_var[c] = (float)(momentum * unbiased + (1.0 - momentum) * running_var[c]);
         scale[c] = (float)invstd * gamma[c];
@@ -851,6 +882,9 @@ static int cpu_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, flo
     bn_bwd_arg a = {C,    rows,      dx,   dresidual, dy,     y ? y : dy, x,
                     relu, save_mean, k_dz, k_xc,      k_bias, partials};
     pool_for(&im->pool, rows, rows * C, bn_bwd_stats_range, &a);
+    double *sums = bn_sums(be, 2 * C + 1);
+    if (!sums)
+        return WSML_ENOMEM;
     for (int c = 0; c < C; c++) {
         double sdz = 0.0, sdzx = 0.0;
         for (int t = 0; t < T; t++) {
@@ -860,14 +894,25 @@ static int cpu_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, flo
             sdz += partials[(size_t)t * 2 * C + c];
             sdzx += partials[(size_t)t * 2 * C + C + c];
         }
+        sums[c] = sdz;
+        sums[C + c] = sdzx;
+        // the parameters' gradients are this process's share (summed with the others'
+        // by the trainer's all-reduce of every gradient)
+        dgamma[c] += (float)(sdzx * (double)save_invstd[c]);
+        dbeta[c] += (float)sdz;
+    }
+    sums[2 * C] = (double)rows;
+    if (be->sync_bn && be->bn_allreduce &&
+        (rc = be->bn_allreduce(be->bn_allreduce_ctx, sums, 2 * (size_t)C + 1, &be->err)) < 0)
+        return wsml_err_prefix(&be->err, "bn_backward (--sync-bn)");
+    const double n = sums[2 * C];
+    for (int c = 0; c < C; c++) {
         double invstd = save_invstd[c];
         // dx = gamma·invstd·(dz − mean(dz) − (x − mean)·invstd²·mean(dz·(x − mean)))
         double g = (double)gamma[c] * invstd;
         k_dz[c] = (float)g;
-        k_xc[c] = (float)(-g * invstd * invstd * sdzx / (double)rows);
-        k_bias[c] = (float)(-g * sdz / (double)rows);
-        dgamma[c] += (float)(sdzx * invstd);
-        dbeta[c] += (float)sdz;
+        k_xc[c] = (float)(-g * invstd * invstd * sums[C + c] / n);
+        k_bias[c] = (float)(-g * sums[c] / n);
     }
     pool_for(&im->pool, rows, rows * C, bn_bwd_apply_range, &a);
     return 0;
@@ -1145,6 +1190,7 @@ static void cpu_destroy(wsml_backend *be) {
         free(im->workspace);
         free(im->dw_partial);
         free(im->partials);
+        free(im->bn_sums);
         free(im);
     }
     free(be);

@@ -48,6 +48,7 @@ struct wsml_loader {
     int job_buf;       // buffer being filled
     int64_t job_batch; // batch being filled
     int job_rows;      // rows in that batch
+    int64_t job_first; // the epoch position of its row 0
     int job_next_row;  // next row to hand out
     int job_done_rows; // rows finished
     int job_failed;    // a row failed: job_err holds the first error
@@ -155,11 +156,12 @@ void wsml_normalise_image(const uint8_t *hwc, int height, int width, int flip, c
     normalise_lut(hwc, height, width, flip, (const float(*)[256])lut, nhwc, out);
 }
 
-// Fills row `row` of batch `batch` into buffer b. Runs in a worker, without the lock.
-static int fill_row(wsml_loader *l, loader_worker *w, int b, int64_t batch, int row,
+// Fills row `row` of the batch whose row 0 is epoch position `first` into buffer b. Runs in a
+// worker, without the lock.
+static int fill_row(wsml_loader *l, loader_worker *w, int b, int64_t first, int row,
                     wsml_err *err) {
     wsml_batch *out = &l->buf[b];
-    int64_t pos = batch * l->cfg.batch_size + row;
+    int64_t pos = first + row;
     int64_t index = l->order[pos];
     int flip = l->flips[pos];
     const char *split = wsml_split_name(l->cfg.split);
@@ -210,11 +212,11 @@ static void *worker_main(void *arg) {
         if (l->job_active && l->job_next_row < l->job_rows && !l->job_failed) {
             int row = l->job_next_row++;
             int b = l->job_buf;
-            int64_t batch = l->job_batch;
+            int64_t first = l->job_first;
             pthread_mutex_unlock(&l->mu);
             wsml_err err;
             wsml_err_clear(&err);
-            int rc = fill_row(l, w, b, batch, row, &err);
+            int rc = fill_row(l, w, b, first, row, &err);
             pthread_mutex_lock(&l->mu);
             if (rc < 0 && !l->job_failed) {
                 l->job_failed = 1;
@@ -259,11 +261,23 @@ static void wait_idle_locked(wsml_loader *l) {
 }
 
 // Posts "fill batch into buffer b". Caller holds the lock and has waited idle.
+// Global batch `batch`'s positions, all processes together, and this process's share of
+// them (loader.h): *first (epoch position) and *rows, *global the global batch's size.
+static void batch_share(const wsml_loader *l, int64_t batch, int64_t *first, int64_t *rows,
+                        int64_t *global) {
+    const int64_t W = l->cfg.world > 1 ? l->cfg.world : 1, R = W > 1 ? l->cfg.rank : 0;
+    const int64_t G = W * l->cfg.batch_size, start = batch * G;
+    int64_t n = l->num_images - start;
+    if (n > G)
+        n = G;
+    *global = n;
+    *first = start + n * R / W;
+    *rows = start + n * (R + 1) / W - *first;
+}
+
 static void post_job_locked(wsml_loader *l, int b, int64_t batch) {
-    int64_t first = batch * l->cfg.batch_size;
-    int64_t rows = l->num_images - first;
-    if (rows > l->cfg.batch_size)
-        rows = l->cfg.batch_size;
+    int64_t first, rows, global;
+    batch_share(l, batch, &first, &rows, &global);
     l->job_buf = b;
     l->job_batch = batch;
     l->job_rows = (int)rows;
@@ -273,6 +287,8 @@ static void post_job_locked(wsml_loader *l, int b, int64_t batch) {
     wsml_err_clear(&l->job_err);
     l->job_active = 1;
     l->buf[b].size = (int)rows;
+    l->buf[b].global_size = (int)global;
+    l->job_first = first;
     l->buf[b].batch_index = batch;
     l->buf[b].first_pos = first;
     if (l->cfg.on_filled) {
@@ -332,6 +348,11 @@ wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg, 
     l->store = store;
     l->num_images = meta->count[cfg->split];
     l->num_batches = (l->num_images + cfg->batch_size - 1) / cfg->batch_size;
+    if (cfg->world > 1) {
+        // global batches; a last one smaller than world is dropped (loader.h)
+        int64_t G = (int64_t)cfg->world * cfg->batch_size;
+        l->num_batches = l->num_images / G + (l->num_images % G >= cfg->world);
+    }
     l->num_classes = meta->num_classes;
     l->height = cfg->height;
     l->width = cfg->width;

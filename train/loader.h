@@ -16,6 +16,15 @@
 // Batch b holds positions b·B .. min((b+1)·B, N) − 1; the last batch may be smaller
 // (nothing is dropped, as the reference's DataLoader(drop_last=False)).
 //
+// Data parallel (world > 1 processes, docs/methods.md "Data-parallel training"): every
+// process draws the same order and flips; global batch b holds positions b·G ..
+// min((b+1)·G, N) − 1 with G = world·B, and process `rank` takes its contiguous share
+// of them: positions b·G + ⌊n·rank/world⌋ .. b·G + ⌊n·(rank+1)/world⌋ − 1, n = the global
+// batch's size (B each for a full one; the last, short one splits into shares that differ
+// by at most one image). A last global batch smaller than world (some process would get
+// no image) is dropped: at most world − 1 images per epoch, the same ones for a given
+// seed and epoch. world = 1 is the single-process loader above.
+//
 // Pixels: out = ((float)u8 / 255 − mean_c) / std_c in float32, which is what
 // torchvision's ToTensor() followed by Normalize(mean, std) computes; ImageNet mean
 // (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) by default (docs/methods.md §3).
@@ -38,8 +47,10 @@ typedef struct {
     uint32_t seed;     // see wsml_loader_epoch_seed
     int height, width; // the network's input; a record of another size is an error
     float mean[3], std[3];
-    int nhwc; // 0: images (B, 3, H, W) as torchvision; 1: (B, H, W, 3), the
-              // layout of train/net.h (the same values, permuted)
+    int nhwc;        // 0: images (B, 3, H, W) as torchvision; 1: (B, H, W, 3), the
+                     // layout of train/net.h (the same values, permuted)
+    int rank, world; // data parallel: this process's share of each global batch (world
+                     // <= 1: the whole batch; see above)
     // Optional allocator for the image buffers (e.g. pinned host memory for CUDA);
     // NULL = malloc/free. alloc returns NULL on failure.
     void *(*alloc)(size_t bytes, void *ctx);
@@ -66,8 +77,10 @@ void wsml_loader_use_backend(wsml_loader_config *cfg, wsml_backend *be);
 // wsml_loader_next / wsml_loader_start_epoch / wsml_loader_close.
 typedef struct {
     int size;            // images in this batch (B, or fewer for the last batch)
+    int global_size;     // images in the global batch, all processes together (= size
+                         // for one process)
     int64_t batch_index; // b: position of this batch in the epoch
-    int64_t first_pos;   // b·B: epoch position of row 0
+    int64_t first_pos;   // epoch position of row 0 (b·B for one process)
     float *images;       // (size, 3, H, W) normalised, or (size, H, W, 3) with cfg.nhwc
     int64_t *index;      // (size) record index in the split
     uint8_t *flipped;    // (size) 1 if the row was flipped
@@ -86,7 +99,7 @@ wsml_loader *wsml_loader_open(wsml_store *store, const wsml_loader_config *cfg, 
 void wsml_loader_close(wsml_loader *l);
 
 int64_t wsml_loader_num_images(const wsml_loader *l);
-int64_t wsml_loader_num_batches(const wsml_loader *l); // ceil(N / B)
+int64_t wsml_loader_num_batches(const wsml_loader *l); // ceil(N / B) (one process)
 
 // Seed of epoch e's generator: the low 32 bits of splitmix64(seed << 32 | e), so
 // that different seeds never share an epoch's draws by an offset of epochs.

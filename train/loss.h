@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/comm.h"
 #include "common/err.h"
 #include "common/safetensors.h"
 #include "train/optim.h"
@@ -270,8 +271,12 @@ void wsml_loss_state_begin_batch(wsml_loss_state *s, const int64_t *index, int b
 // batch's dL/dG rows, PyTorch's zero_grad for every other row; LL-Cp: the flips become
 // observed positives for later epochs). full (B, C) may be NULL; *flips_true_pos
 // receives how many of the batch's flips are full == 1 (0 without flips or full).
-int wsml_loss_state_end_batch(wsml_loss_state *s, const int64_t *index, int batch_size,
-                              const int8_t *full, const wsml_loss_output *out,
+// comm (common/comm.h; NULL: one process): data-parallel processes, each passing its
+// share of the global batch; the state then holds, on every process, what one process
+// training the whole global batch would (LL-Cp: every process's flips; ROLE: one step
+// of G over every process's rows, whose dL/dG rows the caller scaled to the global mean).
+int wsml_loss_state_end_batch(wsml_loss_state *s, wsml_comm *comm, const int64_t *index,
+                              int batch_size, const int8_t *full, const wsml_loss_output *out,
                               int64_t *flips_true_pos, wsml_err *err);
 // Labels corrected so far (run.jsonl's corrected_total), or -1 for a state (or loss)
 // that corrects none.

@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/comm.h"
 #include "train/loss.h"
-
-// The data-parallel layer's communicator (not yet written; see state_ops.gather).
-struct wsml_collective;
 
 // What one kind of state does; `self` is a state_size-byte block, zeroed before init.
 typedef struct {
@@ -18,21 +16,45 @@ typedef struct {
     void (*free)(void *self);
     void (*begin_batch)(void *self, const int64_t *index, int batch_size, int8_t *observed,
                         wsml_loss_input *in, wsml_loss_output *out);
-    int (*end_batch)(void *self, const int64_t *index, int batch_size, const int8_t *full,
-                     const wsml_loss_output *out, int64_t *flips_true_pos, wsml_err *err);
+    // comm: the data-parallel processes (NULL or one process: this batch alone). With
+    // several, every process passes its own share of the global batch and ends up with
+    // the state one process training the whole global batch would hold (LL-Cp: the
+    // union of every process's flips; ROLE: one optimizer step of G over the rows of every
+    // process's share, which are disjoint).
+    int (*end_batch)(void *self, wsml_comm *comm, const int64_t *index, int batch_size,
+                     const int8_t *full, const wsml_loss_output *out, int64_t *flips_true_pos,
+                     wsml_err *err);
     int64_t (*num_corrected)(const void *self); // NULL: corrects no labels
     int (*save)(void *self, wsml_tensor_view *views, size_t cap, size_t *n, wsml_err *err);
     int (*load)(void *self, const wsml_safetensors *st, wsml_err *err);
     // LinearInit: takes over what a fine-tune keeps from the frozen run (1), or finds
     // nothing to take (0); NULL: nothing is carried (wsml_loss_state_carry in loss.h).
     int (*carry)(void *self, const wsml_safetensors *st, wsml_err *err);
-    // Data-parallel training (one process per GPU, the next step of docs/train.md "Scaling
-    // out"): after each step, merges the states of all processes so that every process
-    // holds the same state as one process training all their batches would (LL-Cp: the
-    // union of every process's flips; ROLE: the rows of G each process updated, which
-    // are disjoint within a step). NULL until then: such a run must refuse the loss.
-    int (*gather)(void *self, struct wsml_collective *comm, wsml_err *err);
 } state_ops;
+
+// Every process's `bytes` bytes at send into *recv (malloc'd, rank order), *total bytes.
+static int gather_all(wsml_comm *comm, const void *send, size_t bytes, void **recv, size_t *total,
+                      wsml_err *err) {
+    size_t *counts = malloc(sizeof(size_t) * (size_t)comm->size);
+    *recv = NULL;
+    if (!counts)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    int rc = comm->allgather(comm, &bytes, sizeof bytes, counts, err);
+    *total = 0;
+    for (int r = 0; r < comm->size && rc == 0; r++)
+        *total += counts[r];
+    if (rc == 0 && !(*recv = malloc(*total + 1)))
+        rc = wsml_errf(err, WSML_ENOMEM, "out of memory for %zu bytes of other processes' state",
+                       *total);
+    if (rc == 0)
+        rc = comm->allgatherv(comm, send, counts, *recv, err);
+    free(counts);
+    if (rc < 0) {
+        free(*recv);
+        *recv = NULL;
+    }
+    return rc;
+}
 
 struct wsml_loss_state {
     const state_ops *ops;
@@ -105,19 +127,53 @@ static void role_begin_batch(void *self, const int64_t *index, int batch_size, i
     out->destimator_logits = r->batch_grad;
 }
 
-static int role_end_batch(void *self, const int64_t *index, int batch_size, const int8_t *full,
-                          const wsml_loss_output *out, int64_t *flips_true_pos, wsml_err *err) {
-    (void)full, (void)out, (void)err;
+static int64_t read_i64(const char *p) {
+    int64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static int role_end_batch(void *self, wsml_comm *comm, const int64_t *index, int batch_size,
+                          const int8_t *full, const wsml_loss_output *out, int64_t *flips_true_pos,
+                          wsml_err *err) {
+    (void)full, (void)out;
     role_state *r = self;
     const int C = r->num_classes;
     *flips_true_pos = 0;
-    for (int row = 0; row < batch_size; row++)
-        memcpy(r->estimator_grad + (size_t)index[row] * C, r->batch_grad + (size_t)row * C,
-               C * sizeof(float));
+    // The global batch's rows: this process's, or every process's (index, dL/dG row)
+    // records in rank order (the trainer scaled each process's rows to the global mean).
+    const size_t rec = sizeof(int64_t) + C * sizeof(float);
+    char *all = NULL;
+    int64_t rows = batch_size;
+    if (comm && (comm->size > 1 || comm->forced)) {
+        char *mine = malloc(rec * (size_t)batch_size + 1);
+        if (!mine)
+            return wsml_errf(err, WSML_ENOMEM, "out of memory");
+        for (int row = 0; row < batch_size; row++) {
+            memcpy(mine + rec * row, &index[row], sizeof(int64_t));
+            memcpy(mine + rec * row + sizeof(int64_t), r->batch_grad + (size_t)row * C,
+                   C * sizeof(float));
+        }
+        size_t total = 0;
+        int rc = gather_all(comm, mine, rec * (size_t)batch_size, (void **)&all, &total, err);
+        free(mine);
+        if (rc < 0)
+            return wsml_err_prefix(err, "role: gathering the estimator's gradients");
+        rows = (int64_t)(total / rec);
+    }
+    // record `row`: its image and its dL/dG row
+#define ROW_IMAGE(row) (all ? read_i64(all + rec * (row)) : index[row])
+#define ROW_GRAD(row)                                                                              \
+    (all ? (const float *)(all + rec * (row) + sizeof(int64_t)) : r->batch_grad + (size_t)(row)*C)
+    for (int64_t row = 0; row < rows; row++)
+        memcpy(r->estimator_grad + (size_t)ROW_IMAGE(row) * C, ROW_GRAD(row), C * sizeof(float));
     wsml_optim_step(r->optim, r->group, r->estimator_logits, r->estimator_grad);
     // the rows that are not in the next batch have a zero gradient (PyTorch's zero_grad)
-    for (int row = 0; row < batch_size; row++)
-        memset(r->estimator_grad + (size_t)index[row] * C, 0, C * sizeof(float));
+    for (int64_t row = 0; row < rows; row++)
+        memset(r->estimator_grad + (size_t)ROW_IMAGE(row) * C, 0, C * sizeof(float));
+#undef ROW_IMAGE
+#undef ROW_GRAD
+    free(all);
     return 0;
 }
 
@@ -214,18 +270,41 @@ static void llcp_begin_batch(void *self, const int64_t *index, int batch_size, i
     out->flips = l->flips;
 }
 
-static int llcp_end_batch(void *self, const int64_t *index, int batch_size, const int8_t *full,
-                          const wsml_loss_output *out, int64_t *flips_true_pos, wsml_err *err) {
+static int llcp_end_batch(void *self, wsml_comm *comm, const int64_t *index, int batch_size,
+                          const int8_t *full, const wsml_loss_output *out, int64_t *flips_true_pos,
+                          wsml_err *err) {
     llcp_state *l = self;
-    const int64_t num_flips = out->stats.num_flips;
+    const int64_t num_flips = out->stats.num_flips > 0 ? out->stats.num_flips : 0;
     *flips_true_pos = 0;
-    if (num_flips <= 0)
-        return 0;
     for (int64_t f = 0; f < num_flips && full; f++) {
         int row = l->flips[2 * f], cls = l->flips[2 * f + 1];
         *flips_true_pos += full[(size_t)row * l->num_classes + cls] == 1;
     }
-    return wsml_label_state_apply(&l->labels, index, batch_size, l->flips, num_flips, err);
+    if (!comm || (comm->size == 1 && !comm->forced))
+        return num_flips
+                   ? wsml_label_state_apply(&l->labels, index, batch_size, l->flips, num_flips, err)
+                   : 0;
+    // Every process's flips as (image, class) pairs, applied by every process (the
+    // checkpoint keeps them sorted, so the order does not matter).
+    int64_t *mine = malloc(2 * sizeof(int64_t) * (size_t)num_flips + 1), *all = NULL;
+    if (!mine)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    for (int64_t f = 0; f < num_flips; f++) {
+        mine[2 * f] = index[l->flips[2 * f]];
+        mine[2 * f + 1] = l->flips[2 * f + 1];
+    }
+    size_t total = 0;
+    int rc =
+        gather_all(comm, mine, 2 * sizeof(int64_t) * (size_t)num_flips, (void **)&all, &total, err);
+    free(mine);
+    if (rc < 0)
+        return wsml_err_prefix(err, "ll-cp: gathering the corrections");
+    for (size_t f = 0; f < total / (2 * sizeof(int64_t)) && rc == 0; f++) {
+        int32_t pair[2] = {0, (int32_t)all[2 * f + 1]};
+        rc = wsml_label_state_apply(&l->labels, &all[2 * f], 1, pair, 1, err);
+    }
+    free(all);
+    return rc;
 }
 
 static int64_t llcp_num_corrected(const void *self) {
@@ -320,11 +399,12 @@ void wsml_loss_state_begin_batch(wsml_loss_state *s, const int64_t *index, int b
         s->ops->begin_batch(s->self, index, batch_size, observed, in, out);
 }
 
-int wsml_loss_state_end_batch(wsml_loss_state *s, const int64_t *index, int batch_size,
-                              const int8_t *full, const wsml_loss_output *out,
+int wsml_loss_state_end_batch(wsml_loss_state *s, wsml_comm *comm, const int64_t *index,
+                              int batch_size, const int8_t *full, const wsml_loss_output *out,
                               int64_t *flips_true_pos, wsml_err *err) {
     *flips_true_pos = 0;
-    return s ? s->ops->end_batch(s->self, index, batch_size, full, out, flips_true_pos, err) : 0;
+    return s ? s->ops->end_batch(s->self, comm, index, batch_size, full, out, flips_true_pos, err)
+             : 0;
 }
 
 int64_t wsml_loss_state_num_corrected(const wsml_loss_state *s) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/comm.h"
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/sysinfo.h"
@@ -38,6 +39,11 @@ static void usage(FILE *f) {
             "             --width-mult 0.25 --loss ll-cp --backend cuda --precision bf16\n"
             "  # continue a run that was killed\n"
             "  wsml-train --out runs/mosaic-llcp --resume\n"
+            "  # data parallel: 4 processes (one per GPU; --batch is per process), Slurm\n"
+            "  mpirun -n 4 wsml-train --store stores/voc --out runs/voc-dp --backend cuda \\\n"
+            "             --batch 4 --sync-bn --loss ll-ct\n"
+            "  srun --ntasks=32 --gpus-per-task=1 wsml-train --store ... --backend cuda\n"
+            "  (WSML_MPI=1: the data-parallel path with one process; WSML_MPI=0: never MPI)\n"
             "\n"
             "  # a finished run: --resume does nothing and exits with its status\n"
             "  wsml-train --out runs/mosaic-llcp --resume\n"
@@ -51,10 +57,15 @@ static void usage(FILE *f) {
 
 // The table's parse (train/trainer_opts.c) with the command line's conventions: returns 0
 // to go on, or the exit status (0 after --help/--version, 2 after a usage error).
+// This process's rank (data parallel): only rank 0 prints what every process would.
+static int g_rank;
+
 static int parse_args(int argc, char **argv, wsml_train_opts *o, int apply_recipe, int *done) {
     wsml_err err;
     int rc = wsml_train_opts_parse(argc, argv, o, apply_recipe, &err);
     *done = rc != 0;
+    if (g_rank != 0)
+        return rc < 0 ? 2 : 0;
     if (rc == WSML_OPTS_HELP)
         usage(stdout);
     if (rc == WSML_OPTS_VERSION)
@@ -90,8 +101,33 @@ static void on_signal(int sig) {
     g_stop = 1; // the loop finishes the step, saves last.safetensors and stops
 }
 
+static int train_main(int argc, char **argv, wsml_comm *comm);
+
+// The rank the launcher gave this process, from its environment (before MPI is up).
+static int launched_rank(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
+        if (getenv(vars[i]))
+            return atoi(getenv(vars[i]));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     wsml_set_prog(PROG);
+    wsml_comm *comm = NULL;
+    wsml_err err;
+    if (wsml_comm_init(&argc, &argv, &comm, &err) < 0) {
+        if (launched_rank() == 0) // one line, not one per process
+            wsml_err_print(PROG, &err);
+        return 1;
+    }
+    g_rank = comm->rank;
+    int status = train_main(argc, argv, comm);
+    wsml_comm_finalize(comm);
+    return status;
+}
+
+static int train_main(int argc, char **argv, wsml_comm *comm) {
     wsml_train_opts o;
     wsml_train_opts_default(&o);
     int done = 0;
@@ -123,26 +159,33 @@ int main(int argc, char **argv) {
             o = recorded;
         }
     }
-    wsml_set_quiet(o.quiet);
+    // data parallel: rank 0 speaks for all (info lines, progress, train.log)
+    wsml_set_quiet(o.quiet || comm->rank != 0);
     wsml_err err;
     wsml_err_clear(&err);
     if (wsml_train_opts_check(&o, &err) < 0) {
-        fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
+        if (comm->rank == 0)
+            fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
         return 2;
     }
 
     if (o.threads <= 0)
         o.threads = wsml_cpu_count();
-    if (open_run_log(&o, argc, argv, &err) < 0) {
+    if (comm->rank == 0 && open_run_log(&o, argc, argv, &err) < 0) {
         wsml_err_print(PROG, &err);
+        comm->abort(comm, 1);
         return 1;
     }
     // --device given, else the default (also on resume: config.json's is not a given one)
     if (wsml_backend_pick_device(o.backend, o.device_given ? o.device : -1, &o.device, &err) < 0) {
-        fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
+        if (comm->rank == 0)
+            fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
         wsml_log_note("exit status 2");
         return 2;
     }
+    if (comm->size > 1 || comm->forced)
+        wsml_log_note("data parallel: %d processes (%s), global batch %d x %d%s", comm->size,
+                      comm->kind, comm->size, o.batch, o.sync_bn ? ", --sync-bn" : "");
     wsml_log_note("threads %d, backend %s, device %d", o.threads, o.backend, o.device);
     if (!strcmp(o.backend, "cuda")) {
         char gpu[1024];
@@ -158,14 +201,19 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    wsml_train_hooks hooks = {&g_stop};
+    wsml_train_hooks hooks = {&g_stop, comm};
     wsml_train_result res;
     rc = wsml_train_run(&o, &hooks, &res, &err);
     // Options the store or the build cannot serve are usage errors (exit 2), found before
     // any training; anything later is a runtime error.
     int status = rc < 0 ? (rc == WSML_EARG && !res.started ? 2 : 1) : res.diverged ? 3 : 0;
-    if (rc < 0)
+    if (rc < 0 && comm->size > 1 && !res.silent && !res.interrupted && rc != WSML_ENUMERIC)
+        wsml_err_prefix(&err, "rank %d", comm->rank); // which process failed (a stop and a
+                                                      // NaN loss are every process's)
+    if (rc < 0 && !res.silent)
         wsml_err_print(PROG, &err);
     wsml_log_note("exit status %d", status);
+    if (rc < 0 && comm->size > 1 && !res.error_everywhere)
+        comm->abort(comm, status); // the others wait in a collective: stop them all
     return status;
 }

@@ -184,6 +184,15 @@ const float *wsml_net_logits(const wsml_net *net);
 // optimizer.zero_grad()). WSML_ESTATE if the last forward was not in train mode.
 int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err);
 int wsml_net_zero_grad(wsml_net *net, wsml_err *err);
+// Called by wsml_net_backward each time the gradients from flat parameter offset `first`
+// to the end are final (params and grads are in state_dict order and backward runs from
+// the head to the stem: after the head first = the head's offset, then after each residual
+// block its first parameter's, last 0 after the stem; the head only while the backbone is
+// frozen), with the work that produced them queued on the backend. Data-parallel training
+// starts the all-reduce of those gradients there, beside the rest of backward
+// (train/trainer.c). A negative return fails backward. fn NULL: none (the default).
+typedef int (*wsml_grads_ready_fn)(void *ctx, size_t first, wsml_err *err);
+void wsml_net_set_grads_ready(wsml_net *net, wsml_grads_ready_fn fn, void *ctx);
 
 // LinearInit (docs/methods.md §3): with a frozen backbone, backward stops at the head, so only
 // fc.* get gradients (the backbone's stay as they are, i.e. zero after zero_grad) and

@@ -121,8 +121,21 @@ int wsml_checkpoint_net(const wsml_safetensors *st, const char *path, const wsml
 
 int wsml_predict_split(wsml_net *net, wsml_store *store, wsml_split split, int batch, int workers,
                        volatile sig_atomic_t *stop, float *scores, int8_t *labels, wsml_err *err) {
+    const int64_t n = wsml_store_meta_get(store)->count[split];
+    return wsml_predict_split_part(net, store, split, batch, workers, 0, (n + batch - 1) / batch,
+                                   stop, scores, labels, err);
+}
+
+int wsml_predict_split_part(wsml_net *net, wsml_store *store, wsml_split split, int batch,
+                            int workers, int64_t first_batch, int64_t end_batch,
+                            volatile sig_atomic_t *stop, float *scores, int8_t *labels,
+                            wsml_err *err) {
     const wsml_store_meta *meta = wsml_store_meta_get(store);
-    const int64_t n = meta->count[split];
+    const int64_t total = meta->count[split];
+    int64_t end_row = end_batch * batch < total ? end_batch * batch : total;
+    const int64_t n = end_row > first_batch * batch ? end_row - first_batch * batch : 0;
+    if (n == 0)
+        return 0;
     const int c = meta->num_classes;
     if (wsml_net_get_config(net)->num_classes != c)
         return wsml_errf(err, WSML_EFORMAT, "the network has %d classes but store %s has %d",
@@ -141,11 +154,11 @@ int wsml_predict_split(wsml_net *net, wsml_store *store, wsml_split split, int b
     wsml_loader *loader = wsml_loader_open(store, &lcfg, err);
     if (!loader)
         return err->code < 0 ? err->code : WSML_EIO;
-    int rc = wsml_loader_start_epoch(loader, 1, 0, err);
+    int rc = wsml_loader_start_epoch(loader, 1, first_batch, err);
     wsml_progress *progress =
         rc == 0 ? wsml_progress_start(wsml_split_name(split), (uint64_t)n, "img") : NULL;
     int64_t seen = 0;
-    while (rc == 0) {
+    while (rc == 0 && seen < n) {
         wsml_batch *b = NULL;
         int got = wsml_loader_next(loader, &b, err);
         if (got <= 0) {

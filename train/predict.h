@@ -47,6 +47,15 @@ int wsml_checkpoint_net(const wsml_safetensors *st, const char *path, const wsml
 int wsml_predict_split(wsml_net *net, wsml_store *store, wsml_split split, int batch, int workers,
                        volatile sig_atomic_t *stop, float *scores, int8_t *labels, wsml_err *err);
 
+// The same over global batches first_batch .. end_batch − 1 only (of `batch` images each,
+// the grid of wsml_predict_split, so that every image is scored in the same batch as
+// there): fills the rows of their records and leaves the others as they were. The
+// trainer's validation splits a split this way across data-parallel processes.
+int wsml_predict_split_part(wsml_net *net, wsml_store *store, wsml_split split, int batch,
+                            int workers, int64_t first_batch, int64_t end_batch,
+                            volatile sig_atomic_t *stop, float *scores, int8_t *labels,
+                            wsml_err *err);
+
 typedef struct {
     const char *backend;   // "cpu" (default when NULL) or "cuda"
     const char *precision; // "tf32" (default when NULL), "fp32" or "bf16" (train/backend.h)

@@ -80,6 +80,8 @@ struct wsml_net {
     float *logits_host;
 
     int last_n, last_train, frozen;
+    wsml_grads_ready_fn grads_ready; // wsml_net_set_grads_ready
+    void *grads_ready_ctx;
 };
 
 // ----------------------------------------------------------------------------
@@ -954,6 +956,11 @@ static int block_backward(wsml_net *net, block *bk, int n, const float *dout, fl
     return unit_conv_backward(net, first, n, t1, din, 1, err);
 }
 
+// wsml_net_set_grads_ready's hook: gradients from `first` on are final.
+static int grads_ready(wsml_net *net, size_t first, wsml_err *err) {
+    return net->grads_ready ? net->grads_ready(net->grads_ready_ctx, first, err) : 0;
+}
+
 int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
     wsml_backend *be = net->be;
     const wsml_net_config *cfg = &net->cfg;
@@ -971,6 +978,8 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
                     F),
            "fc");
         BE(be->bias_backward(be, n, C, net->fc_db, net->dlogits_dev), "fc");
+        if ((rc = grads_ready(net, (size_t)(net->fc_dw - net->grads), err)) != 0)
+            return rc;
         if (net->frozen)
             goto done; // LinearInit: only the head learns
         BE(be->gemm(be, 0, 0, n, F, C, 1.0f, net->dlogits_dev, C, net->fc_w, F, 0.0f, net->dpooled,
@@ -983,6 +992,8 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
         BE(be->gemm(be, 1, 0, C, F, n * hw, 1.0f, net->dcam, C, feats, F, 1.0f, net->fc_dw, F),
            "fc");
         BE(be->bias_backward(be, (int64_t)n * hw, C, net->fc_db, net->dcam), "fc");
+        if ((rc = grads_ready(net, (size_t)(net->fc_dw - net->grads), err)) != 0)
+            return rc;
         if (net->frozen)
             goto done; // LinearInit: only the head learns
         BE(be->gemm(be, 0, 0, n * hw, F, C, 1.0f, net->dcam, C, net->fc_w, F, 0.0f, gout, F), "fc");
@@ -991,6 +1002,9 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
         rc = block_backward(net, &net->blocks[b], n, gout, gin, net->grad_buf[2], net->grad_buf[3],
                             net->grad_buf[4], err);
         if (rc)
+            return rc;
+        const unit *first = &net->units[net->blocks[b].first_unit];
+        if ((rc = grads_ready(net, (size_t)(first->dw - net->grads), err)) != 0)
             return rc;
         float *tmp = gout;
         gout = gin;
@@ -1005,9 +1019,16 @@ int wsml_net_backward(wsml_net *net, const float *dlogits, wsml_err *err) {
         return rc;
     if ((rc = unit_conv_backward(net, stem, n, t1, NULL, 0, err)) != 0)
         return rc;
+    if ((rc = grads_ready(net, 0, err)) != 0)
+        return rc;
 done:
     BE(be->synchronize(be), "backward");
     return 0;
+}
+
+void wsml_net_set_grads_ready(wsml_net *net, wsml_grads_ready_fn fn, void *ctx) {
+    net->grads_ready = fn;
+    net->grads_ready_ctx = ctx;
 }
 
 int wsml_net_zero_grad(wsml_net *net, wsml_err *err) {

@@ -63,6 +63,10 @@ static char *dump_compact(json_t *j) {
 // ---- run.jsonl ---------------------------------------------------------------------------
 
 int rundir_log(trainer *t, json_t *obj, int sync, wsml_err *err) {
+    if (!t->jsonl) { // data parallel: rank 0 alone writes the run directory
+        json_decref(obj);
+        return 0;
+    }
     char *line = dump_compact(obj);
     json_decref(obj);
     if (!line)
@@ -231,6 +235,8 @@ int rundir_check_finite_weights(trainer *t, wsml_err *err) {
 }
 
 int rundir_save_best(trainer *t, double val_map, int epoch, wsml_err *err) {
+    if (t->comm->rank != 0)
+        return 0;
     // with the loss state that a LinearInit fine-tune takes over (ROLE's estimates)
     wsml_tensor_view extra[2];
     size_t n = 0;
@@ -255,6 +261,11 @@ int rundir_save_last(trainer *t, wsml_err *err) {
     int rc = rundir_check_finite_weights(t, err);
     if (rc < 0)
         return rc;
+    if (t->comm->rank != 0) { // every process holds the same state; rank 0 writes it
+        t->saved_step = t->st.global_step;
+        t->saved_epoch = t->st.epoch;
+        return 0;
+    }
     if (fflush(t->jsonl) != 0 || fsync(fileno(t->jsonl)) != 0)
         return wsml_errf(err, WSML_EIO, "%s: write failed: %s", t->path_jsonl, strerror(errno));
     long bytes = ftell(t->jsonl);
@@ -463,7 +474,14 @@ int rundir_check_config(trainer *t, wsml_err *err) {
         return wsml_err_prefix(err, "%s", t->path_config);
     if (!j)
         return wsml_errf(err, WSML_EFORMAT, "%s: not JSON", t->path_config);
-    rc = wsml_train_opts_same_run(&recorded, &t->o, err);
+    if (recorded.world_size != t->o.world_size)
+        rc = wsml_errf(err, WSML_EARG,
+                       "this run was trained by %d process(es) and is resumed by %d: resume it "
+                       "with the same number (e.g. mpirun -n %d wsml-train --out %s --resume); "
+                       "the global batch and each process's share of it depend on it",
+                       recorded.world_size, t->o.world_size, recorded.world_size, t->o.out);
+    if (rc == 0)
+        rc = wsml_train_opts_same_run(&recorded, &t->o, err);
     if (rc == 0) {
         json_t *ds = json_object_get(j, "dataset"), *c = json_object_get(j, "num_classes");
         json_t *counts = json_object_get(j, "counts");

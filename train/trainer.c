@@ -95,12 +95,143 @@ static int optimizer_step(trainer *t, wsml_err *err) {
     return 0;
 }
 
+// ---- data parallel ----------------------------------------------------------------------------
+
+// The data-parallel path: several processes, or one that WSML_MPI=1 puts on it.
+static int parallel(const trainer *t) {
+    return t->comm->size > 1 || t->comm->forced;
+}
+
+// Sums n doubles over the processes (nothing with one).
+static int sum_doubles(trainer *t, double *v, size_t n, wsml_err *err) {
+    return parallel(t) ? t->comm->allreduce_f64(t->comm, v, n, err) : 0;
+}
+
+// Device floats summed over the processes in place: the communicator on host memory, or
+// through a host copy.
+static int allreduce_device(trainer *t, float *buf, size_t n, wsml_err *err) {
+    if (t->be->host_memory)
+        return t->comm->allreduce_f32(t->comm, buf, n, err);
+    float *h = malloc(n * sizeof(float) + 4);
+    int rc = h ? 0 : wsml_errf(err, WSML_ENOMEM, "out of memory for the all-reduce");
+    if (rc == 0 && t->be->copy_to_host(t->be, h, buf, n * sizeof(float)) < 0)
+        rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    if (rc == 0)
+        rc = t->comm->allreduce_f32(t->comm, h, n, err);
+    if (rc == 0 && t->be->copy_to_device(t->be, buf, h, n * sizeof(float)) < 0)
+        rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    free(h);
+    return rc;
+}
+
+// PyTorch DDP's broadcast_buffers: rank 0's BatchNorm running statistics to every process,
+// before each training forward and before validation, so that every process (and the
+// checkpoint, written by rank 0) holds the same ones. With --sync-bn they are equal
+// already (every process computes them from the same global sums).
+static int broadcast_bn_buffers(trainer *t, wsml_err *err) {
+    if (!parallel(t) || t->o.sync_bn)
+        return 0;
+    size_t n = wsml_net_num_buffer_floats(t->net);
+    float *buf = wsml_net_buffers(t->net);
+    if (t->be->host_memory)
+        return t->comm->broadcast(t->comm, buf, n * sizeof(float), 0, err);
+    float *h = malloc(n * sizeof(float) + 4);
+    int rc = h ? 0 : wsml_errf(err, WSML_ENOMEM, "out of memory for the BN statistics");
+    if (rc == 0 && t->be->copy_to_host(t->be, h, buf, n * sizeof(float)) < 0)
+        rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    if (rc == 0)
+        rc = t->comm->broadcast(t->comm, h, n * sizeof(float), 0, err);
+    if (rc == 0 && t->be->copy_to_device(t->be, buf, h, n * sizeof(float)) < 0)
+        rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    free(h);
+    return rc;
+}
+
+// The gradients of the global batch: each process's (already scaled by its share of the
+// global batch, see train_step) summed over the processes; the backbone's are left out
+// while it is frozen (they stay zero). On the device with NCCL (dp_allreduce), else
+// through the communicator.
+static int allreduce_grads(trainer *t, wsml_err *err) {
+    if (!parallel(t))
+        return 0;
+    size_t first = wsml_net_frozen_backbone(t->net) ? wsml_net_num_backbone_params(t->net) : 0;
+    size_t n = wsml_net_num_params(t->net) - first;
+    float *g = wsml_net_grads(t->net) + first;
+    if (t->be->dp_allreduce) {
+        // the buckets backward left (dp_grads_ready), then the optimizer waits for all
+        if (t->dp_pending > first && t->be->dp_allreduce(t->be, g, t->dp_pending - first) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
+        t->dp_pending = first;
+        if (t->be->dp_wait(t->be) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
+        return 0;
+    }
+    int rc = allreduce_device(t, g, n, err);
+    return rc < 0 ? wsml_err_prefix(err, "gradient all-reduce") : 0;
+}
+
+// Gradient buckets on the device (dp_allreduce: NCCL), as PyTorch DDP: backward says which
+// gradients are final (train/net.h wsml_net_set_grads_ready: from the head towards the
+// stem); once those not yet sent hold a bucket's worth, their all-reduce starts on the
+// backend's communication stream while backward goes on with the layers before them.
+#define DP_BUCKET_FLOATS (((size_t)25 << 20) / sizeof(float)) // DDP's bucket_cap_mb = 25
+static int dp_grads_ready(void *ctx, size_t first, wsml_err *err) {
+    trainer *t = ctx;
+    if (t->dp_pending - first < DP_BUCKET_FLOATS)
+        return 0; // the rest goes with a later bucket (or allreduce_grads)
+    if (t->be->dp_allreduce(t->be, wsml_net_grads(t->net) + first, t->dp_pending - first) < 0)
+        return wsml_errf(err, WSML_EDEVICE, "gradient all-reduce: %s", t->be->err.msg);
+    t->dp_pending = first;
+    return 0;
+}
+
+// --sync-bn's per-channel sums (train/backend.h bn_allreduce).
+static int bn_allreduce(void *ctx, double *buf, size_t n, wsml_err *err) {
+    wsml_comm *comm = ctx;
+    return comm->allreduce_f64(comm, buf, n, err);
+}
+
+// After a phase every process went through (setup): 0 when it succeeded everywhere, else
+// the error of the lowest failing rank on every process — that rank reports it (its own
+// err), the others are silent — so that all exit alike without waiting on each other.
+static int agree(trainer *t, int rc, wsml_train_result *res, wsml_err *err) {
+    if (!parallel(t))
+        return rc;
+    int W = t->comm->size, mine = rc < 0 ? rc : 0, first = -1;
+    int *codes = malloc(sizeof(int) * (size_t)W);
+    if (!codes) // this process's alone: main stops the others
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    wsml_err cerr;
+    if (t->comm->allgather(t->comm, &mine, sizeof mine, codes, &cerr) < 0) {
+        free(codes);
+        *err = cerr;
+        return cerr.code;
+    }
+    for (int r = 0; r < W && first < 0; r++)
+        if (codes[r] < 0)
+            first = r;
+    int code = first >= 0 ? codes[first] : 0;
+    free(codes);
+    if (first < 0)
+        return 0;
+    res->error_everywhere = 1;
+    res->silent = first != t->comm->rank;
+    if (res->silent)
+        wsml_errf(err, code, "rank %d failed", first);
+    return code;
+}
+
 // ---- one step ------------------------------------------------------------------------------
 
-static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stats *stats,
+// One step of the global batch: this process's share b; stats and *stop (a stop request
+// of any process) come back the same on every process. With one process, exactly the
+// single-process step.
+static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stats *stats, int *stop,
                       wsml_err *err) {
     const int B = b->size, C = t->C;
-    int rc = wsml_net_zero_grad(t->net, err);
+    int rc = broadcast_bn_buffers(t, err);
+    if (rc == 0)
+        rc = wsml_net_zero_grad(t->net, err);
     if (rc == 0)
         rc = wsml_net_forward(t->net, b->images, B, WSML_NET_TRAIN, err);
     if (rc < 0)
@@ -115,20 +246,64 @@ static int train_step(trainer *t, const wsml_batch *b, int epoch, wsml_loss_stat
     wsml_loss_output out = {.dlogits = t->dlogits};
     wsml_loss_state_begin_batch(t->loss_state, b->index, B, t->observed, &in, &out);
     rc = wsml_loss_compute(&t->loss, &in, &out, err);
-    if (rc < 0)
-        return rc;
+    if (rc < 0 && (rc != WSML_ENUMERIC || !parallel(t)))
+        return rc; // an error of this process alone (main stops the others)
     *stats = out.stats;
-    if (!isfinite(out.stats.loss))
-        return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", out.stats.loss);
+    if (parallel(t)) {
+        // The global batch's loss: its images' mean (each process's is the mean of its
+        // share, docs/methods.md); the gradients follow by scaling each process's by its
+        // share B / global before the sum (a power of two for equal shares: exact). A
+        // non-finite logit in any share makes every process stop as diverged.
+        int bad = rc == WSML_ENUMERIC;
+        double v[3] = {bad ? 0.0 : out.stats.loss * B, B, bad};
+        int crc = sum_doubles(t, v, 3, err);
+        if (crc < 0)
+            return crc;
+        if (v[2] > 0)
+            return bad ? rc
+                       : wsml_errf(err, WSML_ENUMERIC,
+                                   "another process's share of the batch has a non-finite logit");
+        stats->loss = v[0] / v[1];
+        float share = (float)B / (float)b->global_size;
+        for (size_t i = 0; i < (size_t)B * C; i++)
+            t->dlogits[i] *= share;
+        if (out.destimator_logits)
+            for (size_t i = 0; i < (size_t)B * C; i++)
+                out.destimator_logits[i] *= share;
+    }
+    if (!isfinite(stats->loss))
+        return wsml_errf(err, WSML_ENUMERIC, "the loss is %g", stats->loss);
+    t->dp_pending = wsml_net_num_params(t->net); // no bucket sent yet (dp_grads_ready)
     rc = wsml_net_backward(t->net, t->dlogits, err);
+    if (rc == 0)
+        rc = allreduce_grads(t, err);
     if (rc == 0)
         rc = optimizer_step(t, err);
     int64_t flips_true_pos = 0;
     if (rc == 0)
-        rc = wsml_loss_state_end_batch(t->loss_state, b->index, B, b->full, &out, &flips_true_pos,
-                                       err);
+        rc = wsml_loss_state_end_batch(t->loss_state, t->comm, b->index, B, b->full, &out,
+                                       &flips_true_pos, err);
+    if (rc < 0)
+        return rc;
+    *stop = t->hooks->stop_requested && *t->hooks->stop_requested;
+    if (parallel(t)) {
+        // the step's counts over the global batch, and whether any process must stop
+        double v[6] = {(double)stats->num_modified,   (double)stats->num_modified_hidden_pos,
+                       (double)stats->num_hidden_pos, (double)stats->num_flips,
+                       (double)flips_true_pos,        (double)*stop};
+        if ((rc = sum_doubles(t, v, 6, err)) < 0)
+            return rc;
+        stats->num_modified = (int64_t)v[0];
+        if (stats->num_hidden_pos >= 0) { // -1 on every process: no full labels
+            stats->num_modified_hidden_pos = (int64_t)v[1];
+            stats->num_hidden_pos = (int64_t)v[2];
+        }
+        stats->num_flips = (int64_t)v[3];
+        flips_true_pos = (int64_t)v[4];
+        *stop = v[5] > 0;
+    }
     t->st.flips_true_pos += flips_true_pos;
-    return rc;
+    return 0;
 }
 
 // ---- out of device memory --------------------------------------------------------------------
@@ -182,6 +357,57 @@ static double device_busy(trainer *t) {
 
 // ---- evaluation -----------------------------------------------------------------------------
 
+// Scores and labels of a whole split: with several processes, each scores a contiguous
+// share of the split's batches (of --batch images, the grid of one process, so every image
+// is scored in the batch it would be in alone: the same bits), then every process
+// gathers all of them. Returns 1 when any process was asked to stop.
+static int predict_sharded(trainer *t, wsml_split split, float *scores, int8_t *labels,
+                           wsml_err *err) {
+    const int64_t n = t->meta->count[split], B = t->o.batch, nb = (n + B - 1) / B;
+    const int R = t->comm->rank, W = t->comm->size;
+    int rc = broadcast_bn_buffers(t, err);
+    if (rc < 0)
+        return rc;
+    if (!parallel(t))
+        return wsml_predict_split(t->net, t->store, split, t->o.batch, t->o.workers,
+                                  t->hooks->stop_requested, scores, labels, err);
+    rc = wsml_predict_split_part(t->net, t->store, split, t->o.batch, t->o.workers, nb * R / W,
+                                 nb * (R + 1) / W, t->hooks->stop_requested, scores, labels, err);
+    if (rc < 0)
+        return rc;
+    double stop = rc == 1;
+    if ((rc = sum_doubles(t, &stop, 1, err)) < 0)
+        return rc;
+    if (stop > 0)
+        return 1;
+    // rows of rank r: its batches' records; gathered in rank order = record order
+    size_t *cs = malloc(sizeof(size_t) * 2 * (size_t)W);
+    if (!cs)
+        return wsml_errf(err, WSML_ENOMEM, "out of memory");
+    size_t *cl = cs + W;
+    for (int r = 0; r < W; r++) {
+        int64_t b = nb * r / W * B, e = nb * (r + 1) / W * B;
+        int64_t rows = (e < n ? e : n) - (b < n ? b : n);
+        cs[r] = (size_t)rows * t->C * sizeof(float);
+        cl[r] = (size_t)rows * t->C;
+    }
+    int64_t first = nb * R / W * B;
+    first = first < n ? first : n;
+    void *mine = malloc(cs[R] + cl[R] + 1);
+    rc = mine ? 0 : wsml_errf(err, WSML_ENOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(mine, scores + first * t->C, cs[R]);
+        rc = t->comm->allgatherv(t->comm, mine, cs, scores, err);
+    }
+    if (rc == 0) {
+        memcpy(mine, labels + first * t->C, cl[R]);
+        rc = t->comm->allgatherv(t->comm, mine, cl, labels, err);
+    }
+    free(mine);
+    free(cs);
+    return rc < 0 ? wsml_err_prefix(err, "gathering %s scores", wsml_split_name(split)) : 0;
+}
+
 // Scores of a whole split in eval mode (train/predict.h), then the metrics against its
 // full labels (docs/methods.md §4). Returns 1 if a stop was requested meanwhile.
 static int evaluate(trainer *t, wsml_split split, double *map, double *groups, int *num_groups,
@@ -193,8 +419,7 @@ static int evaluate(trainer *t, wsml_split split, double *map, double *groups, i
                               : wsml_errf(err, WSML_ENOMEM, "out of memory for %s scores",
                                           wsml_split_name(split));
     if (rc == 0)
-        rc = wsml_predict_split(t->net, t->store, split, t->o.batch, t->o.workers,
-                                t->hooks->stop_requested, scores, labels, err);
+        rc = predict_sharded(t, split, scores, labels, err);
     for (int64_t i = 0; rc == 0 && i < n * t->C; i++)
         if (!isfinite(scores[i]))
             rc = wsml_errf(err, WSML_ENUMERIC, "%s score of image %lld, class %lld is %g",
@@ -300,6 +525,14 @@ static int open_store(trainer *t, int resume, wsml_err *err) {
     // BatchNorm in train mode needs two values per channel (PyTorch refuses one too):
     // the smallest batch times the last feature map's positions.
     int64_t smallest = t->n_train % o->batch ? t->n_train % o->batch : o->batch;
+    if (parallel(t)) { // the smallest share of the last global batch (train/loader.h)
+        int64_t G = (int64_t)t->comm->size * o->batch, last = t->n_train % G;
+        smallest = last >= t->comm->size ? last / t->comm->size : o->batch;
+        if (last > 0 && last < t->comm->size && t->comm->rank == 0)
+            wsml_warn("%lld train image(s) of each epoch's last global batch are left out: %d "
+                      "processes need one image each at least (train/loader.h)",
+                      (long long)last, t->comm->size);
+    }
     if (smallest * wsml_net_feature_side(t->H) * wsml_net_feature_side(t->W) < 2)
         return wsml_errf(err, WSML_EARG,
                          "--batch %d: the last batch of an epoch would hold %lld image(s) of "
@@ -324,6 +557,23 @@ static int build_network(trainer *t, wsml_err *err) {
     int rc = wsml_backend_create(o->backend, &bo, &t->be, err);
     if (rc < 0)
         return rc;
+    if (o->sync_bn && parallel(t)) {
+        t->be->sync_bn = 1;
+        t->be->bn_allreduce = bn_allreduce;
+        t->be->bn_allreduce_ctx = t->comm;
+    }
+    if (parallel(t) && t->be->dp_unique_id) {
+        // NCCL: rank 0's id to every process over the communicator
+        char id[256];
+        size_t len = 0;
+        if (t->comm->rank == 0 && t->be->dp_unique_id(t->be, id, sizeof id, &len) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+        if ((rc = t->comm->broadcast(t->comm, &len, sizeof len, 0, err)) < 0 ||
+            (rc = t->comm->broadcast(t->comm, id, len, 0, err)) < 0)
+            return rc;
+        if (t->be->dp_init(t->be, id, len, t->comm->rank, t->comm->size) < 0)
+            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    }
     wsml_net_config nc;
     wsml_net_config_default(&nc);
     nc.arch = (wsml_arch)wsml_arch_parse(o->arch);
@@ -339,6 +589,8 @@ static int build_network(trainer *t, wsml_err *err) {
         suggest_batch(t, &nc, err);
     if (rc < 0)
         return rc;
+    if (parallel(t) && t->be->dp_allreduce)
+        wsml_net_set_grads_ready(t->net, dp_grads_ready, t);
     wsml_net_init(t->net, o->seed);
     if (o->pretrained[0]) {
         rc = wsml_net_load(t->net, o->pretrained, WSML_NET_LOAD_BACKBONE, err);
@@ -406,6 +658,8 @@ static int open_train_loader(trainer *t, wsml_err *err) {
     lc.height = t->H;
     lc.width = t->W;
     lc.nhwc = 1;
+    lc.rank = t->comm->rank; // data parallel: this process's share of each global batch
+    lc.world = t->comm->size;
     wsml_loader_use_backend(&lc, t->be);
     t->loader = wsml_loader_open(t->store, &lc, err);
     return t->loader ? 0 : err->code < 0 ? err->code : WSML_EIO;
@@ -449,6 +703,8 @@ static int start_or_resume(trainer *t, int resume, wsml_err *err) {
         // schedule depends on the epoch number only, so this equals a longer run).
         if (t->st.stop_reason == STOP_EPOCHS && t->st.epoch <= t->o.epochs)
             t->st.stop_reason = STOP_NONE;
+        if (t->comm->rank != 0)
+            return 0; // rank 0 alone writes the run directory
         // Drop what was appended after the checkpoint; it is recomputed identically.
         if (truncate(t->path_jsonl, (off_t)t->st.jsonl_bytes) != 0)
             return wsml_errf(err, WSML_EIO, "%s: cannot truncate to %lld bytes: %s", t->path_jsonl,
@@ -456,6 +712,8 @@ static int start_or_resume(trainer *t, int resume, wsml_err *err) {
         t->jsonl = fopen(t->path_jsonl, "a");
     } else {
         rc = carry_init_state(t, err);
+        if (rc == 0 && t->comm->rank != 0)
+            return 0; // rank 0 alone writes the run directory
         if (rc == 0)
             rc = rundir_write_config(t, err);
         if (rc < 0)
@@ -536,7 +794,9 @@ static int stop_requested(trainer *t) {
 }
 
 static int interrupted(trainer *t, wsml_train_result *res, wsml_err *err) {
-    int rc = rundir_save_last(t, err);
+    int rc = broadcast_bn_buffers(t, err); // every process checks the weights rank 0 saves
+    if (rc == 0)
+        rc = rundir_save_last(t, err);
     if (rc < 0)
         return rc;
     res->interrupted = 1;
@@ -566,8 +826,8 @@ static void busy_interval_end(trainer *t) {
 static void add_step(train_state *s, const wsml_batch *b, const wsml_loss_stats *ls) {
     s->batches_done++;
     s->global_step++;
-    s->loss_sum += ls->loss * b->size;
-    s->images += b->size;
+    s->loss_sum += ls->loss * b->global_size; // the global batch's (one process: b->size)
+    s->images += b->global_size;
     s->modified += ls->num_modified;
     if (ls->num_hidden_pos >= 0) {
         s->modified_hidden_pos += ls->num_modified_hidden_pos;
@@ -619,7 +879,8 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
     while ((rc = wsml_loader_next(t->loader, &b, err)) == 1) {
         wsml_loss_stats ls;
         double t_step = wsml_now();
-        rc = train_step(t, b, e, &ls, err);
+        int stop = 0;
+        rc = train_step(t, b, e, &ls, &stop, err);
         t_step = wsml_now() - t_step;
         if (rc < 0) {
             wsml_progress_end(p);
@@ -637,7 +898,6 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
         char status[64];
         snprintf(status, sizeof status, "loss %.4f", ls.loss);
         wsml_progress_status(p, status);
-        int stop = stop_requested(t);
         int max_hit = o->max_steps > 0 && s->global_step >= o->max_steps;
         int periodic = o->save_every > 0 && s->global_step % o->save_every == 0;
         if (!stop && !max_hit && !periodic)
@@ -649,7 +909,9 @@ static int train_batches(trainer *t, int e, wsml_train_result *res, wsml_err *er
         p = NULL;
         if (stop)
             return interrupted(t, res, err);
-        rc = rundir_save_last(t, err);
+        rc = broadcast_bn_buffers(t, err); // every process checks the weights rank 0 saves
+        if (rc == 0)
+            rc = rundir_save_last(t, err);
         if (rc < 0) {
             if (rc == WSML_ENUMERIC) // the weights overflowed: last.safetensors is kept
                 mark_diverged(t, e, s->global_step, err);
@@ -728,7 +990,10 @@ static int end_epoch(trainer *t, int e, double t_epoch, wsml_train_result *res, 
     double val_map = 0, groups[WSML_METRICS_MAX_GROUPS];
     int ng = 0;
     // Weights that overflowed in the epoch's last steps would only show as NaN scores.
-    int rc = rundir_check_finite_weights(t, err);
+    // (Every process checks rank 0's BN statistics, the ones validation and checkpoints use.)
+    int rc = broadcast_bn_buffers(t, err);
+    if (rc == 0)
+        rc = rundir_check_finite_weights(t, err);
     if (rc == 0)
         rc = evaluate(t, WSML_SPLIT_VAL, &val_map, groups, &ng, err);
     if (rc == 1)
@@ -772,7 +1037,10 @@ static int end_epoch(trainer *t, int e, double t_epoch, wsml_train_result *res, 
     rc = rundir_save_last(t, err);
     if (rc < 0)
         return wsml_err_prefix(err, "end of epoch %d", e);
-    if (stop_requested(t) && s->stop_reason == STOP_NONE)
+    double stop = stop_requested(t); // any process's request stops them all here
+    if ((rc = sum_doubles(t, &stop, 1, err)) < 0)
+        return rc;
+    if (stop > 0 && s->stop_reason == STOP_NONE)
         return interrupted(t, res, err);
     return 0;
 }
@@ -862,9 +1130,11 @@ static int finish(trainer *t, wsml_train_result *res, wsml_err *err) {
         if (t->saved_step >= 0)
             snprintf(kept, sizeof kept, "%s keeps step %lld", t->path_last,
                      (long long)t->saved_step);
-        wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
-                  "(%s; %s)",
-                  t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best, kept);
+        if (t->comm->rank == 0) // every process diverged alike: one says so
+            wsml_warn("diverged at epoch %d step %lld: %s; the run ends with status \"diverged\" "
+                      "(%s; %s)",
+                      t->diverged_epoch, (long long)t->diverged_step, t->diverged_reason, best,
+                      kept);
     }
     json_t *j = json_object();
     json_object_set_new(j, "event", json_string("final"));
@@ -918,6 +1188,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
         return wsml_errf(err, WSML_ENOMEM, "out of memory");
     t->o = *opts;
     t->hooks = hooks;
+    t->comm = hooks->comm ? hooks->comm : wsml_comm_single();
+    t->o.world_size = t->comm->size; // config.json records it; a resume must keep it
     // config.json records where the store is, wherever the run is resumed from.
     char *real = realpath(t->o.store, NULL);
     if (real) {
@@ -937,7 +1209,20 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     snprintf(t->path_best, sizeof t->path_best, "%s/best.safetensors", t->o.out);
     snprintf(t->path_last, sizeof t->path_last, "%s/last.safetensors", t->o.out);
     int resume = t->o.resume, finished = 0;
-    rc = rundir_prepare(t, &resume, &finished, res->status, sizeof res->status, err);
+    // rank 0 prepares the run directory and says whether there is a run to resume, or
+    // one that is finished already
+    rc = t->comm->rank == 0
+             ? rundir_prepare(t, &resume, &finished, res->status, sizeof res->status, err)
+             : 0;
+    rc = agree(t, rc, res, err);
+    if (rc == 0 && parallel(t)) {
+        int flags[2] = {resume, finished};
+        rc = t->comm->broadcast(t->comm, flags, sizeof flags, 0, err);
+        if (rc == 0)
+            rc = t->comm->broadcast(t->comm, res->status, sizeof res->status, 0, err);
+        resume = flags[0];
+        finished = flags[1];
+    }
     if (rc == 0 && finished) {
         res->already_finished = 1;
         res->diverged = !strcmp(res->status, "diverged");
@@ -947,7 +1232,7 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
         return 0;
     }
     if (rc == 0)
-        rc = setup(t, resume, err);
+        rc = agree(t, setup(t, resume, err), res, err);
     if (rc == 0 && resume)
         wsml_info("resuming %s at epoch %d, batch %lld (step %lld)", t->o.out, t->st.epoch,
                   (long long)t->st.batches_done, (long long)t->st.global_step);
@@ -955,6 +1240,12 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
         rc = train_epochs(t, res, err);
     if (rc == 0 && !res->max_steps_hit)
         rc = finish(t, res, err);
+    if (rc < 0 && parallel(t) && !res->error_everywhere &&
+        (res->interrupted || rc == WSML_ENUMERIC)) {
+        // an agreed stop and a NaN loss of the global batch happen on every process alike
+        res->error_everywhere = 1;
+        res->silent = t->comm->rank != 0;
+    }
     teardown(t);
     free(t);
     return rc;

@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/comm.h"
 #include "common/err.h"
 #include "common/metrics.h"
 #include "common/sysinfo.h" // WSML_VERSION
@@ -72,6 +73,8 @@ typedef struct {
     int device_given;  // --device given (else the default; a resumed run picks again)
     int workers;       // loader threads (never change numerics)
     int save_every;    // steps between mid-epoch checkpoints (0 = only epochs)
+    int sync_bn;       // data parallel: BN statistics over the global batch
+    int world_size;    // data-parallel processes (set by the trainer from hooks->comm)
     // behaviour
     int resume, force, trace, quiet;
     char recipe[16]; // "" or "paper"
@@ -102,8 +105,12 @@ int wsml_train_opts_parse(int argc, char **argv, wsml_train_opts *o, int apply_r
 void wsml_train_opts_help(FILE *f);
 
 typedef struct {
-    // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop.
+    // Set asynchronously (SIGINT/SIGTERM handler): finish the step, save, stop. With
+    // several processes, the step after which any of them asked is where all stop.
     volatile sig_atomic_t *stop_requested;
+    // Data-parallel training (common/comm.h; NULL: one process): every process runs
+    // wsml_train_run with the same options; rank 0 writes the run directory.
+    wsml_comm *comm;
 } wsml_train_hooks;
 
 // Results of a run (also in run.jsonl's final line).
@@ -119,6 +126,11 @@ typedef struct {
                      // runtime error, not a usage error
     int interrupted; // stopped by a signal after saving last.safetensors
     int max_steps_hit;
+    // Data parallel, after an error: 1 when every process returns it (an agreed stop,
+    // a NaN loss, an error before training) so that each may simply exit; 0 when it is
+    // this process's alone and the others must be stopped (wsml_comm.abort).
+    int error_everywhere;
+    int silent; // another process reports the error (error_everywhere)
     // How the run ended, as run.jsonl's final line says: "ok", "early-stopped" or
     // "diverged" (a NaN/Inf loss, logit or weight: the run is finished all the same,
     // last.safetensors keeps the last good state); "" when it did not end.

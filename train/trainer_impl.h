@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/comm.h"
 #include "store/store.h"
 #include "train/backend.h"
 #include "train/loader.h"
@@ -42,6 +43,8 @@ typedef struct {
 typedef struct {
     wsml_train_opts o;
     const wsml_train_hooks *hooks;
+    wsml_comm *comm;   // the data-parallel processes (hooks->comm, or one process)
+    size_t dp_pending; // gradients [0, dp_pending) not yet sent to the all-reduce
     char path_config[WSML_PATH_MAX + 32], path_jsonl[WSML_PATH_MAX + 32];
     char path_best[WSML_PATH_MAX + 32], path_last[WSML_PATH_MAX + 32];
 

@@ -186,7 +186,9 @@ static const opt_spec OPTIONS[] = {
     {"--epochs", "epochs", T_INT, F(epochs), .ilo = 1, .ihi = 100000, .has_default = 1, .def = 10,
      .section = S_OPTIM, .metavar = "N", .help = "epochs to train (default {default})"},
     {"--batch", "batch", T_INT, F(batch), .ilo = 1, .ihi = 65536, .has_default = 1, .def = 16,
-     .numerics = 1, .section = S_OPTIM, .metavar = "B", .help = "batch size (default {default})"},
+     .numerics = 1, .section = S_OPTIM, .metavar = "B",
+     .help = "batch size (default {default}); per process under mpirun/srun:\n"
+             "the global batch is processes x B"},
     {"--seed", "seed", T_U32, F(seed), .ilo = 0, .ihi = UINT32_MAX, .has_default = 1, .def = 1,
      .numerics = 1, .section = S_OPTIM, .metavar = "S",
      .help = "weights, epoch order, flips (default {default})"},
@@ -227,6 +229,13 @@ static const opt_spec OPTIONS[] = {
      .def = 200, .section = S_EXEC, .metavar = "N",
      .help = "also save last.safetensors every N steps (default {default};\n"
              "0 = at the end of each epoch only)"},
+    {"--sync-bn", "sync_bn", T_BOOL, F(sync_bn), .numerics = 1, .section = S_EXEC,
+     .help = "data parallel (mpirun/srun): BatchNorm statistics over the global\n"
+             "batch, so N processes x --batch B train as 1 x N*B (default: each\n"
+             "process's own share, as PyTorch DDP), e.g.\n"
+             "mpirun -n 4 wsml-train ... --batch 4 --sync-bn"},
+    {NULL, "world_size", T_INT, F(world_size), .ilo = 1, .ihi = 1 << 24, .has_default = 1, .def = 1,
+     .help = NULL}, // set from the processes (a resume must keep it)
     {"--trace", "trace", T_BOOL, F(trace), .section = S_EXEC,
      .help = "one run.jsonl line per step (loss, modified entries)"},
     {"--recipe", "recipe", T_STRING, F(recipe), &RECIPES, .section = S_OPTIM, .metavar = "paper",

@@ -69,7 +69,7 @@ grep -Eq "${stamp}version: OpenBLAS " r1/train.log || fail "no OpenBLAS version 
 grep -Eq "${stamp}version: CUDA backend" r1/train.log || fail "no CUDA line in the log"
 grep -Eq "${stamp}cwd $PWD, host .*, CPUs: 1 usable \(affinity\) of $ncpu online$" r1/train.log ||
   fail "no CPU line: $(grep cwd r1/train.log)"
-grep -Eq "${stamp}threads 1, backend cpu$" r1/train.log || fail "no threads line"
+grep -Eq "${stamp}threads 1, backend cpu, device 0$" r1/train.log || fail "no threads line"
 grep -Eq "${stamp}stopped after 2 steps \(--max-steps\)" r1/train.log || fail "--quiet must still log the run's lines"
 [ "$(tail -n1 r1/train.log | sed -E "s/$stamp//")" = "exit status 0" ] || fail "last line: $(tail -n1 r1/train.log)"
 

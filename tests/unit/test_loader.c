@@ -362,3 +362,66 @@ Test(loader, nhwc_is_the_same_values_permuted) {
     wsml_store_close(st);
     remove_store(&fx);
 }
+
+// Data parallel (loader.h): the shares of `world` loaders, one per rank, are the global
+// batches of ONE loader with batch world·B, split in rank order: every position once, the
+// same images, flips and labels; a last global batch smaller than world is dropped.
+Test(loader, data_parallel_shares_are_one_loaders_global_batches) {
+    static fixture fx;
+    make_store(&fx, -1, 0);
+    wsml_err err;
+    wsml_store *st = wsml_store_open(fx.dir, 0, &err);
+    cr_assert(st, "%s", err.msg);
+    static epoch_dump ref;
+    // (world, B): 23 = 9 + 9 + 5 (shares 1, 2, 2), 8 + 8 + 7, 10 + 10 + 3 (3 < 5: dropped)
+    const int cases[][2] = {{3, 3}, {4, 2}, {5, 2}, {1, 4}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int world = cases[k][0], B = cases[k][1], G = world * B;
+        wsml_loader *one = open_loader(st, G, 2, 1, 1, 7);
+        run_epoch(one, 2, 0, &ref);
+        int last = N_TRAIN % G, kept = last > 0 && last < world ? N_TRAIN - last : N_TRAIN;
+        int covered[N_TRAIN] = {0};
+        for (int r = 0; r < world; r++) {
+            wsml_loader_config cfg;
+            wsml_loader_config_default(&cfg);
+            cfg.batch_size = B;
+            cfg.num_workers = 2;
+            cfg.seed = 7;
+            cfg.height = H;
+            cfg.width = W;
+            cfg.rank = r;
+            cfg.world = world;
+            wsml_loader *l = wsml_loader_open(st, &cfg, &err);
+            cr_assert(l, "%s", err.msg);
+            cr_assert_eq(wsml_loader_num_batches(l), (kept + G - 1) / G, "world %d", world);
+            cr_assert_eq(wsml_loader_start_epoch(l, 2, 0, &err), 0, "%s", err.msg);
+            wsml_batch *b;
+            int64_t expect = 0;
+            while (wsml_loader_next(l, &b, &err) == 1) {
+                cr_assert_eq(b->batch_index, expect++);
+                int64_t start = b->batch_index * G, n = b->global_size;
+                cr_assert_eq(n, ref.sizes[b->batch_index], "world %d batch %lld", world,
+                             (long long)b->batch_index);
+                cr_assert_eq(b->first_pos, start + n * r / world);
+                cr_assert_eq(b->size, start + n * (r + 1) / world - b->first_pos);
+                for (int i = 0; i < b->size; i++) {
+                    int64_t p = b->first_pos + i;
+                    covered[p]++;
+                    cr_assert_eq(b->index[i], ref.index[p]);
+                    cr_assert_eq(b->flipped[i], ref.flipped[p]);
+                    cr_assert_eq(memcmp(b->images + (size_t)i * 3 * H * W, ref.images[p],
+                                        sizeof ref.images[0]),
+                                 0);
+                    cr_assert_eq(memcmp(b->observed + (size_t)i * C, ref.observed[p], C), 0);
+                }
+            }
+            wsml_loader_close(l);
+        }
+        for (int p = 0; p < N_TRAIN; p++)
+            cr_assert_eq(covered[p], p < kept, "world %d B %d: position %d seen %d times", world, B,
+                         p, covered[p]);
+        wsml_loader_close(one);
+    }
+    wsml_store_close(st);
+    remove_store(&fx);
+}

@@ -387,7 +387,7 @@ Test(loss, state_llcp_flips_overlay_and_checkpoint) {
     out.stats.num_flips = 2;
     const int8_t full[6] = {0, 0, 1, 0, 0, 0}; // (5, 2) is a true positive, (3, 1) is not
     int64_t true_pos = -1;
-    cr_assert_eq(wsml_loss_state_end_batch(s, index, 2, full, &out, &true_pos, &err), 0);
+    cr_assert_eq(wsml_loss_state_end_batch(s, NULL, index, 2, full, &out, &true_pos, &err), 0);
     cr_assert_eq(true_pos, 1);
     cr_assert_eq(wsml_loss_state_num_corrected(s), 2);
 
@@ -469,7 +469,7 @@ Test(loss, state_role_rows_and_optimizer_step) {
     const float grad[6] = {1, -2, 0, 0, 3, 0}; // rows of images 2 and 0
     memcpy(out.destimator_logits, grad, sizeof grad);
     int64_t true_pos = -1;
-    cr_assert_eq(wsml_loss_state_end_batch(s, index, 2, NULL, &out, &true_pos, &err), 0);
+    cr_assert_eq(wsml_loss_state_end_batch(s, NULL, index, 2, NULL, &out, &true_pos, &err), 0);
     cr_assert_eq(true_pos, 0);
     cr_assert_eq(optim.group[0].step, 1);
     cr_assert_eq(wsml_loss_state_save(s, views, 2, &n, &err), 0);

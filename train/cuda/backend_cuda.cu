@@ -58,6 +58,7 @@
 #include "train/cuda/pooling.cuh"
 #include "train/cuda/heads.cuh"
 #include "train/cuda/optimizer.cuh"
+#include "train/cuda/dataparallel.cuh"
 // clang-format on
 
 // ----------------------------------------------------------------------------
@@ -87,6 +88,7 @@ static int cuda_memory_info(wsml_backend *be, wsml_backend_memory *out) {
 static void cuda_destroy(wsml_backend *be) {
     cuda_impl *im = impl_of(be);
     if (im) {
+        cuda_dp_destroy(im);
         if (im->stream)
             cudaStreamSynchronize(im->stream);
         if (im->copy_stream)
@@ -272,6 +274,7 @@ extern "C" int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_ba
     be->busy_seconds = cuda_busy_seconds;
     be->optim_step = cuda_optim_step;
     be->memory_info = cuda_memory_info;
+    cuda_dp_register(be);
     *out = be;
     return 0;
 }

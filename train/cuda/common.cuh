@@ -95,6 +95,11 @@ typedef struct {
     cudaEvent_t burst_start, burst_end;
     int burst_open;
     double busy_seconds;
+    // Data parallel (dataparallel.cuh): NCCL's communicator (ncclComm_t), its stream, and
+    // events ordering it against the compute stream.
+    void *nccl;
+    cudaStream_t comm_stream;
+    cudaEvent_t grads_ready, reduced;
 } cuda_impl;
 
 static cuda_impl *impl_of(wsml_backend *be) {

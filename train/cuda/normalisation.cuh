@@ -5,6 +5,53 @@
 // ----------------------------------------------------------------------------
 // batch normalisation (rows, C), fused with the residual add and ReLU
 
+// --sync-bn (train/backend.h bn_allreduce): the chunks' per-channel partial sums to the
+// host, summed over the chunks in the finalize kernels' order, then over the processes
+// with rows (*rows becomes the global batch's); the two sums go back as ONE chunk
+// (partials[0..2C)) for the finalize kernel. Through the host, one synchronisation per
+// layer: correct, slower than NCCL would be. Not run on a GPU yet.
+static int bn_sync_sums(wsml_backend *be, const char *op, const sums_plan *sp, int C,
+                        int64_t *rows) {
+    cuda_impl *im = impl_of(be);
+    size_t n = (size_t)sp->chunks * 2 * C;
+    double *h = (double *)malloc((n + 2 * (size_t)C + 1) * sizeof(double));
+    if (!h)
+        return wsml_errf(&be->err, WSML_ENOMEM, "%s (--sync-bn): out of memory", op);
+    double *sums = h + n;
+    cudaError_t e =
+        cudaMemcpyAsync(h, sp->partials, n * sizeof(double), cudaMemcpyDeviceToHost, im->stream);
+    if (e == cudaSuccess)
+        e = cudaStreamSynchronize(im->stream);
+    if (e != cudaSuccess) {
+        free(h);
+        return cuda_fail(be, op, "cudaMemcpyAsync(partials)", e);
+    }
+    for (int c = 0; c < C; c++) {
+        double a = 0.0, b = 0.0;
+        for (int k = 0; k < sp->chunks; k++) {
+            a += h[(size_t)2 * k * C + c];
+            b += h[((size_t)2 * k + 1) * C + c];
+        }
+        sums[c] = a;
+        sums[C + c] = b;
+    }
+    sums[2 * C] = (double)*rows;
+    int rc = be->bn_allreduce(be->bn_allreduce_ctx, sums, 2 * (size_t)C + 1, &be->err);
+    if (rc == 0) {
+        *rows = (int64_t)sums[2 * C];
+        e = cudaMemcpyAsync(sp->partials, sums, 2 * (size_t)C * sizeof(double),
+                            cudaMemcpyHostToDevice, im->stream);
+        if (e == cudaSuccess)
+            e = cudaStreamSynchronize(im->stream); // h is freed below
+        if (e != cudaSuccess)
+            rc = cuda_fail(be, op, "cudaMemcpyAsync(sums)", e);
+    } else {
+        wsml_err_prefix(&be->err, "%s (--sync-bn)", op);
+    }
+    free(h);
+    return rc;
+}
+
 // Batch statistics from the partial sums (as the cpu backend: biased variance from
 // Σx²/rows − mean², clamped at 0; PyTorch's unbiased running_var), and the coefficients
 // of y = (x − mean)·scale + shift: coef = [mean, scale, shift] (3, C).
@@ -123,8 +170,14 @@ static int cuda_bn_forward_train(wsml_backend *be, int C, int64_t rows, float *y
     rc = launch_sums<SUMS_STATS>(be, op, &sp, C, rows, x, NULL, NULL, 0, NULL);
     if (rc)
         return rc;
+    int64_t n = rows; // the global batch's rows with --sync-bn
+    if (be->sync_bn && be->bn_allreduce) {
+        if ((rc = bn_sync_sums(be, op, &sp, C, &n)) != 0)
+            return rc;
+        sp.chunks = 1;
+    }
     bn_train_finalize_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, impl_of(be)->stream>>>(
-        C, sp.chunks, rows, sp.partials, gamma, beta, running_mean, running_var, save_mean,
+        C, sp.chunks, n, sp.partials, gamma, beta, running_mean, running_var, save_mean,
         save_invstd, momentum, eps, sp.coef);
     LAUNCH_TRY(op, "bn_train_finalize_kernel");
     return launch_bn_apply(be, op, C, rows, y, x, residual, sp.coef, relu);
@@ -150,10 +203,12 @@ static int cuda_bn_forward_eval(wsml_backend *be, int C, int64_t rows, float *y,
 // dx = gamma·invstd·(dz − mean(dz) − (x − mean)·invstd²·mean(dz·(x − mean))) as
 // dx = dz·k_dz + (x − mean)·k_xc + k_bias; coef = [mean, k_dz, k_xc, k_bias] (4, C);
 // dgamma += Σ dz·(x − mean)·invstd, dbeta += Σ dz.
+// (param_grads 0: coef only; --sync-bn adds this process's dgamma/dbeta in a first pass
+// over its own sums, then makes coef from the global ones)
 __global__ void bn_backward_finalize_kernel(int C, int chunks, int64_t rows, const double *partials,
                                             const float *gamma, const float *save_mean,
                                             const float *save_invstd, float *dgamma, float *dbeta,
-                                            float *coef) {
+                                            float *coef, int param_grads) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C)
         return;
@@ -168,6 +223,8 @@ __global__ void bn_backward_finalize_kernel(int C, int chunks, int64_t rows, con
     coef[C + c] = (float)g;
     coef[2 * C + c] = (float)(-g * invstd * invstd * sdzx / (double)rows);
     coef[3 * C + c] = (float)(-g * sdz / (double)rows);
+    if (!param_grads)
+        return;
     dgamma[c] = __fadd_rn(dgamma[c], (float)(sdzx * invstd));
     dbeta[c] = __fadd_rn(dbeta[c], (float)sdz);
 }
@@ -225,8 +282,18 @@ static int cuda_bn_backward(wsml_backend *be, int C, int64_t rows, float *dx, fl
         return rc;
     cudaStream_t st = impl_of(be)->stream;
     bn_backward_finalize_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, st>>>(
-        C, sp.chunks, rows, sp.partials, gamma, save_mean, save_invstd, dgamma, dbeta, sp.coef);
+        C, sp.chunks, rows, sp.partials, gamma, save_mean, save_invstd, dgamma, dbeta, sp.coef, 1);
     LAUNCH_TRY(op, "bn_backward_finalize_kernel");
+    if (be->sync_bn && be->bn_allreduce) {
+        // this process's dgamma/dbeta are in (the trainer sums them with the other
+        // gradients); the coefficients of dx from the global batch's sums
+        int64_t n = rows;
+        if ((rc = bn_sync_sums(be, op, &sp, C, &n)) != 0)
+            return rc;
+        bn_backward_finalize_kernel<<<(unsigned)ceil_div(C, THREADS), THREADS, 0, st>>>(
+            C, 1, n, sp.partials, gamma, save_mean, save_invstd, dgamma, dbeta, sp.coef, 0);
+        LAUNCH_TRY(op, "bn_backward_finalize_kernel");
+    }
     int V = (C % 4 == 0 && aligned16(dx) && aligned16(dy) && aligned16(y) && aligned16(x) &&
              aligned16(sp.coef) && (!dresidual || aligned16(dresidual)))
                 ? 4
