@@ -613,11 +613,16 @@ static void html_runs(FILE *f, const wsml_page_section *sec, const section_data 
         }
         const wsml_run_log *l = &logs[r];
         fprintf(f, "<td>%d</td>", l->num_epochs);
-        if (l->finished)
-            fprintf(f, "<td>%d</td><td>%.2f</td><td>%.2f</td><td class=\"text\">%s</td></tr>\n",
-                    l->best_epoch, l->best_val_map, l->test_map,
-                    l->early_stopped ? "early stop" : "finished");
-        else
+        if (l->finished) {
+            // a run that diverged before its first epoch ended has no best epoch or mAP
+            fprintf(f, l->best_epoch > 0 ? "<td>%d</td>" : "<td></td>", l->best_epoch);
+            fprintf(f, isfinite(l->best_val_map) ? "<td>%.2f</td>" : "<td></td>", l->best_val_map);
+            fprintf(f, isfinite(l->test_map) ? "<td>%.2f</td>" : "<td></td>", l->test_map);
+            fprintf(f, "<td class=\"text\">%s</td></tr>\n",
+                    l->diverged        ? "diverged"
+                    : l->early_stopped ? "early stop"
+                                       : "finished");
+        } else
             fprintf(f, "<td></td><td></td><td></td><td class=\"text\">not finished</td></tr>\n");
     }
     fprintf(f, "</table>\n");

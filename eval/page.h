@@ -64,6 +64,7 @@ typedef struct {
                                    // the training split (NaN without that line)
     int finished;                  // the final line exists
     int best_epoch, early_stopped; // from the final line (0 when unfinished)
+    int diverged;                  // the final line's status is "diverged" (NaN/Inf)
     double best_val_map, test_map; // from the final line (NaN when unfinished)
 } wsml_run_log;
 

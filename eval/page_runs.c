@@ -96,6 +96,9 @@ int wsml_run_log_read(const char *run_dir, wsml_run_log *log, wsml_err *err) {
             json_t *best = json_object_get(obj, "best_epoch");
             log->best_epoch = json_is_integer(best) ? (int)json_integer_value(best) : 0;
             log->early_stopped = json_is_true(json_object_get(obj, "early_stopped"));
+            json_t *status = json_object_get(obj, "status");
+            log->diverged =
+                json_is_string(status) && !strcmp(json_string_value(status), "diverged");
         } else if (json_is_integer(epoch) && json_is_number(json_object_get(obj, "val_map"))) {
             json_int_t e = json_integer_value(epoch);
             if (e < 1 || e > MAX_EPOCH) {

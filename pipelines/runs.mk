@@ -114,13 +114,23 @@ wsml_epochs = $(or $(lastword $(patsubst --epochs=%,%,$(filter --epochs=%,$(subs
 
 # ---- stores --------------------------------------------------------------------------
 # $(1) = store name, $(2) = wsml-ingest flags. Target: $(STORES)/NAME.ok, written only
-# after wsml-ingest succeeded (an interrupted ingest is redone with --force).
+# after wsml-ingest succeeded (an interrupted ingest is redone with --force); it holds the
+# ingest's flags (with INGEST_FLAGS). A store whose .ok holds other flags than the ones
+# asked for now is never reused: make stops, naming both (an empty .ok, from wsml before
+# it recorded them, is taken as it is).
+wsml_eq = $(and $(findstring x$(1)x,x$(2)x),$(findstring x$(2)x,x$(1)x))
 define WSML_STORE
-$(STORES)/$(1).ok: | $(BUILD)/wsml-ingest
+WSML_STORE_FLAGS_$(1) := $$(strip $(2) $$(INGEST_FLAGS))
+WSML_STORE_MADE_$(1) := $$(strip $$(if $$(wildcard $(STORES)/$(1).ok),$$(file <$(STORES)/$(1).ok)))
+WSML_STORE_DIFF_$(1) := $$(if $$(WSML_STORE_MADE_$(1)),$$(if $$(call wsml_eq,$$(WSML_STORE_MADE_$(1)),$$(WSML_STORE_FLAGS_$(1))),,1))
+$(STORES)/$(1).ok: $$(if $$(WSML_STORE_DIFF_$(1)),wsml-store-flags-changed) | $(BUILD)/wsml-ingest
+	$$(if $$(WSML_STORE_DIFF_$(1)),$$(error store $(STORES)/$(1) was ingested with "$$(WSML_STORE_MADE_$(1))" but is asked for with "$$(WSML_STORE_FLAGS_$(1))" (INGEST_FLAGS or DATA changed?): remove $(STORES)/$(1) and $(STORES)/$(1).ok to ingest it again (and the runs trained on it) or set STORES to another folder))
 	@mkdir -p $(STORES)
-	$(WSML_LAUNCH_INGEST) $(WSML)/wsml-ingest $(2) --out $(STORES)/$(1) --force $(INGEST_FLAGS)
-	touch $$@
+	$(WSML_LAUNCH_INGEST) $(WSML)/wsml-ingest $$(WSML_STORE_FLAGS_$(1)) --out $(STORES)/$(1) --force
+	printf '%s\n' '$$(subst ','"'"',$$(WSML_STORE_FLAGS_$(1)))' > $$@
 endef
+.PHONY: wsml-store-flags-changed
+wsml-store-flags-changed: ;
 
 # ---- runs ------------------------------------------------------------------------------
 # GPUS: the training command runs under pipelines/gpu-slot.sh, which waits for a GPU of

@@ -33,6 +33,15 @@ grep -q "^| Naive AN | [0-9.]*† |" results/table1.md || fail "the AN cell lack
 grep -q "^† diverged: 1 run of 1 setting ended with a NaN/Inf" results/table1.md || fail "no footnote"
 grep -q "$bad" results/table1.md || fail "the footnote does not name the run"
 grep -q "^Naive AN,voc,lr=1e-05," results/table1.picks.csv || fail "the pick is not lr 1e-5: $(cat results/table1.picks.csv)"
+# the results page (written at the end of make table1) shows the run as diverged
+[ -f results/report/index.html ] || fail "make table1 wrote no results/report/index.html"
+"$PYTHON" - "$bad" results/report/index.html <<'EOF'
+import re, sys
+run = sys.argv[1].split("/")[-1]
+rows = [r for r in re.findall(r"<tr>(.*?)</tr>", open(sys.argv[2]).read(), re.S) if run in r]
+assert rows, "the page has no row for " + run
+assert any('<td class="text">diverged</td>' in r for r in rows), rows
+EOF
 echo "ok: a diverged run is finished, skipped by the pick and counted in the footnote"
 
 rm -f calls.txt "$bad/done"

@@ -157,6 +157,19 @@ grep -q "made with other settings" bad.txt || fail "no advice: $(cat bad.txt)"
 cp config.saved "$d/config.json"
 echo "ok: a new grid value or a method's own FLAGS_ll-ct trains only the runs they change; new TRAIN_FLAGS make new runs; a changed config.json stops make naming --lr"
 
+# ---- 3b. a store made with other ingest flags is never reused -----------------------------
+ok_before=$(cat stores/voc.ok)
+case "$ok_before" in *"--size 32"*) ;; *) fail "stores/voc.ok does not record the ingest flags: '$ok_before'" ;; esac
+for dry in "" -n; do
+  if M $dry "${G[@]}" "INGEST_FLAGS=--size 24 --jobs 1 --quiet" table1 > reingest.txt 2>&1; then
+    fail "make $dry table1 with other INGEST_FLAGS reused stores/voc"
+  fi
+  grep -q 'store .*stores/voc was ingested with ".*--size 32.*" but is asked for with ".*--size 24.*"' reingest.txt ||
+    fail "make $dry: no line naming both ingest flags: $(tail -3 reingest.txt)"
+done
+[ "$(cat stores/voc.ok)" = "$ok_before" ] || fail "a refused make changed stores/voc.ok"
+echo "ok: a store ingested with other flags stops make, naming both"
+
 # ---- 4. the paper columns ---------------------------------------------------------------
 rm -f calls.txt
 M TABLE1_DATASETS="voc cub" METHODS="an ll-r" table1 > paper1.txt 2>&1 || { cat paper1.txt; fail "table1 voc cub"; }
