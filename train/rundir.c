@@ -444,36 +444,36 @@ int rundir_write_config(trainer *t, wsml_err *err) {
     return rc;
 }
 
-// config.json's options against the run's: those that change the numbers must agree.
-static int rundir_check_options(trainer *t, wsml_err *err) {
+// The options config.json records (*recorded starts as the run's own, for the keys it
+// lacks) and, when json is not NULL, config.json itself.
+static int read_config(trainer *t, wsml_train_opts *recorded, json_t **json, wsml_err *err) {
     char *text = NULL;
     size_t len = 0;
     int rc = wsml_read_file(t->path_config, &text, &len, err);
     if (rc < 0)
         return rc;
-    wsml_train_opts recorded = t->o;
-    rc = wsml_train_opts_from_json(text, &recorded, err);
+    *recorded = t->o;
+    rc = wsml_train_opts_from_json(text, recorded, err);
+    if (rc == 0 && json && !(*json = json_loads(text, 0, NULL)))
+        rc = wsml_errf(err, WSML_EFORMAT, "not JSON");
     free(text);
-    if (rc < 0)
-        return wsml_err_prefix(err, "%s", t->path_config);
-    return wsml_train_opts_same_run(&recorded, &t->o, err);
+    return rc < 0 ? wsml_err_prefix(err, "%s", t->path_config) : 0;
+}
+
+// config.json's options against the run's: those that change the numbers must agree.
+static int rundir_check_options(trainer *t, wsml_err *err) {
+    wsml_train_opts recorded;
+    int rc = read_config(t, &recorded, NULL, err);
+    return rc < 0 ? rc : wsml_train_opts_same_run(&recorded, &t->o, err);
 }
 
 // A resumed run: config.json must describe the same run and the same store.
 int rundir_check_config(trainer *t, wsml_err *err) {
-    char *text = NULL;
-    size_t len = 0;
-    int rc = wsml_read_file(t->path_config, &text, &len, err);
+    wsml_train_opts recorded;
+    json_t *j = NULL;
+    int rc = read_config(t, &recorded, &j, err);
     if (rc < 0)
         return rc;
-    wsml_train_opts recorded = t->o;
-    rc = wsml_train_opts_from_json(text, &recorded, err);
-    json_t *j = rc == 0 ? json_loads(text, 0, NULL) : NULL;
-    free(text);
-    if (rc < 0)
-        return wsml_err_prefix(err, "%s", t->path_config);
-    if (!j)
-        return wsml_errf(err, WSML_EFORMAT, "%s: not JSON", t->path_config);
     if (recorded.world_size != t->o.world_size)
         rc = wsml_errf(err, WSML_EARG,
                        "this run was trained by %d process(es) and is resumed by %d: resume it "
