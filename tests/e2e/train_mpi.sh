@@ -15,7 +15,7 @@
 #  4. a process killed mid-epoch stops every process (mpirun names the rank and the
 #     signal); --resume on 2 processes ends with the checkpoint of an uninterrupted run;
 #     SIGTERM to mpirun stops every process after the same step with a checkpoint and one
-#     line, and --resume ends the same way; a process that fails (rank 0's disk full) stops
+#     line, and --resume ends the same way (also with --sync-bn); a process that fails (rank 0's disk full) stops
 #     all with one line naming the rank and the cause, and its last checkpoint intact;
 #     resuming with 1 process is refused; a NaN ends every process as diverged (exit 3).
 set -euo pipefail
@@ -182,7 +182,8 @@ EOF
 
 # ---- 4. failures and exact resume
 wsml-ingest --format fashion-mosaic --size 32 --train-count 800 --test-count 16 --out big --quiet
-kr=(--store big --arch resnet18 --width-mult 0.25 --threads 1 --batch 4 --epochs 2 --loss ll-cp
+# 4 epochs (320 steps, ~5 s): mpirun passes a SIGTERM on to its processes only ~2 s later
+kr=(--store big --arch resnet18 --width-mult 0.25 --threads 1 --batch 4 --epochs 4 --loss ll-cp
     --delta-rel 5 --lr 1e-3 --save-every 5 --no-early-stop --quiet)
 "${MPI[@]}" wsml-train "${kr[@]}" --out ref || fail "uninterrupted run exited $?"
 step_of() { # the global step last.safetensors holds (0 without one), from its header
@@ -235,18 +236,25 @@ $PYTHON -c 'from st import same_runs; same_runs("ref", "kill")'
 
 # SIGTERM to the launcher (a Slurm time limit): mpirun passes it on, every process stops
 # after the same step with a checkpoint, one line says so; --resume ends as the reference
-rc=0
-"${MPI[@]}" wsml-train "${kr[@]}" --out term > term.out 2> term.err & launcher=$!
-for _ in $(seq 1200); do
-  if [ "$(step_of term)" -ge 5 ]; then break; fi
-  sleep 0.02
-done
-kill -TERM $launcher
-wait $launcher || rc=$?
-cat term.err
-[ $rc -ne 0 ] || fail "SIGTERM: mpirun exited 0"
-[ "$(grep -c '^wsml-train: error: interrupted at epoch [0-9]* step [0-9]*; term/last.safetensors saved' \
-      term.err)" -eq 1 ] || fail "SIGTERM: expected one 'interrupted' line"
+term_run() { # OUT FLAGS...: a run stopped by SIGTERM to mpirun after a mid-epoch checkpoint
+  local out=$1 rc=0 launcher
+  shift
+  "${MPI[@]}" wsml-train "$@" --out "$out" > "$out.out" 2> "$out.err" & launcher=$!
+  for _ in $(seq 1200); do
+    if [ "$(step_of "$out")" -ge 5 ]; then break; fi
+    sleep 0.02
+  done
+  kill -TERM $launcher
+  wait $launcher || rc=$?
+  cat "$out.err"
+  [ $rc -ne 0 ] || fail "SIGTERM ($out): mpirun exited 0"
+  [ "$(grep -c "^wsml-train: error: interrupted at epoch [0-9]* step [0-9]*; $out/last.safetensors saved" \
+        "$out.err")" -eq 1 ] || fail "SIGTERM ($out): expected one 'interrupted' line"
+  local step
+  step=$(step_of "$out")
+  [ "$step" -ge 5 ] && [ "$step" -lt 320 ] || fail "$out: stopped at step $step, not mid-run"
+}
+term_run term "${kr[@]}"
 # an unfinished 2-process run resumed by 1 process: refused, nothing changed
 cp term/last.safetensors term-last.before
 rc=0
@@ -257,6 +265,12 @@ grep -q 'trained by 2 process(es) and is resumed by 1' err.txt || fail "$(cat er
 cmp term/last.safetensors term-last.before || fail "a refused resume changed last.safetensors"
 "${MPI[@]}" wsml-train --out term --resume --quiet || fail "--resume after SIGTERM exited $?"
 $PYTHON -c 'from st import same_runs; same_runs("ref", "term")'
+# the same with --sync-bn: the resumed run is the uninterrupted one bit for bit
+"${MPI[@]}" wsml-train "${kr[@]}" --sync-bn --out ref-sb || fail "--sync-bn run exited $?"
+grep -q '"sync_bn": *true' ref-sb/config.json || fail "config.json does not record --sync-bn"
+term_run term-sb "${kr[@]}" --sync-bn
+"${MPI[@]}" wsml-train --out term-sb --resume --quiet || fail "--sync-bn --resume exited $?"
+$PYTHON -c 'from st import same_runs; same_runs("ref-sb", "term-sb")'
 
 
 # a NaN in step 2 (the weights overflow): every process ends the run as diverged, exit 3,
