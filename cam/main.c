@@ -597,8 +597,9 @@ int main(int argc, char **argv) {
             a.cams = optarg;
             break;
         case 'B':
-            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return wsml_usage_error("--backend must be cpu or cuda, not '%s'", optarg);
+            if (wsml_backend_parse(optarg) < 0)
+                return wsml_usage_error("--backend must be one of %s, not '%s'",
+                                        wsml_backend_names(), optarg);
             a.backend = optarg;
             break;
         case 't':

@@ -19,6 +19,7 @@
 #include "eval/runcheck.h"
 #include "eval/table.h"
 #include "store/store.h"
+#include "train/backend.h"
 #include "train/predict.h"
 
 #define PROG "wsml-eval"
@@ -728,8 +729,9 @@ int main(int argc, char **argv) {
             st.model = optarg;
             break;
         case 'B':
-            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
-                return wsml_usage_error("--backend must be cpu or cuda, not '%s'", optarg);
+            if (wsml_backend_parse(optarg) < 0)
+                return wsml_usage_error("--backend must be one of %s, not '%s'",
+                                        wsml_backend_names(), optarg);
             st.infer.backend = optarg;
             break;
         case 'R':
@@ -793,8 +795,9 @@ int main(int argc, char **argv) {
     if (st.store || st.model) {
         if (!st.store || !st.model)
             return wsml_usage_error("%s", "--store needs --model (and back)");
-        if (st.infer.precision && !strcmp(st.infer.precision, "bf16") &&
-            (!st.infer.backend || strcmp(st.infer.backend, "cuda")))
+        if (st.infer.precision &&
+            !wsml_backend_supports(st.infer.backend ? st.infer.backend : "cpu",
+                                   (wsml_precision)wsml_precision_parse(st.infer.precision)))
             return wsml_usage_error("%s", "--precision bf16 needs --backend cuda (the cpu backend "
                                           "computes in fp32; tf32 runs as fp32 there)");
         if (scores || labels || groups || classes)

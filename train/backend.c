@@ -47,10 +47,23 @@ static int cpu_create(const wsml_backend_options *opt, wsml_backend **out, wsml_
 
 // Every backend by name (a new one adds a line here and to WSML_NUM_BACKENDS). cuda is
 // loaded on demand from libwsml-cuda.so (train/backend_cuda.c).
+static int cuda_describe(int device, char *buf, size_t cap) {
+    char line[1024];
+    int rc = wsml_cuda_describe(device, line, sizeof line) ? -1 : 0;
+    if (!strncmp(line, "GPU ", 4)) // some failures name the device already
+        snprintf(buf, cap, "%s", line);
+    else
+        snprintf(buf, cap, "GPU %d: %s", device, line);
+    return rc;
+}
+
 static const struct {
     const char *name;
     int (*create)(const wsml_backend_options *opt, wsml_backend **out, wsml_err *err);
-} BACKENDS[WSML_NUM_BACKENDS] = {{"cpu", cpu_create}, {"cuda", wsml_backend_cuda_create}};
+    int (*describe)(int device, char *buf, size_t cap); // NULL: nothing to say
+    int bf16;                                           // computes in bf16
+} BACKENDS[WSML_NUM_BACKENDS] = {{"cpu", cpu_create, NULL, 0},
+                                 {"cuda", wsml_backend_cuda_create, cuda_describe, 1}};
 
 int wsml_backend_parse(const char *name) {
     for (int i = 0; name && i < WSML_NUM_BACKENDS; i++)
@@ -63,12 +76,36 @@ const char *wsml_backend_name(int index) {
     return index >= 0 && index < WSML_NUM_BACKENDS ? BACKENDS[index].name : NULL;
 }
 
+const char *wsml_backend_names(void) {
+    static char names[64];
+    if (!names[0])
+        for (int i = 0, n = 0; i < WSML_NUM_BACKENDS && n >= 0 && (size_t)n < sizeof names; i++)
+            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", i ? ", " : "",
+                          BACKENDS[i].name);
+    return names;
+}
+
+int wsml_backend_supports(const char *name, wsml_precision p) {
+    int i = wsml_backend_parse(name);
+    return i >= 0 && (p != WSML_PRECISION_BF16 || BACKENDS[i].bf16);
+}
+
+int wsml_backend_describe(const char *name, int device, char *buf, size_t cap) {
+    int i = wsml_backend_parse(name);
+    if (cap)
+        buf[0] = '\0';
+    if (i < 0 || !BACKENDS[i].describe)
+        return 1;
+    return BACKENDS[i].describe(device, buf, cap);
+}
+
 int wsml_backend_create(const char *name, const wsml_backend_options *opt, wsml_backend **out,
                         wsml_err *err) {
     *out = NULL;
     int i = name ? wsml_backend_parse(name) : 0;
     if (i < 0)
-        return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (cpu, cuda)", name);
+        return wsml_errf(err, WSML_EARG, "--backend %s: unknown backend (%s)", name,
+                         wsml_backend_names());
     return BACKENDS[i].create(opt, out, err);
 }
 

@@ -256,6 +256,14 @@ typedef struct {
 #define WSML_NUM_BACKENDS 2
 int wsml_backend_parse(const char *name);
 const char *wsml_backend_name(int index);
+// "cpu, cuda": the names for usage errors and --help.
+const char *wsml_backend_names(void);
+// Whether backend NAME computes in precision P (cpu: fp32, and tf32 run as fp32; cuda: all).
+int wsml_backend_supports(const char *name, wsml_precision p);
+// One line on the device backend NAME computes on (cuda: "GPU 0: <name>, <memory>,
+// driver ..."), written to buf; 1 with buf empty where there is nothing to say (cpu),
+// -1 with the reason in buf where the device cannot be described.
+int wsml_backend_describe(const char *name, int device, char *buf, size_t cap);
 
 // "cpu" (always) or "cuda" (where libwsml-cuda.so loads); WSML_EARG naming --backend for
 // an unknown or unavailable name. *out is NULL on failure.

@@ -9,7 +9,7 @@
 #include "common/fileio.h"
 #include "common/log.h"
 #include "common/sysinfo.h"
-#include "train/cuda/backend_cuda.h"
+#include "train/backend.h"
 #include "train/trainer.h"
 
 #define PROG "wsml-train"
@@ -187,11 +187,9 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
         wsml_log_note("data parallel: %d processes (%s), global batch %d x %d%s", comm->size,
                       comm->kind, comm->size, o.batch, o.sync_bn ? ", --sync-bn" : "");
     wsml_log_note("threads %d, backend %s, device %d", o.threads, o.backend, o.device);
-    if (!strcmp(o.backend, "cuda")) {
-        char gpu[1024];
-        wsml_cuda_describe(o.device, gpu, sizeof gpu);
-        wsml_log_note("GPU %d: %s", o.device, gpu);
-    }
+    char device_line[1024];
+    if (wsml_backend_describe(o.backend, o.device, device_line, sizeof device_line) != 1)
+        wsml_log_note("%s", device_line);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

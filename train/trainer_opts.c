@@ -446,7 +446,8 @@ int wsml_train_opts_check(const wsml_train_opts *o, wsml_err *err) {
         return wsml_errf(err, WSML_EARG,
                          "--freeze-backbone needs trained backbone weights: give --init CKPT "
                          "or --pretrained FILE");
-    if (!strcmp(o->precision, "bf16") && strcmp(o->backend, "cuda"))
+    if (wsml_backend_parse(o->backend) >= 0 &&
+        !wsml_backend_supports(o->backend, (wsml_precision)wsml_precision_parse(o->precision)))
         return wsml_errf(err, WSML_EARG,
                          "--precision bf16 needs --backend cuda (the cpu backend computes in "
                          "fp32; tf32 runs as fp32 there)");

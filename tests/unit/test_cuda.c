@@ -284,6 +284,24 @@ Test(cuda, cpu_backend_precision_option) {
               err.msg);
 }
 
+// What the executables ask of a backend by name (no GPU needed): the names for usage
+// errors, which precisions it computes in, and the device line of train.log.
+Test(cuda, backend_table_by_name) {
+    cr_expect_str_eq(wsml_backend_names(), "cpu, cuda");
+    cr_expect(wsml_backend_supports("cpu", WSML_PRECISION_FP32));
+    cr_expect(wsml_backend_supports("cpu", WSML_PRECISION_TF32));
+    cr_expect(!wsml_backend_supports("cpu", WSML_PRECISION_BF16));
+    cr_expect(wsml_backend_supports("cuda", WSML_PRECISION_BF16));
+    cr_expect(!wsml_backend_supports("tpu", WSML_PRECISION_FP32));
+    char line[1024] = "x";
+    cr_expect_eq(wsml_backend_describe("cpu", 0, line, sizeof line), 1);
+    cr_expect_str_eq(line, "");
+    // a GPU's line or the reason there is none, always naming the device once
+    int rc = wsml_backend_describe("cuda", 0, line, sizeof line);
+    cr_expect_eq(rc, wsml_cuda_device_count() > 0 ? 0 : -1, "%s", line);
+    cr_expect(!strncmp(line, "GPU 0: ", 7) && !strstr(line + 7, "GPU 0:"), "%s", line);
+}
+
 // ---- pinned buffers, staged input, busy time ----------------------------------------------
 
 typedef struct {
