@@ -74,9 +74,22 @@ int wsml_cam_check_model(const char *model_path, int num_classes, wsml_err *err)
 int wsml_cam_font_px(int tile_w);
 int wsml_cam_header_height(int tile_w);
 
+// Renders the first len bytes of text at font_px, cut with "…" until at most max_w pixels
+// wide: in its middle when cut_middle (an image id: its start names the set, its end the
+// image, e.g. COCO's number), else at its end. shown (cap >= 8) receives the text as drawn.
+// Returns 1 with *mask set, 0 when fonts do not render (*text_ok 0, err set), or a
+// negative wsml_code.
+int wsml_cam_fit_text(const char *text, size_t len, int font_px, int max_w, int cut_middle,
+                      char *shown, size_t cap, int *text_ok, wsml_err *err, wsml_image *mask);
+
+// A row label's image line: the store id without its folders and extension
+// ("val2014/COCO_val2014_000000000139.jpg" -> "COCO_val2014_000000000139").
+void wsml_cam_image_label(const char *id, char *out, size_t cap);
+
 // Lays out the figure: a white header strip with titles[col] centred over each column,
 // then rows x cols tiles (no gaps); row_labels[row] (may be NULL) is written in white on
-// a black box at the top-left of the row's first tile.
+// a black box at the top-left of the row's first tile; its first line (the image) is cut
+// in its middle when too wide, the others at their end.
 //   tiles: (rows, cols, tile_h, tile_w, 3) uint8
 //   out  : (header + rows·tile_h, cols·tile_w, 3), out->pixels malloc'd
 // Text goes through wsml_image_text; if the fonts cannot be rendered the layout stays

@@ -64,26 +64,37 @@ static int render(const char *text, int font_px, int *text_ok, wsml_err *err, ws
 
 #define MAX_LABEL_LINES 4
 
-// Renders the first len bytes of text, cut at the end with "…" until it is at most max_w
-// pixels wide (long image ids). Returns 1 with *mask set, 0 when text does not render
-// (see render), or a negative wsml_code.
-static int render_fitting(const char *text, size_t len, int font_px, int max_w, int *text_ok,
-                          wsml_err *err, wsml_image *mask) {
-    char buf[512];
-    if (len > sizeof(buf) - 4)
-        len = sizeof(buf) - 4;
-    memcpy(buf, text, len);
-    buf[len] = 0;
-    for (size_t keep = len;; keep--) {
-        int rc = render(buf, font_px, text_ok, err, mask);
+int wsml_cam_fit_text(const char *text, size_t len, int font_px, int max_w, int cut_middle,
+                      char *shown, size_t cap, int *text_ok, wsml_err *err, wsml_image *mask) {
+    static const char ELLIPSIS[] = "\xE2\x80\xA6";
+    if (len > cap - sizeof ELLIPSIS)
+        len = cap - sizeof ELLIPSIS;
+    memcpy(shown, text, len);
+    shown[len] = 0;
+    for (size_t keep = len;;) {
+        int rc = render(shown, font_px, text_ok, err, mask);
         if (rc <= 0 || mask->width <= max_w || keep <= 1)
             return rc;
         wsml_image_free(mask);
-        // drop a character (never in the middle of a UTF-8 sequence), then "…"
-        while (keep > 1 && ((unsigned char)text[keep - 1] & 0xC0) == 0x80)
-            keep--;
-        memcpy(buf + keep - 1, "\xE2\x80\xA6", 4);
+        keep--; // one character less, then "…" (never in the middle of a UTF-8 sequence)
+        size_t head = cut_middle ? (keep + 1) / 2 : keep, tail = keep - head;
+        while (head > 0 && ((unsigned char)text[head] & 0xC0) == 0x80)
+            head--;
+        while (tail > 0 && ((unsigned char)text[len - tail] & 0xC0) == 0x80)
+            tail--;
+        keep = head + tail;
+        memcpy(shown + head, ELLIPSIS, sizeof ELLIPSIS - 1);
+        memmove(shown + head + sizeof ELLIPSIS - 1, text + len - tail, tail);
+        shown[head + sizeof ELLIPSIS - 1 + tail] = 0;
     }
+}
+
+void wsml_cam_image_label(const char *id, char *out, size_t cap) {
+    const char *base = strrchr(id, '/');
+    base = base ? base + 1 : id;
+    const char *dot = strrchr(base, '.');
+    size_t len = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+    snprintf(out, cap, "%.*s", (int)len, base);
 }
 
 int wsml_cam_figure(const uint8_t *tiles, int rows, int cols, int tile_h, int tile_w,
@@ -126,17 +137,19 @@ int wsml_cam_figure(const uint8_t *tiles, int rows, int cols, int tile_h, int ti
                        (size_t)tile_w * 3);
 
     // row labels (one line each, e.g. image id and class): white on a black box at the
-    // top-left of each row's first tile
+    // top-left of each row's first tile; the image line is cut in its middle, the others at the end
     for (int r = 0; r < rows && row_labels; r++) {
         if (!row_labels[r])
             continue;
         int y0 = header + r * tile_h;
         wsml_image masks[MAX_LABEL_LINES];
         int num_lines = 0, box_w = 0, rc = 0;
-        for (const char *line = row_labels[r]; *line && num_lines < MAX_LABEL_LINES;) {
+        const char *first = row_labels[r];
+        for (const char *line = first; *line && num_lines < MAX_LABEL_LINES;) {
             size_t len = strcspn(line, "\n");
-            rc = render_fitting(line, len, font_px, tile_w - 2 * pad, text_ok, err,
-                                &masks[num_lines]);
+            char shown[512];
+            rc = wsml_cam_fit_text(line, len, font_px, tile_w - 2 * pad, line == first, shown,
+                                   sizeof shown, text_ok, err, &masks[num_lines]);
             if (rc < 0)
                 break;
             if (rc > 0 && masks[num_lines].width > box_w)

@@ -416,7 +416,9 @@ static int run(const cam_args *a) {
     // Row labels: the image's id, then the class (two lines).
     char **row_labels = calloc((size_t)num_rows + 1, sizeof(char *));
     for (int r = 0; row_labels && r < num_rows; r++) {
-        const char *id = images[rows[r].image].id, *cls = meta->class_names[rows[r].cls];
+        const char *cls = meta->class_names[rows[r].cls];
+        char id[512];
+        wsml_cam_image_label(images[rows[r].image].id, id, sizeof id);
         size_t len = strlen(id) + strlen(cls) + 2;
         if (!(row_labels[r] = malloc(len))) {
             free_labels(row_labels, r);

@@ -175,3 +175,52 @@ Test(cam, figure_layout_tiles_and_header) {
     wsml_image_free(&fig);
     free(tiles);
 }
+
+// Row labels: the image line keeps the id's start and end (what tells COCO's images
+// apart), cut in its middle to the tile; a class name is cut at its end; folders and
+// extension dropped.
+Test(cam, row_label_keeps_both_ends_of_an_image_id) {
+    char label[512];
+    wsml_cam_image_label("val2014/COCO_val2014_000000000139.jpg", label, sizeof label);
+    cr_expect_str_eq(label, "COCO_val2014_000000000139");
+    wsml_cam_image_label("2007_000027", label, sizeof label);
+    cr_expect_str_eq(label, "2007_000027");
+    wsml_cam_image_label("a.b/c", label, sizeof label);
+    cr_expect_str_eq(label, "c");
+
+    const char *id = "COCO_val2014_000000000139", *cls = "traffic light and more words";
+    const int font_px = wsml_cam_font_px(224), max_w = 224 / 2;
+    char shown[512];
+    wsml_image mask;
+    wsml_err err = {0};
+    int text_ok = 1;
+    int rc = wsml_cam_fit_text(id, strlen(id), font_px, max_w, 1, shown, sizeof shown, &text_ok,
+                               &err, &mask);
+    cr_assert_geq(rc, 0, "%s", err.msg);
+    if (!rc) {
+        cr_skip_test("fonts do not render here: %s", err.msg);
+        return;
+    }
+    cr_expect_leq(mask.width, max_w);
+    size_t n = strlen(shown);
+    const char *cut = strstr(shown, "\xE2\x80\xA6"); // in the middle: both ends kept
+    cr_assert(cut, "shown: %s", shown);
+    size_t head = (size_t)(cut - shown), tail = n - head - 3;
+    cr_expect(head >= 4 && !strncmp(shown, id, head), "shown: %s", shown);
+    cr_expect(tail >= 4 && !strcmp(cut + 3, id + strlen(id) - tail), "shown: %s", shown);
+    cr_expect(head - tail <= 1 || tail - head <= 1, "shown: %s", shown);
+    wsml_image_free(&mask);
+    rc = wsml_cam_fit_text(cls, strlen(cls), font_px, max_w, 0, shown, sizeof shown, &text_ok, &err,
+                           &mask);
+    cr_assert_eq(rc, 1, "%s", err.msg);
+    cr_expect_leq(mask.width, max_w);
+    n = strlen(shown);
+    cr_expect(n > 3 && !strcmp(shown + n - 3, "\xE2\x80\xA6"), "shown: %s", shown); // at its end
+    cr_expect(!strncmp(shown, cls, n - 3), "shown: %s", shown);
+    wsml_image_free(&mask);
+    // a line that fits is drawn as it is
+    rc = wsml_cam_fit_text("dog", 3, font_px, max_w, 1, shown, sizeof shown, &text_ok, &err, &mask);
+    cr_assert_eq(rc, 1);
+    cr_expect_str_eq(shown, "dog");
+    wsml_image_free(&mask);
+}
