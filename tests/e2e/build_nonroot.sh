@@ -97,6 +97,12 @@ cat deps.log
 grep -q 'missing Debian packages: fonts-dejavu-core$' deps.log || fail "make deps: no exact list"
 grep -q 'as root: make deps' deps.log || fail "make deps: no advice"
 if [ -s calls.txt ]; then fail "make deps as a user called: $(cat calls.txt)"; fi
+grep -q 'WSML_DEPS=skip' deps.log || fail "make deps: no word of WSML_DEPS=skip"
+# the libraries from elsewhere: WSML_DEPS=skip goes on with the list as a reminder
+run_user -- make -C src deps WSML_DEPS=skip > skip.log 2>&1 || { cat skip.log; fail "WSML_DEPS=skip failed"; }
+grep -q 'not installed as Debian packages: fonts-dejavu-core; going on' skip.log ||
+  fail "WSML_DEPS=skip: no reminder: $(cat skip.log)"
+if [ -s calls.txt ]; then fail "WSML_DEPS=skip called: $(cat calls.txt)"; fi
 if [ "$(id -u)" = 0 ]; then
   PATH="$PWD/fake:$PATH" make -C src deps > rootdeps.log 2>&1 || { cat rootdeps.log; fail "make deps as root"; }
   grep -qx 'apt-get install -y -qq fonts-dejavu-core' calls.txt || fail "root's apt-get calls: $(cat calls.txt)"
