@@ -38,13 +38,16 @@ for s in $store_names; do
 done
 
 # images/s of wsml's own benchmark row (tf32, batch 16), the closest to the paper's recipe
-ips=""
+ips="" bench_model=""
 if [ -f "$bench" ]; then
-    ips=$(grep '"tool": "wsml"' "$bench" | grep '"precision": "tf32"' | grep '"batch": 16,' |
-        sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p' | tail -n 1)
+    row=$(grep '"tool": "wsml"' "$bench" | grep '"precision": "tf32"' | grep '"batch": 16,' | tail -n 1)
+    ips=$(printf '%s\n' "$row" | sed -n 's/.*"images_per_s": \([0-9.]*\).*/\1/p')
+    # the model it measured (the plan's runs may use another: the estimate scales with it)
+    bench_model=$(printf '%s\n' "$row" | sed -n 's/.*"arch": "\([^"]*\)".*"size": \([0-9]*\).*/\1 at \2px/p')
 fi
 
 printf '%s\n' "$@" | awk -v table="$table" -v size="$size" -v ips="$ips" -v bench="$bench" \
+    -v bench_model="${bench_model:-model unknown}" \
     -v counts="$counts" -v methods="$methods" '
 function gb(bytes) { return bytes >= 1e9 ? sprintf("%.1f GB", bytes / 1e9) : sprintf("%.1f MB", bytes / 1e6) }
 BEGIN {
@@ -74,8 +77,10 @@ END {
     u = ""
     for (d in unknown) u = u (u == "" ? "" : ", ") d
     printf "images x epochs to train: %.4g%s\n", work, u == "" ? "" : " (plus " u ": train split unknown until ingested)"
-    if (ips != "" && ips > 0)
-        printf "GPU-hours: %.1f at %s images/s (wsml tf32, batch 16, from %s; training steps only)\n", work / ips / 3600, ips, bench
+    if (ips != "" && ips > 0 && work == 0 && u != "")
+        printf "GPU-hours: unknown (%s: train split unknown until ingested)\n", u
+    else if (ips != "" && ips > 0)
+        printf "GPU-hours: %s%.1f at %s images/s (wsml tf32, batch 16, %s, from %s; training steps only)%s\n", u == "" ? "" : "at least ", work / ips / 3600, ips, bench_model, bench, u == "" ? "" : "; not counted: " u
     else
         printf "GPU-hours: unknown (no GPU benchmark yet: bench/gpu.sh writes %s)\n", bench
     printf "disk per store (%dx%d images):\n", size, size

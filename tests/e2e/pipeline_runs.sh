@@ -71,11 +71,18 @@ printf '%s\n' '{"tool": "torch", "precision": "tf32", "batch": 16, "images_per_s
 M -n table1 TABLE1_DATASETS="voc cub" SEEDS="1 2" > plan-b.txt 2>&1
 want=$("$PYTHON" -c "print('GPU-hours: %.1f at 250.00 images/s' % ((14 * 4574 + 14 * 4795) / 250 / 3600))")
 grep -qF "$want" plan-b.txt || fail "expected '$want': $(grep GPU-hours plan-b.txt)"
-rm gpu-bench.jsonl
+grep -qF "(wsml tf32, batch 16, resnet50 at 448px, from" plan-b.txt || fail "the benchmark's model: $(grep GPU-hours plan-b.txt)"
 echo "ok: $want"
+# datasets whose train split is unknown before ingest: never "0.0 GPU-hours"
 M -n table2 > plan2.txt 2>&1
 tail -n 8 plan2.txt | grep -qx "== plan summary: make table2" || fail "make -n table2: no summary at the end"
 grep -qx "  openimages: unknown until ingested" plan2.txt || fail "table2 summary: $(tail -n 8 plan2.txt)"
+grep -qx "GPU-hours: unknown (openimages: train split unknown until ingested)" plan2.txt ||
+  fail "table2 with a benchmark: $(grep GPU-hours plan2.txt)"
+M -n table1 TABLE1_DATASETS="voc nuswide" SEEDS=1 > plan3.txt 2>&1
+grep -q "^GPU-hours: at least [0-9.]* at 250.00 images/s .*; not counted: nuswide$" plan3.txt ||
+  fail "a dataset of unknown size must not look counted: $(grep GPU-hours plan3.txt)"
+rm gpu-bench.jsonl
 
 # bad knobs: one line naming the knob and the value, nothing made
 for bad in 'METHODS=an bogus|METHODS: unknown method .bogus.' 'SCHEME=linear|SCHEME must be end-to-end or linearinit' \
