@@ -103,6 +103,7 @@ demo-sweep: | $(BUILD)/wsml-ingest $(BUILD)/wsml-train $(BUILD)/wsml-eval
 # The executables are built first (here, one make), then a make with DEMO_JOBS jobs does
 # the stores, the backbone and the runs, using those executables as they are (-o).
 demo: | $(BUILD)/wsml-ingest $(BUILD)/wsml-train $(BUILD)/wsml-eval $(DEMO_CAM)
+	$(need_gnuplot)
 	@$(MAKE) --no-print-directory -j$(DEMO_JOBS) $(foreach x,config.mk wsml-ingest wsml-train,-o $(BUILD)/$(x)) demo-runs
 	@echo
 	@echo "== wsml demo: Fashion-MNIST mosaics $(DEMO_SIZE)x$(DEMO_SIZE), single positive label observed;"

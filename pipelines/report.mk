@@ -14,9 +14,13 @@ GNUPLOT ?= gnuplot
 DEMO_REPORT ?= $(DEMO_DIR)/report
 RESULTS_REPORT ?= $(RESULTS)/report
 
+# A recipe line that stops when gnuplot is missing: first in every report, and at the
+# start of the pipelines that end with one (not after hours of training).
+need_gnuplot = @command -v $(GNUPLOT) >/dev/null || { echo "make: $(GNUPLOT) not found: the results page's plots need gnuplot 5 with pngcairo (Debian gnuplot-nox; make deps installs it; GNUPLOT=PATH names another)" >&2; exit 1; }
+
 # $(1) = the report folder, $(2) = wsml-eval report's arguments (sections and figures).
 define wsml_report
-	@command -v $(GNUPLOT) >/dev/null || { echo "make: $(GNUPLOT) not found: the report's plots need gnuplot (Debian gnuplot-nox; make deps installs it)" >&2; exit 1; }
+	$(need_gnuplot)
 	@rm -rf $(1).tmp
 	$(WSML)/wsml-eval report --out $(1).tmp $(2) --quiet
 	@cd $(1).tmp/plots && for f in *.gp; do [ -e "$$f" ] || continue; $(GNUPLOT) "$$f" || { echo "make: gnuplot failed on $(1).tmp/plots/$$f" >&2; exit 1; }; done

@@ -11,6 +11,14 @@ pipeline_bin eval cam
 MAKE_ARGS+=(DEMO_DIR="$PWD/demo" "${DEMO_SMALL[@]}")
 M() { make "${MAKE_ARGS[@]}" "$@"; }
 
+# without gnuplot (the page at the end needs it) make demo stops before any work
+rc=0
+M demo GNUPLOT=/nonexistent/gnuplot > nogp.txt 2>&1 || rc=$?
+[ $rc -ne 0 ] || fail "make demo without gnuplot exited 0"
+grep -q '/nonexistent/gnuplot not found: the results page' nogp.txt || fail "no gnuplot line: $(cat nogp.txt)"
+[ ! -s calls.txt ] || fail "make demo without gnuplot started work: $(cat calls.txt)"
+[ ! -e demo ] || fail "make demo without gnuplot wrote $PWD/demo"
+
 M demo > demo1.txt 2>&1 || { cat demo1.txt; exit 1; }
 cat demo1.txt
 [ "$(calls ingest)" = 2 ] && [ "$(calls train)" = 11 ] || {
