@@ -778,8 +778,7 @@ static int html_groups(FILE *f, const section_data *s, const char *sec_slug, con
             any_paper |= !isnan(paper_value(WSML_TABLE_BY_GROUP, wsml_csv_get(c, r, 0), ds, "all"));
         for (int r = 1; r < c->num_rows; r++) {
             const char *row = wsml_csv_get(c, r, 0);
-            if ((c_dataset >= 0 && strcmp(wsml_csv_get(c, r, c_dataset), ds)) ||
-                (any_paper && isnan(paper_value(WSML_TABLE_BY_GROUP, row, ds, "all"))))
+            if (c_dataset >= 0 && strcmp(wsml_csv_get(c, r, c_dataset), ds))
                 continue;
             for (int g = 0; g < num_groups; g++) {
                 ours[num_methods * num_groups + g] = parse_number(wsml_csv_get(c, r, group_col[g]));
@@ -809,8 +808,8 @@ static int html_groups(FILE *f, const section_data *s, const char *sec_slug, con
                  "Test mAP of each method's pick per class-frequency group (classes sorted by "
                  "their positive training labels and cut into equal groups, G1 the rarest), and "
                  "over all classes.%s The value axis does not start at 0.",
-                 any_paper ? " Hatched bars: the paper's values (supplement Table 2); "
-                             "the bars show the rows the paper has."
+                 any_paper ? " Hatched bars: the paper's values (supplement Table 2), "
+                             "beside the methods the paper has."
                            : "");
         html_figure(f, src, "test mAP per class-frequency group", caption);
         rc = plot_add(plots, plot_stem);
