@@ -733,8 +733,9 @@ static double base_rate(const picked_logs *p) {
 
 static const char *CAPTION_MAP =
     "Validation mAP per epoch of each method's picked setting: the line is the mean over its "
-    "seeds, the band runs from the lowest to the highest seed. Epoch 1 is never modified, so "
-    "the large-loss methods start where Naive AN does.";
+    "seeds, the band runs from the lowest to the highest seed (after a seed stopped early, "
+    "over the seeds still running: the plots' .dat files count them). Epoch 1 is never "
+    "modified, so the large-loss methods start where Naive AN does.";
 static const char *CAPTION_LOSS =
     "Train loss per epoch (mean over the batches of the epoch; band over seeds). The losses "
     "differ in what they sum (LL-R drops the rejected entries, LL-Ct/Cp train them as "
