@@ -60,7 +60,7 @@ $(CAM_FIGURE): $(addsuffix /done,$(CAM_RUNS)) | $(STORES)/coco.ok $(BUILD)/wsml-
 	for r in "$$an" "$$role" "$$llct"; do \
 	  test -n "$$r" || { echo "make cam-figure: a method has no finished run (see $(CAM_PICKS).md)" >&2; exit 1; }; \
 	done; \
-	$(WSML_LAUNCH) $(WSML)/wsml-cam --store $(STORES)/coco --split test $(cam_images) --size $(CAM_SIZE) \
+	$(WSML_SLOT) $(WSML_LAUNCH) $(WSML)/wsml-cam --store $(STORES)/coco --split test $(cam_images) --size $(CAM_SIZE) \
 	  --model $$an/best.safetensors --name "Naive AN" \
 	  --model $$role/best.safetensors --name ROLE \
 	  --model $$llct/best.safetensors --name LL-Ct \

@@ -40,6 +40,10 @@ grep -q -- "--loss role --lr 1e-5 --seed 1 --arch resnet18 .* --pretrained $PWD/
 grep -q "wsml-eval table" plan.txt
 grep -q "wsml-cam --store $PWD/stores/coco --split test --count 2" plan.txt
 if [ -e stores ] || [ -e runs ] || [ -e fig.png ]; then fail "make -n wrote stores, runs or the figure"; fi
+# GPUS: wsml-cam takes a free GPU of the list like the training runs (never one a run holds)
+make -s -n -C "$repo" cam-figure "${knobs[@]}" GPUS="0 1" > plan-gpus.txt
+grep -q "gpu-slot.sh $PWD/runs/.gpus .*wsml-cam --store" plan-gpus.txt ||
+  fail "GPUS: wsml-cam does not run under gpu-slot.sh: $(grep wsml-cam plan-gpus.txt)"
 
 make -s -C "$repo" cam-figure "${knobs[@]}" > make1.txt 2>&1 || { cat make1.txt; exit 1; }
 [ -f fig.png ]
