@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "common/cli.h"
 #include "common/log.h"
 
 // jpeglib.h needs stdio.h's FILE first (included by sysinfo.h).
@@ -50,17 +51,20 @@ int wsml_cpu_count(void) {
     return online > 0 ? (int)online : 1;
 }
 
+long wsml_env_first_long(const char *const *vars, int n, long lo, long hi, long fallback) {
+    for (int i = 0; i < n; i++) {
+        const char *v = getenv(vars[i]);
+        int64_t x;
+        if (v && wsml_parse_i64(v, lo, hi, &x) == 0)
+            return (long)x;
+    }
+    return fallback;
+}
+
 int wsml_local_rank(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
                                        "SLURM_LOCALID"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        char *end;
-        long r = v && *v ? strtol(v, &end, 10) : -1;
-        if (v && *v && !*end && r >= 0 && r < 1 << 20)
-            return (int)r;
-    }
-    return -1;
+    return (int)wsml_env_first_long(vars, 3, 0, (1 << 20) - 1, -1);
 }
 
 const char *wsml_git_commit(void) {

@@ -15,6 +15,11 @@
 // (cgroup cpu.max, docker --cpus) are not read: pass --threads there.
 int wsml_cpu_count(void);
 
+// The value of the first of vars[0..n) that is set in the environment to a whole number
+// in [lo, hi] (a set variable holding anything else is passed over); fallback when none.
+// How the launchers' rank and size variables are read.
+long wsml_env_first_long(const char *const *vars, int n, long lo, long hi, long fallback);
+
 // This process's rank among the processes of its node, as the launcher tells it:
 // OMPI_COMM_WORLD_LOCAL_RANK (Open MPI's mpirun), MPI_LOCALRANKID (MPICH's Hydra),
 // SLURM_LOCALID (srun), in this order; -1 outside a launcher. --device's default.

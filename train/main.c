@@ -106,10 +106,7 @@ static int train_main(int argc, char **argv, wsml_comm *comm);
 // The rank the launcher gave this process, from its environment (before MPI is up).
 static int launched_rank(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++)
-        if (getenv(vars[i]))
-            return atoi(getenv(vars[i]));
-    return 0;
+    return (int)wsml_env_first_long(vars, 3, 0, (1 << 24) - 1, 0);
 }
 
 int main(int argc, char **argv) {

@@ -130,3 +130,22 @@ Test(sysinfo, version_cuda_line_without_cublas) {
     cr_assert(cuda_backend, "the versions come from libwsml-cuda.so");
     cr_assert(!cublas, "--version must not load cuBLAS");
 }
+
+// The launchers' variables: the first one set to a whole number in range counts.
+Test(sysinfo, first_environment_number_in_range) {
+    static const char *const vars[] = {"WSML_T_A", "WSML_T_B"};
+    unsetenv("WSML_T_A");
+    unsetenv("WSML_T_B");
+    cr_expect_eq(wsml_env_first_long(vars, 2, 0, 9, -1), -1);
+    setenv("WSML_T_B", "7", 1);
+    cr_expect_eq(wsml_env_first_long(vars, 2, 0, 9, -1), 7);
+    const char *skipped[] = {"", "3x", "x", "-1", "10", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof skipped / sizeof *skipped; i++) {
+        setenv("WSML_T_A", skipped[i], 1);
+        cr_expect_eq(wsml_env_first_long(vars, 2, 0, 9, -1), 7, "WSML_T_A='%s'", skipped[i]);
+    }
+    setenv("WSML_T_A", "0", 1);
+    cr_expect_eq(wsml_env_first_long(vars, 2, 0, 9, -1), 0);
+    unsetenv("WSML_T_A");
+    unsetenv("WSML_T_B");
+}
