@@ -56,6 +56,10 @@ for spec in "$@"; do
   esac
 done
 
+# libvips (and glib below it) is found through pkg-config only: without the tool, say so
+if [ -n "$missing_names" ] && ! command -v pkg-config > /dev/null 2>&1; then
+  missing_names="$missing_names (and the pkg-config program)" missing_debs=" pkg-config$missing_debs"
+fi
 if [ -n "$missing_names" ]; then
   {
     echo "wsml: cannot build: these libraries were not found (pkg-config, or header + -l):$missing_names"

@@ -83,6 +83,17 @@ grep -qx 'wsml: cannot build: these libraries were not found (pkg-config, or hea
 grep -qx 'wsml: Debian/Ubuntu packages: liblmdb-dev libvips-dev' hidden.log || fail "no exact package list"
 grep -q 'as root: make deps   (runs apt-get install -y liblmdb-dev libvips-dev)' hidden.log || fail "no 'make deps'"
 [ ! -e src/build/config.mk ] || fail "config.mk written although a library is missing"
+# no pkg-config program at all: libvips cannot be found, and the list says why
+mkdir nopc
+ln -s /usr/bin/* nopc/ || fail "cannot link /usr/bin's programs"
+rm -f nopc/pkg-config nopc/pkgconf nopc/*-pkg-config
+rc=0
+PATH="$PWD/nopc" sh src/tools/config.sh nopc.mk /nonexistent/nvcc -- \
+  lmdb:lmdb.h:lmdb:liblmdb-dev vips:vips/vips.h:vips:libvips-dev > nopc.log 2>&1 || rc=$?
+cat nopc.log
+[ $rc -ne 0 ] || fail "config.sh without pkg-config exited 0"
+grep -qx 'wsml: Debian/Ubuntu packages: pkg-config libvips-dev' nopc.log ||
+  fail "without the pkg-config program the list must name it: $(cat nopc.log)"
 if grep -q ' -c ' hidden.log; then fail "compiled although a library is missing"; fi
 if [ -s calls.txt ]; then fail "called: $(cat calls.txt)"; fi
 echo "ok: a hidden library stops the build with its package list"
