@@ -1,7 +1,9 @@
 // Prediction with a trained network (the one predict path): the network's configuration
 // and weights from a checkpoint, and one pass of a network over a store split that
-// turns images into scores. The trainer's validation and test passes, wsml-eval
-// (--store) and wsml-cam all go through here.
+// turns images into scores. The trainer's validation and test passes and wsml-eval
+// (--store) score through here; wsml-cam builds its networks here too but runs its own
+// forward over the images it draws (it needs the feature maps, not scores), with the
+// same preprocessing function (wsml_normalise_image) as the loader.
 //
 // A checkpoint's network shape is read from the checkpoint itself: the architecture from
 // its tensor names (layer1.0.conv3 = bottleneck; the number of layer3 blocks tells 18/34
