@@ -97,7 +97,9 @@ assert picks[("LL-R abs", "coco")]["picked"] == "r0=1 delta_abs=0.1 lr=1e-05"
 assert picks[("Naive AN", "coco")]["picked"] == "lr=0.001"
 md = open("t1.md").read()
 assert "| LL-R | 76.0 ± 1.4 | — |" in md, md
-assert "| LL-relative (best of R/Ct/Cp) | 74.0* | — |" in md, md
+# a cell with fewer seeds than the title's n says its n
+assert "mean ± std over n = 2 seeds (a cell with fewer says its n)" in md, md
+assert "| LL-relative (best of R/Ct/Cp) | 74.0 (n=1)* | — |" in md, md
 assert "Missing runs (not counted): 2 of 12" in md, md
 
 rows = list(csv.reader(open("t2.csv")))
