@@ -502,7 +502,7 @@ static int run_table(int argc, char **argv) {
         return fail(&err);
     }
     if (table.num_missing) {
-        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, num_dirs);
+        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, table.num_runs);
         fputs(table.missing, stderr);
     }
     int status = 0;

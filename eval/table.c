@@ -581,16 +581,43 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
         return wsml_errf(err, WSML_ENOMEM, "table: out of memory");
     }
     int num_datasets = 0, num_rows = 0, has_relative_ll = 0, max_groups = 0;
-    for (int i = 0; i < num_runs; i++) {
-        run_info *r = &runs[i];
+    // A run directory given twice (the same realpath: SEEDS="1 1", a repeated argument)
+    // counts once.
+    char **reals = calloc((size_t)num_runs, sizeof(char *));
+    int kept = 0;
+    for (int i = 0; i < num_runs && reals; i++) {
+        run_info *r = &runs[kept];
         snprintf(r->dir, sizeof(r->dir), "%s", run_dirs[i]);
         size_t len = strlen(r->dir);
         while (len > 1 && r->dir[len - 1] == '/')
             r->dir[--len] = 0;
+        char *real = realpath(r->dir, NULL);
+        reals[kept] = real ? real : strdup(r->dir);
+        int twice = 0;
+        for (int k = 0; k < kept && reals[kept] && !twice; k++)
+            twice = reals[k] && !strcmp(reals[k], reals[kept]);
+        if (twice) {
+            free(reals[kept]);
+            reals[kept] = NULL;
+            memset(r, 0, sizeof(*r));
+            continue;
+        }
+        kept++;
         read_config(r);
         if (r->dataset[0])
             read_results(r);
     }
+    for (int i = 0; reals && i < kept; i++)
+        free(reals[i]);
+    if (!reals) {
+        free(runs);
+        free(datasets);
+        free(rows);
+        return wsml_errf(err, WSML_ENOMEM, "table: out of memory");
+    }
+    free(reals);
+    num_runs = kept;
+    out->num_runs = kept;
     int quirks_mode = name_rows(runs, num_runs);
     int num_diverged = 0, num_early = 0;
     for (int i = 0; i < num_runs; i++) {

@@ -33,8 +33,9 @@
 #   RESULTS=DIR     where tables go (default results)
 #   BACKEND=cpu|cuda, TRAIN_FLAGS="..." extra wsml-train flags,
 #   INGEST_FLAGS="..." extra wsml-ingest flags (e.g. --size 224 --jobs 8)
-#   SEEDS="1 2 3"   every setting once per seed (default SEED, default 1); tables show
-#                   mean ± std over seeds and pick by the mean validation mAP
+#   SEEDS="1 2 3"   every setting once per seed (default SEED, default 1; a seed given
+#                   twice counts once); tables show mean ± std over seeds and pick by
+#                   the mean validation mAP
 #   METHODS="an an-ls wan epr role ll-r ll-ct ll-cp full"  the grid's methods (default
 #                   an ll-r ll-ct ll-cp, the supplement's tables); ll-* run with each of
 #                   THRESHOLDS (default "relative absolute"); FLAGS_<method>="..." adds
@@ -63,6 +64,9 @@ RESULTS ?= results
 BACKEND ?= cpu
 SEED ?= 1
 SEEDS ?= $(SEED)
+# A seed given twice is one run (SEEDS="1 1" trains and counts seed 1 once).
+wsml_uniq = $(if $(1),$(firstword $(1)) $(call wsml_uniq,$(filter-out $(firstword $(1)),$(1))))
+override SEEDS := $(strip $(call wsml_uniq,$(SEEDS)))
 TRAIN_FLAGS ?=
 INGEST_FLAGS ?=
 METHODS ?= an ll-r ll-ct ll-cp

@@ -70,6 +70,10 @@ cat t1.md t2.md
 grep -q "2 of 12 runs missing" t1.err
 grep -q "ll-cp-rel0.3-lr1e-5: unfinished" t1.err
 grep -q "broken: config.json" t1.err
+# a run directory given twice (same realpath) counts once: the same table
+wsml-eval table runs/voc/*/ runs/coco/*/ runs/voc/* ./runs/coco/*/ --by dataset --out t1dup 2> t1dup.err
+cmp t1.md t1dup.md || fail "a run given twice changed the table: $(diff t1.md t1dup.md)"
+grep -q "2 of 12 runs missing" t1dup.err || fail "a run given twice is counted twice: $(cat t1dup.err)"
 
 "$PYTHON" - <<'EOF'
 import csv

@@ -46,6 +46,12 @@ M -n table1 TABLE1_DATASETS="voc cub" SEEDS="1 2" > plan.txt 2>&1 || fail "make 
 [ "$(grep -c 'wsml-train --store' plan.txt)" = 28 ] || fail "SEEDS=\"1 2\": $(grep -c 'wsml-train --store' plan.txt) runs planned, expected 28"
 M -n table1 TABLE1_DATASETS="voc cub" SEEDS=1 > plan1.txt 2>&1
 [ "$(grep -c 'wsml-train --store' plan1.txt)" = 14 ] || fail "SEEDS=1: expected 14 runs"
+# a seed given twice is one run (and one seed of the table)
+M -n table1 TABLE1_DATASETS="voc cub" SEEDS="1 1" > plan11.txt 2>&1
+[ "$(grep -c 'wsml-train --store' plan11.txt)" = 14 ] || fail "SEEDS=\"1 1\": expected 14 runs"
+M -s table1-list TABLE1_DATASETS="voc cub" SEEDS="1 2 1" > list121.txt
+[ "$(sort -u list121.txt | wc -l)" = 28 ] && [ "$(wc -l < list121.txt)" = 28 ] ||
+    fail "SEEDS=\"1 2 1\": $(wc -l < list121.txt) runs listed, expected 28 distinct"
 [ "$(tail -n 8 plan.txt | head -n 1)" = "== plan summary: make table1" ] || fail "make -n does not end with the summary: $(tail -n 9 plan.txt)"
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e results ] || fail "make -n wrote files"
 "$PYTHON" - plan.txt <<'EOF'
