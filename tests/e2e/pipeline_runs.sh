@@ -217,28 +217,51 @@ EOF
 
 # ---- 5. SCHEME=linearinit -------------------------------------------------------------
 rm -f calls.txt
+cp results/table1.md e2e-table1.md
 L=(TABLE1_DATASETS=voc METHODS="an role" SCHEME=linearinit LINEARINIT_EPOCHS=2 LINEARINIT_FT_EPOCHS=1)
 M "${L[@]}" table1 > li.txt 2>&1 || { cat li.txt; fail "make table1 SCHEME=linearinit"; }
 [ "$(trained)" = 4 ] || fail "linearinit: $(trained) trainings, expected 2 frozen + 2 fine-tunes"
 "$PYTHON" - "$PWD" <<'EOF'
 import csv, glob, json, os, sys
 pre = os.path.join(sys.argv[1], "pre/best.safetensors")
-rows = {r["method"]: r for r in csv.DictReader(open("results/table1.picks.csv"))}
+rows = {r["method"]: r for r in csv.DictReader(open("results/table1-linearinit.picks.csv"))}
 assert sorted(rows) == ["Naive AN", "ROLE"], sorted(rows)
 for m, stem in (("Naive AN", "an_lr1e-5_s1_"), ("ROLE", "role_lr1e-5_s1_")):
     (ft,) = rows[m]["run_dirs"].split(";")
     assert os.path.basename(ft).startswith(stem) and "/linear/" not in ft, ft
-    lin = os.path.join(os.path.dirname(ft), "linear", os.path.basename(ft))
-    lc, fc = json.load(open(lin + "/config.json")), json.load(open(ft + "/config.json"))
+    fc = json.load(open(ft + "/config.json"))
+    # the frozen run: same name, its own hash (without the fine-tune's settings)
+    lin = os.path.dirname(fc["init"])
+    assert os.path.dirname(lin) == os.path.join(os.path.dirname(ft), "linear"), (lin, ft)
+    assert os.path.basename(lin).startswith(stem), lin
+    lc = json.load(open(lin + "/config.json"))
     assert lc["freeze_backbone"] is True and lc["pretrained"] == pre and lc["epochs"] == 2, lc
     assert lc["flip"] is False, lc  # Cole et al.'s features are of unflipped images
+    assert lc["early_stop"] is False, lc  # nor has their linear phase an early stop
     assert fc["freeze_backbone"] is False and fc["pretrained"] == "" and fc["epochs"] == 1, fc
     assert fc["flip"] is True, fc
     assert fc["init"] == lin + "/best.safetensors", (fc["init"], lin)
     assert fc["loss"] == lc["loss"] and fc["lr"] == lc["lr"] and fc["seed"] == lc["seed"]
 print("ok: linearinit: frozen phase (2 epochs from the ImageNet weights), fine-tune --init its best")
 EOF
-grep -q "^| ROLE |" results/table1.md || fail "no ROLE row in the LinearInit table"
+grep -q "^| ROLE |" results/table1-linearinit.md || fail "no ROLE row in the LinearInit table"
+# its own files, without the supplement's (End-to-end) paper columns; table1.md untouched
+head -n 3 results/table1-linearinit.csv | grep -qx "method,voc" ||
+    fail "LinearInit table with paper columns: $(head -n 1 results/table1-linearinit.csv)"
+cmp results/table1.md e2e-table1.md || fail "SCHEME=linearinit overwrote results/table1.md"
+# the frozen phase runs without early stop (Cole et al.'s linear phase has none)
+M -n "${L[@]}" SEEDS=9 table1 > li-s9.txt 2>&1 || fail "make -n: $(tail -5 li-s9.txt)"
+[ "$(grep 'wsml-train --store' li-s9.txt | grep -c -- '--freeze-backbone --no-flip --no-early-stop')" = 2 ] ||
+    fail "frozen runs without --no-early-stop: $(grep 'wsml-train --store' li-s9.txt)"
+# another LINEARINIT_FT_EPOCHS makes new fine-tunes only: the frozen runs are kept
+M -n "${L[@]}" LINEARINIT_FT_EPOCHS=2 table1 > li-ft2.txt 2>&1 || fail "make -n: $(tail -5 li-ft2.txt)"
+[ "$(grep -c 'wsml-train --store' li-ft2.txt)" = 2 ] && [ "$(grep 'wsml-train --store' li-ft2.txt | grep -c -- '--init ')" = 2 ] ||
+    fail "LINEARINIT_FT_EPOCHS=2 plans other than 2 fine-tunes: $(grep 'wsml-train --store' li-ft2.txt)"
+for lin in runs/table1/voc/linear/*/; do
+  grep -qF -- "--init $PWD/$lin" li-ft2.txt || grep -qF -- "--init $PWD/${lin%/}/" li-ft2.txt ||
+      fail "no fine-tune of the kept frozen run $lin: $(grep 'wsml-train --store' li-ft2.txt)"
+done
+echo "ok: linearinit: own table files, frozen runs kept when LINEARINIT_FT_EPOCHS changes"
 
 # ---- 6. GPUS and WSML_LAUNCH (seeds 2-4: cub's seed-1 runs exist from step 4) ---------
 cat > launch.sh <<'EOF'
