@@ -16,7 +16,8 @@
 #     runs and never picks up old ones. Before an existing directory is resumed or
 #     restarted, and before a table is rendered, its config.json is compared with the
 #     flags asked for (`wsml-eval check-config`): a difference stops make with a line
-#     naming the flag. Execution flags that never change the numbers (--max-steps,
+#     naming the flag (and the store: one ingested again at the same path with other
+#     flags, e.g. another --size, no longer matches the runs' config.json). Execution flags that never change the numbers (--max-steps,
 #     --workers, --save-every, --quiet, --trace, --device) and --threads are not part of
 #     the hash; --threads, when given, is still compared.
 #   - Stores, the pretrained weights and the executables are order-only prerequisites:

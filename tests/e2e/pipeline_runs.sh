@@ -175,6 +175,23 @@ for dry in "" -n; do
 done
 [ "$(cat stores/voc.ok)" = "$ok_before" ] || fail "a refused make changed stores/voc.ok"
 echo "ok: a store ingested with other flags stops make, naming both"
+# ... and runs trained on a store that was then removed and ingested again with other
+# flags (same path) are not reused: make stops, naming what differs
+mv stores/voc stores/voc.saved
+mv stores/voc.ok stores/voc.ok.saved
+M "${G[@]}" "INGEST_FLAGS=--size 40 --jobs 1 --quiet" "$PWD/stores/voc.ok" > reingest-voc.txt 2>&1 ||
+  fail "re-ingest: $(tail -3 reingest-voc.txt)"
+rm -f calls.txt
+if M "${G[@]}" "INGEST_FLAGS=--size 40 --jobs 1 --quiet" table1 > reingest2.txt 2>&1; then
+  fail "runs trained on the old store were reused with the re-ingested one"
+fi
+grep -q "the run was trained on 20 classes of 32x32 images, the store .*stores/voc now holds 20 classes of 40x40 images" reingest2.txt ||
+  fail "no line naming the store's difference: $(tail -3 reingest2.txt)"
+[ ! -e calls.txt ] || fail "make trained on the re-ingested store: $(cat calls.txt)"
+rm -rf stores/voc stores/voc.ok
+mv stores/voc.saved stores/voc
+mv stores/voc.ok.saved stores/voc.ok
+echo "ok: runs of a store ingested again with other flags stop make, naming the difference"
 
 # ---- 4. the paper columns ---------------------------------------------------------------
 rm -f calls.txt
