@@ -87,10 +87,12 @@ static void usage(FILE *f) {
             "Does a run directory hold the run these wsml-train flags ask for (check-config)?\n"
             "Compares RUNDIR/config.json with the flags (--recipe applied first): every flag\n"
             "that changes the numbers and --epochs; --pretrained and --init by the file they\n"
-            "name; --threads and --epr-k only when given; not --store. Exit 0 when they\n"
-            "agree, 1 with one line naming the first differing flag (or an unreadable\n"
-            "config.json), 2 when a flag is bad. The pipelines run it before reusing or\n"
-            "resuming a run.\n"
+            "name; --threads and --epr-k only when given; not --store's path, but the store\n"
+            "it names (when it opens) must hold what config.json recorded: dataset, classes,\n"
+            "image size, encoding, split counts (a store ingested again with other flags).\n"
+            "Exit 0 when they agree, 1 with one line naming the first difference (or an\n"
+            "unreadable config.json), 2 when a flag is bad. The pipelines run it before\n"
+            "reusing or resuming a run.\n"
             "\n"
             "The results page of finished runs (eval/page.h): DIR/index.html with the tables\n"
             "(the paper's numbers beside ours), the learning curves and large-loss diagnostics\n"
@@ -503,7 +505,7 @@ static int run_table(int argc, char **argv) {
         return fail(&err);
     }
     if (table.num_missing) {
-        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, num_dirs);
+        wsml_warn("%d of %d runs missing (not counted):", table.num_missing, table.num_runs);
         fputs(table.missing, stderr);
     }
     int status = 0;

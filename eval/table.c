@@ -299,14 +299,28 @@ static void setting_key(const run_info *r, int show_method, char *key, size_t ca
              show_method && r->hparams[0] ? " " : "", r->hparams);
 }
 
+// Whether key is one of the first num of keys.
+static int key_in(char (*keys)[400], int num, const char *key) {
+    for (int k = 0; k < num; k++)
+        if (!strcmp(keys[k], key))
+            return 1;
+    return 0;
+}
+
+// The pick: the setting with the best mean val mAP over its seeds, among the settings
+// none of whose seeds diverged (a setting with a diverged seed is left out whole: its
+// other seeds' mean would be a survivor's; the footnote counts it). A cell all of whose
+// settings diverged somewhere has no pick.
 static int fill_cell(const run_info *runs, int n, const char *dataset, const char *row,
                      int show_method, cell *out) {
     memset(out, 0, sizeof(*out));
-    // Settings of the finished runs, sorted, deduplicated.
-    char(*keys)[400] = calloc((size_t)n + 1, sizeof(*keys));
+    // Settings of the finished runs (keys) and those with a diverged seed (bad), sorted,
+    // deduplicated.
+    char(*keys)[400] = calloc(2 * ((size_t)n + 1), sizeof(*keys));
     if (!keys)
         return WSML_ENOMEM;
-    int num_keys = 0;
+    char(*bad)[400] = keys + n + 1;
+    int num_keys = 0, num_bad = 0;
     for (int i = 0; i < n; i++) {
         if (!runs[i].dataset[0] || !run_in_row(&runs[i], dataset, row))
             continue;
@@ -314,16 +328,21 @@ static int fill_cell(const run_info *runs, int n, const char *dataset, const cha
             out->incomplete = 1;
             continue;
         }
-        if (runs[i].diverged) {
-            out->diverged++;
-            continue;
-        }
         char key[400];
         setting_key(&runs[i], show_method, key, sizeof(key));
-        int seen = 0;
-        for (int k = 0; k < num_keys && !seen; k++)
-            seen = !strcmp(keys[k], key);
-        if (!seen)
+        if (runs[i].diverged) {
+            out->diverged++;
+            if (!key_in(bad, num_bad, key))
+                memcpy(bad[num_bad++], key, sizeof(key));
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (!runs[i].dataset[0] || !runs[i].finished || runs[i].diverged ||
+            !run_in_row(&runs[i], dataset, row))
+            continue;
+        char key[400];
+        setting_key(&runs[i], show_method, key, sizeof(key));
+        if (!key_in(bad, num_bad, key) && !key_in(keys, num_keys, key))
             memcpy(keys[num_keys++], key, sizeof(key));
     }
     qsort(keys, (size_t)num_keys, sizeof(*keys), cmp_key);
@@ -408,10 +427,10 @@ static void csv_number(FILE *f, double v) {
         fprintf(f, "%.4f", v);
 }
 
-// A Markdown cell: "mean ± std" (several seeds), "*" for an incomplete grid, "†" when
-// runs of the grid diverged.
-static void md_number(FILE *f, int available, double mean, double std, int seeds, int incomplete,
-                      int diverged) {
+// A Markdown cell: "mean ± std" (several seeds), "(n=K)" when its seeds differ from the
+// title's n (title_n > 0), "*" for an incomplete grid, "†" when runs of the grid diverged.
+static void md_number(FILE *f, int available, double mean, double std, int seeds, int title_n,
+                      int incomplete, int diverged) {
     if (!available || isnan(mean)) {
         fprintf(f, " —%s |", diverged ? "†" : "");
         return;
@@ -419,6 +438,8 @@ static void md_number(FILE *f, int available, double mean, double std, int seeds
     fprintf(f, " %.1f", mean);
     if (seeds > 1)
         fprintf(f, " ± %.1f", std);
+    if (title_n > 0 && seeds != title_n)
+        fprintf(f, " (n=%d)", seeds);
     fprintf(f, "%s%s |", incomplete ? "*" : "", diverged ? "†" : "");
 }
 
@@ -560,16 +581,43 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
         return wsml_errf(err, WSML_ENOMEM, "table: out of memory");
     }
     int num_datasets = 0, num_rows = 0, has_relative_ll = 0, max_groups = 0;
-    for (int i = 0; i < num_runs; i++) {
-        run_info *r = &runs[i];
+    // A run directory given twice (the same realpath: SEEDS="1 1", a repeated argument)
+    // counts once.
+    char **reals = calloc((size_t)num_runs, sizeof(char *));
+    int kept = 0;
+    for (int i = 0; i < num_runs && reals; i++) {
+        run_info *r = &runs[kept];
         snprintf(r->dir, sizeof(r->dir), "%s", run_dirs[i]);
         size_t len = strlen(r->dir);
         while (len > 1 && r->dir[len - 1] == '/')
             r->dir[--len] = 0;
+        char *real = realpath(r->dir, NULL);
+        reals[kept] = real ? real : strdup(r->dir);
+        int twice = 0;
+        for (int k = 0; k < kept && reals[kept] && !twice; k++)
+            twice = reals[k] && !strcmp(reals[k], reals[kept]);
+        if (twice) {
+            free(reals[kept]);
+            reals[kept] = NULL;
+            memset(r, 0, sizeof(*r));
+            continue;
+        }
+        kept++;
         read_config(r);
         if (r->dataset[0])
             read_results(r);
     }
+    for (int i = 0; reals && i < kept; i++)
+        free(reals[i]);
+    if (!reals) {
+        free(runs);
+        free(datasets);
+        free(rows);
+        return wsml_errf(err, WSML_ENOMEM, "table: out of memory");
+    }
+    free(reals);
+    num_runs = kept;
+    out->num_runs = kept;
     int quirks_mode = name_rows(runs, num_runs);
     int num_diverged = 0, num_early = 0;
     for (int i = 0; i < num_runs; i++) {
@@ -650,7 +698,7 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
     if (max_seeds > 1 && min_seeds == max_seeds)
         fprintf(md, "; mean ± std over n = %d seeds", max_seeds);
     else if (max_seeds > 1)
-        fprintf(md, "; mean ± std over n = %d to %d seeds (picks below)", min_seeds, max_seeds);
+        fprintf(md, "; mean ± std over n = %d seeds (a cell with fewer says its n)", max_seeds);
     else if (max_seeds == 1)
         fprintf(md, "; n = 1 seed");
     if (paper)
@@ -701,13 +749,13 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
                 int have = x->available && g < x->num_groups;
                 char name[16];
                 snprintf(name, sizeof(name), "G%d", g + 1);
-                md_number(md, have, have ? x->groups[g] : NAN, 0, 1, 0, 0);
+                md_number(md, have, have ? x->groups[g] : NAN, 0, 1, 0, 0, 0);
                 fputc(',', csv);
                 csv_number(csv, have ? x->groups[g] : NAN);
                 paper_cells(md, csv, paper, row, name, have, have ? x->groups[g] : NAN);
             }
-            md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete,
-                      x->diverged);
+            md_number(md, x->available, x->test_mean, x->test_std, x->seeds, max_seeds,
+                      x->incomplete, x->diverged);
             fputc(',', csv);
             csv_number(csv, x->available ? x->test_mean : NAN);
             paper_cells(md, csv, paper, row, "all", x->available, x->test_mean);
@@ -716,8 +764,8 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
         } else {
             for (int c = 0; c < cols; c++) {
                 const cell *x = &cells[l * cols + c];
-                md_number(md, x->available, x->test_mean, x->test_std, x->seeds, x->incomplete,
-                          x->diverged);
+                md_number(md, x->available, x->test_mean, x->test_std, x->seeds, max_seeds,
+                          x->incomplete, x->diverged);
                 fputc(',', csv);
                 csv_number(csv, x->available ? x->test_mean : NAN);
                 paper_cells(md, csv, paper, row, datasets[c], x->available, x->test_mean);
@@ -745,9 +793,8 @@ int wsml_table_build_paper(const char *const *run_dirs, int num_runs, wsml_table
         }
         fprintf(md,
                 "\n† diverged: %d run%s of %d setting%s ended with a NaN/Inf loss or logit "
-                "(status \"diverged\") and %s not picked:\n\n",
-                num_diverged, num_diverged == 1 ? "" : "s", settings, settings == 1 ? "" : "s",
-                num_diverged == 1 ? "was" : "were");
+                "(status \"diverged\"); a setting with a diverged seed is not picked:\n\n",
+                num_diverged, num_diverged == 1 ? "" : "s", settings, settings == 1 ? "" : "s");
         for (int i = 0; i < num_runs; i++)
             if (runs[i].finished && runs[i].diverged)
                 fprintf(md, "- %s, %s: %s%s`%s`\n", runs[i].method, runs[i].dataset,

@@ -35,9 +35,11 @@
 // Selection (validation-based, docs/methods.md §3): runs of one method on one dataset are grouped
 // by their hyper-parameters (lr; delta_rel for relative LL; r0 and delta_abs for absolute LL) with
 // the seeds of a setting averaged; the setting with the highest mean best-val mAP is picked (ties:
-// the first in sorted order of its description) and its mean test mAP is reported (± the standard
-// deviation over seeds when there are several). The "LL-relative" row picks among all relative
-// LL-R/Ct/Cp settings the same way. A cell whose grid has unfinished runs is marked with "*".
+// the first in sorted order of its description) and its mean test mAP is reported (± the sample
+// standard deviation, n − 1, over seeds when there are several; "(n=K)" when K differs from the
+// title's n). A setting with a diverged seed is never picked (a cell with no other setting shows
+// "—†"). The "LL-relative" row picks among all relative LL-R/Ct/Cp settings the same way. A cell
+// whose grid has unfinished runs is marked with "*".
 #ifndef WSML_EVAL_TABLE_H
 #define WSML_EVAL_TABLE_H
 
@@ -50,6 +52,7 @@ typedef struct {
     char *csv;        // wide: method, one column per dataset / group; test mAP values
     char *picks_csv;  // long: one line per cell with the pick, seeds and run dirs
     char *missing;    // one line per missing run: "DIR: reason\n" ("" if none)
+    int num_runs;     // distinct run directories (one given twice, same realpath, counts once)
     int num_finished; // runs used
     int num_missing;  // runs listed as missing
 } wsml_table;

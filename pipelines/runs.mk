@@ -16,7 +16,8 @@
 #     runs and never picks up old ones. Before an existing directory is resumed or
 #     restarted, and before a table is rendered, its config.json is compared with the
 #     flags asked for (`wsml-eval check-config`): a difference stops make with a line
-#     naming the flag. Execution flags that never change the numbers (--max-steps,
+#     naming the flag (and the store: one ingested again at the same path with other
+#     flags, e.g. another --size, no longer matches the runs' config.json). Execution flags that never change the numbers (--max-steps,
 #     --workers, --save-every, --quiet, --trace, --device) and --threads are not part of
 #     the hash; --threads, when given, is still compared.
 #   - Stores, the pretrained weights and the executables are order-only prerequisites:
@@ -33,8 +34,9 @@
 #   RESULTS=DIR     where tables go (default results)
 #   BACKEND=cpu|cuda, TRAIN_FLAGS="..." extra wsml-train flags,
 #   INGEST_FLAGS="..." extra wsml-ingest flags (e.g. --size 224 --jobs 8)
-#   SEEDS="1 2 3"   every setting once per seed (default SEED, default 1); tables show
-#                   mean ± std over seeds and pick by the mean validation mAP
+#   SEEDS="1 2 3"   every setting once per seed (default SEED, default 1; a seed given
+#                   twice counts once); tables show mean ± std over seeds and pick by
+#                   the mean validation mAP
 #   METHODS="an an-ls wan epr role ll-r ll-ct ll-cp full"  the grid's methods (default
 #                   an ll-r ll-ct ll-cp, the supplement's tables); ll-* run with each of
 #                   THRESHOLDS (default "relative absolute"); FLAGS_<method>="..." adds
@@ -43,9 +45,11 @@
 #   SCHEME=end-to-end|linearinit  end-to-end (default): every run starts from the
 #                   ImageNet weights; linearinit (supp. §A): each setting first trains the
 #                   head on a frozen backbone (LINEARINIT_FROZEN_FLAGS, default
-#                   --freeze-backbone --no-flip) for LINEARINIT_EPOCHS (25), then
+#                   --freeze-backbone --no-flip --no-early-stop) for LINEARINIT_EPOCHS
+#                   (25; its directory's hash leaves out LINEARINIT_FT_EPOCHS), then
 #                   fine-tunes that run's best checkpoint end to end (--init) for
-#                   LINEARINIT_FT_EPOCHS (10)
+#                   LINEARINIT_FT_EPOCHS (10); its tables are RESULTS/TABLE-linearinit.*,
+#                   without paper columns (the supplement has End-to-end values only)
 #   LR_GRID=paper|full|"V1 V2 ..." (the paper's chosen lr, the supplement's quartered
 #                   grid, or your own values)
 #   GPUS="0 1 2 3"  place each run on a free GPU of the list (wsml-train --device N;
@@ -63,6 +67,9 @@ RESULTS ?= results
 BACKEND ?= cpu
 SEED ?= 1
 SEEDS ?= $(SEED)
+# A seed given twice is one run (SEEDS="1 1" trains and counts seed 1 once).
+wsml_uniq = $(if $(1),$(firstword $(1)) $(call wsml_uniq,$(filter-out $(firstword $(1)),$(1))))
+override SEEDS := $(strip $(call wsml_uniq,$(SEEDS)))
 TRAIN_FLAGS ?=
 INGEST_FLAGS ?=
 METHODS ?= an ll-r ll-ct ll-cp
@@ -71,8 +78,9 @@ SCHEME ?= end-to-end
 LINEARINIT_EPOCHS ?= 25
 LINEARINIT_FT_EPOCHS ?= 10
 # The frozen phase: Cole et al. train the head on features extracted once from unflipped
-# images, so no flips (docs/methods.md "LinearInit, precisely").
-LINEARINIT_FROZEN_FLAGS ?= --freeze-backbone --no-flip
+# images, so no flips, and their linear phase has no early stop (docs/methods.md
+# "LinearInit, precisely").
+LINEARINIT_FROZEN_FLAGS ?= --freeze-backbone --no-flip --no-early-stop
 GPUS ?=
 WSML_LAUNCH ?=
 WSML_LAUNCH_INGEST ?= $(WSML_LAUNCH)
@@ -159,6 +167,12 @@ endef
 # method's own flags makes new runs of that method only (computed once, then kept).
 wsml_method_id = $(if $(strip $(FLAGS_$(2))),$(or $(WSML_MID_$(1)_$(2)),$(eval WSML_MID_$(1)_$(2) := $(call wsml_id,$(WSML_ID_$(1)) $(FLAGS_$(2))))$(WSML_MID_$(1)_$(2))),$(WSML_ID_$(1)))
 
+# The identity hash of method $(2)'s LinearInit frozen runs in table $(1), $(3) = the
+# table's flags of its runs (with FLAGS_$(2)): as wsml_table_id, but without the
+# fine-tune's settings (LINEARINIT_FT_EPOCHS), so that changing them keeps the frozen
+# runs (computed once per table and method, then kept).
+wsml_frozen_id = $(or $(WSML_FZID_$(1)_$(2)),$(eval WSML_FZID_$(1)_$(2) := $(call wsml_id,$(3) $(TRAIN_FLAGS) --backend $(BACKEND) --pretrained $(abspath $(PRETRAINED)) scheme=linearinit-frozen $(LINEARINIT_EPOCHS) $(LINEARINIT_FROZEN_FLAGS)))$(WSML_FZID_$(1)_$(2)))
+
 # One setting of a table on one dataset, under SCHEME. $(1) = table, $(2) = dataset,
 # $(3) = run name (method, grid point, seed), $(4) = the setting's wsml-train flags,
 # $(5) = the flags of every run of the table, $(6) = the ImageNet weights (absolute),
@@ -166,7 +180,7 @@ wsml_method_id = $(if $(strip $(FLAGS_$(2))),$(or $(WSML_MID_$(1)_$(2)),$(eval W
 # RUNS_$(7), "DIR FLAGS" to WSML_REQ_$(7) (checked before the table is rendered) and
 # "DATASET:METHOD:EPOCHS:TODO" to WSML_PLAN_$(7) (the plan summary; a LinearInit setting
 # counts both phases).
-WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(call wsml_method_id,$(1),$(word 2,$(4)))
+WSML_LINEAR_DIR = $(RUNS)/$(1)/$(2)/linear/$(3)_$(call wsml_frozen_id,$(1),$(word 2,$(4)),$(5))
 define WSML_SETTING
 $(if $(filter linearinit,$(SCHEME)),\
   $(eval $(call WSML_RUN,$(WSML_LINEAR_DIR),$(STORES)/$(2),$(4) $(5) --pretrained $(6) $(LINEARINIT_FROZEN_FLAGS) --epochs $(LINEARINIT_EPOCHS)))\
@@ -224,6 +238,12 @@ endef
 define wsml_plan_counts
 $(foreach u,$(sort $(WSML_PLAN_$(1))),$(u):$(words $(filter $(u),$(WSML_PLAN_$(1)))))
 endef
+
+# The tables of SCHEME=linearinit go to their own files (RESULTS/table1-linearinit.md,
+# ...) without the paper columns: the supplement reports End-to-end values only.
+# $(1) = table, $(2) = the supplement's table number.
+wsml_table_out = $(RESULTS)/$(1)$(if $(filter linearinit,$(SCHEME)),-linearinit)
+wsml_paper_flag = $(if $(filter linearinit,$(SCHEME)),,--paper $(2))
 
 # The words of $(1) that are not whole numbers.
 wsml_not_numbers = $(strip $(foreach w,$(1),$(if $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst 6,,$(subst 7,,$(subst 8,,$(subst 9,,$(w))))))))))),$(w))))

@@ -371,6 +371,18 @@ static void remove_stale_temps(const char *dir) {
 
 static int rundir_check_options(trainer *t, wsml_err *err);
 
+int rundir_init_diverged(const char *init) {
+    char dir[WSML_PATH_MAX], jsonl[WSML_PATH_MAX + 16], status[32] = "";
+    if (file_exists(init) || strlen(init) >= sizeof dir)
+        return 0;
+    snprintf(dir, sizeof dir, "%s", init);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(jsonl, sizeof jsonl, "%s/run.jsonl", slash ? dir : ".");
+    return jsonl_final_status(jsonl, status, sizeof status) && !strcmp(status, "diverged");
+}
+
 // Refuses a run directory in the way; removes an old run with --force.
 int rundir_prepare(trainer *t, int *resume, int *finished_out, char *status, size_t status_size,
                    wsml_err *err) {

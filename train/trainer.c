@@ -517,10 +517,15 @@ static int open_store(trainer *t, int resume, wsml_err *err) {
     if (t->meta->count[WSML_SPLIT_VAL] < 1)
         return wsml_errf(err, WSML_ESTATE,
                          "--store %s: the val split is empty (model selection needs it)", o->store);
-    if (!strcmp(o->recipe, "paper") && (t->H != 448 || t->W != 448 || !o->pretrained[0]) && !resume)
+    // --init starts from trained weights (a LinearInit frozen run's), as --pretrained does
+    int trained = o->pretrained[0] || o->init[0];
+    if (!strcmp(o->recipe, "paper") && (t->H != 448 || t->W != 448 || !trained) && !resume)
         wsml_warn("--recipe paper: the paper trains ImageNet-pretrained weights (--pretrained) "
                   "on 448x448 images; this run uses %s on %dx%d",
-                  o->pretrained[0] ? "pretrained weights" : "random weights", t->H, t->W);
+                  o->pretrained[0] ? "pretrained weights"
+                  : o->init[0]     ? "the weights of --init"
+                                   : "random weights",
+                  t->H, t->W);
 
     // BatchNorm in train mode needs two values per channel (PyTorch refuses one too):
     // the smallest batch times the last feature map's positions.
@@ -597,6 +602,8 @@ static int build_network(trainer *t, wsml_err *err) {
         if (rc < 0)
             return wsml_err_prefix(err, "--pretrained %s", o->pretrained);
         wsml_net_init_head(t->net, o->seed);
+    } else if (o->init[0] && rundir_init_diverged(o->init)) {
+        t->init_diverged = 1; // wsml_train_run ends the run as diverged before training
     } else if (o->init[0]) {
         rc = wsml_net_load(t->net, o->init, WSML_NET_LOAD_ALL, err);
         if (rc < 0)
@@ -668,7 +675,7 @@ static int open_train_loader(trainer *t, wsml_err *err) {
 // --init from a LinearInit frozen run: the loss state it carries (ROLE's label estimates;
 // train/loss.h wsml_loss_state_carry) replaces the fresh one.
 static int carry_init_state(trainer *t, wsml_err *err) {
-    if (!t->o.init[0] || !t->loss_state)
+    if (!t->o.init[0] || !t->loss_state || t->init_diverged)
         return 0;
     wsml_safetensors st;
     int rc = wsml_st_read(t->o.init, &st, err);
@@ -1236,8 +1243,14 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     if (rc == 0 && resume)
         wsml_info("resuming %s at epoch %d, batch %lld (step %lld)", t->o.out, t->st.epoch,
                   (long long)t->st.batches_done, (long long)t->st.global_step);
-    if (rc == 0)
+    if (rc == 0 && t->init_diverged) {
+        // nothing to fine-tune: the run is finished, diverged like the one it starts from
+        wsml_err why = {0};
+        wsml_errf(&why, WSML_ENUMERIC, "init run diverged (%s has no checkpoint)", t->o.init);
+        mark_diverged(t, 1, 0, &why);
+    } else if (rc == 0) {
         rc = train_epochs(t, res, err);
+    }
     if (rc == 0 && !res->max_steps_hit)
         rc = finish(t, res, err);
     if (rc < 0 && parallel(t) && !res->error_everywhere &&

@@ -75,6 +75,9 @@ typedef struct {
     int diverged, diverged_epoch;
     int64_t diverged_step;
     char diverged_reason[1024];
+    // --init names a checkpoint that a diverged run never wrote (a LinearInit frozen
+    // phase that diverged): this run ends diverged at once (rundir_init_diverged).
+    int init_diverged;
     // The epoch's training time in this process and the device's busy time within it
     // (gpu_idle_frac; busy_mark < 0: the backend does not measure it)
     double idle_wall, idle_busy, busy_mark, wall_mark;
@@ -101,6 +104,9 @@ int rundir_prepare(trainer *t, int *resume, int *finished, char *status, size_t 
 // (options that change the numbers) on the same store.
 int rundir_write_config(trainer *t, wsml_err *err);
 int rundir_check_config(trainer *t, wsml_err *err);
+// 1 when the checkpoint `init` does not exist and its directory holds a run whose
+// run.jsonl final line has "status": "diverged" (it ended before writing one).
+int rundir_init_diverged(const char *init);
 // Appends one line to run.jsonl (takes obj's reference); sync: fsync it.
 int rundir_log(trainer *t, json_t *obj, int sync, wsml_err *err);
 // best.safetensors: the weights and the model's identity (wsml-eval, wsml-cam).

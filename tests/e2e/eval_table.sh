@@ -70,6 +70,10 @@ cat t1.md t2.md
 grep -q "2 of 12 runs missing" t1.err
 grep -q "ll-cp-rel0.3-lr1e-5: unfinished" t1.err
 grep -q "broken: config.json" t1.err
+# a run directory given twice (same realpath) counts once: the same table
+wsml-eval table runs/voc/*/ runs/coco/*/ runs/voc/* ./runs/coco/*/ --by dataset --out t1dup 2> t1dup.err
+cmp t1.md t1dup.md || fail "a run given twice changed the table: $(diff t1.md t1dup.md)"
+grep -q "2 of 12 runs missing" t1dup.err || fail "a run given twice is counted twice: $(cat t1dup.err)"
 
 "$PYTHON" - <<'EOF'
 import csv
@@ -97,7 +101,9 @@ assert picks[("LL-R abs", "coco")]["picked"] == "r0=1 delta_abs=0.1 lr=1e-05"
 assert picks[("Naive AN", "coco")]["picked"] == "lr=0.001"
 md = open("t1.md").read()
 assert "| LL-R | 76.0 ± 1.4 | — |" in md, md
-assert "| LL-relative (best of R/Ct/Cp) | 74.0* | — |" in md, md
+# a cell with fewer seeds than the title's n says its n
+assert "mean ± std over n = 2 seeds (a cell with fewer says its n)" in md, md
+assert "| LL-relative (best of R/Ct/Cp) | 74.0 (n=1)* | — |" in md, md
 assert "Missing runs (not counted): 2 of 12" in md, md
 
 rows = list(csv.reader(open("t2.csv")))

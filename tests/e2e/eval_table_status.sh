@@ -58,6 +58,45 @@ grep -q "^2 runs stopped early" t1.md || fail "no note on the 2 early-stopped ru
 [ ! -s t1.err ] || fail "diverged runs are not missing runs: $(cat t1.err)"
 echo "ok: diverged runs skipped with † and a footnote; early-stopped runs picked and counted"
 
+# Seeds: a setting with a diverged seed is left out of the pick whole (AN lr 1e-2: seed 1
+# val 95, seeds 2 and 3 diverged; the stable lr 1e-4 with 3 seeds is the pick); a method
+# all of whose settings diverged somewhere has no pick ("—†", ROLE); a cell with fewer
+# seeds than the title's n says its n (LL-Ct: 2 seeds of 3).
+"$PYTHON" - <<'EOF'
+import json, os
+
+def run(path, config, val, final):
+    os.makedirs(path, exist_ok=True)
+    json.dump(config, open(path + "/config.json", "w"))
+    with open(path + "/run.jsonl", "w") as f:
+        f.write(json.dumps({"epoch": 1, "val_map": val}) + "\n")
+        f.write(json.dumps(dict(event="final", best_epoch=1, best_val_map=val, **final)) + "\n")
+
+def ok(test):
+    return dict(status="ok", test_map=test)
+
+DIV = dict(status="diverged", test_map=None)
+for s in (1, 2, 3):
+    run("seeds/an-1e-2-s%d" % s, dict(loss="an", dataset="voc", lr=1e-2, seed=s), 95,
+        ok(90) if s == 1 else DIV)
+    run("seeds/an-1e-4-s%d" % s, dict(loss="an", dataset="voc", lr=1e-4, seed=s), 78 + 2 * s,
+        ok(68 + 2 * s))
+for s in (1, 2):
+    run("seeds/llct-s%d" % s, dict(loss="ll-ct", dataset="voc", lr=1e-5, seed=s,
+        threshold="relative", delta_rel=0.1), 85, ok(73 + 2 * s))
+    run("seeds/role-s%d" % s, dict(loss="role", dataset="voc", lr=1e-5, seed=s), 90,
+        ok(80) if s == 1 else DIV)
+EOF
+wsml-eval table seeds/* --out t5 --quiet 2> t5.err || fail "table: $(cat t5.err)"
+cat t5.md
+grep -q "n = 3 seeds (a cell with fewer says its n)" t5.md || fail "title: $(head -1 t5.md)"
+grep -q "^| Naive AN | 72.0 ± 2.0† |" t5.md || fail "AN: a setting with diverged seeds was picked"
+grep -q "^Naive AN,voc,lr=0.0001,82.0000,3,72.0000,2.0000,1,2,0," t5.picks.csv ||
+    fail "AN pick: $(cat t5.picks.csv)"
+grep -q "^| LL-Ct | 76.0 ± 1.4 (n=2) |" t5.md || fail "LL-Ct: no (n=2)"
+grep -q "^| ROLE | —† |" t5.md || fail "ROLE: all settings diverged somewhere but the cell has a value"
+echo "ok: settings with a diverged seed are not picked; a cell with other seeds than n says so"
+
 # the quirks mode: every LL run has --reference-quirks
 wsml-eval table runs/an-1e-5 runs/q-llct-0.1 runs/q-llct-0.2 --out q --quiet
 head -n 1 q.md | grep -q "^Reference-quirks mode" || fail "title: $(head -n1 q.md)"

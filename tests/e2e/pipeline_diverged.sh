@@ -47,4 +47,39 @@ echo "ok: a diverged run is finished, skipped by the pick and counted in the foo
 rm -f calls.txt "$bad/done"
 M table1 > make2.txt 2>&1 || { cat make2.txt; fail "second make"; }
 [ ! -e calls.txt ] || fail "the second make trained: $(cat calls.txt)"
+
+# SCHEME=linearinit: the frozen phase at lr 1e20 diverges before its first epoch ends (no
+# best.safetensors); its fine-tune ends diverged too ("init run diverged", exit 3), so
+# make finishes, the table renders and the footnote counts the setting (batch 2 in the
+# frozen phase: more steps in epoch 1 than the 2 that lr 1e20 takes to overflow).
+rm -f calls.txt
+cp results/table1.md e2e-table1.md
+LI=(SCHEME=linearinit LINEARINIT_EPOCHS=2 LINEARINIT_FT_EPOCHS=1
+    "LINEARINIT_FROZEN_FLAGS=--freeze-backbone --no-flip --batch 2")
+M "${LI[@]}" table1 > li.txt 2>&1 ||
+    { cat li.txt; fail "make table1 SCHEME=linearinit stopped at a diverged frozen run"; }
+lin=$(echo runs/table1/voc/linear/an_lr1e20_s1_*)
+ft=  # the fine-tune: the lr 1e20 run that is not the end-to-end one ($bad)
+for d in runs/table1/voc/an_lr1e20_s1_*; do [ "$d" = "$bad" ] || ft=$d; done
+[ -n "$ft" ] || fail "no fine-tune directory of the diverged frozen run"
+[ ! -e "$lin/best.safetensors" ] || fail "the frozen run at lr 1e20 wrote best.safetensors"
+[ -f "$ft/done" ] || fail "the fine-tune of the diverged frozen run is not done"
+"$PYTHON" - "$ft" <<'EOF'
+import json, sys
+final = [json.loads(l) for l in open(sys.argv[1] + "/run.jsonl")][-1]
+assert final["event"] == "final" and final["status"] == "diverged", final
+assert "init run diverged" in final["diverged_reason"], final
+assert final["test_map"] is None and final["epochs_run"] == 0, final
+EOF
+# its own table files, without the paper columns; the end-to-end table is left as it was
+LT=results/table1-linearinit.md
+cmp results/table1.md e2e-table1.md || fail "SCHEME=linearinit overwrote results/table1.md"
+head -n 3 $LT | grep -q "^| method | voc |$" || { cat $LT; fail "linearinit: paper columns"; }
+grep -q "^† diverged: 1 run of 1 setting ended with a NaN/Inf" $LT || { cat $LT; fail "linearinit: no footnote"; }
+grep -q "$ft" $LT || fail "linearinit: the footnote does not name the fine-tune"
+grep -q "^Naive AN,voc,lr=1e-05," ${LT%.md}.picks.csv || fail "linearinit: the pick is not lr 1e-5"
+echo "ok: linearinit: a frozen run that diverged makes a diverged fine-tune; the table renders"
+rm -f calls.txt "$ft/done"
+M "${LI[@]}" table1 > li2.txt 2>&1 || { cat li2.txt; fail "second linearinit make"; }
+[ ! -e calls.txt ] || fail "the second linearinit make trained: $(cat calls.txt)"
 echo "pipeline_diverged: all ok"

@@ -46,6 +46,12 @@ M -n table1 TABLE1_DATASETS="voc cub" SEEDS="1 2" > plan.txt 2>&1 || fail "make 
 [ "$(grep -c 'wsml-train --store' plan.txt)" = 28 ] || fail "SEEDS=\"1 2\": $(grep -c 'wsml-train --store' plan.txt) runs planned, expected 28"
 M -n table1 TABLE1_DATASETS="voc cub" SEEDS=1 > plan1.txt 2>&1
 [ "$(grep -c 'wsml-train --store' plan1.txt)" = 14 ] || fail "SEEDS=1: expected 14 runs"
+# a seed given twice is one run (and one seed of the table)
+M -n table1 TABLE1_DATASETS="voc cub" SEEDS="1 1" > plan11.txt 2>&1
+[ "$(grep -c 'wsml-train --store' plan11.txt)" = 14 ] || fail "SEEDS=\"1 1\": expected 14 runs"
+M -s table1-list TABLE1_DATASETS="voc cub" SEEDS="1 2 1" > list121.txt
+[ "$(sort -u list121.txt | wc -l)" = 28 ] && [ "$(wc -l < list121.txt)" = 28 ] ||
+    fail "SEEDS=\"1 2 1\": $(wc -l < list121.txt) runs listed, expected 28 distinct"
 [ "$(tail -n 8 plan.txt | head -n 1)" = "== plan summary: make table1" ] || fail "make -n does not end with the summary: $(tail -n 9 plan.txt)"
 [ ! -e stores ] && [ ! -e runs ] && [ ! -e results ] || fail "make -n wrote files"
 "$PYTHON" - plan.txt <<'EOF'
@@ -176,6 +182,23 @@ for dry in "" -n; do
 done
 [ "$(cat stores/voc.ok)" = "$ok_before" ] || fail "a refused make changed stores/voc.ok"
 echo "ok: a store ingested with other flags stops make, naming both"
+# ... and runs trained on a store that was then removed and ingested again with other
+# flags (same path) are not reused: make stops, naming what differs
+mv stores/voc stores/voc.saved
+mv stores/voc.ok stores/voc.ok.saved
+M "${G[@]}" "INGEST_FLAGS=--size 40 --jobs 1 --quiet" "$PWD/stores/voc.ok" > reingest-voc.txt 2>&1 ||
+  fail "re-ingest: $(tail -3 reingest-voc.txt)"
+rm -f calls.txt
+if M "${G[@]}" "INGEST_FLAGS=--size 40 --jobs 1 --quiet" table1 > reingest2.txt 2>&1; then
+  fail "runs trained on the old store were reused with the re-ingested one"
+fi
+grep -q "the run was trained on 20 classes of 32x32 images, the store .*stores/voc now holds 20 classes of 40x40 images" reingest2.txt ||
+  fail "no line naming the store's difference: $(tail -3 reingest2.txt)"
+[ ! -e calls.txt ] || fail "make trained on the re-ingested store: $(cat calls.txt)"
+rm -rf stores/voc stores/voc.ok
+mv stores/voc.saved stores/voc
+mv stores/voc.ok.saved stores/voc.ok
+echo "ok: runs of a store ingested again with other flags stop make, naming the difference"
 
 # ---- 4. the paper columns ---------------------------------------------------------------
 rm -f calls.txt
@@ -218,28 +241,51 @@ EOF
 
 # ---- 5. SCHEME=linearinit -------------------------------------------------------------
 rm -f calls.txt
+cp results/table1.md e2e-table1.md
 L=(TABLE1_DATASETS=voc METHODS="an role" SCHEME=linearinit LINEARINIT_EPOCHS=2 LINEARINIT_FT_EPOCHS=1)
 M "${L[@]}" table1 > li.txt 2>&1 || { cat li.txt; fail "make table1 SCHEME=linearinit"; }
 [ "$(trained)" = 4 ] || fail "linearinit: $(trained) trainings, expected 2 frozen + 2 fine-tunes"
 "$PYTHON" - "$PWD" <<'EOF'
 import csv, glob, json, os, sys
 pre = os.path.join(sys.argv[1], "pre/best.safetensors")
-rows = {r["method"]: r for r in csv.DictReader(open("results/table1.picks.csv"))}
+rows = {r["method"]: r for r in csv.DictReader(open("results/table1-linearinit.picks.csv"))}
 assert sorted(rows) == ["Naive AN", "ROLE"], sorted(rows)
 for m, stem in (("Naive AN", "an_lr1e-5_s1_"), ("ROLE", "role_lr1e-5_s1_")):
     (ft,) = rows[m]["run_dirs"].split(";")
     assert os.path.basename(ft).startswith(stem) and "/linear/" not in ft, ft
-    lin = os.path.join(os.path.dirname(ft), "linear", os.path.basename(ft))
-    lc, fc = json.load(open(lin + "/config.json")), json.load(open(ft + "/config.json"))
+    fc = json.load(open(ft + "/config.json"))
+    # the frozen run: same name, its own hash (without the fine-tune's settings)
+    lin = os.path.dirname(fc["init"])
+    assert os.path.dirname(lin) == os.path.join(os.path.dirname(ft), "linear"), (lin, ft)
+    assert os.path.basename(lin).startswith(stem), lin
+    lc = json.load(open(lin + "/config.json"))
     assert lc["freeze_backbone"] is True and lc["pretrained"] == pre and lc["epochs"] == 2, lc
     assert lc["flip"] is False, lc  # Cole et al.'s features are of unflipped images
+    assert lc["early_stop"] is False, lc  # nor has their linear phase an early stop
     assert fc["freeze_backbone"] is False and fc["pretrained"] == "" and fc["epochs"] == 1, fc
     assert fc["flip"] is True, fc
     assert fc["init"] == lin + "/best.safetensors", (fc["init"], lin)
     assert fc["loss"] == lc["loss"] and fc["lr"] == lc["lr"] and fc["seed"] == lc["seed"]
 print("ok: linearinit: frozen phase (2 epochs from the ImageNet weights), fine-tune --init its best")
 EOF
-grep -q "^| ROLE |" results/table1.md || fail "no ROLE row in the LinearInit table"
+grep -q "^| ROLE |" results/table1-linearinit.md || fail "no ROLE row in the LinearInit table"
+# its own files, without the supplement's (End-to-end) paper columns; table1.md untouched
+head -n 3 results/table1-linearinit.csv | grep -qx "method,voc" ||
+    fail "LinearInit table with paper columns: $(head -n 1 results/table1-linearinit.csv)"
+cmp results/table1.md e2e-table1.md || fail "SCHEME=linearinit overwrote results/table1.md"
+# the frozen phase runs without early stop (Cole et al.'s linear phase has none)
+M -n "${L[@]}" SEEDS=9 table1 > li-s9.txt 2>&1 || fail "make -n: $(tail -5 li-s9.txt)"
+[ "$(grep 'wsml-train --store' li-s9.txt | grep -c -- '--freeze-backbone --no-flip --no-early-stop')" = 2 ] ||
+    fail "frozen runs without --no-early-stop: $(grep 'wsml-train --store' li-s9.txt)"
+# another LINEARINIT_FT_EPOCHS makes new fine-tunes only: the frozen runs are kept
+M -n "${L[@]}" LINEARINIT_FT_EPOCHS=2 table1 > li-ft2.txt 2>&1 || fail "make -n: $(tail -5 li-ft2.txt)"
+[ "$(grep -c 'wsml-train --store' li-ft2.txt)" = 2 ] && [ "$(grep 'wsml-train --store' li-ft2.txt | grep -c -- '--init ')" = 2 ] ||
+    fail "LINEARINIT_FT_EPOCHS=2 plans other than 2 fine-tunes: $(grep 'wsml-train --store' li-ft2.txt)"
+for lin in runs/table1/voc/linear/*/; do
+  grep -qF -- "--init $PWD/$lin" li-ft2.txt || grep -qF -- "--init $PWD/${lin%/}/" li-ft2.txt ||
+      fail "no fine-tune of the kept frozen run $lin: $(grep 'wsml-train --store' li-ft2.txt)"
+done
+echo "ok: linearinit: own table files, frozen runs kept when LINEARINIT_FT_EPOCHS changes"
 
 # ---- 6. GPUS and WSML_LAUNCH (seeds 2-4: cub's seed-1 runs exist from step 4) ---------
 cat > launch.sh <<'EOF'

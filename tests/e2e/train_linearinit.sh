@@ -106,4 +106,11 @@ grep -q "carried over" ft.err || fail "no line about the carried estimates: $(ca
 wsml-train "${loud[@]}" --out ft2 \
   --loss role --init pre/best.safetensors --epochs 1 --max-steps 1 2> ft2.err || fail "$(cat ft2.err)"
 grep -q "holds no ROLE label estimates: they start afresh" ft2.err || fail "no such line: $(cat ft2.err)"
+
+# --recipe paper with --init (a LinearInit fine-tune) starts from trained weights: the
+# recipe's warning names the image size only, never "random weights"
+wsml-train "${loud[@]}" --out ft3 --recipe paper --loss an --init pre/best.safetensors --batch 8 \
+  --max-steps 1 2> ft3.err || fail "$(cat ft3.err)"
+grep -q "this run uses the weights of --init on 32x32" ft3.err || fail "recipe warning: $(cat ft3.err)"
+if grep -q "random weights" ft3.err; then fail "--init taken for random weights: $(cat ft3.err)"; fi
 echo "LinearInit behaved"
