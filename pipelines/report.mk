@@ -18,6 +18,16 @@ RESULTS_REPORT ?= $(RESULTS)/report
 # start of the pipelines that end with one (not after hours of training).
 need_gnuplot = @command -v $(GNUPLOT) >/dev/null || { echo "make: $(GNUPLOT) not found: the results page's plots need gnuplot 5 with pngcairo (Debian gnuplot-nox; make deps installs it; GNUPLOT=PATH names another)" >&2; exit 1; }
 
+# make table1/table2 end with the page: without gnuplot they stop before any run (make
+# -n only shows the plan). make demo checks in its recipe, which runs first.
+ifneq ($(filter table1 table2,$(MAKECMDGOALS)),)
+ifeq ($(WSML_DRY_RUN),)
+ifeq ($(shell command -v $(GNUPLOT)),)
+$(error make $(filter table1 table2,$(MAKECMDGOALS)): $(GNUPLOT) not found: the results page at the end needs gnuplot 5 with pngcairo (Debian gnuplot-nox; make deps installs it; GNUPLOT=PATH names another))
+endif
+endif
+endif
+
 # $(1) = the report folder, $(2) = wsml-eval report's arguments (sections and figures).
 define wsml_report
 	$(need_gnuplot)

@@ -92,12 +92,13 @@ rm gpu-bench.jsonl
 
 # bad knobs: one line naming the knob and the value, nothing made
 for bad in 'METHODS=an bogus|METHODS: unknown method .bogus.' 'SCHEME=linear|SCHEME must be end-to-end or linearinit' \
-    'SEEDS=1 x2|SEEDS: .x2. is not a seed' 'THRESHOLDS=relative abs|THRESHOLDS:'; do
+    'SEEDS=1 x2|SEEDS: .x2. is not a seed' 'THRESHOLDS=relative abs|THRESHOLDS:' \
+    'GNUPLOT=/nonexistent/gnuplot|/nonexistent/gnuplot not found: the results page'; do
   if M table1 "${bad%%|*}" > bad.txt 2>&1; then fail "make table1 ${bad%%|*} succeeded"; fi
   grep -q "make table1: ${bad#*|}" bad.txt || fail "${bad%%|*}: $(cat bad.txt)"
 done
 [ ! -e stores ] && [ ! -e runs ] || fail "a refused make wrote files"
-echo "ok: bad METHODS, SCHEME, SEEDS, THRESHOLDS stop make with one line"
+echo "ok: bad METHODS, SCHEME, SEEDS, THRESHOLDS and a missing gnuplot stop make with one line"
 
 # ---- 2. SEEDS="1 2": twice the runs, mean ± std -----------------------------------------
 G=(TABLE1_DATASETS=voc METHODS="an ll-ct" THRESHOLDS=relative)
