@@ -73,7 +73,7 @@ int wsml_atomic_open(wsml_atomic_file *af, const char *path, wsml_err *err) {
     return 0;
 }
 
-int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err) {
+int wsml_atomic_close(wsml_atomic_file *af, wsml_err *err) {
     if (!af->f)
         return wsml_errf(err, WSML_ESTATE, "%s: not open", af->path);
     int e = 0;
@@ -88,15 +88,29 @@ int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err) {
     af->f = NULL;
     if (e) {
         unlink(af->tmp);
+        af->tmp[0] = '\0';
         return wsml_errf(err, WSML_EIO, "%s: write failed: %s", af->path, strerror(e));
     }
+    return 0;
+}
+
+int wsml_atomic_rename(wsml_atomic_file *af, wsml_err *err) {
+    if (af->f || !af->tmp[0])
+        return wsml_errf(err, WSML_ESTATE, "%s: not closed", af->path);
     if (rename(af->tmp, af->path) != 0) {
-        e = errno;
+        int e = errno;
         unlink(af->tmp);
+        af->tmp[0] = '\0';
         return wsml_errf(err, WSML_EIO, "%s: rename failed: %s", af->path, strerror(e));
     }
+    af->tmp[0] = '\0';
     fsync_dir_of(af->path);
     return 0;
+}
+
+int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err) {
+    int rc = wsml_atomic_close(af, err);
+    return rc ? rc : wsml_atomic_rename(af, err);
 }
 
 void wsml_atomic_abort(wsml_atomic_file *af) {

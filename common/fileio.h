@@ -24,6 +24,11 @@ typedef struct {
 
 int wsml_atomic_open(wsml_atomic_file *af, const char *path, wsml_err *err);
 int wsml_atomic_commit(wsml_atomic_file *af, wsml_err *err); // checks write errors (ENOSPC)
+// commit in two steps, for several files that appear together: close flushes, fsyncs
+// and closes (on a write error it removes the temp file); rename moves the temp file
+// over path. abort after close removes the temp file.
+int wsml_atomic_close(wsml_atomic_file *af, wsml_err *err);
+int wsml_atomic_rename(wsml_atomic_file *af, wsml_err *err);
 void wsml_atomic_abort(wsml_atomic_file *af);
 // Convenience: write len bytes to path atomically.
 int wsml_write_file_atomic(const char *path, const void *data, size_t len, wsml_err *err);

@@ -62,36 +62,55 @@ int wsml_metrics_write(const char *dir, const wsml_metrics *m, const char *const
     if (rc)
         return rc;
     char path[4096];
-    // An old metrics.json goes first and the new one is written last, so a directory
-    // with metrics.json always holds one complete, consistent result.
+    // An old metrics.json goes first and the new one appears last, so a directory with
+    // metrics.json always holds one complete, consistent result. Both files are written
+    // to temporaries and renamed only when both are on disk: on a failure (a full disk)
+    // neither is left behind.
     snprintf(path, sizeof(path), "%s/metrics.json", dir);
     if (unlink(path) && errno != ENOENT)
         return wsml_errf(err, WSML_EIO, "%s: %s", path, strerror(errno));
-    snprintf(path, sizeof(path), "%s/per_class.csv", dir);
-    wsml_atomic_file af;
-    rc = wsml_atomic_open(&af, path, err);
-    if (rc)
-        return rc;
-    fprintf(af.f, "class,name,num_pos,num_known,ap\n");
-    for (int c = 0; c < m->num_classes; c++) {
-        fprintf(af.f, "%d,", c);
-        wsml_csv_field(af.f, class_names && class_names[c] ? class_names[c] : "");
-        fprintf(af.f, ",%lld,%lld,", (long long)m->num_pos[c], (long long)m->num_known[c]);
-        if (m->included[c])
-            fprintf(af.f, "%.17g", m->ap[c]);
-        fputc('\n', af.f);
-    }
-    rc = wsml_atomic_commit(&af, err);
-    if (rc)
-        return rc;
-
     char *json = wsml_metrics_json(m, source_json);
     if (!json)
         return wsml_errf(err, WSML_ENOMEM, "%s/metrics.json: cannot serialise", dir);
-    snprintf(path, sizeof(path), "%s/metrics.json", dir);
     size_t len = strlen(json);
     json[len] = '\n'; // replaces the NUL: the file ends with a newline
-    rc = wsml_write_file_atomic(path, json, len + 1, err);
+
+    wsml_atomic_file csv, js;
+    memset(&js, 0, sizeof js);
+    snprintf(path, sizeof(path), "%s/per_class.csv", dir);
+    rc = wsml_atomic_open(&csv, path, err);
+    if (rc)
+        goto done;
+    fprintf(csv.f, "class,name,num_pos,num_known,ap\n");
+    for (int c = 0; c < m->num_classes; c++) {
+        fprintf(csv.f, "%d,", c);
+        wsml_csv_field(csv.f, class_names && class_names[c] ? class_names[c] : "");
+        fprintf(csv.f, ",%lld,%lld,", (long long)m->num_pos[c], (long long)m->num_known[c]);
+        if (m->included[c])
+            fprintf(csv.f, "%.17g", m->ap[c]);
+        fputc('\n', csv.f);
+    }
+    rc = wsml_atomic_close(&csv, err);
+    if (rc)
+        goto done;
+    snprintf(path, sizeof(path), "%s/metrics.json", dir);
+    rc = wsml_atomic_open(&js, path, err);
+    if (!rc && fwrite(json, 1, len + 1, js.f) != len + 1)
+        rc = wsml_errf(err, WSML_EIO, "%s: write failed: %s", path, strerror(errno ? errno : EIO));
+    if (!rc)
+        rc = wsml_atomic_close(&js, err);
+    if (!rc)
+        rc = wsml_atomic_rename(&csv, err);
+    if (!rc) {
+        rc = wsml_atomic_rename(&js, err);
+        if (rc)
+            unlink(csv.path); // no metrics.json: remove the new per_class.csv too
+    }
+done:
+    if (rc) {
+        wsml_atomic_abort(&csv);
+        wsml_atomic_abort(&js);
+    }
     free(json);
     return rc;
 }

@@ -3,9 +3,14 @@
 # the status of a command negated with `!` and of every command of an `a && b` list but
 # the last, so `! grep -q x` and `[ -f a ] && cmp a b` used as checks pass whatever
 # happens. Fails with FILE:LINE for:
-#   - a bare `! cmd` statement (write `if cmd; then fail "..."; fi`);
+#   - a bare `! cmd` statement, also after `time` (write `if cmd; then fail "..."; fi`);
 #   - an `a && b` list used as a statement, outside if/elif/while/until conditions,
-#     [[ ]] and $( ) (write `if`, or end the list with `|| fail "..."`);
+#     [[ ]] and $( ) (write `if`, or end the list with `|| fail "..."`): after its `||`
+#     only fail, exit, return or skip, or a `{ ...; }` group whose last command is one
+#     of them (`|| echo "FAIL: x"` and `|| warn x` go on);
+#   - a `[ ]` / `test` statement comparing a $( ) with != or testing it with -z (when
+#     the command fails its empty output passes: write `v=$(cmd)` first, set -e checks
+#     it, then `[ "$v" != x ] || fail "..."`);
 #   - a script in tests/e2e/ whose first command is not `set -euo pipefail` (so that a
 #     script run on its own checks as under tests/run-e2e.sh).
 # Heredoc bodies (the Python oracles), quoted strings and comments are not shell code and
@@ -37,7 +42,8 @@ for f in "${files[@]}"; do
   awk -v need_set="$need_set" -v file="$f" '
     function report(line, what) { printf "%s:%d: %s\n", file, line, what; bad = 1 }
     # The shell code of one line at the top level: quoted strings, comments, $( ) and
-    # backticks are dropped, then [[ ]]. Quotes and $( ) may span lines (ctx, a stack:
+    # backticks are dropped, then [[ ]]; a $( ) at the top level or in a top-level
+    # double-quoted string leaves the mark @CS@. Quotes and $( ) may span lines (ctx, a stack:
     # S single quote, D double quote, C $( ), P ( inside $( ), B backtick).
     function strip(s,   out, i, c, n, top) {
       out = ""; n = length(s)
@@ -47,7 +53,7 @@ for f in "${files[@]}"; do
         if (c == "\\") { if (i == n && ctx == "") out = out c; i++; continue }
         if (top == "D") {
           if (c == "\"") ctx = substr(ctx, 1, length(ctx) - 1)
-          else if (c == "$" && substr(s, i + 1, 1) == "(") { ctx = ctx "C"; i++ }
+          else if (c == "$" && substr(s, i + 1, 1) == "(") { if (ctx == "D") out = out "@CS@"; ctx = ctx "C"; i++ }
           else if (c == "`") ctx = ctx "B"
           continue
         }
@@ -56,7 +62,7 @@ for f in "${files[@]}"; do
         if (c == "\x27") { ctx = ctx "S"; continue }
         if (c == "\"") { ctx = ctx "D"; continue }
         if (c == "`") { ctx = ctx "B"; continue }
-        if (c == "$" && substr(s, i + 1, 1) == "(") { ctx = ctx "C"; i++; continue }
+        if (c == "$" && substr(s, i + 1, 1) == "(") { if (ctx == "") out = out "@CS@"; ctx = ctx "C"; i++; continue }
         if (ctx != "" && c == "(") { ctx = ctx "P"; continue }
         if (ctx != "" && c == ")") { ctx = substr(ctx, 1, length(ctx) - 1); continue }
         if (ctx == "") out = out c
@@ -74,6 +80,17 @@ for f in "${files[@]}"; do
         else { s = ""; pending_cond = 1 }
       }
       return out s
+    }
+    # 1 when the handler after an `a && b ||` ends the script: fail, exit, return, skip,
+    # or a { } group whose last command is one of them.
+    function ends_check(h,   n, parts, last, k) {
+      sub(/^[ \t]+/, "", h)
+      if (h ~ /^(fail|exit|return|skip)([ \t;)}]|$)/) return 1
+      if (h !~ /^\{[ \t]/ || !match(h, /\}/)) return 0
+      n = split(substr(h, 2, RSTART - 2), parts, /;/)
+      last = ""
+      for (k = n; k >= 1 && last == ""; k--) { last = parts[k]; gsub(/^[ \t]+|[ \t]+$/, "", last) }
+      return last ~ /^(fail|exit|return|skip)([ \t]|$)/
     }
     BEGIN { heredoc = ""; first_cmd = 0; code = ""; pending_cond = 0; ctx = "" }
     {
@@ -95,6 +112,7 @@ for f in "${files[@]}"; do
       # a command continues on the next line after \, &&, || or |, and inside quotes
       if (ctx != "" || code ~ /\\$/) { sub(/\\$/, "", code); code = code " "; next }
       if (code ~ /(&&|\|\||\|)[ \t]*$/) { code = code " "; next }
+      if (code ~ /\|\|[ \t]*\{[^}]*$/) { code = code " "; next }   # an `|| {` group goes on
       if (code ~ /^[ \t]*$/) { code = ""; next }
       if (!first_cmd) {
         first_cmd = 1
@@ -107,14 +125,16 @@ for f in "${files[@]}"; do
       }
       code = drop_conditions(code)
       this = code; code = ""
-      if (this ~ /(^|[;&|{(]|[ \t](then|do|else))[ \t]*![ \t]/)
+      if (this ~ /(^|[;&|{(]|[ \t](then|do|else))[ \t]*(time[ \t]+(-p[ \t]+)?)?![ \t]/)
         report(start, "a bare `! cmd` is not checked under set -e: use `if cmd; then fail ...; fi`")
       if (index(this, "&&")) {
         rest = this
         while ((i = index(rest, "&&")) > 0) rest = substr(rest, i + 2)
-        if (!(rest ~ /\|\|/ && rest !~ /\|\|[ \t]*(true|:)[ \t]*([;)}]|$)/))
+        if (!(i = index(rest, "||")) || !ends_check(substr(rest, i + 2)))
           report(start, "`a && b` is not checked under set -e: use `if a; then b; fi` or end it with `|| fail ...`")
       }
+      if (this ~ /(^|[;&|{(]|[ \t](then|do|else))[ \t]*(\[|test)[ \t]([^]]*@CS@[^]]*!=|[^]]*!=[^]]*@CS@|[^]]*-z[ \t]+@CS@)/)
+        report(start, "a $( ) in [ ] compared with != or -z passes when the command fails: assign it first")
     }
     END { exit bad }
   ' "$f" || status=1

@@ -4,7 +4,7 @@
 # resumed run may change it (it never changes numbers); bad values exit 2 with one line
 # naming the flag; the default follows the launcher's local rank (OMPI_COMM_WORLD_LOCAL_RANK).
 set -euo pipefail
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 wsml-ingest --format fashion-mosaic --size 32 --train-count 16 --test-count 8 --out store --quiet
 base=(--store store --arch resnet18 --width-mult 0.25 --batch 8 --threads 1 --epochs 1)

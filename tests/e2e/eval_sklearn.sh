@@ -83,6 +83,7 @@ for name in ["rand", "tie1", "tie2", "tiny"]:
         assert rows[7]["name"] == 'class, "7"', rows[7]
     for path in ["out_%s/metrics.json" % name, "out_%s.json" % name]:
         m = json.load(open(path))
+        assert len(m["ap"]) == y.shape[1], (path, len(m["ap"]), y.shape[1])
         assert abs(m["map"] - want_map) <= 1e-9, (name, m["map"], want_map)
         assert m["num_included"] == sum(a is not None for a in aps)
         assert m["ap"][3] is None

@@ -100,6 +100,7 @@ def check(out, want, what):
             aps.append(average_precision_score(labels[known, k] == 1, s[known, k]))
     m = json.load(open(out + "/metrics.json"))
     rows = list(csv.DictReader(open(out + "/per_class.csv")))
+    assert len(rows) == C and len(m["ap"]) == C, (what, len(rows), len(m["ap"]), C)
     for k, (a, row) in enumerate(zip(aps, rows)):
         if a is None:
             assert row["ap"] == "" and m["ap"][k] is None, (what, k)

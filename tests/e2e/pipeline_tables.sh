@@ -163,7 +163,8 @@ for m, r in rows.items():
         if v not in ("", "—", "-"):
             assert 0 <= float(v) <= 100, (m, c, v)
     assert r["all"] not in ("", "—", "-"), (m, r)
-print("ok: table2.csv has 8 method rows x G1..G5 + all")
+    assert any(r[c].rstrip("*") not in ("", "—", "-") for c in cols[:5]), ("no group mAP", m, r)
+print("ok: table2.csv has 8 method rows x G1..G5 + all, each with a group mAP")
 EOF
 # 8. both makes ended with the results page (pipelines/report.mk): Table 1's curves and
 #    diagnostics per dataset, Table 2's curves and group bars (OpenImages knows no hidden

@@ -55,4 +55,16 @@ np.save('scores.npy', np.random.RandomState(0).rand(*np.load('labels.npy').shape
 expect_full wsml-eval --scores scores.npy --labels labels.npy --out full/ev --quiet
 test ! -e full/ev/metrics.json
 if ls full full/ev 2>/dev/null | grep -q '\.tmp'; then fail "a temporary file was left in full/"; fi
+# A few KiB free (not 0): one page, where per_class.csv still fits but metrics.json does
+# not; the out dir must hold neither afterwards (a complete per_class.csv was left before).
+rm -rf full/ev full/filler
+cat /dev/zero > full/filler 2>/dev/null || true
+truncate -s -4K full/filler
+free_kib=$(df -k --output=avail full | tail -1 | tr -d ' ')
+[ "$free_kib" -gt 0 ] || fail "no space freed on full/ (df: $free_kib KiB available)"
+expect_full wsml-eval --scores scores.npy --labels labels.npy --out full/ev --quiet
+test ! -e full/ev/per_class.csv || fail "eval with $free_kib KiB free left full/ev/per_class.csv"
+test ! -e full/ev/metrics.json || fail "eval with $free_kib KiB free left full/ev/metrics.json"
+if ls full/ev | grep -q '\.tmp'; then fail "a temporary file was left in full/ev: $(ls full/ev)"; fi
+echo "ok: with $free_kib KiB free, full/ev holds no per_class.csv or metrics.json"
 echo "disk full: ingest, export and eval stopped with the path and the cause; nothing partial looks complete"

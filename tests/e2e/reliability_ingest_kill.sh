@@ -100,6 +100,9 @@ while [ $interrupted -lt 20 ] && [ $trials -lt 40 ]; do
   trials=$((trials + 1))
   rm -f old.mdb
   if [ -e kill/data.mdb ]; then ln kill/data.mdb old.mdb; fi
+  # a start-up kill may land before --force removed the previous trial's killed store:
+  # that store is cleared first, so what the kill leaves is this trial's
+  if [ $((trials % 5)) -eq 0 ]; then rm -rf kill; fi
   wsml-ingest "${fmt[@]}" --out kill --force 2>/dev/null &
   pid=$!
   if [ $((trials % 5)) -eq 0 ]; then
@@ -125,6 +128,9 @@ while [ $interrupted -lt 20 ] && [ $trials -lt 40 ]; do
     echo "trial $trials: killed at ${delay_ms} ms $when: ingest had finished (store complete and equal)"
     rm -rf kill # so that the next trial's early kill cannot find a complete store
     continue
+  fi
+  if [ -e kill/data.mdb ] && [ kill/data.mdb -ef old.mdb ]; then
+    fail "trial $trials: the store left is the previous trial's, not this ingest's"
   fi
   interrupted=$((interrupted + 1))
   refused wsml-store info kill

@@ -25,7 +25,8 @@ EOF
 )
 $PYTHON -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); assert abs(a - b) < 1e-12, (a, b)" \
   "$(epr_k a)" "$mean" || fail "epr_k $(epr_k a), the store's mean positives per image $mean"
-[ "$(epr_k a)" != 2.9 ] || fail "the directory name picked COCO's constant"
+k=$(epr_k a)
+[ "$k" != 2.9 ] || fail "the directory name picked COCO's constant"
 grep -q "mean positives per image, $($PYTHON -c "print('%.4g' % $mean)") " a.err || fail "the warning's value"
 
 # the same images ingested as --name NUS-WIDE (a store directory called "mystore"): 1.9

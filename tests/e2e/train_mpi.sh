@@ -19,7 +19,7 @@
 #     all with one line naming the rank and the cause, and its last checkpoint intact;
 #     resuming with 1 process is refused; a NaN ends every process as diverged (exit 3).
 set -euo pipefail
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 command -v mpirun > /dev/null || fail "mpirun not found (Debian: openmpi-bin, make deps)"
 MPI=(mpirun --allow-run-as-root --oversubscribe -n 2)
 
@@ -309,6 +309,6 @@ if mount -t tmpfs -o size=15m tmpfs full 2> /dev/null; then
     if alive "$p"; then fail "rank pid $p outlived the job"; fi
   done
 else
-  echo "skipped the disk-full case: cannot mount a tmpfs here (needs root)"
+  optional_part "the disk-full case: cannot mount a tmpfs here (needs root)"
 fi
 echo "data parallel: ok"

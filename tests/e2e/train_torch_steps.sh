@@ -31,6 +31,8 @@ import json, sys
 ours = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
 ref = json.load(open(sys.argv[2]))
 assert len(ours) == 10, "expected 10 trace lines, got %d" % len(ours)
+assert len(ref["losses"]) == 10 and len(ref["modified"]) == 10, \
+    "the reference has %d losses, %d modified counts" % (len(ref["losses"]), len(ref["modified"]))
 worst = 0.0
 for i, (o, l, m) in enumerate(zip(ours, ref["losses"], ref["modified"])):
     rel = abs(o["loss"] - l) / abs(l)

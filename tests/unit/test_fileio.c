@@ -104,6 +104,36 @@ Test(fileio, atomic_write_replaces_and_leaves_no_temp) {
     ct_rmdir(dir);
 }
 
+// Two files that appear together (wsml-eval's per_class.csv and metrics.json): close
+// keeps the temp file and publishes nothing; abort after close removes it; rename
+// publishes it; a second rename or abort is harmless.
+Test(fileio, atomic_close_then_rename_or_abort) {
+    char dir[128], path[256];
+    ct_tmpdir(dir, sizeof dir, "fioc");
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    wsml_err err = {0};
+    wsml_atomic_file af;
+    cr_assert_eq(wsml_atomic_open(&af, path, &err), 0, "%s", err.msg);
+    fputs("closed, then dropped", af.f);
+    cr_assert_eq(wsml_atomic_close(&af, &err), 0, "%s", err.msg);
+    cr_assert_eq(access(path, F_OK), -1, "close publishes nothing");
+    cr_assert_eq(count_entries(dir), 1, "the temp file stays until rename or abort");
+    wsml_atomic_abort(&af);
+    cr_assert_eq(count_entries(dir), 0, "abort after close removes the temp file");
+
+    cr_assert_eq(wsml_atomic_open(&af, path, &err), 0, "%s", err.msg);
+    cr_assert_neq(wsml_atomic_rename(&af, &err), 0, "rename before close");
+    fputs("published", af.f);
+    cr_assert_eq(wsml_atomic_close(&af, &err), 0, "%s", err.msg);
+    cr_assert_eq(wsml_atomic_rename(&af, &err), 0, "%s", err.msg);
+    expect_content(path, "published");
+    cr_assert_neq(wsml_atomic_rename(&af, &err), 0);
+    wsml_atomic_abort(&af);
+    expect_content(path, "published");
+    cr_assert_eq(count_entries(dir), 1);
+    ct_rmdir(dir);
+}
+
 Test(fileio, atomic_write_errors_name_the_path) {
     char dir[128], path[256];
     ct_tmpdir(dir, sizeof dir, "fioe");

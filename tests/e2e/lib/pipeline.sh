@@ -15,8 +15,9 @@ pipeline_bin() {
         $x "$PWD" "$B" $x > bin/wsml-$x
     chmod +x bin/wsml-$x
   done
-  for x in "$@"; do
-    if [ -x "$B/wsml-$x" ]; then ln -s "$B/wsml-$x" bin/wsml-$x; fi
+  for x in "$@"; do # every executable is always built: a missing one fails the test
+    [ -x "$B/wsml-$x" ] || fail "$B/wsml-$x is not built"
+    ln -s "$B/wsml-$x" bin/wsml-$x
   done
 }
 
