@@ -181,4 +181,7 @@ for src in imgs:
     assert os.path.getsize(os.path.join(rep, src)) > 0, src
 print("ok: results/report/index.html shows both tables with %d plots" % len(imgs))
 EOF
+# the same page in a real browser: every plot loads (4 datasets x 3 + 3, as above)
+. "$WSML_TESTS/e2e/lib/browser.sh"
+check_page_images results/report 15
 echo "pipeline_tables: all ok"
