@@ -220,7 +220,10 @@ struct wsml_backend {
     // bytes; *len its size) that every process passes to dp_init (broadcast by the
     // trainer over MPI). dp_allreduce queues a sum of n floats in place on the device's
     // communication stream after the compute queued so far, scaled by `scale` (ranks'
-    // mean); dp_wait makes later compute wait for every queued all-reduce.
+    // mean); dp_wait makes later compute wait for every queued all-reduce. dp_load loads
+    // what they need (cuda: libnccl) on this process alone, before the trainer's setup
+    // agrees, so that a process lacking it fails before the others wait in dp_init.
+    int (*dp_load)(wsml_backend *be);
     int (*dp_unique_id)(wsml_backend *be, void *id, size_t cap, size_t *len);
     int (*dp_init)(wsml_backend *be, const void *id, size_t len, int rank, int size);
     int (*dp_allreduce)(wsml_backend *be, float *buf, size_t n);

@@ -26,6 +26,23 @@ MPI=(mpirun --allow-run-as-root --oversubscribe -n 2)
 wsml-ingest --format fashion-mosaic --size 32 --train-count 100 --test-count 24 --out store --quiet
 net=(--store store --arch resnet18 --width-mult 0.25 --threads 1)
 
+# ---- 0. one process failing in setup stops both, whichever (no hang): the collectives of
+# setup are reached by every process in the same order (WSML_TEST_FAIL_SETUP, test only:
+# RANK:POINT fails process RANK there; "connect" is right before rank 0 broadcasts the
+# device communicator's id). A hang is timeout's exit 124.
+for case in 0:connect 1:connect 1:store 0:backend; do
+  rank=${case%%:*}
+  rc=0
+  timeout -k 5 60 "${MPI[@]}" -x WSML_TEST_FAIL_SETUP=$case wsml-train "${net[@]}" --batch 4 \
+    --epochs 1 --out fail-${case/:/-} --quiet 2> err.txt || rc=$?
+  cat err.txt
+  [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "rank $rank failing at ${case#*:}: the job hung"
+  [ $rc -ne 0 ] || fail "rank $rank failing at ${case#*:}: exit 0"
+  [ "$(grep -c '^wsml-train: error: ' err.txt)" -eq 1 ] || fail "$case: expected one error line"
+  grep -q "^wsml-train: error: rank $rank: WSML_TEST_FAIL_SETUP: failing at ${case#*:}" err.txt ||
+    fail "$case: the error line does not name rank $rank and the cause"
+done
+
 cat > st.py <<'EOF'
 import json, struct
 import numpy as np

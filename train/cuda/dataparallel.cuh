@@ -60,6 +60,10 @@ static int nccl_loaded(wsml_backend *be, const char *op) {
                              dl_ncclGetErrorString(nccl_rc_));                                     \
     } while (0)
 
+static int cuda_dp_load(wsml_backend *be) {
+    return nccl_loaded(be, "data parallel");
+}
+
 static int cuda_dp_unique_id(wsml_backend *be, void *id, size_t cap, size_t *len) {
     const char *op = "data parallel: ncclGetUniqueId";
     int rc = nccl_loaded(be, op);
@@ -133,6 +137,7 @@ static void cuda_dp_destroy(cuda_impl *im) {
 }
 
 static void cuda_dp_register(wsml_backend *be) {
+    be->dp_load = cuda_dp_load;
     be->dp_unique_id = cuda_dp_unique_id;
     be->dp_init = cuda_dp_init;
     be->dp_allreduce = cuda_dp_allreduce;
