@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     if (wsml_comm_init(&argc, &argv, &comm, &err) < 0) {
         if (launched_rank() == 0) // one line, not one per process
             wsml_err_print(PROG, &err);
-        return 1;
+        return err.code == WSML_EARG ? 2 : 1; // a launch that cannot work: a usage error
     }
     g_rank = comm->rank;
     int status = train_main(argc, argv, comm);

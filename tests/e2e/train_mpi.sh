@@ -43,6 +43,17 @@ for case in 0:connect 1:connect 1:store 0:backend; do
     fail "$case: the error line does not name rank $rank and the cause"
 done
 
+# ---- 0b. srun without PMI wiring: each process is a world of one although the launcher
+# started 2 (every one would train alone into the same run directory): refused
+rc=0
+SLURM_STEP_NUM_TASKS=2 SLURM_LOCALID=1 timeout -k 5 60 wsml-train "${net[@]}" --batch 4 \
+  --epochs 1 --out alone --quiet 2> err.txt || rc=$?
+cat err.txt
+[ $rc -eq 2 ] || fail "MPI's 1 process of a launched 2: exit $rc, expected 2"
+[ "$(wc -l < err.txt)" -eq 1 ] || fail "expected one line"
+grep -q '^wsml-train: error: .*2 processes.*MPI.*1.*srun --mpi=pmix' err.txt || fail "$(cat err.txt)"
+[ ! -e alone/run.jsonl ] || fail "the refused run wrote alone/run.jsonl"
+
 cat > st.py <<'EOF'
 import json, struct
 import numpy as np
