@@ -276,6 +276,10 @@ int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out
 // the value is only recorded: a given one gets an info line saying so. WSML_EARG naming
 // --device and the count of devices for a CUDA device that does not exist.
 int wsml_backend_pick_device(const char *backend, int requested, int *device, wsml_err *err);
+// The same with the local rank given: data-parallel training passes its communicator's
+// (MPI's ranks on this node, which the launcher's variables may not tell; common/comm.h).
+int wsml_backend_pick_device_at(const char *backend, int requested, int local_rank, int *device,
+                                wsml_err *err);
 
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.

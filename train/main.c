@@ -177,7 +177,9 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
         return 1;
     }
     // --device given, else the default (also on resume: config.json's is not a given one)
-    if (wsml_backend_pick_device(o.backend, o.device_given ? o.device : -1, &o.device, &err) < 0) {
+    // (the communicator's local rank: MPI's, or the launcher's without MPI)
+    if (wsml_backend_pick_device_at(o.backend, o.device_given ? o.device : -1, comm->local_rank,
+                                    &o.device, &err) < 0) {
         if (comm->rank == 0)
             fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
         wsml_log_note("exit status 2");

@@ -1253,7 +1253,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     if (t->o.threads <= 0)
         t->o.threads = wsml_cpu_count(); // config.json keeps it: a resumed run needs it
     // wsml-train's main has picked it already (config.json records the device used)
-    if (t->o.device < 0 && (rc = wsml_backend_pick_device(t->o.backend, -1, &t->o.device, err))) {
+    if (t->o.device < 0 && (rc = wsml_backend_pick_device_at(t->o.backend, -1, t->comm->local_rank,
+                                                             &t->o.device, err))) {
         free(t);
         return rc;
     }

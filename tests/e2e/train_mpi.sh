@@ -54,6 +54,13 @@ cat err.txt
 grep -q '^wsml-train: error: .*2 processes.*MPI.*1.*srun --mpi=pmix' err.txt || fail "$(cat err.txt)"
 [ ! -e alone/run.jsonl ] || fail "the refused run wrote alone/run.jsonl"
 
+# ---- 0c. the default device is the communicator's local rank (MPI's ranks on this node),
+# not a launcher variable MPI does not agree with: one MPI process (WSML_MPI=1) is local
+# rank 0 whatever SLURM_LOCALID says (config.json records the device picked)
+WSML_MPI=1 SLURM_LOCALID=3 wsml-train "${net[@]}" --batch 4 --epochs 1 --max-steps 1 --out dev \
+  --quiet || fail "WSML_MPI=1 SLURM_LOCALID=3: exit $?"
+grep -q '"device": *0,' dev/config.json || fail "device: $(grep '"device"' dev/config.json)"
+
 cat > st.py <<'EOF'
 import json, struct
 import numpy as np
