@@ -224,6 +224,12 @@ struct wsml_backend {
     // what they need (cuda: libnccl) on this process alone, before the trainer's setup
     // agrees, so that a process lacking it fails before the others wait in dp_init.
     int (*dp_load)(wsml_backend *be);
+    // dp_abort (may be NULL): this process failed alone while the others may be in (or
+    // never reach) an all-reduce: tear the device communicator down without waiting for
+    // them (cuda: ncclCommAbort; the backend's destroy follows). dp_desc: what
+    // dp_load loaded ("NCCL 2.21.5"), for the trainer's info line; NULL before.
+    void (*dp_abort)(wsml_backend *be);
+    const char *dp_desc;
     int (*dp_unique_id)(wsml_backend *be, void *id, size_t cap, size_t *len);
     int (*dp_init)(wsml_backend *be, const void *id, size_t len, int rank, int size);
     int (*dp_allreduce)(wsml_backend *be, float *buf, size_t n);

@@ -129,7 +129,7 @@ static int allreduce_device(trainer *t, float *buf, size_t n, wsml_err *err) {
 // checkpoint, written by rank 0) holds the same ones. With --sync-bn they are equal
 // already (every process computes them from the same global sums).
 static int broadcast_bn_buffers(trainer *t, wsml_err *err) {
-    if (!parallel(t) || t->o.sync_bn)
+    if (!parallel(t) || t->o.sync_bn || t->comm->size == 1) // one process (WSML_MPI=1) has them
         return 0;
     size_t n = wsml_net_num_buffer_floats(t->net);
     float *buf = wsml_net_buffers(t->net);
@@ -275,7 +275,14 @@ static int connect_devices(trainer *t, wsml_train_result *res, wsml_err *err) {
     if (rc == 0 && msg.len > 0 && t->be->dp_init &&
         t->be->dp_init(t->be, msg.id, msg.len, t->comm->rank, t->comm->size) < 0)
         rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
-    return agree(t, rc, res, err);
+    rc = agree(t, rc, res, err);
+    if (rc == 0) // which path the gradients take (rank 0 speaks for all)
+        wsml_info("data parallel: %d process(es), gradients summed %s%s", t->comm->size,
+                  t->be->dp_allreduce  ? "on the devices by "
+                  : t->be->host_memory ? "by MPI_Allreduce"
+                                       : "by MPI_Allreduce through host copies (no NCCL)",
+                  t->be->dp_allreduce ? (t->be->dp_desc ? t->be->dp_desc : "NCCL") : "");
+    return rc;
 }
 
 // ---- one step ------------------------------------------------------------------------------
@@ -791,7 +798,11 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     return rc;
 }
 
-static void teardown(trainer *t) {
+// failed_alone: this process failed while the others may wait for it in a collective
+// (main then stops them all): the device communicator is aborted, not waited for.
+static void teardown(trainer *t, int failed_alone) {
+    if (failed_alone && t->be && t->be->dp_abort)
+        t->be->dp_abort(t->be);
     if (t->jsonl)
         fclose(t->jsonl);
     wsml_loader_close(t->loader);
@@ -1302,7 +1313,7 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
         res->error_everywhere = 1;
         res->silent = t->comm->rank != 0;
     }
-    teardown(t);
+    teardown(t, rc < 0 && parallel(t) && !res->error_everywhere);
     free(t);
     return rc;
 }

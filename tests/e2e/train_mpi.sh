@@ -60,6 +60,9 @@ grep -q '^wsml-train: error: .*2 processes.*MPI.*1.*srun --mpi=pmix' err.txt || 
 WSML_MPI=1 SLURM_LOCALID=3 wsml-train "${net[@]}" --batch 4 --epochs 1 --max-steps 1 --out dev \
   --quiet || fail "WSML_MPI=1 SLURM_LOCALID=3: exit $?"
 grep -q '"device": *0,' dev/config.json || fail "device: $(grep '"device"' dev/config.json)"
+# and one info line names the all-reduce path taken (train.log keeps it under --quiet)
+[ "$(grep -c 'data parallel: 1 process(es), gradients summed by MPI_Allreduce$' dev/train.log)" \
+  -eq 1 ] || fail "no all-reduce path line in dev/train.log"
 
 cat > st.py <<'EOF'
 import json, struct
