@@ -232,6 +232,16 @@ int wsml_comm_init(int *argc, char ***argv, wsml_comm **out, wsml_err *err) {
             free(c);
             return rc;
         }
+        if (size > 1 && c->size != size) { // MPI did not join what the launcher started
+            wsml_errf(err, WSML_EARG,
+                      "launched as one of %d processes, but MPI sees %d: the launcher did not "
+                      "wire MPI up (srun: srun --mpi=pmix, or the MPI plugin your MPI was "
+                      "built for); every process would train alone",
+                      size, c->size);
+            MPI_Finalize();
+            free(c);
+            return WSML_EARG;
+        }
         c->forced = want && !strcmp(want, "1");
 #else
         (void)argc, (void)argv;

@@ -58,7 +58,8 @@ int wsml_comm_launched_size(void);
 // process, or WSML_MPI=1 asks for it (e.g. one rank with NCCL, for benchmarks);
 // WSML_MPI=0 never does. A build without MPI launched with more than one process fails
 // with WSML_ESTATE saying so (every process would train alone and write the same run
-// directory). On failure *out is NULL.
+// directory); so does one whose MPI world is not the launched size (WSML_EARG: srun
+// without --mpi=pmix gives each process a world of one). On failure *out is NULL.
 int wsml_comm_init(int *argc, char ***argv, wsml_comm **out, wsml_err *err);
 // MPI_Finalize (mpi) and frees the communicator; NULL is a no-op.
 void wsml_comm_finalize(wsml_comm *c);

@@ -81,10 +81,21 @@ if pkg-config --exists ompi-c 2>/dev/null; then
 elif command -v mpicc > /dev/null 2>&1 && mpicc --showme:compile > /dev/null 2>&1; then
   mpi_cflags=$(mpicc --showme:compile) mpi_libs=$(mpicc --showme:link) have_mpi=1
 fi
-# NCCL (the CUDA backend's gradient all-reduce) where CUDA is: CUDA_HOME or pip's wheel.
-have_nccl=""
+# NCCL's header (the CUDA backend's gradient all-reduce): NCCL_HOME/include when NCCL_HOME
+# is set (e.g. pip's wheel, site-packages/nvidia/nccl), else CUDA's include directory.
+have_nccl="" nccl_cflags=""
 cuda_home=$(dirname "$(dirname "$nvcc")")
-[ -n "$have_cuda" ] && [ -n "$have_mpi" ] && [ -f "$cuda_home/include/nccl.h" ] && have_nccl=1
+if [ -n "$have_cuda" ] && [ -n "$have_mpi" ]; then
+  if [ -n "${NCCL_HOME:-}" ]; then
+    if [ -f "$NCCL_HOME/include/nccl.h" ]; then
+      have_nccl=1 nccl_cflags="-I$NCCL_HOME/include"
+    else
+      echo "wsml: NCCL_HOME=$NCCL_HOME has no include/nccl.h: building without NCCL" >&2
+    fi
+  elif [ -f "$cuda_home/include/nccl.h" ]; then
+    have_nccl=1
+  fi
+fi
 # collapse runs of blanks so that the file reads well
 squeeze() { echo "$*" | tr -s ' ' | sed 's/^ //; s/ $//'; }
 {
@@ -98,5 +109,6 @@ squeeze() { echo "$*" | tr -s ' ' | sed 's/^ //; s/ $//'; }
   echo "MPI_CFLAGS := $(squeeze "$mpi_cflags")"
   echo "MPI_LIBS := $(squeeze "$mpi_libs")"
   echo "HAVE_NCCL := $have_nccl"
+  echo "NCCL_CFLAGS := $nccl_cflags"
 } > "$out.tmp" || exit 1
 if cmp -s "$out.tmp" "$out"; then rm -f "$out.tmp"; else mv "$out.tmp" "$out"; fi

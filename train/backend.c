@@ -115,9 +115,13 @@ void wsml_backend_destroy(wsml_backend *be) {
 }
 
 int wsml_backend_pick_device(const char *backend, int requested, int *device, wsml_err *err) {
+    return wsml_backend_pick_device_at(backend, requested, wsml_local_rank(), device, err);
+}
+
+int wsml_backend_pick_device_at(const char *backend, int requested, int local_rank, int *device,
+                                wsml_err *err) {
     int cuda = backend && !strcmp(backend, "cuda");
-    int local = wsml_local_rank();
-    *device = requested >= 0 ? requested : local > 0 ? local : 0;
+    *device = requested >= 0 ? requested : local_rank > 0 ? local_rank : 0;
     if (!cuda) {
         if (requested >= 0)
             wsml_info("--device %d is ignored on the cpu backend", requested);

@@ -220,7 +220,16 @@ struct wsml_backend {
     // bytes; *len its size) that every process passes to dp_init (broadcast by the
     // trainer over MPI). dp_allreduce queues a sum of n floats in place on the device's
     // communication stream after the compute queued so far, scaled by `scale` (ranks'
-    // mean); dp_wait makes later compute wait for every queued all-reduce.
+    // mean); dp_wait makes later compute wait for every queued all-reduce. dp_load loads
+    // what they need (cuda: libnccl) on this process alone, before the trainer's setup
+    // agrees, so that a process lacking it fails before the others wait in dp_init.
+    int (*dp_load)(wsml_backend *be);
+    // dp_abort (may be NULL): this process failed alone while the others may be in (or
+    // never reach) an all-reduce: tear the device communicator down without waiting for
+    // them (cuda: ncclCommAbort; the backend's destroy follows). dp_desc: what
+    // dp_load loaded ("NCCL 2.21.5"), for the trainer's info line; NULL before.
+    void (*dp_abort)(wsml_backend *be);
+    const char *dp_desc;
     int (*dp_unique_id)(wsml_backend *be, void *id, size_t cap, size_t *len);
     int (*dp_init)(wsml_backend *be, const void *id, size_t len, int rank, int size);
     int (*dp_allreduce)(wsml_backend *be, float *buf, size_t n);
@@ -281,6 +290,10 @@ int wsml_backend_cuda_create(const wsml_backend_options *opt, wsml_backend **out
 // the value is only recorded: a given one gets an info line saying so. WSML_EARG naming
 // --device and the count of devices for a CUDA device that does not exist.
 int wsml_backend_pick_device(const char *backend, int requested, int *device, wsml_err *err);
+// The same with the local rank given: data-parallel training passes its communicator's
+// (MPI's ranks on this node, which the launcher's variables may not tell; common/comm.h).
+int wsml_backend_pick_device_at(const char *backend, int requested, int local_rank, int *device,
+                                wsml_err *err);
 
 // Frees the backend (NULL is a no-op). Every conv plan and allocation must be released
 // first.

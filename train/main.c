@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
     if (wsml_comm_init(&argc, &argv, &comm, &err) < 0) {
         if (launched_rank() == 0) // one line, not one per process
             wsml_err_print(PROG, &err);
-        return 1;
+        return err.code == WSML_EARG ? 2 : 1; // a launch that cannot work: a usage error
     }
     g_rank = comm->rank;
     int status = train_main(argc, argv, comm);
@@ -174,7 +174,9 @@ static int train_main(int argc, char **argv, wsml_comm *comm) {
         return 1;
     }
     // --device given, else the default (also on resume: config.json's is not a given one)
-    if (wsml_backend_pick_device(o.backend, o.device_given ? o.device : -1, &o.device, &err) < 0) {
+    // (the communicator's local rank: MPI's, or the launcher's without MPI)
+    if (wsml_backend_pick_device_at(o.backend, o.device_given ? o.device : -1, comm->local_rank,
+                                    &o.device, &err) < 0) {
         if (comm->rank == 0)
             fprintf(stderr, "%s: error: %s (see --help)\n", PROG, err.msg);
         wsml_log_note("exit status 2");

@@ -129,7 +129,7 @@ static int allreduce_device(trainer *t, float *buf, size_t n, wsml_err *err) {
 // checkpoint, written by rank 0) holds the same ones. With --sync-bn they are equal
 // already (every process computes them from the same global sums).
 static int broadcast_bn_buffers(trainer *t, wsml_err *err) {
-    if (!parallel(t) || t->o.sync_bn)
+    if (!parallel(t) || t->o.sync_bn || t->comm->size == 1) // one process (WSML_MPI=1) has them
         return 0;
     size_t n = wsml_net_num_buffer_floats(t->net);
     float *buf = wsml_net_buffers(t->net);
@@ -219,6 +219,70 @@ static int agree(trainer *t, int rc, wsml_train_result *res, wsml_err *err) {
     if (res->silent)
         wsml_errf(err, code, "rank %d failed", first);
     return code;
+}
+
+// Test only (tests/e2e/train_mpi.sh): WSML_TEST_FAIL_SETUP=RANK:POINT makes process RANK
+// fail at POINT of the setup — "store" (opening the store), "backend" (after creating the
+// backend), "connect" (where rank 0 makes the device communicator's id and the others join
+// it: right before the setup's collectives) — so that the paths where one process fails
+// and the others wait in a collective can be run on the cpu backend. Unset: nothing.
+static int test_fail_setup(const trainer *t, const char *point, wsml_err *err) {
+    const char *v = getenv("WSML_TEST_FAIL_SETUP");
+    char *end;
+    long rank = v && *v ? strtol(v, &end, 10) : -1;
+    if (rank != t->comm->rank || *end != ':' || strcmp(end + 1, point))
+        return 0;
+    return wsml_errf(err, WSML_EDEVICE, "WSML_TEST_FAIL_SETUP: failing at %s (test)", point);
+}
+
+// The device communicator (NCCL), after setup agreed: rank 0 makes its id and always
+// broadcasts it with its outcome, so every process reaches the same collectives in the
+// same order whichever fails; then all agree on dp_init. Backends without one (cpu) go
+// through the same two collectives with an empty id (one small message per run).
+static int connect_devices(trainer *t, wsml_train_result *res, wsml_err *err) {
+    if (!parallel(t))
+        return 0;
+    struct {
+        int32_t code; // rank 0's outcome: 0, or its error (it reports it)
+        uint32_t len; // bytes of id (0: the backend needs none)
+        char id[256];
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    int rc = 0;
+    if (t->comm->rank == 0) {
+        size_t len = 0;
+        rc = test_fail_setup(t, "connect", err);
+        if (rc == 0 && t->be->dp_unique_id &&
+            t->be->dp_unique_id(t->be, msg.id, sizeof msg.id, &len) < 0)
+            rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+        msg.code = rc;
+        msg.len = rc == 0 ? (uint32_t)len : 0;
+    }
+    wsml_err cerr;
+    if (t->comm->broadcast(t->comm, &msg, sizeof msg, 0, &cerr) < 0) {
+        *err = cerr; // MPI itself failed: main stops every process
+        return cerr.code;
+    }
+    if (msg.code < 0) { // every process saw rank 0 fail: all exit alike, rank 0 says why
+        res->error_everywhere = 1;
+        res->silent = t->comm->rank != 0;
+        if (res->silent)
+            wsml_errf(err, msg.code, "rank 0 failed");
+        return msg.code;
+    }
+    if (t->comm->rank != 0)
+        rc = test_fail_setup(t, "connect", err);
+    if (rc == 0 && msg.len > 0 && t->be->dp_init &&
+        t->be->dp_init(t->be, msg.id, msg.len, t->comm->rank, t->comm->size) < 0)
+        rc = wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
+    rc = agree(t, rc, res, err);
+    if (rc == 0) // which path the gradients take (rank 0 speaks for all)
+        wsml_info("data parallel: %d process(es), gradients summed %s%s", t->comm->size,
+                  t->be->dp_allreduce  ? "on the devices by "
+                  : t->be->host_memory ? "by MPI_Allreduce"
+                                       : "by MPI_Allreduce through host copies (no NCCL)",
+                  t->be->dp_allreduce ? (t->be->dp_desc ? t->be->dp_desc : "NCCL") : "");
+    return rc;
 }
 
 // ---- one step ------------------------------------------------------------------------------
@@ -499,6 +563,8 @@ static int resolve_epr_k(trainer *t, wsml_err *err) {
 // loss configuration that depends on it.
 static int open_store(trainer *t, int resume, wsml_err *err) {
     const wsml_train_opts *o = &t->o;
+    if (test_fail_setup(t, "store", err) < 0)
+        return err->code;
     t->store = wsml_store_open(o->store, 1, err);
     if (!t->store)
         return err->code < 0 ? err->code : WSML_EIO;
@@ -560,6 +626,8 @@ static int build_network(trainer *t, wsml_err *err) {
                                .device = o->device,
                                .precision = (wsml_precision)wsml_precision_parse(o->precision)};
     int rc = wsml_backend_create(o->backend, &bo, &t->be, err);
+    if (rc == 0)
+        rc = test_fail_setup(t, "backend", err);
     if (rc < 0)
         return rc;
     if (o->sync_bn && parallel(t)) {
@@ -567,18 +635,10 @@ static int build_network(trainer *t, wsml_err *err) {
         t->be->bn_allreduce = bn_allreduce;
         t->be->bn_allreduce_ctx = t->comm;
     }
-    if (parallel(t) && t->be->dp_unique_id) {
-        // NCCL: rank 0's id to every process over the communicator
-        char id[256];
-        size_t len = 0;
-        if (t->comm->rank == 0 && t->be->dp_unique_id(t->be, id, sizeof id, &len) < 0)
-            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
-        if ((rc = t->comm->broadcast(t->comm, &len, sizeof len, 0, err)) < 0 ||
-            (rc = t->comm->broadcast(t->comm, id, len, 0, err)) < 0)
-            return rc;
-        if (t->be->dp_init(t->be, id, len, t->comm->rank, t->comm->size) < 0)
-            return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
-    }
+    // NCCL's library on every process before any of them waits for another
+    // (connect_devices); the communicator itself comes after setup agreed
+    if (parallel(t) && t->be->dp_load && t->be->dp_load(t->be) < 0)
+        return wsml_errf(err, WSML_EDEVICE, "%s", t->be->err.msg);
     wsml_net_config nc;
     wsml_net_config_default(&nc);
     nc.arch = (wsml_arch)wsml_arch_parse(o->arch);
@@ -745,7 +805,11 @@ static int setup(trainer *t, int resume, wsml_err *err) {
     return rc;
 }
 
-static void teardown(trainer *t) {
+// failed_alone: this process failed while the others may wait for it in a collective
+// (main then stops them all): the device communicator is aborted, not waited for.
+static void teardown(trainer *t, int failed_alone) {
+    if (failed_alone && t->be && t->be->dp_abort)
+        t->be->dp_abort(t->be);
     if (t->jsonl)
         fclose(t->jsonl);
     wsml_loader_close(t->loader);
@@ -1207,7 +1271,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     if (t->o.threads <= 0)
         t->o.threads = wsml_cpu_count(); // config.json keeps it: a resumed run needs it
     // wsml-train's main has picked it already (config.json records the device used)
-    if (t->o.device < 0 && (rc = wsml_backend_pick_device(t->o.backend, -1, &t->o.device, err))) {
+    if (t->o.device < 0 && (rc = wsml_backend_pick_device_at(t->o.backend, -1, t->comm->local_rank,
+                                                             &t->o.device, err))) {
         free(t);
         return rc;
     }
@@ -1240,6 +1305,8 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
     }
     if (rc == 0)
         rc = agree(t, setup(t, resume, err), res, err);
+    if (rc == 0)
+        rc = connect_devices(t, res, err);
     if (rc == 0 && resume)
         wsml_info("resuming %s at epoch %d, batch %lld (step %lld)", t->o.out, t->st.epoch,
                   (long long)t->st.batches_done, (long long)t->st.global_step);
@@ -1259,7 +1326,7 @@ int wsml_train_run(const wsml_train_opts *opts, const wsml_train_hooks *hooks,
         res->error_everywhere = 1;
         res->silent = t->comm->rank != 0;
     }
-    teardown(t);
+    teardown(t, rc < 0 && parallel(t) && !res->error_everywhere);
     free(t);
     return rc;
 }

@@ -26,6 +26,44 @@ MPI=(mpirun --allow-run-as-root --oversubscribe -n 2)
 wsml-ingest --format fashion-mosaic --size 32 --train-count 100 --test-count 24 --out store --quiet
 net=(--store store --arch resnet18 --width-mult 0.25 --threads 1)
 
+# ---- 0. one process failing in setup stops both, whichever (no hang): the collectives of
+# setup are reached by every process in the same order (WSML_TEST_FAIL_SETUP, test only:
+# RANK:POINT fails process RANK there; "connect" is right before rank 0 broadcasts the
+# device communicator's id). A hang is timeout's exit 124.
+for case in 0:connect 1:connect 1:store 0:backend; do
+  rank=${case%%:*}
+  rc=0
+  timeout -k 5 60 "${MPI[@]}" -x WSML_TEST_FAIL_SETUP=$case wsml-train "${net[@]}" --batch 4 \
+    --epochs 1 --out fail-${case/:/-} --quiet 2> err.txt || rc=$?
+  cat err.txt
+  [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "rank $rank failing at ${case#*:}: the job hung"
+  [ $rc -ne 0 ] || fail "rank $rank failing at ${case#*:}: exit 0"
+  [ "$(grep -c '^wsml-train: error: ' err.txt)" -eq 1 ] || fail "$case: expected one error line"
+  grep -q "^wsml-train: error: rank $rank: WSML_TEST_FAIL_SETUP: failing at ${case#*:}" err.txt ||
+    fail "$case: the error line does not name rank $rank and the cause"
+done
+
+# ---- 0b. srun without PMI wiring: each process is a world of one although the launcher
+# started 2 (every one would train alone into the same run directory): refused
+rc=0
+SLURM_STEP_NUM_TASKS=2 SLURM_LOCALID=1 timeout -k 5 60 wsml-train "${net[@]}" --batch 4 \
+  --epochs 1 --out alone --quiet 2> err.txt || rc=$?
+cat err.txt
+[ $rc -eq 2 ] || fail "MPI's 1 process of a launched 2: exit $rc, expected 2"
+[ "$(wc -l < err.txt)" -eq 1 ] || fail "expected one line"
+grep -q '^wsml-train: error: .*2 processes.*MPI.*1.*srun --mpi=pmix' err.txt || fail "$(cat err.txt)"
+[ ! -e alone/run.jsonl ] || fail "the refused run wrote alone/run.jsonl"
+
+# ---- 0c. the default device is the communicator's local rank (MPI's ranks on this node),
+# not a launcher variable MPI does not agree with: one MPI process (WSML_MPI=1) is local
+# rank 0 whatever SLURM_LOCALID says (config.json records the device picked)
+WSML_MPI=1 SLURM_LOCALID=3 wsml-train "${net[@]}" --batch 4 --epochs 1 --max-steps 1 --out dev \
+  --quiet || fail "WSML_MPI=1 SLURM_LOCALID=3: exit $?"
+grep -q '"device": *0,' dev/config.json || fail "device: $(grep '"device"' dev/config.json)"
+# and one info line names the all-reduce path taken (train.log keeps it under --quiet)
+[ "$(grep -c 'data parallel: 1 process(es), gradients summed by MPI_Allreduce$' dev/train.log)" \
+  -eq 1 ] || fail "no all-reduce path line in dev/train.log"
+
 cat > st.py <<'EOF'
 import json, struct
 import numpy as np

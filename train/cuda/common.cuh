@@ -98,6 +98,7 @@ typedef struct {
     // Data parallel (dataparallel.cuh): NCCL's communicator (ncclComm_t), its stream, and
     // events ordering it against the compute stream.
     void *nccl;
+    int nccl_aborted; // dp_abort: teardown does not wait for comm_stream
     cudaStream_t comm_stream;
     cudaEvent_t grads_ready, reduced;
 } cuda_impl;

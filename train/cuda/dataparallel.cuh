@@ -16,25 +16,52 @@
     X(ncclGetUniqueId)                                                                             \
     X(ncclCommInitRank)                                                                            \
     X(ncclCommDestroy)                                                                             \
+    X(ncclCommAbort)                                                                               \
     X(ncclAllReduce)                                                                               \
+    X(ncclGetVersion)                                                                              \
     X(ncclGetErrorString)
 
 #define DECLARE_NCCL_POINTER(name) static decltype(&::name) dl_##name;
 NCCL_FUNCS(DECLARE_NCCL_POINTER)
 #undef DECLARE_NCCL_POINTER
 static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
-static char nccl_error[512];
+static char nccl_error[1024];
+static char nccl_desc[64]; // "NCCL 2.21.5" once loaded (be->dp_desc)
 
+// Where libnccl.so.2 is looked for, in order: WSML_NCCL (a path to the library: e.g. pip's
+// wheel, site-packages/nvidia/nccl/lib/libnccl.so.2; when set, nothing else is tried),
+// the dynamic linker's search (LD_LIBRARY_PATH, the system's), then NCCL_HOME/lib and
+// CUDA_HOME/lib64. The error names every place tried and the last dlerror.
 static void nccl_load(void) {
-    const char *names[] = {"libnccl.so.2", "libnccl.so"};
+    char tried[6][512];
+    int n = 0;
+    const char *own = getenv("WSML_NCCL");
+    if (own && *own) {
+        snprintf(tried[n++], sizeof tried[0], "%s", own);
+    } else {
+        snprintf(tried[n++], sizeof tried[0], "libnccl.so.2");
+        snprintf(tried[n++], sizeof tried[0], "libnccl.so");
+        const char *home = getenv("NCCL_HOME"), *cuda = getenv("CUDA_HOME");
+        if (home && *home)
+            snprintf(tried[n++], sizeof tried[0], "%s/lib/libnccl.so.2", home);
+        if (cuda && *cuda)
+            snprintf(tried[n++], sizeof tried[0], "%s/lib64/libnccl.so.2", cuda);
+    }
     void *h = NULL;
-    for (size_t i = 0; i < sizeof names / sizeof *names && !h; i++)
-        h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    const char *why = "";
+    for (int i = 0; i < n && !h; i++)
+        if (!(h = dlopen(tried[i], RTLD_NOW | RTLD_LOCAL)))
+            why = dlerror();
     if (!h) {
+        char list[1024] = "";
+        for (int i = 0; i < n; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                     tried[i]);
         snprintf(nccl_error, sizeof nccl_error,
-                 "NCCL not found (%s): install it (pip nvidia-nccl-cu13, or CUDA's libnccl2) and "
-                 "put it on LD_LIBRARY_PATH",
-                 dlerror());
+                 "NCCL not found (tried %s%s; last: %s): install it (pip nvidia-nccl-cu13, then "
+                 "WSML_NCCL=<site-packages>/nvidia/nccl/lib/libnccl.so.2; or CUDA's libnccl2 on "
+                 "LD_LIBRARY_PATH)",
+                 list, own && *own ? " (WSML_NCCL)" : " (LD_LIBRARY_PATH, the system's)", why);
         return;
     }
 #define LOAD_NCCL(name)                                                                            \
@@ -42,6 +69,11 @@ static void nccl_load(void) {
         snprintf(nccl_error, sizeof nccl_error, "libnccl lacks %s", #name);
     NCCL_FUNCS(LOAD_NCCL)
 #undef LOAD_NCCL
+    int v = 0;
+    if (!nccl_error[0] && dl_ncclGetVersion(&v) == ncclSuccess) // 22105 = 2.21.5
+        snprintf(nccl_desc, sizeof nccl_desc, "NCCL %d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+    else if (!nccl_error[0])
+        snprintf(nccl_desc, sizeof nccl_desc, "NCCL");
 }
 
 static int nccl_loaded(wsml_backend *be, const char *op) {
@@ -59,6 +91,13 @@ static int nccl_loaded(wsml_backend *be, const char *op) {
             return wsml_errf(&be->err, WSML_EDEVICE, "%s: %s: %s", op, #call,                      \
                              dl_ncclGetErrorString(nccl_rc_));                                     \
     } while (0)
+
+static int cuda_dp_load(wsml_backend *be) {
+    int rc = nccl_loaded(be, "data parallel");
+    if (rc == 0)
+        be->dp_desc = nccl_desc;
+    return rc;
+}
 
 static int cuda_dp_unique_id(wsml_backend *be, void *id, size_t cap, size_t *len) {
     const char *op = "data parallel: ncclGetUniqueId";
@@ -119,8 +158,19 @@ static int cuda_dp_wait(wsml_backend *be) {
     return 0;
 }
 
+// A failure of this process alone: the others may wait in an all-reduce (or never join
+// one this process queued), so the communicator is aborted — its queued operations too —
+// rather than destroyed, and teardown does not wait for its stream.
+static void cuda_dp_abort(wsml_backend *be) {
+    cuda_impl *im = impl_of(be);
+    if (im->nccl)
+        dl_ncclCommAbort((ncclComm_t)im->nccl);
+    im->nccl = NULL;
+    im->nccl_aborted = 1;
+}
+
 static void cuda_dp_destroy(cuda_impl *im) {
-    if (im->comm_stream)
+    if (im->comm_stream && !im->nccl_aborted)
         cudaStreamSynchronize(im->comm_stream);
     if (im->nccl)
         dl_ncclCommDestroy((ncclComm_t)im->nccl);
@@ -133,6 +183,8 @@ static void cuda_dp_destroy(cuda_impl *im) {
 }
 
 static void cuda_dp_register(wsml_backend *be) {
+    be->dp_load = cuda_dp_load;
+    be->dp_abort = cuda_dp_abort;
     be->dp_unique_id = cuda_dp_unique_id;
     be->dp_init = cuda_dp_init;
     be->dp_allreduce = cuda_dp_allreduce;
