@@ -199,14 +199,7 @@ static int mpi_init(int *argc, char ***argv, wsml_comm *c, wsml_err *err) {
 
 int wsml_comm_launched_size(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-        const char *v = getenv(vars[i]);
-        char *end;
-        long n = v && *v ? strtol(v, &end, 10) : 0;
-        if (v && *v && !*end && n >= 1 && n < 1 << 24)
-            return (int)n;
-    }
-    return 1;
+    return (int)wsml_env_first_long(vars, 3, 1, (1 << 24) - 1, 1);
 }
 
 int wsml_comm_init(int *argc, char ***argv, wsml_comm **out, wsml_err *err) {
