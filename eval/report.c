@@ -76,6 +76,7 @@ int wsml_metrics_write(const char *dir, const wsml_metrics *m, const char *const
     json[len] = '\n'; // replaces the NUL: the file ends with a newline
 
     wsml_atomic_file csv, js;
+    memset(&csv, 0, sizeof csv);
     memset(&js, 0, sizeof js);
     snprintf(path, sizeof(path), "%s/per_class.csv", dir);
     rc = wsml_atomic_open(&csv, path, err);
